@@ -1,0 +1,97 @@
+"""`podkit ROLE [settings]`, `podkit ctl ...`, `podkit demo`, `podkit --version`.
+
+Kept light on purpose: listing helpers imports no helper code, so `podkit --help` and
+`podkit ctl` in a preStop hook start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib.metadata import entry_points
+
+from podkit import __version__
+
+USAGE = """usage: podkit ROLE [settings...]           run a helper (ROLE --help: its settings)
+       podkit ctl status|drain --admin URL   talk to a running helper
+       podkit demo                      every helper doing its job on loopback
+       podkit --version
+"""
+
+
+def _helpers() -> dict[str, object]:
+    found = {}
+    for entry_point in entry_points(group="podkit.helpers"):
+        try:
+            found[entry_point.name] = entry_point.load()
+        except Exception as exc:  # a broken plugin must not break `podkit --help`
+            print(f"podkit: helper {entry_point.name} failed to load: {exc}", file=sys.stderr)
+    return found
+
+
+def _print_help() -> None:
+    helpers = _helpers()
+    lines = [USAGE, "helpers:"]
+    for name, helper in sorted(helpers.items()):
+        lines.append(f"  {name:<18} {helper.summary} (admin :{helper.admin_port})")  # type: ignore[attr-defined]
+    print("\n".join(lines))
+
+
+def run_helper(name: str, argv: list[str]) -> int:
+    from podkit.config import ConfigError, environ_snapshot, load_settings
+
+    helper = _helpers().get(name)
+    if helper is None:
+        known = ", ".join(sorted(_helpers())) or "none"
+        print(f"podkit: unknown helper {name!r}; available: {known}", file=sys.stderr)
+        return 2
+    prog = f"podkit {name}"
+    try:
+        settings = load_settings(
+            helper.load_settings_class(),  # type: ignore[attr-defined]
+            argv,
+            environ_snapshot(),
+            prog=prog,
+            description=helper.summary,  # type: ignore[attr-defined]
+            admin_default=f"0.0.0.0:{helper.admin_port}",  # type: ignore[attr-defined]
+        )
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+    from podkit.init import become_init_if_pid1
+    from podkit.runtime import serve
+
+    become_init_if_pid1()
+    return serve(helper, settings)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        _print_help()
+        return 0 if args else 2
+    if args[0] in ("-V", "--version", "version"):
+        print(f"podkit {__version__}")
+        return 0
+    if args[0] == "ctl":
+        from podkit.ctl import main as ctl_main
+
+        return ctl_main(args[1:])
+    if args[0] == "demo":
+        from podkit.demo import main as demo_main
+
+        return demo_main(args[1:])
+    if args[0].startswith("-"):
+        print(f"podkit: unknown option {args[0]!r} (see podkit --help)", file=sys.stderr)
+        return 2
+    return run_helper(args[0], args[1:])
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    entrypoint()

@@ -1,0 +1,539 @@
+"""Real servers on free loopback ports, for the tests, the demo and the benchmarks.
+
+Each server is started from its real binary (redis-server, redis-server --sentinel,
+PostgreSQL's initdb/postgres, nginx, haproxy), waits until it answers, and is stopped
+with everything in its temporary directory. `HelperProcess` does the same for
+`podkit ROLE ...` itself. Nothing here is used by a helper at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class MissingBinary(ServerError):
+    """A server binary is not installed; the tests turn this into a skip, or a failure in CI."""
+
+
+def find_binary(name: str, *extra_dirs: str) -> str:
+    path = shutil.which(name) or next(
+        (str(Path(d) / name) for d in extra_dirs if (Path(d) / name).exists()), None
+    )
+    if path is None:
+        raise MissingBinary(f"{name} is not installed (run ./dev setup as root, or apt-get it)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    condition: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.02, what: str
+) -> object:
+    """Poll `condition` until it returns something truthy; raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except Exception as exc:  # the condition may raise until the server is up
+            last_error = exc
+        else:
+            if result:
+                return result
+        time.sleep(interval)
+    suffix = f" (last error: {last_error})" if last_error else ""
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}{suffix}")
+
+
+def port_open(port: int, host: str = HOST) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class Process:
+    """A child process with its log file; stopped (and waited for) by `stop()`."""
+
+    argv: Sequence[str]
+    log_path: Path
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+    user: str | None = None
+    popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> Process:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its life
+        self.popen = subprocess.Popen(
+            list(self.argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
+            user=self.user,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        return self.popen.returncode
+
+
+class TempDir:
+    def __init__(self, prefix: str, owner: str | None = None) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=f"podkit-{prefix}-"))
+        if owner is not None:
+            entry = pwd.getpwnam(owner)
+            os.chown(self.path, entry.pw_uid, entry.pw_gid)
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+# --- Redis and Sentinel ---------------------------------------------------------------------
+
+
+class RedisServer:
+    """redis-server on a free loopback port, persistence off."""
+
+    def __init__(self, *, port: int | None = None, args: Sequence[str] = ()) -> None:
+        self.binary = find_binary("redis-server")
+        self.port = port or free_port()
+        self.extra_args = list(args)
+        self.dir = TempDir(f"redis-{self.port}")
+        self.process: Process | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}"
+
+    def argv(self) -> list[str]:
+        return [
+            self.binary, "--port", str(self.port), "--bind", HOST, "--save", "",
+            "--appendonly", "no", "--dir", str(self.dir.path), *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self) -> RedisServer:
+        self.process = Process(self.argv(), self.dir.path / "redis.log").start()
+        wait_for(self.ping, what=f"redis-server on {self.addr}", timeout=15)
+        return self
+
+    def command(self, *args: str, timeout: float = 2.0) -> bytes:
+        """Send one command in RESP and return the raw reply (enough for tests and fixtures)."""
+        payload = f"*{len(args)}\r\n".encode() + b"".join(
+            f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
+        )
+        with socket.create_connection((HOST, self.port), timeout=timeout) as sock:
+            sock.sendall(payload)
+            chunks = []
+            sock.settimeout(timeout)
+            while True:
+                chunk = sock.recv(65536)
+                chunks.append(chunk)
+                if not chunk or _resp_complete(b"".join(chunks)):
+                    break
+            return b"".join(chunks)
+
+    def ping(self) -> bool:
+        return self.command("PING").startswith(b"+PONG")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.stop(sig)
+
+    def cleanup(self) -> None:
+        self.stop(signal.SIGKILL)
+        self.dir.cleanup()
+
+
+def _resp_complete(data: bytes) -> bool:
+    """True once `data` holds one whole RESP reply."""
+
+    def parse(pos: int) -> int:
+        end = data.index(b"\r\n", pos)
+        kind, head = data[pos : pos + 1], data[pos + 1 : end]
+        if kind in (b"+", b"-", b":"):
+            return end + 2
+        if kind == b"$":
+            length = int(head)
+            if length < 0:
+                return end + 2
+            if len(data) < end + 2 + length + 2:
+                raise ValueError
+            return end + 2 + length + 2
+        if kind == b"*":
+            count, pos = int(head), end + 2
+            for _ in range(max(count, 0)):
+                pos = parse(pos)
+            return pos
+        raise ValueError
+
+    try:
+        parse(0)
+        return True
+    except (ValueError, IndexError):
+        return False
+
+
+class SentinelServer(RedisServer):
+    """redis-server in --sentinel mode watching one master."""
+
+    def __init__(
+        self,
+        master_name: str,
+        master: RedisServer,
+        *,
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+    ) -> None:
+        super().__init__()
+        self.config = self.dir.path / "sentinel.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind {HOST}\ndir {self.dir.path}\n"
+            f"sentinel monitor {master_name} {HOST} {master.port} {quorum}\n"
+            f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
+            f"sentinel failover-timeout {master_name} {failover_timeout_ms}\n"
+            f"sentinel parallel-syncs {master_name} 1\n"
+        )
+
+    def argv(self) -> list[str]:
+        return [self.binary, str(self.config), "--sentinel"]
+
+
+class SentinelCluster:
+    """A master, replicas and Sentinels, all real, on loopback. Fast failover settings."""
+
+    def __init__(
+        self, master_name: str = "mymaster", *, replicas: int = 2, sentinels: int = 3
+    ) -> None:
+        self.master_name = master_name
+        self.nodes: list[RedisServer] = [RedisServer()]
+        master = self.nodes[0]
+        for _ in range(replicas):
+            self.nodes.append(RedisServer(args=["--replicaof", HOST, str(master.port)]))
+        self.sentinels = [SentinelServer(master_name, master) for _ in range(sentinels)]
+
+    def start(self) -> SentinelCluster:
+        for node in self.nodes:
+            node.start()
+        wait_for(self._replicas_online, what="replicas to sync with the master", timeout=20)
+        for sentinel in self.sentinels:
+            sentinel.start()
+        wait_for(self._sentinels_agree, what="sentinels to see each other", timeout=20)
+        return self
+
+    def _replicas_online(self) -> bool:
+        info = self.nodes[0].command("INFO", "replication")
+        return info.count(b"state=online") == len(self.nodes) - 1
+
+    def _sentinels_agree(self) -> bool:
+        want = str(len(self.sentinels) - 1).encode()
+        for sentinel in self.sentinels:
+            reply = sentinel.command("SENTINEL", "MASTER", self.master_name)
+            fields = reply.split(b"\r\n")
+            try:
+                index = fields.index(b"num-other-sentinels")
+            except ValueError:
+                return False
+            if fields[index + 2] != want:
+                return False
+        return True
+
+    @property
+    def sentinel_addrs(self) -> list[str]:
+        return [s.addr for s in self.sentinels]
+
+    def master_addr(self) -> str:
+        """The master as the first answering Sentinel reports it."""
+        for sentinel in self.sentinels:
+            with contextlib.suppress(OSError):
+                reply = sentinel.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+                parts = [p for p in reply.split(b"\r\n") if p and p[:1] not in b"*$"]
+                if len(parts) == 2:
+                    return f"{parts[0].decode()}:{parts[1].decode()}"
+        raise ServerError("no sentinel answered")
+
+    def node(self, addr: str) -> RedisServer:
+        return next(n for n in self.nodes if n.addr == addr)
+
+    def cleanup(self) -> None:
+        for server in [*self.sentinels, *self.nodes]:
+            server.cleanup()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+_PG_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (initdb into a temp dir) with trust auth on loopback.
+
+    PostgreSQL refuses to run as root, so as root it runs as the `postgres` user.
+    """
+
+    def __init__(self) -> None:
+        dirs = [str(d) for d in _PG_DIRS]
+        self.initdb = find_binary("initdb", *dirs)
+        self.postgres = find_binary("postgres", *dirs)
+        self.port = free_port()
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.dir = TempDir(f"pg-{self.port}", owner=self.user)
+        self.data = self.dir.path / "data"
+        self.process: Process | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@{HOST}:{self.port}/postgres"
+
+    def start(self) -> PostgresServer:
+        subprocess.run(
+            [self.initdb, "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+             "--no-sync"],
+            check=True, capture_output=True, user=self.user, cwd=self.dir.path,
+        )  # fmt: skip
+        argv = [
+            self.postgres, "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir.path),
+            "-c", f"listen_addresses={HOST}", "-c", "fsync=off", "-c", "max_connections=200",
+        ]  # fmt: skip
+        self.process = Process(argv, self.dir.path / "postgres.log", user=self.user).start()
+        wait_for(lambda: port_open(self.port), what=f"postgres on {self.port}", timeout=30)
+        return self
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            self.process.stop(signal.SIGINT)  # fast shutdown
+        self.dir.cleanup()
+
+
+# --- nginx and haproxy ---------------------------------------------------------------------
+
+
+class NginxServer:
+    """nginx with a static page on `port` and stub_status at /stub_status."""
+
+    def __init__(self, extra_http: str = "") -> None:
+        self.binary = find_binary("nginx", "/usr/sbin")
+        self.port = free_port()
+        self.dir = TempDir(f"nginx-{self.port}")
+        self.access_log = self.dir.path / "access.log"
+        (self.dir.path / "html").mkdir()
+        (self.dir.path / "html" / "index.html").write_text("hello from nginx\n")
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        self.config = self.dir.path / "nginx.conf"
+        self.config.write_text(
+            f"{user}worker_processes 1;\npid {self.dir.path}/nginx.pid;\n"
+            f"error_log {self.dir.path}/error.log;\nevents {{ worker_connections 256; }}\n"
+            "http {\n"
+            f"  access_log {self.access_log};\n"
+            f"  client_body_temp_path {self.dir.path}/body;\n"
+            f"  proxy_temp_path {self.dir.path}/proxy;\n"
+            f"  fastcgi_temp_path {self.dir.path}/fastcgi;\n"
+            f"  uwsgi_temp_path {self.dir.path}/uwsgi;\n"
+            f"  scgi_temp_path {self.dir.path}/scgi;\n"
+            f"  {extra_http}\n"
+            f"  server {{\n    listen {HOST}:{self.port};\n"
+            f"    location / {{ root {self.dir.path}/html; }}\n"
+            "    location = /stub_status { stub_status; }\n  }\n}\n"
+        )
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> NginxServer:
+        argv = [self.binary, "-c", str(self.config), "-p", str(self.dir.path), "-g",
+                "daemon off;"]  # fmt: skip
+        self.process = Process(argv, self.dir.path / "nginx.out").start()
+        wait_for(
+            lambda: http_get(f"{self.url}/stub_status")[0] == 200,
+            what=f"nginx on {self.port}",
+            timeout=15,
+        )
+        return self
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            self.process.stop(signal.SIGQUIT)
+        self.dir.cleanup()
+
+
+class HAProxyServer:
+    """haproxy from a config text; `{stats_port}` and `{stats_socket}` are filled in."""
+
+    def __init__(self, config: str = "") -> None:
+        self.binary = find_binary("haproxy", "/usr/sbin")
+        self.stats_port = free_port()
+        self.dir = TempDir(f"haproxy-{self.stats_port}")
+        self.stats_socket = self.dir.path / "stats.sock"
+        self.config = self.dir.path / "haproxy.cfg"
+        self.config.write_text(
+            "global\n"
+            f"  stats socket {self.stats_socket} mode 600 level admin\n"
+            "defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n"
+            "  timeout server 30s\n"
+            f"frontend stats\n  bind {HOST}:{self.stats_port}\n  stats enable\n"
+            "  stats uri /stats\n  stats refresh 10s\n"
+            + config.format(stats_port=self.stats_port, stats_socket=self.stats_socket)
+        )
+        self.process: Process | None = None
+
+    def start(self) -> HAProxyServer:
+        argv = [self.binary, "-f", str(self.config), "-db"]
+        self.process = Process(argv, self.dir.path / "haproxy.log").start()
+        wait_for(lambda: port_open(self.stats_port), what="haproxy stats port", timeout=15)
+        return self
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            self.process.stop(signal.SIGUSR1)  # soft stop
+        self.dir.cleanup()
+
+
+# --- podkit itself ----------------------------------------------------------------------------
+
+
+def podkit_argv() -> list[str]:
+    """How to run the `podkit` of this interpreter, whether or not its bin dir is on PATH."""
+    script = Path(sys.executable).parent / "podkit"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "podkit.cli"]
+
+
+class HelperProcess:
+    """`podkit ROLE ...` as a real subprocess, with its admin server on a free port."""
+
+    def __init__(
+        self,
+        role: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        admin_port: int | None = None,
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        self.role = role
+        self.admin_port = admin_port or free_port()
+        self.dir = TempDir(f"helper-{role}")
+        self.log_path = self.dir.path / "helper.log"
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        argv = [*wrapper, *podkit_argv(), role, "--admin-addr", f"{HOST}:{self.admin_port}",
+                *args]  # fmt: skip
+        self.process = Process(argv, self.log_path, env=full_env)
+
+    @property
+    def admin(self) -> str:
+        return f"http://{HOST}:{self.admin_port}"
+
+    def start(self, *, wait: str | None = "readyz", timeout: float = 15.0) -> HelperProcess:
+        self.process.start()
+        if wait:
+            self.wait_http(wait, timeout=timeout)
+        return self
+
+    def wait_http(self, path: str, status: int = 200, timeout: float = 15.0) -> None:
+        def check() -> bool:
+            if not self.process.alive():
+                raise ServerError(f"podkit {self.role} exited early:\n{self.log_text()}")
+            return http_get(f"{self.admin}/{path.lstrip('/')}", timeout=1)[0] == status
+
+        try:
+            wait_for(check, what=f"podkit {self.role} /{path} = {status}", timeout=timeout)
+        except ServerError:
+            raise
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- helper log ---\n{self.log_text()}") from None
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return http_get(f"{self.admin}/{path.lstrip('/')}")
+
+    def metrics(self) -> str:
+        return self.get("/metrics")[1].decode()
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+    def log_events(self) -> Iterator[dict]:
+        import json
+
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                yield json.loads(line)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        assert self.process.popen is not None
+        return self.process.popen.wait(timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        return self.process.stop(sig, timeout)
+
+    def cleanup(self) -> None:
+        self.process.stop(signal.SIGKILL, timeout=5)
+        self.dir.cleanup()

@@ -1,0 +1,23 @@
+"""The file follower shared by log-shipper and log-adapter.
+
+    follower = Follower(FollowConfig.from_settings(settings), registry=runtime.registry)
+    async with follower:
+        async for batch in follower:          # batches, never one callback per line
+            deliver(batch.lines)
+            follower.ack(batch)               # the checkpoint moves only past acked batches
+
+`follower.drain()` (on SIGTERM) reads every file to its end, flushes partial lines, and
+ends the iteration once everything read has been yielded; acks still count after it.
+"""
+
+from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig, MultilineConfig
+from podkit.follow.settings import FollowSettings
+
+__all__ = [
+    "Batch",
+    "FileEvent",
+    "FileId",
+    "FollowConfig",
+    "FollowSettings",
+    "MultilineConfig",
+]

@@ -1,0 +1,51 @@
+"""What a helper declares about itself.
+
+A helper package exposes one `Helper` object through the `podkit.helpers` entry-point
+group. It names its settings class and its `run` coroutine as "module:attr" strings, so
+`podkit --help` can list every helper without importing redis, asyncpg or aiohttp.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from podkit.config import HelperSettings
+    from podkit.runtime import Runtime
+
+
+class RunFunction(Protocol):
+    async def __call__(self, settings: Any, runtime: Runtime) -> None: ...
+
+
+def import_attr(ref: str) -> Any:
+    """Import "package.module:attr" and return the attribute."""
+    module_name, _, attr = ref.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split(".") if attr else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Helper:
+    name: str
+    """The role name on the command line: `podkit NAME`."""
+    summary: str
+    """One line for `podkit --help`."""
+    settings: str
+    """"module:Class" of the helper's settings, a subclass of `HelperSettings`."""
+    run: str
+    """"module:function" of `async def run(settings, runtime)`."""
+    admin_port: int
+    """Default port of the admin server (/livez, /readyz, /startupz, /metrics)."""
+    demo: str | None = None
+    """"module:function" of `async def demo(narrator)` for `podkit demo`, if it has one."""
+
+    def load_settings_class(self) -> type[HelperSettings]:
+        return import_attr(self.settings)
+
+    def load_run(self) -> RunFunction:
+        return import_attr(self.run)

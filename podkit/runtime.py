@@ -1,0 +1,256 @@
+"""The lifecycle every helper shares: start -> ready -> serve -> drain -> exit.
+
+Shaped like uvicorn's `Server.serve()`: `startup()` brings up the admin server and the
+helper's `run()`, `main_loop()` waits for the helper or for a drain request, and
+`shutdown()` gives the helper `--shutdown-timeout` to finish before it is cancelled.
+The first SIGTERM or SIGINT (or POST /drain) starts the drain; a second exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    gc_collector,
+    platform_collector,
+    process_collector,
+)
+
+from podkit import __version__, logs
+from podkit.admin import AdminServer
+
+if TYPE_CHECKING:
+    from podkit.config import HelperSettings
+    from podkit.helper import Helper
+
+LAG_CHECK_INTERVAL = 0.25
+# A loop that has not run a 0.25 s timer for this long is stuck, not merely busy.
+LIVENESS_MAX_LAG = 5.0
+CANCEL_GRACE = 2.0
+EXIT_CODE_CRASH = 1
+
+
+class Runtime:
+    """What a helper's `run(settings, runtime)` gets: state, metrics, logging, drain signal."""
+
+    def __init__(self, helper: Helper, settings: HelperSettings) -> None:
+        self.helper = helper
+        self.settings = settings
+        self.log = logs.get_logger(helper.name.replace("-", "_"))
+        self.registry = CollectorRegistry(auto_describe=True)
+        process_collector.ProcessCollector(registry=self.registry)
+        platform_collector.PlatformCollector(registry=self.registry)
+        gc_collector.GCCollector(registry=self.registry)
+        Gauge(
+            "podkit_build_info",
+            "podkit version and the helper this process runs (always 1)",
+            ["version", "helper", "python_version"],
+            registry=self.registry,
+        ).labels(__version__, helper.name, platform.python_version()).set(1)
+        self._ready_gauge = Gauge(
+            "podkit_ready", "1 while the helper can do its job (/readyz)", registry=self.registry
+        )
+        self._started_gauge = Gauge(
+            "podkit_started", "1 once startup finished (/startupz)", registry=self.registry
+        )
+        self._draining_gauge = Gauge(
+            "podkit_draining", "1 once a drain was requested", registry=self.registry
+        )
+        self._lag_gauge = Gauge(
+            "podkit_event_loop_lag_seconds",
+            "how late the last event-loop timer fired",
+            registry=self.registry,
+        )
+        self._ready = False
+        self._ready_reason = "starting"
+        self._started = False
+        self._drain = asyncio.Event()
+        self.admin: AdminServer | None = None
+        self.loop_lag = 0.0
+        self._last_tick = time.monotonic()
+
+    # --- state the helper sets ------------------------------------------------------------
+
+    def set_started(self) -> None:
+        """First sync or discovery done: /startupz turns 200."""
+        if not self._started:
+            self._started = True
+            self._started_gauge.set(1)
+            self.log.info("started")
+
+    def set_ready(self, ready: bool, reason: str = "") -> None:
+        """The helper can (or can no longer) do its job; reason says why not."""
+        if ready:
+            self.set_started()
+        changed = ready != self._ready
+        self._ready = ready
+        self._ready_reason = "" if ready else (reason or "not ready")
+        self._ready_gauge.set(1 if ready else 0)
+        if changed:
+            if ready:
+                self.log.info("ready")
+            else:
+                self.log.warning("not_ready", reason=self._ready_reason)
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and not self._drain.is_set()
+
+    def readiness(self) -> tuple[bool, str]:
+        if self._drain.is_set():
+            return False, "draining"
+        return self._ready, self._ready_reason
+
+    # --- draining -------------------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return self._drain.is_set()
+
+    async def wait_drain(self) -> None:
+        """Returns once a drain was requested: stop taking new work, finish, return."""
+        await self._drain.wait()
+
+    def request_drain(self, source: str) -> None:
+        if not self._drain.is_set():
+            self.log.info("drain_requested", source=source)
+            self._drain.set()
+            self._draining_gauge.set(1)
+
+    # --- liveness -------------------------------------------------------------------------
+
+    def loop_health(self) -> tuple[bool, float]:
+        since_tick = time.monotonic() - self._last_tick
+        lag = max(self.loop_lag, since_tick - LAG_CHECK_INTERVAL, 0.0)
+        return lag < LIVENESS_MAX_LAG, lag
+
+    async def _watch_loop_lag(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(LAG_CHECK_INTERVAL)
+            now = time.monotonic()
+            self.loop_lag = max(0.0, now - before - LAG_CHECK_INTERVAL)
+            self._last_tick = now
+            self._lag_gauge.set(self.loop_lag)
+
+
+class Server:
+    def __init__(self, helper: Helper, settings: HelperSettings) -> None:
+        self.helper = helper
+        self.settings = settings
+        self.runtime = Runtime(helper, settings)
+        self.log = self.runtime.log
+        self.signals_seen = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def serve(self) -> int:
+        if not await self.startup():
+            return EXIT_CODE_CRASH
+        code = await self.main_loop()
+        await self.shutdown()
+        return code
+
+    async def startup(self) -> bool:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.handle_exit, sig)
+        self.runtime.admin = AdminServer(self.runtime, self.settings.admin_addr)
+        try:
+            await self.runtime.admin.start()
+        except OSError as exc:
+            self.log.error("admin_listen_failed", addr=self.settings.admin_addr, error=str(exc))
+            return False
+        self.log.info(
+            "starting",
+            version=__version__,
+            pid=os.getpid(),
+            admin_addr=f"{self.runtime.admin.host}:{self.runtime.admin.port}",
+            event_loop=type(loop).__module__.split(".")[0],
+        )
+        run = self.helper.load_run()
+        self._tasks.append(asyncio.create_task(self.runtime._watch_loop_lag(), name="loop-lag"))
+        self.helper_task = asyncio.create_task(run(self.settings, self.runtime), name="helper")
+        return True
+
+    async def main_loop(self) -> int:
+        drain = asyncio.ensure_future(self.runtime.wait_drain())
+        try:
+            await asyncio.wait({self.helper_task, drain}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drain.cancel()
+        if not self.helper_task.done():
+            timeout = self.settings.shutdown_timeout
+            done, _ = await asyncio.wait({self.helper_task}, timeout=timeout)
+            if not done:
+                self.log.warning("drain_timed_out", shutdown_timeout=timeout)
+                self.helper_task.cancel()
+                await asyncio.wait({self.helper_task}, timeout=CANCEL_GRACE)
+                return 0
+        return self._helper_result()
+
+    def _helper_result(self) -> int:
+        task = self.helper_task
+        if task.cancelled():
+            return 0
+        exc = task.exception()
+        if exc is None:
+            self.log.info("stopped", reason="drained" if self.runtime.draining else "finished")
+            return 0
+        if isinstance(exc, SystemExit):
+            return int(exc.code or 0)
+        self.log.error("helper_crashed", exc_info=(type(exc), exc, exc.__traceback__))
+        return EXIT_CODE_CRASH
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.runtime.admin is not None:
+            await self.runtime.admin.stop()
+
+    def handle_exit(self, sig: int) -> None:
+        self.signals_seen += 1
+        if self.signals_seen == 1:
+            self.runtime.request_drain(source=signal.Signals(sig).name)
+            return
+        # The second signal means "now": no drain, no cleanup.
+        self.log.warning("forced_exit", signal=signal.Signals(sig).name)
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(128 + sig)
+
+
+def _loop_factory():  # type: ignore[no-untyped-def]
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def serve(helper: Helper, settings: HelperSettings) -> int:
+    """Run a helper until it finishes or drains; returns the process exit code."""
+    logs.configure(helper.name, fmt=settings.log_format, level=settings.log_level)
+    server = Server(helper, settings)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        try:
+            return runner.run(server.serve())
+        except Exception:
+            server.log.exception("runtime_crashed")
+            return EXIT_CODE_CRASH
+        finally:
+            with contextlib.suppress(Exception):
+                logging.shutdown()
