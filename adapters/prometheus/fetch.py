@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from adapters.prometheus.api import SourceError
+from adapters.prometheus.http1 import Http1Pool
 
 
 def split_unix_uri(uri: str) -> tuple[str, str]:
@@ -47,6 +49,28 @@ class HttpClient:
             self._ssl = False
         self._tcp: aiohttp.ClientSession | None = None
         self._unix: dict[str, aiohttp.ClientSession] = {}
+        self._plain = Http1Pool(max_body_size)
+
+    async def _get_plain(self, uri: str) -> bytes | None:
+        """http:// and unix: targets through the lean client; None if it cannot take them."""
+        if uri.startswith("unix:"):
+            socket_path, request_path = split_unix_uri(uri)
+            key: tuple[str, int] | str = socket_path
+            host, path = "localhost", request_path
+        else:
+            parts = urlsplit(uri)
+            if parts.scheme != "http" or parts.username or parts.password or not parts.hostname:
+                return None
+            try:
+                port = parts.port or 80
+            except ValueError:
+                raise SourceError(f"bad port in {uri!r}") from None
+            key, host = (parts.hostname, port), parts.netloc
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        status, body = await self._plain.get(key, host, path)
+        if status != 200:
+            raise SourceError(f"HTTP status {status} (expected 200)")
+        return body
 
     def _session(self, socket_path: str | None) -> aiohttp.ClientSession:
         timeout = aiohttp.ClientTimeout(total=None)  # the scrape's own timeout bounds it
@@ -68,6 +92,9 @@ class HttpClient:
 
     async def get(self, uri: str) -> bytes:
         """The body of a 200 answer, at most max_body_size bytes, or SourceError."""
+        body = await self._get_plain(uri)
+        if body is not None:
+            return body
         socket_path: str | None = None
         url = uri
         if uri.startswith("unix:"):
@@ -108,6 +135,7 @@ class HttpClient:
         return b"".join(chunks)
 
     async def close(self) -> None:
+        self._plain.close()
         sessions = [s for s in (self._tcp, *self._unix.values()) if s is not None]
         self._tcp, self._unix = None, {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
