@@ -9,21 +9,17 @@ page), while the kubelet's probes and `POST /drain` stay on the admin port, whos
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
-
-from aiohttp import web
+from typing import Any
 
 from adapters.prometheus.api import Source, SourceContext
 from adapters.prometheus.fetch import HttpClient
+from adapters.prometheus.listener import Listener
 from adapters.prometheus.model import CONTENT_TYPE
 from adapters.prometheus.scrape import Scraper
 from adapters.prometheus.settings import ExporterSettings, parse_const_labels
 from podkit import plugins
 from podkit.config import split_host_port
 from podkit.runtime import Runtime
-
-if TYPE_CHECKING:
-    pass
 
 
 def build_sources(
@@ -73,37 +69,41 @@ LANDING = """<!DOCTYPE html>
 
 
 class MetricsListener:
-    def __init__(self, settings: ExporterSettings, scraper: Scraper, sources: list[Source]):
+    """`/` (landing page) and the telemetry path (a scrape) on --web-listen-address."""
+
+    def __init__(
+        self, settings: ExporterSettings, scraper: Scraper, sources: list[Source], log: Any
+    ) -> None:
         self.settings = settings
         self.scraper = scraper
+        self.log = log
         names = ", ".join(html.escape(f"{s.name} ({len(s.targets)})") for s in sources)
-        self.landing = LANDING.format(path=html.escape(settings.web_telemetry_path), sources=names)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.landing = LANDING.format(
+            path=html.escape(settings.web_telemetry_path), sources=names
+        ).encode()
+        self.listener = Listener(
+            {"/": self.index, settings.web_telemetry_path: self.metrics}, self._error
+        )
 
-    async def metrics(self, request: web.Request) -> web.Response:
-        body = await self.scraper.scrape()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    @property
+    def port(self) -> int:
+        return self.listener.port
 
-    async def index(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.landing, content_type="text/html")
+    async def metrics(self) -> tuple[bytes, bytes]:
+        return CONTENT_TYPE.encode(), await self.scraper.scrape()
+
+    async def index(self) -> tuple[bytes, bytes]:
+        return b"text/html; charset=utf-8", self.landing
+
+    def _error(self, exc: Exception) -> None:
+        self.log.error("scrape_failed", exc_info=(type(exc), exc, exc.__traceback__))
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/", self.index)
-        app.router.add_get(self.settings.web_telemetry_path, self.metrics)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
         host, port = split_host_port(self.settings.web_listen_address)
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, backlog=1024)
-        await site.start()
-        server = site._server
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        await self.listener.start(host, port)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self.listener.stop()
 
 
 async def run(settings: ExporterSettings, runtime: Runtime) -> None:
@@ -124,7 +124,7 @@ async def run(settings: ExporterSettings, runtime: Runtime) -> None:
         log=runtime.log,
         registry=runtime.registry,
     )
-    listener = MetricsListener(settings, scraper, sources)
+    listener = MetricsListener(settings, scraper, sources, runtime.log)
     try:
         await listener.start()
     except OSError as exc:

@@ -376,3 +376,31 @@ def test_bad_configuration_exits_2_with_one_line(args, config, message, tmp_path
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_listener_answers_odd_requests_without_dying(nginx_server, exporter) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    helper, port = exporter("--nginx-scrape-uri", f"{nginx_server.url}/stub_status")
+
+    def exchange(raw: bytes) -> bytes:
+        with socket.create_connection((HOST, port), timeout=10) as conn:
+            conn.sendall(raw)
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    assert exchange(b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert exchange(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405")
+    assert exchange(b"GET /metrics HTTP/1.1\r\nX: " + b"y" * 20000).startswith(b"HTTP/1.1 431")
+    # Two pipelined scrapes on one keep-alive connection, then a close.
+    two = exchange(
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert two.count(b"HTTP/1.1 200 OK") == 2 and two.count(b"nginx_up 1") == 2
+    head = exchange(b"HEAD / HTTP/1.0\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"<html>" not in head
+    assert scrape(port).value("nginx_up") == 1
+    assert helper.process.alive()

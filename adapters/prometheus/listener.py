@@ -1,0 +1,133 @@
+"""The metrics listener (:9113): a small HTTP/1.1 server with keep-alive and two routes.
+
+Prometheus (and wrk) only ever send `GET /metrics`; a full web framework's per-request
+cost would dominate a scrape of a local stub_status page. Anything that is not a plain
+GET/HEAD of `/` or the telemetry path gets a short error answer, never a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+Route = Callable[[], Awaitable[tuple[bytes, bytes]]]  # -> (content type, body)
+
+MAX_REQUEST_HEAD = 16 * 1024
+REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+           431: b"Request Header Fields Too Large", 500: b"Internal Server Error"}  # fmt: skip
+
+
+def _response(status: int, content_type: bytes, body: bytes, keep_alive: bool, head: bool) -> bytes:
+    head_lines = (
+        b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
+        % (status, REASONS[status], content_type, len(body),
+           b"" if keep_alive else b"Connection: close\r\n")
+    )  # fmt: skip
+    return head_lines if head else head_lines + body
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.listener.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_REQUEST_HEAD:
+                self._send(_response(431, b"text/plain", b"request too large\n", False, False))
+            return
+        head = bytes(self.buffer[:end])
+        del self.buffer[: end + 4]
+        lines = head.split(b"\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            self._send(_response(400, b"text/plain", b"bad request\n", False, False))
+            return
+        method, target, version = parts
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+        keep_alive = (
+            version == b"HTTP/1.1" and headers.get(b"connection") != b"close"
+        ) or headers.get(b"connection") == b"keep-alive"
+        if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
+            keep_alive = False  # a body on a GET is not read; the connection ends after this
+        path = target.split(b"?", 1)[0]
+        route = self.listener.routes.get(path)
+        if method not in (b"GET", b"HEAD"):
+            self._send(_response(405, b"text/plain", b"method not allowed\n", False, False))
+        elif route is None:
+            self._send(_response(404, b"text/plain", b"not found\n", keep_alive, method == b"HEAD"))
+        else:
+            self.busy = True
+            task = asyncio.ensure_future(self._serve(route, keep_alive, method == b"HEAD"))
+            self.listener.tasks.add(task)
+            task.add_done_callback(self.listener.tasks.discard)
+
+    async def _serve(self, route: Route, keep_alive: bool, head: bool) -> None:
+        try:
+            content_type, body = await route()
+            answer = _response(200, content_type, body, keep_alive, head)
+        except Exception as exc:  # the scraper turns target errors into up 0; this is a bug
+            self.listener.on_error(exc)
+            answer, keep_alive = (
+                _response(500, b"text/plain", b"internal error\n", False, head),
+                False,
+            )
+        self.busy = False
+        self._send(answer, keep_alive)
+
+    def _send(self, data: bytes, keep_alive: bool = False) -> None:
+        if self.transport is None:
+            return
+        self.transport.write(data)
+        if not keep_alive:
+            self.transport.close()
+            self.transport = None
+        elif self.buffer:
+            self._next()  # a pipelined request
+
+
+class Listener:
+    def __init__(self, routes: dict[str, Route], on_error: Callable[[Exception], None]) -> None:
+        self.routes = {path.encode(): route for path, route in routes.items()}
+        self.on_error = on_error
+        self.connections: set[_Protocol] = set()
+        self.tasks: set[asyncio.Future[None]] = set()
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: _Protocol(self), host, port, reuse_address=True, backlog=1024
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self.server is not None:
+            await self.server.wait_closed()
