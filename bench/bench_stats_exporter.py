@@ -54,6 +54,11 @@ def run_wrk(wrk: str, url: str, connections: int, duration: float) -> dict[str, 
     return {"rps": rps, "p50": p50, "p99": p99}
 
 
+def nginx_requests(nginx_url: str) -> int:
+    body = http_get(f"{nginx_url}/stub_status")[1].decode()
+    return int(body.splitlines()[2].split()[2])
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -99,7 +104,11 @@ def main() -> int:
         for _ in range(args.rounds):
             for connections in args.connections:
                 for name, url in urls.items():
+                    before = nginx_requests(nginx.url)
                     stats = run_wrk(wrk, url, connections, args.duration)
+                    fetches = nginx_requests(nginx.url) - before - 1  # minus our own read
+                    scrapes = stats["rps"] * args.duration
+                    stats["fetches_per_scrape"] = fetches / scrapes if scrapes else float("nan")
                     results.setdefault((name, connections), []).append(stats)
         rss = {name: peak_rss_mib(pid) for name, pid in pids.items()}
     finally:
@@ -135,6 +144,11 @@ def main() -> int:
         f"ratio {rss['podkit'] / rss['go']:.2f}; "
         f"target podkit < 48 MiB: {'met' if rss['podkit'] < 48 else 'NOT met'}"
     )
+    print("\nnginx stub_status fetches per scrape (1.0 = no sharing; podkit lets concurrent")
+    print("scrapes share one fetch, which is part of its lead at higher concurrency):")
+    for conns in args.connections:
+        shares = ", ".join(f"{n} {med(n, conns, 'fetches_per_scrape'):.2f}" for n in urls)
+        print(f"  {conns} connections: {shares}")
     p50_ok = all(med("podkit", c, "p50") <= med("go", c, "p50") for c in args.connections)
     print(f"target p50 no worse than go (every concurrency): {'met' if p50_ok else 'NOT met'}")
     return 0

@@ -80,7 +80,9 @@ class _Connection(asyncio.Protocol):
             headers[name.strip().lower()] = value.strip()
         keep_alive = parts[0] == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
         body_start = end + 4
-        if headers.get(b"transfer-encoding", b"").lower().endswith(b"chunked"):
+        if status < 200 or status in (204, 304):
+            self._done(status, b"", keep_alive)
+        elif headers.get(b"transfer-encoding", b"").lower().endswith(b"chunked"):
             self._chunked(status, body_start, eof, keep_alive)
         elif b"content-length" in headers:
             length_text = headers[b"content-length"]

@@ -32,6 +32,7 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.busy = False
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -44,21 +45,30 @@ class _Protocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         if not self.busy:
-            self._next()
+            self._process()
+        elif len(self.buffer) > MAX_REQUEST_HEAD and self.transport and not self.paused:
+            self.paused = True  # a client pipelining faster than we answer
+            self.transport.pause_reading()
 
-    def _next(self) -> None:
+    def _process(self) -> None:
+        """Answer every complete request in the buffer, in order (a loop, not recursion)."""
+        while self.transport is not None and not self.busy and self._one():
+            pass
+
+    def _one(self) -> bool:
+        """Handle one request from the buffer; False when none is complete yet."""
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
             if len(self.buffer) > MAX_REQUEST_HEAD:
                 self._send(_response(431, b"text/plain", b"request too large\n", False, False))
-            return
+            return False
         head = bytes(self.buffer[:end])
         del self.buffer[: end + 4]
         lines = head.split(b"\r\n")
         parts = lines[0].split()
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
             self._send(_response(400, b"text/plain", b"bad request\n", False, False))
-            return
+            return False
         method, target, version = parts
         headers = {}
         for line in lines[1:]:
@@ -69,17 +79,18 @@ class _Protocol(asyncio.Protocol):
         ) or headers.get(b"connection") == b"keep-alive"
         if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
             keep_alive = False  # a body on a GET is not read; the connection ends after this
-        path = target.split(b"?", 1)[0]
-        route = self.listener.routes.get(path)
+        head_only = method == b"HEAD"
+        route = self.listener.routes.get(target.split(b"?", 1)[0])
         if method not in (b"GET", b"HEAD"):
             self._send(_response(405, b"text/plain", b"method not allowed\n", False, False))
         elif route is None:
-            self._send(_response(404, b"text/plain", b"not found\n", keep_alive, method == b"HEAD"))
+            self._send(_response(404, b"text/plain", b"not found\n", keep_alive, head_only))
         else:
             self.busy = True
-            task = asyncio.ensure_future(self._serve(route, keep_alive, method == b"HEAD"))
+            task = asyncio.ensure_future(self._serve(route, keep_alive, head_only))
             self.listener.tasks.add(task)
             task.add_done_callback(self.listener.tasks.discard)
+        return True
 
     async def _serve(self, route: Route, keep_alive: bool, head: bool) -> None:
         try:
@@ -87,12 +98,14 @@ class _Protocol(asyncio.Protocol):
             answer = _response(200, content_type, body, keep_alive, head)
         except Exception as exc:  # the scraper turns target errors into up 0; this is a bug
             self.listener.on_error(exc)
-            answer, keep_alive = (
-                _response(500, b"text/plain", b"internal error\n", False, head),
-                False,
-            )
+            keep_alive = False
+            answer = _response(500, b"text/plain", b"internal error\n", False, head)
         self.busy = False
         self._send(answer, keep_alive)
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        self._process()  # requests pipelined behind this one
 
     def _send(self, data: bytes, keep_alive: bool = False) -> None:
         if self.transport is None:
@@ -101,8 +114,6 @@ class _Protocol(asyncio.Protocol):
         if not keep_alive:
             self.transport.close()
             self.transport = None
-        elif self.buffer:
-            self._next()  # a pipelined request
 
 
 class Listener:

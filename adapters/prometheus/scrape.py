@@ -55,21 +55,13 @@ class Scraper:
 
     async def scrape(self) -> bytes:
         """The text exposition of all sources, fetched now (or by the scrape in flight)."""
-        if self._in_flight is not None and not self._in_flight.done():
+        task = self._in_flight
+        if task is not None and not task.done():
             self._shared.inc()
-            return await asyncio.shield(self._in_flight)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._in_flight = future
-        try:
-            body = await self._scrape_all()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning if nobody waits
-            raise
-        finally:
-            self._in_flight = None
-        future.set_result(body)
-        return body
+        else:
+            # Its own task, so a scraper that hangs up does not cancel the others' result.
+            task = self._in_flight = asyncio.ensure_future(self._scrape_all())
+        return await asyncio.shield(task)
 
     async def _scrape_all(self) -> bytes:
         started = time.perf_counter()

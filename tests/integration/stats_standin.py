@@ -104,7 +104,13 @@ class StandInServer:
         async def close() -> None:
             self._raw.close()
             await self._runner.cleanup()
+            # Handlers still sleeping in /slow: end them here, not at garbage collection.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
