@@ -404,3 +404,40 @@ def test_listener_answers_odd_requests_without_dying(nginx_server, exporter) -> 
     assert head.startswith(b"HTTP/1.1 200") and b"<html>" not in head
     assert scrape(port).value("nginx_up") == 1
     assert helper.process.alive()
+
+
+def test_https_target_with_ca_and_without_verification(exporter, free_port, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    openssl = require_binary("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls_port = free_port()
+    nginx = NginxServer(
+        extra_http=f"server {{ listen {HOST}:{tls_port} ssl; ssl_certificate {cert}; "
+        f"ssl_certificate_key {key}; location = /stub_status {{ stub_status; }} }}"
+    )
+    try:
+        nginx.start()
+        uri = f"https://{HOST}:{tls_port}/stub_status"
+        _, trusted = exporter("--nginx-scrape-uri", uri, "--ssl-ca-cert", str(cert))
+        assert scrape(trusted).value("nginx_up") == 1
+        untrusted_helper, untrusted = exporter("--nginx-scrape-uri", uri)
+        assert scrape(untrusted).value("nginx_up") == 0
+        assert "certificate" in events(untrusted_helper, "target_down")[0]["error"].lower()
+        _, unverified = exporter("--nginx-scrape-uri", uri, "--no-ssl-verify")
+        assert scrape(unverified).value("nginx_up") == 1
+    finally:
+        nginx.cleanup()
+
+
+def test_sigterm_drains_and_exits_0(nginx_server, exporter) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    helper, port = exporter("--nginx-scrape-uri", f"{nginx_server.url}/stub_status")
+    assert scrape(port).value("nginx_up") == 1
+    assert helper.stop(signal.SIGTERM) == 0
+    assert not port_open(port)
