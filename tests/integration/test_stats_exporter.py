@@ -353,6 +353,33 @@ def test_generic_yaml_source_and_user_plugins(standin, exporter, tmp_path: Path)
     assert promtool_problems(result.text) == ""
 
 
+def test_installed_plugin_package_is_found_by_entry_point_name(
+    standin, run_helper, free_port, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A package that declares `[project.entry-points."podkit.sources"] json = ...` (here an
+    installed-package layout on PYTHONPATH: the module plus its .dist-info) is `type: json`."""
+    example = Path(__file__).parents[2] / "adapters/prometheus/examples/json_source.py"
+    package = tmp_path / "site" / "acme_sources"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(example.read_text())
+    dist_info = tmp_path / "site" / "acme_sources-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-sources\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[podkit.sources]\njson = acme_sources:JsonSource\n"
+    )
+    config = tmp_path / "exporter.yaml"
+    config.write_text(f"sources:\n  - {{type: json, targets: ['{standin.url('/json')}']}}\n")
+    port = free_port()
+    run_helper(
+        "stats-exporter", "--web-listen-address", f"{HOST}:{port}", "--config", str(config),
+        env={"PYTHONPATH": str(tmp_path / "site")},
+    )  # fmt: skip
+    result = scrape(port)
+    assert result.value("json_up") == 1
+    assert result.value("json_sessions") == 3
+
+
 @pytest.mark.parametrize(
     ("args", "config", "message"),
     [
