@@ -22,10 +22,12 @@ from podkit.config import split_host_port
 from podkit.runtime import Runtime
 
 
-def build_sources(
-    settings: ExporterSettings, ctx: SourceContext | None = None, *, check_only: bool = False
-) -> list[Source]:
-    """Load and validate every source; ValueError (one line) names the one that is wrong."""
+def build_sources(settings: ExporterSettings, ctx: SourceContext | None = None) -> list[Source]:
+    """Load and validate every source; ValueError (one line) names the one that is wrong.
+
+    Without `ctx` (settings validation) the sources get a throwaway context: building a
+    source does no I/O, so this only checks the configuration.
+    """
     if ctx is None:
         ctx = SourceContext(
             naming=settings.naming,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -80,6 +81,18 @@ class ExporterSettings(HelperSettings):
             raise ValueError("expected a path such as /metrics (not /, the landing page)")
         return value
 
+    @field_validator("ssl_ca_cert")
+    @classmethod
+    def _ca(cls, value: str) -> str:
+        if value:
+            try:
+                ssl.create_default_context(cafile=value)
+            except FileNotFoundError:
+                raise ValueError(f"{value} does not exist") from None
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"{value} is not a PEM CA bundle: {exc}") from None
+        return value
+
     @field_validator("const_labels")
     @classmethod
     def _labels(cls, value: str) -> str:
@@ -90,7 +103,7 @@ class ExporterSettings(HelperSettings):
     def _check_sources(self) -> ExporterSettings:
         from adapters.prometheus.exporter import build_sources
 
-        build_sources(self, check_only=True)
+        build_sources(self)
         return self
 
     def source_specs(self) -> list[SourceSpec]:

@@ -386,6 +386,8 @@ def test_installed_plugin_package_is_found_by_entry_point_name(
         (["--nginx-scrape-uri", "ftp://x/status"], "", "expected http://"),
         (["--const-labels", "pod"], "", "not NAME=VALUE"),
         (["--web-telemetry-path", "/"], "", "not /, the landing page"),
+        (["--ssl-ca-cert", "/nonexistent/ca.pem"], "", "does not exist"),
+        (["--ssl-ca-cert", "/etc/hostname"], "", "not a PEM CA bundle"),
         ([], "sources:\n  - {type: nosuch, targets: [x]}\n", "available: apache, generic"),
         ([], "sources:\n  - {type: generic, targets: ['http://x/']}\n", "needs a name"),
         ([], "sources:\n  - {type: nginx, targets: ['http://x/'], colour: red}\n",
