@@ -54,7 +54,7 @@ def build_sources(settings: ExporterSettings, ctx: SourceContext | None = None) 
         if source.name in names:
             raise ValueError(
                 f"sources[{index}]: two sources are named {source.name!r}; "
-                "give one a different name:"
+                "give one another name: in the YAML sources list"
             )
         names.add(source.name)
         sources.append(source)
