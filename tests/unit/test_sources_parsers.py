@@ -101,7 +101,21 @@ def test_every_parser_turns_garbage_into_source_error(body: bytes) -> None:
     sources = [
         ApacheSource(SourceSpec(type="apache", targets=["http://x/"]), ctx()),
         HAProxySource(SourceSpec(type="haproxy", targets=["http://x/"]), ctx()),
-    ]
+        GenericSource(
+            SourceSpec(
+                type="generic", name="g", targets=["http://x/"], format="keyvalue",
+                metrics=[{"name": "a", "key": "a"}],
+            ),
+            ctx(),
+        ),
+        GenericSource(
+            SourceSpec(
+                type="generic", name="g", targets=["http://x/"], format="regex",
+                metrics=[{"name": "a", "regex": r"(?P<l>\w+)=(?P<value>\S+)"}],
+            ),
+            ctx(),
+        ),
+    ]  # fmt: skip
     for source in sources:
         with contextlib.suppress(SourceError):
             list(source.collect("http://x/", body))
@@ -127,6 +141,10 @@ def test_apache_status() -> None:
     assert families["apache_sent_bytes_total"].samples == [({}, 3072.0)]
     board = dict((labels["state"], v) for labels, v in families["apache_scoreboard"].samples)
     assert board["idle"] == 2 and board["reply"] == 1 and board["open_slot"] == 4
+    with pytest.raises(SourceError, match="'BusyWorkers' is not a number"):
+        list(source.collect("t", APACHE.replace(b"BusyWorkers: 1", b"BusyWorkers: one")))
+    with pytest.raises(SourceError, match="unknown scoreboard character"):
+        list(source.collect("t", APACHE.replace(b"_W_K", b"_W?K")))
     with pytest.raises(SourceError, match="missing \\?auto"):
         parse_server_status(b"Total Accesses: 1\n")
 
