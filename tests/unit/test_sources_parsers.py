@@ -16,7 +16,10 @@ from adapters.prometheus.sources.generic import GenericSource
 from adapters.prometheus.sources.haproxy import HAProxySource, parse_csv
 from adapters.prometheus.sources.nginx import NginxSource, parse_stub_status
 
-NGINX = b"Active connections: 2 \nserver accepts handled requests\n 3 4 5 \nReading: 0 Writing: 1 Waiting: 1 \n"  # noqa: E501
+NGINX = (
+    b"Active connections: 2 \nserver accepts handled requests\n 3 4 5 \n"
+    b"Reading: 0 Writing: 1 Waiting: 1 \n"
+)
 TENGINE = (
     b"Active connections: 1\nserver accepts handled requests request_time\n"
     b" 10 10 20 300\nReading: 0 Writing: 1 Waiting: 0\n"
