@@ -14,52 +14,12 @@ from typing import Any
 from adapters.prometheus.api import Source, SourceContext
 from adapters.prometheus.fetch import HttpClient
 from adapters.prometheus.listener import Listener
+from adapters.prometheus.loader import build_sources
 from adapters.prometheus.model import CONTENT_TYPE
 from adapters.prometheus.scrape import Scraper
 from adapters.prometheus.settings import ExporterSettings, parse_const_labels
-from podkit import plugins
 from podkit.config import split_host_port
 from podkit.runtime import Runtime
-
-
-def build_sources(settings: ExporterSettings, ctx: SourceContext | None = None) -> list[Source]:
-    """Load and validate every source; ValueError (one line) names the one that is wrong.
-
-    Without `ctx` (settings validation) the sources get a throwaway context: building a
-    source does no I/O, so this only checks the configuration.
-    """
-    if ctx is None:
-        ctx = SourceContext(
-            naming=settings.naming,
-            timeout=settings.timeout,
-            max_body_size=settings.max_body_size,
-            http=HttpClient(settings.max_body_size),
-        )
-    sources: list[Source] = []
-    names: set[str] = set()
-    for index, spec in enumerate(settings.source_specs()):
-        try:
-            cls = plugins.load("source", spec.type, default_attr="Source")
-        except plugins.PluginError as exc:
-            raise ValueError(f"sources[{index}]: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Source)):
-            raise ValueError(
-                f"sources[{index}]: {spec.type!r} is not a subclass of "
-                "adapters.prometheus.api.Source"
-            )
-        try:
-            source = cls(spec, ctx)
-        except ValueError as exc:
-            raise ValueError(f"sources[{index}] ({spec.type}): {exc}") from None
-        if source.name in names:
-            raise ValueError(
-                f"sources[{index}]: two sources are named {source.name!r}; "
-                "give one another name: in the YAML sources list"
-            )
-        names.add(source.name)
-        sources.append(source)
-    return sources
-
 
 LANDING = """<!DOCTYPE html>
 <html><head><title>podkit stats-exporter</title></head>
@@ -118,7 +78,7 @@ async def run(settings: ExporterSettings, runtime: Runtime) -> None:
         max_body_size=settings.max_body_size,
         http=http,
     )
-    sources = build_sources(settings, ctx)
+    sources = build_sources(settings.source_specs(), ctx)
     scraper = Scraper(
         sources,
         timeout=settings.timeout,

@@ -5,12 +5,20 @@ from __future__ import annotations
 import ssl
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from adapters.prometheus.api import SourceSpec, check_label_name
+from adapters.prometheus.loader import build_source, check_context
 from podkit.config import ByteSize, Duration, HelperSettings, HostPort, SecretFile
 
 DEFAULT_NGINX_URI = "http://127.0.0.1:8080/stub_status"
+# Source type -> the flag (field) that lists its targets.
+FLAG_SOURCES = {
+    "nginx": "nginx_scrape_uri",
+    "apache": "apache_scrape_uri",
+    "haproxy": "haproxy_scrape_uri",
+    "redis": "redis_addr",
+}
 
 
 def parse_const_labels(text: str) -> dict[str, str]:
@@ -99,12 +107,28 @@ class ExporterSettings(HelperSettings):
         parse_const_labels(value)
         return value
 
-    @model_validator(mode="after")
-    def _check_sources(self) -> ExporterSettings:
-        from adapters.prometheus.exporter import build_sources
+    @field_validator("nginx_scrape_uri", "apache_scrape_uri", "haproxy_scrape_uri", "redis_addr")
+    @classmethod
+    def _targets(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if value:
+            kind = (info.field_name or "").split("_", 1)[0]
+            build_source(SourceSpec(type=kind, targets=value), check_context())
+        return value
 
-        build_sources(self)
-        return self
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, value: list[SourceSpec], info: ValidationInfo) -> list[SourceSpec]:
+        # The flag shortcuts (validated before this field) name their sources by type.
+        names = {kind for kind, field in FLAG_SOURCES.items() if info.data.get(field)}
+        for index, spec in enumerate(value):
+            source = build_source(spec, check_context(), f"sources[{index}] ({spec.type}): ")
+            if source.name in names:
+                raise ValueError(
+                    f"sources[{index}]: another source is already named {source.name!r} "
+                    "(metric prefix); give this one another name:"
+                )
+            names.add(source.name)
+        return value
 
     def source_specs(self) -> list[SourceSpec]:
         """Flag shortcuts first, then the YAML list; nginx on :8080 when nothing is set."""

@@ -392,6 +392,9 @@ def test_installed_plugin_package_is_found_by_entry_point_name(
         ([], "sources:\n  - {type: generic, targets: ['http://x/']}\n", "needs a name"),
         ([], "sources:\n  - {type: nginx, targets: ['http://x/'], colour: red}\n",
          "unknown option(s) colour"),
+        (["--nginx-scrape-uri", "http://y/"],
+         "sources:\n  - {type: nginx, targets: ['http://x/']}\n", "already named 'nginx'"),
+        (["--redis-addr", "http://x/"], "", "expected redis://"),
     ],
 )  # fmt: skip
 def test_bad_configuration_exits_2_with_one_line(args, config, message, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
