@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from adapters.prometheus.api import Naming, Source, SourceContext, SourceSpec
+from adapters.prometheus.api import Source, SourceContext, SourceSpec
 from adapters.prometheus.fetch import HttpClient
 from podkit import plugins
 
@@ -43,6 +43,3 @@ def build_sources(specs: Sequence[SourceSpec], ctx: SourceContext) -> list[Sourc
         names.add(source.name)
         sources.append(source)
     return sources
-
-
-__all__ = ["Naming", "build_source", "build_sources", "check_context"]
