@@ -33,16 +33,36 @@ class _Protocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False
         self.paused = False
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.listener.connections.add(self)
+        self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.connections.discard(self)
         self.transport = None
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+
+    def _arm_idle_timer(self) -> None:
+        # A connection that sends nothing for this long is closed, so idle or half-sent
+        # requests cannot pile up file descriptors; Prometheus just reconnects.
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self.idle_timer = loop.call_later(self.listener.idle_timeout, self._idle_close)
+
+    def _idle_close(self) -> None:
+        if self.busy:
+            self._arm_idle_timer()  # a scrape in flight is not idleness
+        elif self.transport is not None:
+            self.transport.close()
+            self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        self._arm_idle_timer()
         self.buffer += data
         if not self.busy:
             self._process()
@@ -117,7 +137,13 @@ class _Protocol(asyncio.Protocol):
 
 
 class Listener:
-    def __init__(self, routes: dict[str, Route], on_error: Callable[[Exception], None]) -> None:
+    def __init__(
+        self,
+        routes: dict[str, Route],
+        on_error: Callable[[Exception], None],
+        idle_timeout: float = 300.0,
+    ) -> None:
+        self.idle_timeout = idle_timeout
         self.routes = {path.encode(): route for path, route in routes.items()}
         self.on_error = on_error
         self.connections: set[_Protocol] = set()

@@ -167,3 +167,25 @@ def test_listener_survives_any_bytes(requests: list[bytes]) -> None:
             await listener.stop()
 
     asyncio.run(run())
+
+
+def test_listener_closes_idle_and_half_sent_connections() -> None:
+    async def run() -> None:
+        async def metrics() -> tuple[bytes, bytes]:
+            return b"text/plain", b"up 1\n"
+
+        listener = Listener({"/metrics": metrics}, lambda exc: None, idle_timeout=0.2)
+        await listener.start("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = await reader.readuntil(b"up 1\n")
+            assert answer.startswith(b"HTTP/1.1 200 OK")
+            writer.write(b"GET /metr")  # half a request, then nothing
+            # The server ends the connection on its own: read() returns at EOF.
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            writer.close()
+        finally:
+            await listener.stop()
+
+    asyncio.run(run())
