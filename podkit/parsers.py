@@ -58,6 +58,7 @@ __all__ = [
     "ParseError",
     "Parser",
     "ParserLoadError",
+    "Pending",
     "load_parser",
 ]
 
@@ -77,17 +78,31 @@ class ParseError(Exception):
         self.kind = kind
 
 
+class Pending(Exception):
+    """The parser kept this line to join it with the next ones; there is no record yet.
+
+    Stateful parsers (CRI partial lines) raise it. They set `stateful = True` and a
+    `fork()` that returns a fresh instance: the consumer uses one instance per file.
+    """
+
+
 class ParserLoadError(plugins.PluginError):
     """The parser could not be found, loaded or configured; the message says why."""
 
 
 @runtime_checkable
 class Parser(Protocol):
-    """What `load_parser` returns: bytes in, fields out, `ParseError` on a line it rejects."""
+    """What `load_parser` returns: a line in, fields out, `ParseError` on a line it rejects.
+
+    Call it with the line's bytes. If `input_type` is "str" the parser works on text; a
+    consumer that has already decoded the line (UTF-8, errors replaced) may pass the str
+    and save a second decode. `name` labels metrics and the `parser` field of failures.
+    """
 
     name: str
+    input_type: InputType
 
-    def __call__(self, line: bytes) -> dict[str, Any]: ...
+    def __call__(self, line: bytes | str) -> dict[str, Any]: ...
 
 
 def _input_type(obj: Any) -> InputType:
@@ -112,20 +127,31 @@ def _input_type(obj: Any) -> InputType:
 class LoadedParser:
     """A user's parser made uniform: takes bytes, returns a dict, raises only ParseError."""
 
-    __slots__ = ("_func", "input_type", "name")
+    __slots__ = ("_func", "input_type", "name", "stateful")
 
     def __init__(self, func: Callable[[Any], Any], name: str, input_type: InputType) -> None:
         self._func = func
         self.name = name
         self.input_type = input_type
+        self.stateful = bool(getattr(func, "stateful", False))
 
-    def __call__(self, line: bytes) -> dict[str, Any]:
+    def fork(self) -> LoadedParser:
+        """A fresh instance for another file, for parsers that keep state between lines."""
+        fork = getattr(self._func, "fork", None)
+        if not self.stateful or fork is None:
+            return self
+        return LoadedParser(fork(), self.name, self.input_type)
+
+    def __call__(self, line: bytes | str) -> dict[str, Any]:
         arg: bytes | str = line
         if self.input_type == "str":
-            arg = line.decode("utf-8", "replace")
+            if isinstance(line, bytes):
+                arg = line.decode("utf-8", "replace")
+        elif isinstance(line, str):
+            arg = line.encode("utf-8", "surrogateescape")
         try:
             fields = self._func(arg)
-        except ParseError:
+        except (ParseError, Pending):
             raise
         except Exception as exc:
             raise ParseError(f"{type(exc).__name__}: {exc}", kind="exception") from exc
@@ -140,8 +166,9 @@ def load_parser(spec: str, options: dict[str, Any] | None = None) -> Parser:
     """Find the parser named by `spec` and configure it with `options`.
 
     Raises `ParserLoadError` (a `podkit.plugins.PluginError`) with a one-line reason.
-    Built-in parsers that already take bytes and raise only `ParseError` (they set
-    `trusted = True`) are returned as they are, to keep the per-line cost down.
+    Parsers that set `trusted = True` (podkit's built-ins: they take bytes or str and raise
+    only `ParseError`/`Pending`) are returned as they are, to keep the per-line cost down;
+    any other is wrapped in a `LoadedParser`.
     """
     options = dict(options or {})
     try:
@@ -164,8 +191,6 @@ def load_parser(spec: str, options: dict[str, Any] | None = None) -> Parser:
     else:
         raise ParserLoadError(f"parser {spec!r} is a {type(obj).__name__}, not a callable")
     input_type = _input_type(instance)
-    if getattr(instance, "trusted", False) and input_type == "bytes":
-        if not getattr(instance, "name", None):
-            instance.name = spec
+    if getattr(instance, "trusted", False):
         return instance  # type: ignore[no-any-return]
     return LoadedParser(instance, getattr(instance, "name", None) or spec, input_type)

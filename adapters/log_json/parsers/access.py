@@ -1,0 +1,86 @@
+"""nginx and Apache access logs: the `common` and `combined` formats.
+
+    127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326
+    ... "GET /a.gif HTTP/1.0" 200 2326 "http://example.com/" "Mozilla/5.0 (X11)"
+
+Fields: client, user, timestamp, method, path, protocol (or `request` when the request
+line is not METHOD PATH PROTOCOL, as for a TLS handshake sent to a plain port), status
+(int), bytes (int; "-" is 0), and for combined referer and user_agent. `message` is the
+request line; `level` follows the status (5xx error, 4xx warning, else info). Quoted
+fields keep the server's escaping (nginx writes `\\x22`, Apache `\\"`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from podkit.parsers import ParseError
+
+from .base import BaseParser
+
+_QUOTED = r'"((?:[^"\\]|\\.)*)"'
+_COMMON = r"(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (\d+|-)"
+_COMBINED = _COMMON + " " + _QUOTED + " " + _QUOTED
+_REQUEST = re.compile(r"([A-Z]+) (\S+)(?: (HTTP/[\d.]+))?$")
+
+
+class AccessLogParser(BaseParser):
+    name = "nginx"
+    time_format = "clf"
+    formats: ClassVar[dict[str, re.Pattern[str]]] = {
+        "common": re.compile(_COMMON + r"\s*$"),
+        # Lenient at the end: nginx setups often append fields after the user agent.
+        "combined": re.compile(_COMBINED),
+    }
+
+    def __init__(self, format: str = "combined") -> None:
+        if format not in self.formats:
+            raise ValueError(f"format must be one of {', '.join(self.formats)}, not {format!r}")
+        self.format = format
+        self._match = self.formats[format].match
+        self._combined = format == "combined"
+
+    def parse(self, text: str) -> dict[str, Any]:
+        match = self._match(text)
+        if match is None:
+            raise ParseError(f"not a {self.format} access log line")
+        groups = match.groups()
+        status = int(groups[4])
+        size = groups[5]
+        request = groups[3]
+        fields: dict[str, Any] = {
+            "timestamp": groups[2],
+            "level": "error" if status >= 500 else "warning" if status >= 400 else "info",
+            "message": request,
+            "client": groups[0],
+            "user": None if groups[1] == "-" else groups[1],
+        }
+        parts = _REQUEST.match(request)
+        if parts is not None:
+            fields["method"], fields["path"], fields["protocol"] = parts.groups()
+        fields["status"] = status
+        fields["bytes"] = 0 if size == "-" else int(size)
+        if self._combined:
+            referer = groups[6]
+            fields["referer"] = None if referer == "-" else referer
+            fields["user_agent"] = groups[7]
+        return fields
+
+
+class NginxCommon(AccessLogParser):
+    name = "nginx-common"
+
+    def __init__(self) -> None:
+        super().__init__("common")
+
+
+class ApacheCombined(AccessLogParser):
+    name = "apache"
+
+
+class ApacheCommon(AccessLogParser):
+    name = "apache-common"
+
+    def __init__(self) -> None:
+        super().__init__("common")
