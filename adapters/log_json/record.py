@@ -118,6 +118,7 @@ class RecordBuilder:
         self.keep_raw = keep_raw
         self.stats = stats or Stats()
         self._now = self.time.now()
+        self._time_cache = self.time._cache
 
     def fork(self) -> RecordBuilder:
         """A builder for another file: its own parser state when the parser has any."""
@@ -194,6 +195,14 @@ class RecordBuilder:
             self.stats.ingest_time += 1
         else:
             try:
+                # The time parser's cache, looked up here: most lines share a second.
+                fields["timestamp"] = self._time_cache[timestamp]
+            except (KeyError, TypeError):
+                pass
+            else:
+                timestamp = None
+        if timestamp is not None:
+            try:
                 fields["timestamp"] = self.time(timestamp)
             except TimeError as exc:
                 fields["timestamp"] = self._now
@@ -214,13 +223,14 @@ class RecordBuilder:
                 fields["level"] = normalize_level(level)
         if "message" not in fields:
             fields["message"] = text
-        for name, convert in self.types.items():
-            value = fields.get(name)
-            if value is not None:
-                try:
-                    fields[name] = convert(value)
-                except (ValueError, TypeError, OverflowError):
-                    self.stats.type_errors[name] += 1
+        if self.types:
+            for name, convert in self.types.items():
+                value = fields.get(name)
+                if value is not None:
+                    try:
+                        fields[name] = convert(value)
+                    except (ValueError, TypeError, OverflowError):
+                        self.stats.type_errors[name] += 1
         if self.keep_raw:
             fields["raw"] = text
         if bad:

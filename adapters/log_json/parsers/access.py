@@ -3,11 +3,11 @@
     127.0.0.1 - frank [10/Oct/2000:13:55:36 -0700] "GET /a.gif HTTP/1.0" 200 2326
     ... "GET /a.gif HTTP/1.0" 200 2326 "http://example.com/" "Mozilla/5.0 (X11)"
 
-Fields: client, user, timestamp, method, path, protocol (or `request` when the request
-line is not METHOD PATH PROTOCOL, as for a TLS handshake sent to a plain port), status
-(int), bytes (int; "-" is 0), and for combined referer and user_agent. `message` is the
-request line; `level` follows the status (5xx error, 4xx warning, else info). Quoted
-fields keep the server's escaping (nginx writes `\\x22`, Apache `\\"`).
+Fields: client, user, timestamp, method, path, protocol (null when the request line is
+not METHOD PATH PROTOCOL, as for a TLS handshake sent to a plain port), status (int),
+bytes (int; "-" is 0), and for combined referer and user_agent. `message` is the request
+line; `level` follows the status (5xx error, 4xx warning, else info). Quoted fields keep
+the server's escaping (nginx writes `\\x22`, Apache `\\"`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from podkit.parsers import ParseError
 
 from .base import BaseParser
 
-_QUOTED = r'"((?:[^"\\]|\\.)*)"'
-_COMMON = r"(\S+) \S+ (\S+) \[([^\]]+)\] " + _QUOTED + r" (\d{3}) (\d+|-)"
+_QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
+# The request line, split when it is METHOD PATH PROTOCOL (the common case, one pass),
+# kept whole otherwise (a TLS handshake on a plain port, garbage from a scanner).
+_REQUEST = r'"(([A-Z]{1,20}) ([^\s"\\]*) (HTTP/[\d.]{1,5})|[^"\\]*(?:\\.[^"\\]*)*)"'
+_COMMON = r"(\S+) \S+ (\S+) \[([^\]]+)\] " + _REQUEST + r" (\d{3}) (\d+|-)"
 _COMBINED = _COMMON + " " + _QUOTED + " " + _QUOTED
-_REQUEST = re.compile(r"([A-Z]+) (\S+)(?: (HTTP/[\d.]+))?$")
+_LEVEL_BY_CLASS = {"1": "info", "2": "info", "3": "info", "4": "warning", "5": "error"}
 
 
 class AccessLogParser(BaseParser):
@@ -45,26 +48,37 @@ class AccessLogParser(BaseParser):
         match = self._match(text)
         if match is None:
             raise ParseError(f"not a {self.format} access log line")
-        groups = match.groups()
-        status = int(groups[4])
-        size = groups[5]
-        request = groups[3]
-        fields: dict[str, Any] = {
-            "timestamp": groups[2],
-            "level": "error" if status >= 500 else "warning" if status >= 400 else "info",
-            "message": request,
-            "client": groups[0],
-            "user": None if groups[1] == "-" else groups[1],
-        }
-        parts = _REQUEST.match(request)
-        if parts is not None:
-            fields["method"], fields["path"], fields["protocol"] = parts.groups()
-        fields["status"] = status
-        fields["bytes"] = 0 if size == "-" else int(size)
         if self._combined:
-            referer = groups[6]
+            (
+                client,
+                user,
+                timestamp,
+                request,
+                method,
+                path,
+                protocol,
+                status,
+                size,
+                referer,
+                agent,
+            ) = match.groups()
+        else:
+            client, user, timestamp, request, method, path, protocol, status, size = match.groups()
+        fields: dict[str, Any] = {
+            "timestamp": timestamp,
+            "level": _LEVEL_BY_CLASS.get(status[0], "info"),
+            "message": request,
+            "client": client,
+            "user": None if user == "-" else user,
+            "method": method,
+            "path": path,
+            "protocol": protocol,
+            "status": int(status),
+            "bytes": 0 if size == "-" else int(size),
+        }
+        if self._combined:
             fields["referer"] = None if referer == "-" else referer
-            fields["user_agent"] = groups[7]
+            fields["user_agent"] = agent
         return fields
 
 
