@@ -15,15 +15,15 @@ from podkit.follow.api import Batch, FileEvent
 from podkit.follow.follower import Follower
 
 
-async def until(condition: Callable[[], object], *, timeout: float = 10.0, what: str) -> Any:
+async def until(condition: Callable[[], object], *, within: float = 10.0, what: str) -> Any:
     """Wait until `condition()` is truthy (checked every 10 ms); TimeoutError names `what`."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+            raise TimeoutError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.01)
 
 
