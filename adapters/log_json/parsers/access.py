@@ -5,7 +5,8 @@
 
 Fields: client, user, timestamp, method, path, protocol (null when the request line is
 not METHOD PATH PROTOCOL, as for a TLS handshake sent to a plain port), status (int),
-bytes (int; "-" is 0), and for combined referer and user_agent. `message` is the request
+bytes (int; "-" is 0), and for combined referer, user_agent and `extra` (whatever a
+custom log_format appends). `message` is the request
 line; `level` follows the status (5xx error, 4xx warning, else info). Quoted fields keep
 the server's escaping (nginx writes `\\x22`, Apache `\\"`).
 """
@@ -22,7 +23,7 @@ from .base import BaseParser
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 # The request line, split when it is METHOD PATH PROTOCOL (the common case, one pass),
 # kept whole otherwise (a TLS handshake on a plain port, garbage from a scanner).
-_REQUEST = r'"(([A-Z]{1,20}) ([^\s"\\]*) (HTTP/[\d.]{1,5})|[^"\\]*(?:\\.[^"\\]*)*)"'
+_REQUEST = r'"(([A-Z]{1,20}) ([^\s"]*) (HTTP/[\d.]{1,5})|[^"\\]*(?:\\.[^"\\]*)*)"'
 _COMMON = r"(\S+) \S+ (\S+) \[([^\]]+)\] " + _REQUEST + r" (\d{3}) (\d+|-)"
 _COMBINED = _COMMON + " " + _QUOTED + " " + _QUOTED
 _LEVEL_BY_CLASS = {"1": "info", "2": "info", "3": "info", "4": "warning", "5": "error"}
@@ -79,6 +80,9 @@ class AccessLogParser(BaseParser):
         if self._combined:
             fields["referer"] = None if referer == "-" else referer
             fields["user_agent"] = agent
+            if match.end() < len(text):
+                # Fields some setups append after the user agent: kept, never dropped.
+                fields["extra"] = text[match.end() :].lstrip()
         return fields
 
 

@@ -7,6 +7,8 @@ Options: `mode` "merge" (the object's keys become the record's fields; the defau
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -14,6 +16,8 @@ import orjson
 from podkit.parsers import ParseError
 
 from .base import BaseParser
+
+_LONG_INT = re.compile(r"\d{19}")
 
 
 class JsonParser(BaseParser):
@@ -39,8 +43,10 @@ class JsonParser(BaseParser):
 
     def parse(self, text: str) -> dict[str, Any]:
         try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
+            # orjson reads integers beyond 64 bits as floats, losing digits; the standard
+            # library keeps them exact (they are written out as text).
+            value = json.loads(text) if _LONG_INT.search(text) else orjson.loads(text)
+        except ValueError as exc:
             raise ParseError(f"invalid JSON: {exc}", kind="bad_json") from None
         if not isinstance(value, dict):
             raise ParseError(f"JSON {type(value).__name__}, not an object", kind="not_object")
