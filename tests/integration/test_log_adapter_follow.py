@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from podkit.devservers import HelperProcess, wait_for
+from tests.servers import require_binary
 
 FAST = ("--refresh-interval", "0.2s", "--rotate-wait", "1s", "--flush-timeout", "0.3s")
 
@@ -104,12 +107,15 @@ def test_stack_traces_become_one_record_and_metrics_count(
     assert "log_adapter_lines_in_total 3.0" in text
     assert "log_adapter_invalid_utf8_lines_total 1.0" in text
     assert "log_adapter_lag_bytes 0.0" in text
+    promtool = require_binary("promtool")
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    problems = [line for line in (lint.stdout + lint.stderr).splitlines() if "log_adapter" in line]
+    assert not problems, problems
 
 
 def test_bad_settings_exit_2_with_one_line() -> None:
-    import subprocess
-    import sys
-
     for args, expected in [
         (["--path", "/tmp/x.log", "--parser", "nope"], "unknown parser 'nope'"),
         (["--path", "/tmp/x.log", "--parser", "regex"], "missing 1 required"),
