@@ -1,6 +1,7 @@
 """`--check FILE`: run the parser over a file once, the way a user tests it before deploying.
 
-JSON records go to stdout, a summary to stderr (lines, parsed, failed, failures by kind,
+Lines are joined by the follower's multiline stage when --multiline is set. JSON records
+go to stdout, a summary to stderr (lines, parsed, failed, failures by kind,
 field type errors), and the exit status is 1 if any line failed to parse.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from typing import BinaryIO, TextIO
+
+from podkit.follow.multiline import MultilineJoiner
 
 from .build import make_builder
 from .record import Stats
@@ -29,6 +32,24 @@ def read_lines(handle: BinaryIO) -> Iterator[list[bytes]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _with_last(chunks: Iterator[list[bytes]]) -> Iterator[tuple[list[bytes], bool]]:
+    previous: list[bytes] | None = None
+    for chunk in chunks:
+        if previous is not None:
+            yield previous, False
+        previous = chunk
+    yield previous or [], True
+
+
+def _joiner(settings: LogAdapterSettings) -> MultilineJoiner | None:
+    from .app import multiline_config
+
+    config = multiline_config(settings)
+    if config is None:
+        return None
+    return MultilineJoiner(config, settings.max_line_bytes)
 
 
 def summary(stats: Stats, parser: str) -> str:
@@ -56,8 +77,14 @@ def run_check(
     except OSError as exc:
         print(f"check: cannot read {settings.check}: {exc.strerror}", file=err)
         return 2
+    joiner = _joiner(settings)
     with handle:
-        for chunk in read_lines(handle):
+        chunks = read_lines(handle)
+        for chunk, last in _with_last(chunks):
+            if joiner is not None:
+                # The follower's own multiline stage, so --check shows what the pod will.
+                offsets = [0] * len(chunk)
+                chunk = joiner.feed(chunk, offsets, 0, flush=last)[0]
             out.write(builder.encode(chunk))
     out.flush()
     print(summary(builder.stats, builder.name), file=err)
