@@ -44,7 +44,11 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     builders: dict[str, RecordBuilder] = {}
     stateful = bool(getattr(builder.parser, "stateful", False))
     config = FollowConfig.from_settings(settings, multiline=multiline_config(settings))
-    output = Output(settings.output, settings.output_path)
+    try:
+        output = Output(settings.output, settings.output_path)
+    except OSError as exc:
+        runtime.log.error("output_unwritable", path=settings.output_path, error=exc.strerror)
+        raise SystemExit(2) from None
     runtime.log.info(
         "following",
         path=list(settings.path),
@@ -82,6 +86,9 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                     lag[batch.path] = max(0, os.stat(batch.path).st_size - batch.end_offset)
             if drainer.done() and drainer.exception() is not None:
                 raise drainer.exception()  # type: ignore[misc]
+        # The files are read to their end: what a stateful parser still holds goes out too.
+        for held in {id(b): b for b in [builder, *builders.values()]}.values():
+            await output.write(held.flush())
     finally:
         if drainer is not None and not drainer.done():
             drainer.cancel()

@@ -86,6 +86,7 @@ def run_check(
                 offsets = [0] * len(chunk)
                 chunk = joiner.feed(chunk, offsets, 0, flush=last)[0]
             out.write(builder.encode(chunk))
+    out.write(builder.flush())
     out.flush()
     print(summary(builder.stats, builder.name), file=err)
     return 1 if builder.stats.failed else 0

@@ -136,6 +136,22 @@ class RecordBuilder:
         self.types = types
         return self
 
+    def flush(self) -> bytearray:
+        """Records a stateful parser still holds (CRI partial lines), at the end of input."""
+        flush = getattr(self.parser, "flush", None)
+        held = flush() if flush is not None else []
+        self._now = self.time.now()
+        out = bytearray()
+        for fields in held:
+            record = self._finish(fields, b"", "", False)
+            try:
+                out += orjson.dumps(record, default=_default, option=DUMPS_OPTIONS)
+            except orjson.JSONEncodeError as exc:
+                out += self._second_chance(record, b"", "", False, exc)
+            self.stats.parsed += 1
+        self.stats.records_out += len(held)
+        return out
+
     # --- the hot loop ---------------------------------------------------------------------
 
     def encode(self, lines: Iterable[bytes]) -> bytearray:

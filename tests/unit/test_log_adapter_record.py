@@ -174,3 +174,16 @@ def test_floats_stay_finite_json() -> None:
     builder = RecordBuilder(load_parser_from(lambda line: {"x": math.inf, "y": math.nan}))
     record = json.loads(builder.encode([b"line"]))
     assert record["x"] is None and record["y"] is None
+
+
+def test_cri_partials_join_per_file_and_flush_at_the_end() -> None:
+    base = RecordBuilder(load_parser("cri"))
+    first, second = base.fork(), base.fork()
+    assert first.parser is not second.parser  # one parser state per followed file
+    assert first.encode([b"2024-05-01T12:00:00Z stdout P a-"]) == b""
+    assert second.encode([b"2024-05-01T12:00:00Z stdout P b-"]) == b""
+    joined = json.loads(first.encode([b"2024-05-01T12:00:01Z stdout F end"]))
+    assert joined["message"] == "a-end" and joined["partial_count"] == 2
+    held = json.loads(second.flush())
+    assert held["message"] == "b-" and held["truncated"] is True
+    assert second.flush() == b""

@@ -8,6 +8,8 @@ A `P` (partial) line is held and joined with the following lines of the same str
 the `F` that ends it; the record carries the first part's timestamp. Fields: timestamp,
 stream, message (the joined text), partial_count when it was joined. Options:
 `max_bytes` (default 1 MiB): a longer joined line is emitted as is, with `truncated: true`.
+Parts still held when the input ends (`--check`) or the adapter drains are emitted the
+same way, never dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ class CriParser(BaseParser):
 
     def fork(self) -> CriParser:
         return CriParser(self.max_bytes)
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Records for partial lines still held (the file ended, or the adapter drains)."""
+        held, self._partial = self._partial, {}
+        return [
+            {
+                "timestamp": timestamp,
+                "stream": stream,
+                "message": "".join(parts),
+                "partial_count": len(parts),
+                "truncated": True,
+            }
+            for stream, (timestamp, parts, _) in held.items()
+        ]
 
     def parse(self, text: str) -> dict[str, Any]:
         match = _CRI.match(text)
