@@ -320,8 +320,7 @@ class Follower:
         span = max(end - t.last_end, 0)
         t.last_end = max(end, t.last_end)
         events = t.events
-        if events:
-            t.events = []
+        t.events = []  # never share the list: later events must not show up in this batch
         p = Pending(seq, t.gen, end, span)
         t.pending.append(p)
         self._pending[seq] = (t, p)
