@@ -187,3 +187,24 @@ def test_cri_partials_join_per_file_and_flush_at_the_end() -> None:
     held = json.loads(second.flush())
     assert held["message"] == "b-" and held["truncated"] is True
     assert second.flush() == b""
+
+
+FIELD_TEXT = st.text(alphabet=st.sampled_from(list('ab "-/ \t[]GET HTTP/1.1x')), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(request=FIELD_TEXT, referer=FIELD_TEXT, agent=FIELD_TEXT, tail=FIELD_TEXT)
+def test_fast_access_log_pattern_agrees_with_the_full_one(
+    request: str, referer: str, agent: str, tail: str
+) -> None:
+    """Lines without a backslash take the plain pattern: it must parse exactly the same."""
+    from adapters.log_json.parsers.access import AccessLogParser
+
+    line = (
+        f'10.0.0.1 - - [01/May/2024:12:00:00 +0000] "{request}" 200 12 "{referer}" "{agent}"{tail}'
+    )
+    for fmt in ("combined", "common"):
+        parser = AccessLogParser(fmt)
+        plain, full = parser._plain(line), parser._escaped(line)
+        assert (plain and plain.groups()) == (full and full.groups())
+        assert (plain and plain.end()) == (full and full.end())
