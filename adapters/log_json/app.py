@@ -39,6 +39,7 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
 
     builder = make_builder(settings)
     lag: dict[str, int] = {}
+    failure_kinds: set[str] = set()
     runtime.registry.register(AdapterCollector(builder.stats, builder.name, lag))
     # Stateful parsers (CRI partial lines) keep one builder per file.
     builders: dict[str, RecordBuilder] = {}
@@ -49,6 +50,10 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     except OSError as exc:
         runtime.log.error("output_unwritable", path=settings.output_path, error=exc.strerror)
         raise SystemExit(2) from None
+    if output.repaired_bytes:
+        runtime.log.warning(
+            "torn_record_removed", path=settings.output_path, bytes=output.repaired_bytes
+        )
     runtime.log.info(
         "following",
         path=list(settings.path),
@@ -82,6 +87,14 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                     file_builder = builder
                 await output.write(file_builder.encode(batch.lines))
                 follower.ack(batch)
+                if len(builder.stats.failures) > len(failure_kinds):
+                    new_kinds = set(builder.stats.failures) - failure_kinds
+                    failure_kinds.update(new_kinds)
+                    # Once per kind, so a format change is noticed without a log per line.
+                    runtime.log.warning(
+                        "parse_failures", parser=builder.name, kinds=sorted(new_kinds),
+                        path=batch.path, metric="log_adapter_parse_failures_total",
+                    )  # fmt: skip
                 with contextlib.suppress(OSError):
                     lag[batch.path] = max(0, os.stat(batch.path).st_size - batch.end_offset)
             if drainer.done() and drainer.exception() is not None:

@@ -17,6 +17,30 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _drop_torn_record(fd: int) -> int:
+    """Cut a record the last run was killed in the middle of writing; returns bytes cut.
+
+    Its batch was never acknowledged, so the follower delivers it again: cutting it keeps
+    the file one valid JSON object per line, and loses nothing.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        chunk = os.pread(fd, end - start, start)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
+    else:
+        keep = 0
+    os.ftruncate(fd, keep)
+    return size - keep
+
+
 class Output:
     def __init__(self, kind: str, path: str | None = None) -> None:
         self.kind = kind
@@ -24,10 +48,12 @@ class Output:
         self._own = False
         if kind == "file":
             assert path is not None
-            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             self._own = True
+            self.repaired_bytes = _drop_torn_record(self.fd)
         else:
             self.fd = 1
+            self.repaired_bytes = 0
 
     async def write(self, data: bytes) -> None:
         if data:

@@ -132,3 +132,27 @@ def test_bad_settings_exit_2_with_one_line() -> None:
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         assert expected in done.stderr
+
+
+def test_sigkill_mid_stream_repeats_at_most_never_loses(
+    tmp_path: Path, run_helper: Callable[..., HelperProcess]
+) -> None:
+    """At-least-once: a kill -9 may write a batch twice after the restart, never drop one."""
+    logs, state, out = tmp_path / "logs", tmp_path / "state", tmp_path / "out.jsonl"
+    logs.mkdir()
+    total = 20_000
+    args = ("--path", str(logs / "*.log"), "--state-dir", str(state), "--output", "file",
+            "--output-path", str(out), *FAST)  # fmt: skip
+    adapter = run_helper("log-adapter", *args)
+    with open(logs / "app.log", "ab") as handle:
+        for i in range(total):
+            handle.write(f"2024-05-01 12:00:00 INFO line {i}\n".encode())
+    wait_for(lambda: out.exists() and out.stat().st_size > 0, what="first records", timeout=20)
+    adapter.stop(signal.SIGKILL)
+    run_helper("log-adapter", *args)
+
+    def complete() -> bool:
+        return {r["message"] for r in records(out)} >= {f"line {i}" for i in range(total)}
+
+    wait_for(complete, timeout=60, what=f"all {total} lines after the restart")
+    assert all("parse_error" not in r for r in records(out))
