@@ -29,7 +29,11 @@ def multiline_config(settings: LogAdapterSettings) -> MultilineConfig | None:
         return None
     from podkit.follow import MultilineConfig
 
-    return MultilineConfig(mode=settings.multiline, start_pattern=settings.multiline_start)
+    return MultilineConfig(
+        mode=settings.multiline,
+        start_pattern=settings.multiline_start,
+        flush_timeout=settings.flush_timeout,
+    )
 
 
 async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
@@ -95,8 +99,13 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                         "parse_failures", parser=builder.name, kinds=sorted(new_kinds),
                         path=batch.path, metric="log_adapter_parse_failures_total",
                     )  # fmt: skip
+                behind = 0
                 with contextlib.suppress(OSError):
-                    lag[batch.path] = max(0, os.stat(batch.path).st_size - batch.end_offset)
+                    behind = os.stat(batch.path).st_size - batch.end_offset
+                if behind > 0:
+                    lag[batch.path] = behind
+                else:  # caught up (or rotated away): no entry, so the dict stays small
+                    lag.pop(batch.path, None)
             if drainer.done() and drainer.exception() is not None:
                 raise drainer.exception()  # type: ignore[misc]
         # The files are read to their end: what a stateful parser still holds goes out too.
