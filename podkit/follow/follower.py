@@ -223,7 +223,7 @@ class Follower:
             self.persist()
 
     def _poll(self, now: float) -> bool:
-        """One chunk from every open file; True if anything was handed out."""
+        """One chunk from every open file; True if anything was read or handed out."""
         tailers = list(self._tailers.values())
         if not tailers:
             return False
@@ -249,8 +249,9 @@ class Follower:
                 self.log.warning("file_read_failed", path=t.path, error=str(exc))
                 return self._close(t, now, reason="read_error")
         if data:
-            if t.at_eof and not t.same_content():
-                # Rewritten in place (copytruncate, then more than we had read was written).
+            if t.fp_len and not t.same_content():
+                # Rewritten in place (copytruncate, then more than we had read was written):
+                # one 256-byte pread per chunk keeps us from reading mid-line garbage.
                 return self._truncated(t, now)
             t.at_eof = False
             t.read_pos += len(data)
@@ -261,7 +262,8 @@ class Follower:
             t.splitter.feed(data, lines, offsets)
             if t.fp_len < t.fingerprint_bytes:
                 t.grow_fingerprint()
-            return self._emit(t, lines, offsets)
+            self._emit(t, lines, offsets)
+            return True  # progress even without a complete line: read on before sleeping
         # At the end of the file (or of what a drain reads).
         t.at_eof = True
         produced = False
