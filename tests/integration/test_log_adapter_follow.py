@@ -156,3 +156,18 @@ def test_sigkill_mid_stream_repeats_at_most_never_loses(
 
     wait_for(complete, timeout=60, what=f"all {total} lines after the restart")
     assert all("parse_error" not in r for r in records(out))
+
+
+def test_drain_writes_the_unterminated_last_line(
+    tmp_path: Path, run_helper: Callable[..., HelperProcess]
+) -> None:
+    """SIGTERM: the line still waiting for its newline is written before the exit."""
+    app_log, out = tmp_path / "app.log", tmp_path / "out.jsonl"
+    app_log.write_bytes(b"2024-05-01 12:00:00 INFO first\n2024-05-01 12:00:01 WARN no newline yet")
+    adapter = run_helper(
+        "log-adapter", "--path", str(app_log), "--output", "file", "--output-path", str(out),
+        "--flush-timeout", "10m", "--refresh-interval", "0.2s",
+    )  # fmt: skip
+    wait_records(out, 1)
+    assert adapter.stop(signal.SIGTERM) == 0
+    assert [r["message"] for r in records(out)] == ["first", "no newline yet"]
