@@ -208,3 +208,28 @@ def test_fast_access_log_pattern_agrees_with_the_full_one(
         plain, full = parser._plain(line), parser._escaped(line)
         assert (plain and plain.groups()) == (full and full.groups())
         assert (plain and plain.end()) == (full and full.end())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.sampled_from(["stdout", "stderr"]),
+            st.lists(st.text(max_size=20), min_size=1, max_size=5),
+        ),
+        max_size=6,
+    )
+)
+def test_cri_reassembles_any_split_per_stream(messages: list[tuple[str, list[str]]]) -> None:
+    """Each message cut into P parts and an F end comes out whole, in order per stream."""
+    builder = RecordBuilder(load_parser("cri"))
+    lines = []
+    for stream, parts in messages:
+        for index, part in enumerate(parts):
+            tag = "F" if index == len(parts) - 1 else "P"
+            lines.append(f"2024-05-01T12:00:00Z {stream} {tag} {part}".encode())
+    out = builder.encode(lines) + builder.flush()
+    got = [json.loads(line) for line in out.splitlines()]
+    assert [(r["stream"], r["message"]) for r in got] == [
+        (stream, "".join(parts)) for stream, parts in messages
+    ]
