@@ -233,3 +233,16 @@ def test_cri_reassembles_any_split_per_stream(messages: list[tuple[str, list[str
     assert [(r["stream"], r["message"]) for r in got] == [
         (stream, "".join(parts)) for stream, parts in messages
     ]
+
+
+def test_failure_kinds_are_capped() -> None:
+    from adapters.log_json.record import MAX_FAILURE_KINDS
+
+    def parser(line: str) -> Any:
+        raise ParseError("bad", kind=f"kind-{line}")
+
+    builder = RecordBuilder(load_parser_from_str(parser))
+    out = builder.encode([str(i).encode() for i in range(MAX_FAILURE_KINDS + 20)])
+    assert out.count(b"\n") == MAX_FAILURE_KINDS + 20
+    assert len(builder.stats.failures) == MAX_FAILURE_KINDS + 1
+    assert builder.stats.failures["other"] == 20
