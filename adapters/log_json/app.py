@@ -67,6 +67,15 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     )
     follower = Follower(config, registry=runtime.registry, log=runtime.log)
 
+    def write_failed(error: OSError) -> None:
+        # Not ready: the output cannot take records; the batch waits, unacknowledged.
+        runtime.log.warning("output_write_failed", output=settings.output, error=str(error))
+        runtime.set_ready(False, f"output write failed: {error.strerror or error}")
+
+    def write_recovered() -> None:
+        runtime.log.info("output_write_recovered", output=settings.output)
+        runtime.set_ready(True)
+
     async def drain_on_request() -> None:
         # SIGTERM: the follower reads every file to its end, then the iteration below ends.
         await runtime.wait_drain()
@@ -89,7 +98,9 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                     file_builder = builders.get(key) or builders.setdefault(key, builder.fork())
                 else:
                     file_builder = builder
-                await output.write(file_builder.encode(batch.lines))
+                records = file_builder.encode(batch.lines)
+                await output.write(records, write_failed, write_recovered)
+                builder.stats.written += records.count(b"\n")
                 follower.ack(batch)
                 if len(builder.stats.failures) > len(failure_kinds):
                     new_kinds = set(builder.stats.failures) - failure_kinds
@@ -110,7 +121,9 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                 raise drainer.exception()  # type: ignore[misc]
         # The files are read to their end: what a stateful parser still holds goes out too.
         for held in {id(b): b for b in [builder, *builders.values()]}.values():
-            await output.write(held.flush())
+            records = held.flush()
+            await output.write(records, write_failed, write_recovered)
+            builder.stats.written += records.count(b"\n")
     finally:
         if drainer is not None and not drainer.done():
             drainer.cancel()

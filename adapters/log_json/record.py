@@ -78,6 +78,8 @@ class Stats:
     lines_in: int = 0
     bytes_in: int = 0
     records_out: int = 0
+    """Records built; `written` counts those the output has taken (follow mode)."""
+    written: int = 0
     parsed: int = 0
     pending: int = 0
     invalid_utf8: int = 0

@@ -171,3 +171,26 @@ def test_drain_writes_the_unterminated_last_line(
     wait_records(out, 1)
     assert adapter.stop(signal.SIGTERM) == 0
     assert [r["message"] for r in records(out)] == ["first", "no newline yet"]
+
+
+def test_failing_output_turns_not_ready_and_acknowledges_nothing(
+    tmp_path: Path, run_helper: Callable[..., HelperProcess]
+) -> None:
+    """/dev/full: every write fails (ENOSPC). The adapter keeps running, not ready, and
+    its checkpoint does not move past the lines it could not write."""
+    app_log, state = tmp_path / "app.log", tmp_path / "state"
+    app_log.write_bytes(b"2024-05-01 12:00:00 INFO can not be written\n")
+    adapter = run_helper(
+        "log-adapter", "--path", str(app_log), "--output", "file", "--output-path", "/dev/full",
+        "--state-dir", str(state), "--shutdown-timeout", "2s", *FAST, wait="livez",
+    )  # fmt: skip
+    adapter.wait_http("/readyz", status=503, timeout=20)
+    assert any(e.get("event") == "output_write_failed" for e in adapter.log_events())
+    assert "log_adapter_records_out_total 0.0" in adapter.metrics()  # built, never written
+    adapter.stop(signal.SIGTERM)
+
+    # Restarted with a working output, the same line comes out: it was never acknowledged.
+    out = tmp_path / "out.jsonl"
+    run_helper("log-adapter", "--path", str(app_log), "--output", "file", "--output-path",
+               str(out), "--state-dir", str(state), *FAST)  # fmt: skip
+    assert [r["message"] for r in wait_records(out, 1)] == ["can not be written"]
