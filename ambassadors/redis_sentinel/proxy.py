@@ -98,6 +98,8 @@ class ClientSide(asyncio.Protocol):
         self.master: asyncio.Transport | None = None
         self.master_addr: str | None = None
         self.connecting: asyncio.Task[None] | None = None
+        self.pending: list[bytes] = []
+        self.eof_pending = False
         self.closed = False
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -113,10 +115,20 @@ class ClientSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.stats.bytes_to_master += len(data)
-        self.master.write(data)  # type: ignore[union-attr]
+        master = self.master
+        if master is None:
+            # uvloop may deliver data before the pause in connection_made takes effect:
+            # keep it (and pause again) until the master side is connected.
+            self.pending.append(data)
+            self.transport.pause_reading()
+            return
+        master.write(data)
 
     def eof_received(self) -> bool:
         master = self.master
+        if master is None and self.pending:
+            self.eof_pending = True  # sent after the pending bytes, once connected
+            return True
         if master is not None and not master.is_closing() and master.can_write_eof():
             master.write_eof()
             return True
@@ -182,6 +194,13 @@ class ClientSide(asyncio.Protocol):
             self.master = transport  # type: ignore[assignment]
             self.master_addr = addr
             proxy.bind(self, addr)
+            if self.pending:
+                transport.writelines(self.pending)
+                self.pending.clear()
+            if self.eof_pending:
+                if transport.can_write_eof():
+                    transport.write_eof()
+                return
             self.transport.resume_reading()
             return
 
