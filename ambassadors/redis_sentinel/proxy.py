@@ -70,10 +70,12 @@ class MasterSide(asyncio.Protocol):
         self.client.transport.write(data)
 
     def eof_received(self) -> bool:
-        # Half-close passes through: the client may still read what is in flight.
-        client = self.client.transport
-        if not client.is_closing() and client.can_write_eof():
-            client.write_eof()
+        # Half-close passes through; once both directions have ended, both sides close.
+        client = self.client
+        client.master_eof = True
+        if client.client_eof or client.transport.is_closing():
+            return False
+        client.transport.write_eof()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -100,6 +102,8 @@ class ClientSide(asyncio.Protocol):
         self.connecting: asyncio.Task[None] | None = None
         self.pending: list[bytes] = []
         self.eof_pending = False
+        self.client_eof = False
+        self.master_eof = False
         self.closed = False
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -125,14 +129,17 @@ class ClientSide(asyncio.Protocol):
         master.write(data)
 
     def eof_received(self) -> bool:
+        self.client_eof = True
         master = self.master
-        if master is None and self.pending:
-            self.eof_pending = True  # sent after the pending bytes, once connected
-            return True
-        if master is not None and not master.is_closing() and master.can_write_eof():
-            master.write_eof()
-            return True
-        return False
+        if master is None:
+            if self.pending:
+                self.eof_pending = True  # sent after the pending bytes, once connected
+                return True
+            return False
+        if self.master_eof or master.is_closing() or not master.can_write_eof():
+            return False  # (TLS cannot half-close: the whole connection ends)
+        master.write_eof()
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -200,6 +207,8 @@ class ClientSide(asyncio.Protocol):
             if self.eof_pending:
                 if transport.can_write_eof():
                     transport.write_eof()
+                else:
+                    self.close()
                 return
             self.transport.resume_reading()
             return
