@@ -112,6 +112,7 @@ class Discovery:
         self.clients = {addr: self._client(addr, sentinel=True) for addr in settings.sentinels}
         self.last_disagreement: tuple[Any, ...] | None = None
         self.kept_without_sentinels = False
+        self.last_rejected: tuple[str, str] | None = None
 
     # --- connections -----------------------------------------------------------------------
 
@@ -218,10 +219,12 @@ class Discovery:
         role = await self.role(candidate)
         if role != "master":
             m.role_check_failures.labels(role.lstrip("!")).inc()
-            if candidate != self.master or self.master is not None:
+            if (candidate, role) != self.last_rejected:  # log each new situation once
+                self.last_rejected = (candidate, role)
                 self.log.warning("candidate_not_master", candidate=candidate, role=role)
             self._set(None, "candidate_not_master")
             return
+        self.last_rejected = None
         self.suspect.pop(candidate, None)
         self._set(candidate, "sentinel_majority")
 

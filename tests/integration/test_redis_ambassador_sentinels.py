@@ -1,5 +1,9 @@
 """redis-ambassador when the Sentinels fail, disagree, talk garbage or want a password,
-and when it is asked to drain."""
+and when it is asked to drain.
+
+Tests that leave the cluster as they found it share one (`steady_cluster`); the others
+get their own (`sentinel_cluster`).
+"""
 
 from __future__ import annotations
 
@@ -46,6 +50,16 @@ def garbage_server(payload: bytes) -> Iterator[str]:
         server.server_close()
 
 
+@pytest.fixture(scope="module")
+def steady_cluster() -> Iterator[SentinelCluster]:
+    cluster = SentinelCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
 def errors_for(helper, sentinel: str) -> float:
     total = 0.0
     for line in helper.metrics().splitlines():
@@ -81,18 +95,18 @@ def test_all_sentinels_down_keeps_a_verified_master(run_helper, sentinel_cluster
     assert helper.process.alive()
 
 
-def test_unreachable_and_garbage_sentinels_are_counted_not_fatal(run_helper, sentinel_cluster):
+def test_unreachable_and_garbage_sentinels_are_counted_not_fatal(run_helper, steady_cluster):
     dead = f"{HOST}:{free_port()}"
     with contextlib.ExitStack() as stack:
         broken = [stack.enter_context(garbage_server(payload)) for payload in GARBAGE]
         port = free_port()
         helper = run_helper(
             "redis-ambassador",
-            "--sentinels", ",".join([*sentinel_cluster.sentinel_addrs, dead, *broken]),
+            "--sentinels", ",".join([*steady_cluster.sentinel_addrs, dead, *broken]),
             "--listen", f"{HOST}:{port}", "--poll-interval", "200ms",
         )  # fmt: skip
         # 3 of 3 reachable Sentinels agree; the dead one and the garbage ones do not count.
-        assert current_master(helper) == sentinel_cluster.master_addr()
+        assert current_master(helper) == steady_cluster.master_addr()
         wait_for(lambda: errors_for(helper, dead) >= 2, what="errors for the dead Sentinel")
         for addr in broken:
             wait_for(lambda addr=addr: errors_for(helper, addr) >= 2, what=f"errors for {addr}")
@@ -103,12 +117,12 @@ def test_unreachable_and_garbage_sentinels_are_counted_not_fatal(run_helper, sen
         assert helper.process.alive()
 
 
-def test_disagreeing_sentinels_route_nowhere(run_helper, sentinel_cluster):
+def test_disagreeing_sentinels_route_nowhere(run_helper, steady_cluster):
     # A second, unrelated master watched by a Sentinel under the same name.
     other = SentinelCluster(replicas=0, sentinels=1)
     try:
         other.start()
-        first = sentinel_cluster.sentinel_addrs[0]
+        first = steady_cluster.sentinel_addrs[0]
         port = free_port()
         helper = run_helper(
             "redis-ambassador",
@@ -125,13 +139,13 @@ def test_disagreeing_sentinels_route_nowhere(run_helper, sentinel_cluster):
         with socket.create_connection((HOST, port), timeout=10) as sock:
             assert sock.makefile("rb").readline().startswith(b"-ERR podkit")
         # Three Sentinels, two of one mind: the majority's master is used.
-        mixed = [*sentinel_cluster.sentinel_addrs[:2], other.sentinel_addrs[0]]
+        mixed = [*steady_cluster.sentinel_addrs[:2], other.sentinel_addrs[0]]
         helper2 = run_helper(
             "redis-ambassador",
             "--sentinels", ",".join(mixed),
             "--listen", f"{HOST}:{free_port()}",
         )  # fmt: skip
-        assert current_master(helper2) == sentinel_cluster.master_addr()
+        assert current_master(helper2) == steady_cluster.master_addr()
         assert sample(helper2, "redis_ambassador_sentinels_agreeing") == 2.0
     finally:
         other.cleanup()
@@ -169,8 +183,8 @@ def test_sentinel_password_from_a_file(run_helper, sentinel_cluster, tmp_path):
         assert secret not in process.metrics()
 
 
-def test_drain_lets_open_connections_finish(run_helper, sentinel_cluster):
-    helper, port = start_ambassador(run_helper, sentinel_cluster)
+def test_drain_lets_open_connections_finish(run_helper, steady_cluster):
+    helper, port = start_ambassador(run_helper, steady_cluster)
     with redis.Redis(host=HOST, port=port, socket_timeout=5) as client:
         assert client.set("before", "drain")
         helper.process.send_signal(signal.SIGTERM)
