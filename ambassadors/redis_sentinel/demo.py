@@ -62,6 +62,8 @@ def demo(narrator: Narrator) -> None:
             wait_for(lambda: ok[0] > before + 200, what="writes on the new master")
             stop.set()
             writer.join(5)
+            # The first Sentinel asked may lag its peers by one hello period.
+            wait_for(lambda: cluster.master_addr() == new, what="Sentinel to agree")
             sentinel_says = cluster.master_addr()
             events = [
                 f"{e['ts']} {e['event']} old={e.get('old')} new={e.get('new')}"
