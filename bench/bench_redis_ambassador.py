@@ -9,6 +9,10 @@
    Sentinel's `+switch-master` and to the first successful write through each.
 
     .venv/bin/python bench/bench_redis_ambassador.py [--quick] [--only throughput|failover]
+        [--rounds N]
+
+On a small shared machine the unpipelined figures swing by +-30% from run to run (other
+processes compete for the same cores); compare medians of several rounds.
 """
 
 from __future__ import annotations
@@ -249,11 +253,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (smaller -n, 1 round)")
     parser.add_argument("--only", choices=["throughput", "failover"])
+    parser.add_argument("--rounds", type=int, help="rounds/trials (default 3, 1 with --quick)")
     args = parser.parse_args()
+    rounds = args.rounds or (1 if args.quick else 3)
     if args.only in (None, "throughput"):
-        throughput(requests=20000 if args.quick else 200000, rounds=1 if args.quick else 3)
+        throughput(requests=20000 if args.quick else 200000, rounds=rounds)
     if args.only in (None, "failover"):
-        failover(trials=1 if args.quick else 3)
+        failover(trials=rounds)
 
 
 if __name__ == "__main__":
