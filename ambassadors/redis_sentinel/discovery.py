@@ -113,6 +113,7 @@ class Discovery:
         self.last_disagreement: tuple[Any, ...] | None = None
         self.kept_without_sentinels = False
         self.last_rejected: tuple[str, str] | None = None
+        self.sentinel_errors: dict[str, str] = {}
 
     # --- connections -----------------------------------------------------------------------
 
@@ -165,13 +166,17 @@ class Discovery:
                 reason = "protocol" if isinstance(reply, ValueError) else _reason(reply)
                 result.errors[addr] = reason
                 self.metrics.discovery_errors.labels(addr, reason).inc()
-                self.log.warning("sentinel_query_failed", sentinel=addr, reason=reason,
-                                 error=str(reply)[:200] or type(reply).__name__)  # fmt: skip
+                if self.sentinel_errors.get(addr) != reason:  # log changes, count every one
+                    self.sentinel_errors[addr] = reason
+                    self.log.warning("sentinel_query_failed", sentinel=addr, reason=reason,
+                                     error=str(reply)[:200] or type(reply).__name__)  # fmt: skip
                 # A broken connection must not poison the next round.
                 with contextlib.suppress(Exception):
                     await self.clients[addr].connection_pool.disconnect()
             else:
                 result.votes[addr] = reply
+                if self.sentinel_errors.pop(addr, None) is not None:
+                    self.log.info("sentinel_recovered", sentinel=addr)
         return result
 
     async def role(self, addr: str) -> str:
