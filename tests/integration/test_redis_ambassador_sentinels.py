@@ -92,6 +92,11 @@ def test_all_sentinels_down_keeps_a_verified_master(run_helper, sentinel_cluster
     assert reply.startswith(b"-ERR podkit redis-ambassador: no Redis master"), reply
     assert sample(helper, 'redis_ambassador_client_connections_refused_total{reason="no_master"}')
     assert sample(helper, 'redis_ambassador_role_check_failures_total{reason="connect"}') >= 1
+    # Clients that give up while waiting for a master leave nothing behind.
+    for _ in range(20):
+        socket.create_connection((HOST, port), timeout=5).close()
+    wait_for(lambda: sample(helper, "redis_ambassador_client_connections_active") == 0,
+             what="waiting connections to be released")  # fmt: skip
     assert helper.process.alive()
 
 
