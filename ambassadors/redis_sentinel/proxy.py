@@ -25,6 +25,7 @@ from podkit.logs import get_logger
 
 # How long a closed client gets to take the replies already in flight before it is cut.
 CLOSE_FLUSH_GRACE = 5.0
+LOG_EVERY = 1.0
 NO_MASTER_REPLY = b"-ERR podkit redis-ambassador: no Redis master is known, try again\r\n"
 UPSTREAM_DOWN_REPLY = b"-ERR podkit redis-ambassador: the Redis master refused the connection\r\n"
 
@@ -171,7 +172,7 @@ class ClientSide(asyncio.Protocol):
                 remaining = deadline - proxy.loop.time()
                 if remaining <= 0 or proxy.draining:
                     self.stats.refused_no_master += 1
-                    proxy.log.warning("client_refused", reason="no_master", wait=proxy.connect_wait)
+                    proxy.warn("client_refused", reason="no_master", wait=proxy.connect_wait)
                     self.refuse(NO_MASTER_REPLY)
                     return
                 with contextlib.suppress(TimeoutError):
@@ -188,7 +189,7 @@ class ClientSide(asyncio.Protocol):
                 )  # fmt: skip
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 self.stats.upstream_errors += 1
-                proxy.log.warning("master_connect_failed", master=addr, error=str(exc) or "timeout")
+                proxy.warn("master_connect_failed", master=addr, error=str(exc) or "timeout")
                 proxy.on_upstream_error(addr)
                 if proxy.master != addr:
                     continue  # the master changed meanwhile: try the new one
@@ -262,6 +263,17 @@ class Proxy:
         self.idle = asyncio.Event()
         self.idle.set()
         self.loop = asyncio.get_running_loop()
+        self.log_limits: dict[str, tuple[float, int]] = {}
+
+    def warn(self, event: str, **fields: Any) -> None:
+        """Log a per-connection problem at most once a second; the metrics count them all."""
+        now = self.loop.time()
+        last, suppressed = self.log_limits.get(event, (float("-inf"), 0))
+        if now - last < LOG_EVERY:
+            self.log_limits[event] = (last, suppressed + 1)
+            return
+        self.log_limits[event] = (now, 0)
+        self.log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
 
     async def start(self) -> str:
         host, port = split_host_port(self.listen)

@@ -45,15 +45,18 @@ class Ambassador:
     def apply(self, addr: str | None, reason: str) -> None:
         """The verified master changed (None: lost). Called by discovery."""
         old = self.proxy.master
+        at = time.time()  # before the cut: nothing sent after this reaches the old master
         cut = self.proxy.set_master(addr)
         m = self.metrics
-        m.master_changed.set(time.time())
+        m.master_changed.set(at)
         if old is not None:
             m.master_info.remove(old)
         if addr is None:
             self.clock.lost()
             m.master_known.set(0)
-            self.log.warning("master_lost", old=old, reason=reason, connections_closed=cut)
+            self.log.warning(
+                "master_lost", old=old, reason=reason, connections_closed=cut, at=round(at, 6)
+            )
             self.runtime.set_ready(False, f"no verified master ({reason})")
             return
         self.clock.found()
@@ -62,7 +65,10 @@ class Ambassador:
         if self.last_master not in (None, addr):
             m.failovers.inc()
         self.last_master = addr
-        self.log.info("master_changed", old=old, new=addr, reason=reason, connections_closed=cut)
+        self.log.info(
+            "master_changed", old=old, new=addr, reason=reason, connections_closed=cut,
+            at=round(at, 6),
+        )  # fmt: skip
         self.runtime.set_ready(True)
 
     def upstream_error(self, addr: str) -> None:

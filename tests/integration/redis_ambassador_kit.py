@@ -58,7 +58,8 @@ def switched_away_at(helper: HelperProcess, old: str) -> float | None:
     """When the ambassador stopped routing to `old` (lost or replaced it), from its log."""
     for event in helper.log_events():
         if event.get("event") in ("master_lost", "master_changed") and event.get("old") == old:
-            return event_time(event)
+            # `at` is the exact unix time the connections were cut (`ts` is in ms).
+            return float(event["at"]) if "at" in event else event_time(event)
     return None
 
 
