@@ -200,3 +200,25 @@ def test_drain_lets_open_connections_finish(run_helper, steady_cluster):
         assert client.get("before") == b"drain"
         assert helper.process.alive()
     assert helper.wait_exit(timeout=20) == 0
+
+
+def test_connection_waits_for_a_master_then_gets_through(run_helper, steady_cluster):
+    helper, port = start_ambassador(run_helper, steady_cluster, "--master-name", "later",
+                                    "--connect-wait", "30s", wait="startupz")  # fmt: skip
+    assert helper.get("/readyz")[0] == 503
+    with socket.create_connection((HOST, port), timeout=30) as sock:
+        sock.sendall(b"PING\r\n")
+        wait_for(lambda: sample(helper, "redis_ambassador_client_connections_active") == 1,
+                 what="the client to be waiting")  # fmt: skip
+        host, master_port = steady_cluster.master_addr().split(":")
+        try:
+            # Only now do the Sentinels learn of a master called "later".
+            for sentinel in steady_cluster.sentinels:
+                sentinel.command("SENTINEL", "MONITOR", "later", host, master_port, "2")
+            assert sock.makefile("rb").readline() == b"+PONG\r\n"
+        finally:
+            for sentinel in steady_cluster.sentinels:
+                sentinel.command("SENTINEL", "REMOVE", "later")
+    assert (
+        sample(helper, 'redis_ambassador_client_connections_refused_total{reason="no_master"}') == 0
+    )
