@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
@@ -71,6 +72,13 @@ class AmbassadorSettings(HelperSettings):
         sentinels = info.data.get("sentinels") or []
         if value is not None and sentinels and value > len(sentinels):
             raise ValueError(f"more than the {len(sentinels)} Sentinels given")
+        return value
+
+    @field_validator("tls_ca_file", "tls_cert_file", "tls_key_file")
+    @classmethod
+    def _file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"file {value} does not exist")
         return value
 
     @field_validator("tls_key_file")

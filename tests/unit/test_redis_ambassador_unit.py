@@ -81,7 +81,8 @@ def test_sentinels_split_on_commas_and_repeat():
         ((), "missing required setting --sentinels"),
         (("--sentinels", "nope"), "--sentinels"),
         (("--sentinels", "a:1,b:2", "--quorum", "3"), "--quorum=3"),
-        (("--sentinels", "a:1", "--tls-key-file", "k.pem"), "--tls-key-file"),
+        (("--sentinels", "a:1", "--tls-key-file", __file__), "--tls-key-file"),
+        (("--sentinels", "a:1", "--tls-ca-file", "/nonexistent.pem"), "does not exist"),
         (("--sentinels", "a:1", "--sentinel-password-file", "/nonexistent"), "does not exist"),
     ],
 )
