@@ -1,0 +1,133 @@
+"""The ambassador's metrics (prefix `redis_ambassador_`).
+
+Rare events (failovers, discovery errors) use ordinary prometheus_client metrics. The
+proxy's per-chunk counters are plain integers (`ProxyStats`) read at scrape time by a
+collector, so moving a chunk never takes a metric lock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+if TYPE_CHECKING:
+    from ambassadors.redis_sentinel.proxy import ProxyStats
+
+P = "redis_ambassador_"
+
+
+class AmbassadorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.master_info = Gauge(
+            P + "master_info", "the verified master new connections go to (1)", ["address"],
+            registry=registry,
+        )  # fmt: skip
+        self.master_known = Gauge(
+            P + "master_known", "1 while a verified master is known", registry=registry
+        )
+        self.master_changed = Gauge(
+            P + "master_changed_timestamp_seconds",
+            "unix time of the last change of the master (or of losing it)",
+            registry=registry,
+        )
+        self.failovers = Counter(
+            P + "failovers", "times the verified master changed to another address",
+            registry=registry,
+        )  # fmt: skip
+        self.discovery_errors = Counter(
+            P + "discovery_errors",
+            "failed Sentinel queries and subscriptions, by Sentinel and reason",
+            ["sentinel", "reason"],
+            registry=registry,
+        )
+        self.role_check_failures = Counter(
+            P + "role_check_failures",
+            "ROLE checks of a candidate master that failed or did not say master, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.sentinels_reachable = Gauge(
+            P + "sentinels_reachable", "Sentinels that answered the last query", registry=registry
+        )
+        self.sentinels_agreeing = Gauge(
+            P + "sentinels_agreeing",
+            "Sentinels that named the chosen master in the last query",
+            registry=registry,
+        )
+        self.without_sentinels = Gauge(
+            P + "master_kept_without_sentinels",
+            "1 while no Sentinel answers and the master is kept because it still says ROLE master",
+            registry=registry,
+        )
+        self.switch_announcements = Counter(
+            P + "switch_master_announcements",
+            "+switch-master messages received for our master, by Sentinel",
+            ["sentinel"],
+            registry=registry,
+        )
+
+
+class NoMasterClock:
+    """Seconds without a verified master: the current stretch and the total."""
+
+    def __init__(self) -> None:
+        self.since: float | None = time.monotonic()
+        self.total = 0.0
+
+    def lost(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+
+    def found(self) -> None:
+        if self.since is not None:
+            self.total += time.monotonic() - self.since
+            self.since = None
+
+    def current(self) -> float:
+        return 0.0 if self.since is None else time.monotonic() - self.since
+
+
+class ProxyCollector(Collector):
+    def __init__(self, stats: ProxyStats, clock: NoMasterClock) -> None:
+        self.stats = stats
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        yield GaugeMetricFamily(P + "client_connections_active", "open client connections",
+                                value=s.active)  # fmt: skip
+        yield CounterMetricFamily(P + "client_connections", "client connections accepted",
+                                  value=s.total)  # fmt: skip
+        moved = CounterMetricFamily(
+            P + "bytes", "bytes forwarded, by direction", labels=["direction"]
+        )
+        moved.add_metric(["to_master"], s.bytes_to_master)
+        moved.add_metric(["from_master"], s.bytes_from_master)
+        yield moved
+        yield CounterMetricFamily(
+            P + "connections_closed_by_failover",
+            "client connections closed because their master was replaced or lost",
+            value=s.closed_by_failover,
+        )
+        refused = CounterMetricFamily(
+            P + "client_connections_refused", "client connections refused, by reason",
+            labels=["reason"],
+        )  # fmt: skip
+        refused.add_metric(["no_master"], s.refused_no_master)
+        refused.add_metric(["master_connect_failed"], s.upstream_errors)
+        yield refused
+        yield GaugeMetricFamily(
+            P + "seconds_without_master",
+            "seconds since the verified master was lost (0 while one is known)",
+            value=self.clock.current(),
+        )
+        yield CounterMetricFamily(
+            P + "without_master_seconds",
+            "total seconds spent without a verified master",
+            value=self.clock.total + self.clock.current(),
+        )

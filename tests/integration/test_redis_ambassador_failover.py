@@ -1,0 +1,152 @@
+"""redis-ambassador through real failovers: SIGKILL, SIGSTOP and SENTINEL FAILOVER.
+
+Clients write continuously through the ambassador. After each failover the ambassador
+must route to the new master, close the connections bound to the old one, and forward
+no command to the old node after the switch: MONITOR on the old node (which shows client
+commands only, never replicated ones) must see no write sent after the switch.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+
+import pytest
+import redis
+
+from podkit.devservers import HOST, RedisServer, SentinelCluster, wait_for
+from tests.integration.redis_ambassador_kit import (
+    Monitor,
+    Writer,
+    current_master,
+    sample,
+    start_ambassador,
+    switched_away_at,
+)
+
+
+def _flush_monitor(node: RedisServer, monitor: Monitor) -> None:
+    """Wait until MONITOR has shown everything the node executed before this call."""
+    marker = f"flush-{time.monotonic_ns()}"
+    node.command("ECHO", marker, timeout=10)
+    wait_for(lambda: any(marker.encode() in line for line in monitor.lines), what="MONITOR")
+
+
+def _connection_closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+class Scenario:
+    """The common part: ambassador, an idle connection, writers, the event, the checks."""
+
+    def __init__(self, run_helper, cluster: SentinelCluster) -> None:
+        self.cluster = cluster
+        self.helper, self.port = start_ambassador(run_helper, cluster)
+        self.old_addr = cluster.master_addr()
+        self.old = cluster.node(self.old_addr)
+        assert current_master(self.helper) == self.old_addr
+        self.idle = socket.create_connection((HOST, self.port), timeout=5)
+        self.idle.sendall(b"PING\r\n")
+        assert self.idle.recv(100) == b"+PONG\r\n"
+        self.writer = Writer(self.port).start()
+        wait_for(lambda: self.writer.count() > 50, what="writes through the ambassador")
+
+    def wait_switch(self) -> tuple[str, float]:
+        new_addr = wait_for(
+            lambda: (m := current_master(self.helper)) not in (None, self.old_addr) and m,
+            timeout=30,
+            what="the ambassador to switch to a new master",
+        )
+        switched = switched_away_at(self.helper, self.old_addr)
+        assert switched is not None
+        # The Sentinel asked first may lag its peers by a hello period; it must catch up.
+        wait_for(lambda: self.cluster.master_addr() == new_addr, what="Sentinel to agree")
+        return str(new_addr), switched
+
+    def check_after_switch(self, new_addr: str, switched: float) -> None:
+        # The connection bound to the old master was closed by the ambassador.
+        self.idle.settimeout(0.2)
+        wait_for(lambda: _connection_closed(self.idle), what="the idle connection to close")
+        self.idle.close()
+        # Writes go on, and every write acknowledged after the switch is on the new master.
+        wait_for(lambda: len(self.writer.keys_after(switched)) > 100, timeout=20,
+                 what="writes after the switch")  # fmt: skip
+        self.writer.stop()
+        after = self.writer.keys_after(switched)
+        with redis.Redis(host=HOST, port=self.cluster.node(new_addr).port) as new:
+            assert new.exists(*after) == len(after)
+        assert sample(self.helper, "redis_ambassador_failovers_total") == 1.0
+
+    def assert_nothing_after(self, monitor: Monitor, switched: float) -> None:
+        seen = monitor.writes()
+        late = [(source, key, sent) for source, key, sent in seen if sent > switched]
+        assert not late, f"{len(late)} writes reached the old master after the switch: {late[:3]}"
+
+
+def test_master_killed(run_helper, sentinel_cluster):
+    scenario = Scenario(run_helper, sentinel_cluster)
+    scenario.old.stop(signal.SIGKILL)
+    new_addr, switched = scenario.wait_switch()
+    scenario.check_after_switch(new_addr, switched)
+
+
+def test_killed_master_restarted_stale_gets_no_traffic(run_helper, sentinel_cluster):
+    scenario = Scenario(run_helper, sentinel_cluster)
+    scenario.old.stop(signal.SIGKILL)
+    new_addr, switched = scenario.wait_switch()
+    # The old master comes back empty and as a master, before Sentinel demotes it.
+    stale = RedisServer(port=scenario.old.port)
+    sentinel_cluster.nodes.append(stale)
+    stale.start()
+    assert stale.command("ROLE").startswith(b"*3\r\n$6\r\nmaster"), "not a stale master"
+    monitor = Monitor(stale)
+    # New connections (one client per write) and the running writers: none reach it.
+    for n in range(100):
+        with redis.Redis(host=HOST, port=scenario.port, socket_timeout=5) as client:
+            client.set(f"amb:fresh:{n}", repr(time.time()))
+    scenario.check_after_switch(new_addr, switched)
+    _flush_monitor(stale, monitor)
+    assert monitor.writes() == [], "the stale master received writes"
+    assert current_master(scenario.helper) == new_addr
+    monitor.close()
+
+
+def test_master_frozen(run_helper, sentinel_cluster):
+    scenario = Scenario(run_helper, sentinel_cluster)
+    monitor = Monitor(scenario.old)
+    scenario.old.process.send_signal(signal.SIGSTOP)
+    try:
+        new_addr, switched = scenario.wait_switch()
+        scenario.check_after_switch(new_addr, switched)
+        assert sample(scenario.helper, "redis_ambassador_connections_closed_by_failover_total") > 0
+    finally:
+        scenario.old.process.send_signal(signal.SIGCONT)
+    _flush_monitor(scenario.old, monitor)
+    assert monitor.writes(), "MONITOR saw no writes at all: the check would prove nothing"
+    scenario.assert_nothing_after(monitor, switched)
+    monitor.close()
+
+
+def test_sentinel_failover_command(run_helper, sentinel_cluster):
+    scenario = Scenario(run_helper, sentinel_cluster)
+    monitor = Monitor(scenario.old)
+    reply = sentinel_cluster.sentinels[0].command("SENTINEL", "FAILOVER", "mymaster")
+    assert reply.startswith(b"+OK"), reply
+    new_addr, switched = scenario.wait_switch()
+    scenario.check_after_switch(new_addr, switched)
+    assert sample(scenario.helper, "redis_ambassador_connections_closed_by_failover_total") > 0
+    _flush_monitor(scenario.old, monitor)
+    assert monitor.writes(), "MONITOR saw no writes at all: the check would prove nothing"
+    scenario.assert_nothing_after(monitor, switched)
+    monitor.close()
+
+
+@pytest.fixture(autouse=True)
+def _cleanup_writers():
+    yield
