@@ -212,8 +212,10 @@ class Follower:
     def _next_deadline(self, now: float) -> float:
         deadline = min(self._next_scan, now + self.config.poll_interval)
         for t in self._tailers.values():
-            if t.splitter.partial or (t.multiline is not None and t.multiline.lines):
+            if t.splitter.partial:
                 deadline = min(deadline, t.last_data + self.config.flush_timeout)
+            if t.multiline is not None and t.multiline.lines:
+                deadline = min(deadline, t.last_data + t.multiline.flush_timeout)
         if self._dirty and self._persistent:
             deadline = min(deadline, self._last_persist + self.config.checkpoint_interval)
         return deadline
@@ -279,11 +281,19 @@ class Follower:
             t.stats.lag_bytes = t.size_seen - t.read_pos
             if t.state == ACTIVE and not self._draining:
                 self._check_rotation(t, now)
-        flush = self._draining or now - t.last_data >= cfg.flush_timeout
-        if flush and (t.splitter.partial or (t.multiline is not None and t.multiline.lines)):
+        idle = now - t.last_data
+        flush_partial = t.splitter.partial and (self._draining or idle >= cfg.flush_timeout)
+        ml = t.multiline
+        flush_record = (
+            ml is not None
+            and bool(ml.lines or t.splitter.partial)
+            and (self._draining or idle >= ml.flush_timeout)
+        )
+        if flush_partial or flush_record:
             lines, offsets = [], []
-            t.splitter.flush(lines, offsets)
-            produced = self._emit(t, lines, offsets, flush=True)
+            if flush_partial:
+                t.splitter.flush(lines, offsets)
+            produced = self._emit(t, lines, offsets, flush=flush_record)
         if t.state == ROTATED and (self._draining or now >= t.deadline):
             return self._close(t, now, reason=None) or produced
         if t.events and any(e.kind != "opened" for e in t.events):
