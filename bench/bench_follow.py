@@ -86,7 +86,7 @@ def cpu_seconds() -> float:
 
 
 def child_batch(path: str) -> dict[str, float]:
-    from podkit.follow import Follower, FollowConfig
+    from podkit.follow import FollowConfig, Follower
 
     rss_before = vm_rss_kib()
     config = FollowConfig(include=(path,), watch=False)
@@ -117,7 +117,7 @@ def child_batch(path: str) -> dict[str, float]:
 
 
 def child_follow(directory: str, expect: int) -> dict[str, float]:
-    from podkit.follow import Follower, FollowConfig
+    from podkit.follow import FollowConfig, Follower
 
     config = FollowConfig(
         include=(os.path.join(directory, "*.log"),), poll_interval=0.05, read_from="head"

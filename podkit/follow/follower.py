@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import stat
 import time
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 MAX_CLOSED_ENTRIES = 4096
 """Finished files remembered (to recognise inode reuse); older ones are forgotten."""
 MIN_READ = 4096
+_SEQUENCE = itertools.count()
+"""Batch numbers, unique in the process: an ack for another follower's batch is ignored."""
 
 
 class Follower:
@@ -60,7 +63,6 @@ class Follower:
         self._entry_paths: set[str] = set()
         self._ready: deque[Batch] = deque()
         self._pending: dict[int, tuple[Tailer, Pending]] = {}
-        self._seq = 0
         self._unacked = 0
         self._unpersisted = 0
         self._dirty = False
@@ -327,8 +329,7 @@ class Follower:
         return True
 
     def _queue(self, t: Tailer, lines: list[bytes], offsets: list[int], end: int) -> None:
-        seq = self._seq
-        self._seq = seq + 1
+        seq = next(_SEQUENCE)
         span = max(end - t.last_end, 0)
         t.last_end = max(end, t.last_end)
         events = t.events

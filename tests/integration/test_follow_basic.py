@@ -218,3 +218,15 @@ async def test_backpressure_pauses_reading_until_acks(tmp_path):
         await until(lambda: len(c.lines()) == 20_000, what="all lines")
         await c.stop()
     assert c.lines() == expected("x", 0, 20_000)
+
+
+async def test_watchfiles_events_find_new_files_and_appends_without_polling(tmp_path):
+    cfg = config(tmp_path, "*.log", poll_interval=60.0, refresh_interval=60.0)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        new = tmp_path / "new.log"
+        new.write_bytes(b"created\n")
+        await until(lambda: c.lines() == [b"created"], what="a new file via an inotify event")
+        append(new, b"appended\n")
+        await until(lambda: c.lines()[-1:] == [b"appended"], what="an append via an event")
+        await c.stop()
