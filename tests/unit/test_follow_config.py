@@ -37,5 +37,5 @@ def test_from_settings_maps_every_follow_flag():
 
 
 def test_bad_follow_setting_is_a_config_error():
-    with pytest.raises(ConfigError, match="max.line.bytes"):
+    with pytest.raises(ConfigError, match="--max-line-bytes"):
         load_settings(FollowSettings, ["--max-line-bytes", "10"], {}, prog="t", admin_default=":1")
