@@ -78,6 +78,8 @@ class Follower:
         self._finished = asyncio.Event()
         self._stop_watch = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
+        self._watching: tuple[list[str], bool] | None = None
+        self._save_failing = False
         if registry is not None:
             registry.register(FollowCollector(self.ledger, self._gauges))
 
@@ -100,8 +102,7 @@ class Follower:
         self._entries = {(e.dev, e.inode): e for e in entries}
         self._entry_paths = {e.path for e in entries if not e.closed}
         self._scan(time.monotonic())
-        if self.config.watch:
-            self._watch_task = asyncio.create_task(self._watch(), name="follow-watch")
+        self._restart_watch()
         return self
 
     async def __aexit__(
@@ -193,8 +194,17 @@ class Follower:
         try:
             self._store.save(entries)
         except OSError as exc:
-            self.log.warning("checkpoint_save_failed", path=str(self._store.path), error=str(exc))
+            if not self._save_failing:  # once per failure spell, not every second
+                self._save_failing = True
+                self.log.error("checkpoint_save_failed", path=str(self._store.path), error=str(exc))
+            # Reading goes on (a broken state dir must not stop the logs); only the bound
+            # on what a kill -9 would repeat grows while saving fails.
+            self._unpersisted = 0
+            self._last_persist = time.monotonic()
             return
+        if self._save_failing:
+            self._save_failing = False
+            self.log.info("checkpoint_save_recovered", path=str(self._store.path))
         self._unpersisted = 0
         self._dirty = False
         self._last_persist = time.monotonic()
@@ -435,6 +445,8 @@ class Follower:
         if self._first_scan:
             self._first_scan = False
             self._recover_orphans(now)
+        else:
+            self._restart_watch()
 
     def _renamed(self, t: Tailer, path: str, now: float) -> None:
         """An open file found under another followed name: same file, new name."""
@@ -550,13 +562,28 @@ class Follower:
 
     # --- watching --------------------------------------------------------------------
 
-    async def _watch(self) -> None:
+    def _restart_watch(self) -> None:
+        """(Re)start the watcher when the directories to watch changed (one was created)."""
+        if not self.config.watch or self._draining or self._done:
+            return
+        dirs = watch_dirs(self.config.include)
+        if dirs == self._watching:
+            return
+        self._watching = dirs
+        if self._watch_task is not None:
+            self._stop_watch.set()
+            self._watch_task.cancel()
+        self._stop_watch = asyncio.Event()
+        self._watch_task = asyncio.create_task(
+            self._watch(*dirs, stop=self._stop_watch), name="follow-watch"
+        )
+
+    async def _watch(self, dirs: list[str], recursive: bool, *, stop: asyncio.Event) -> None:
         """Wake the loop on file-system events; polling still runs as the fallback."""
         try:
             from watchfiles import Change, awatch
         except ImportError:
             return
-        dirs, recursive = watch_dirs(self.config.include)
         if not dirs:
             return
         try:
@@ -566,7 +593,7 @@ class Follower:
                 recursive=recursive,
                 debounce=50,
                 step=10,
-                stop_event=self._stop_watch,
+                stop_event=stop,
                 rust_timeout=1000,
                 yield_on_timeout=False,
             ):

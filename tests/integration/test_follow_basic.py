@@ -230,3 +230,41 @@ async def test_watchfiles_events_find_new_files_and_appends_without_polling(tmp_
         append(new, b"appended\n")
         await until(lambda: c.lines()[-1:] == [b"appended"], what="an append via an event")
         await c.stop()
+
+
+async def test_directory_created_later_is_watched_and_followed(tmp_path):
+    cfg = config(tmp_path, "later/*.log", poll_interval=60.0, refresh_interval=0.2)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        (tmp_path / "later").mkdir()
+        (tmp_path / "later" / "a.log").write_bytes(b"one\n")
+        await until(lambda: c.lines() == [b"one"], what="file in a new directory")
+        append(tmp_path / "later" / "a.log", b"two\n")
+        await until(lambda: c.lines() == [b"one", b"two"], what="append seen via the watcher")
+        await c.stop()
+
+
+async def test_corrupt_checkpoint_file_is_set_aside_and_reading_starts_over(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"a\nb\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "follow-checkpoints.json").write_bytes(b"{not json\x00")
+    async with Follower(config(tmp_path, "app.log")) as follower:
+        c = Collector(follower).start()
+        await until(lambda: c.lines() == [b"a", b"b"], what="lines from the head")
+        await c.stop()
+    assert (state / "follow-checkpoints.corrupt").read_bytes() == b"{not json\x00"
+    assert saved_offsets(tmp_path) == {str(log): 4}
+
+
+async def test_unwritable_state_dir_does_not_stop_reading(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered("x", 0, 5000))
+    blocker = tmp_path / "state"
+    blocker.write_bytes(b"a file where the state dir should be")
+    cfg = config(tmp_path, "app.log", buffer_bytes=8192, batch_max_bytes=2048)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 5000, what="every line despite failed saves")
+        await c.stop()
