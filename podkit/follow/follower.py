@@ -17,12 +17,13 @@ import os
 import stat
 import time
 from collections import deque
+from fnmatch import fnmatch
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig
 from podkit.follow.checkpoint import CheckpointStore, Entry
-from podkit.follow.discovery import discover, watch_dirs
+from podkit.follow.discovery import discover, excluded, watch_dirs
 from podkit.follow.identity import prefix_matches
 from podkit.follow.ledger import FileStats, FollowCollector, Ledger
 from podkit.follow.multiline import MultilineJoiner
@@ -64,7 +65,11 @@ class Follower:
         self._ready: deque[Batch] = deque()
         self._pending: dict[int, tuple[Tailer, Pending]] = {}
         self._unacked = 0
-        self._unpersisted = 0
+        self._outstanding = 0
+        """Bytes handed out past the saved checkpoints (all of them, without a state dir:
+        past the acknowledged ones). Reading pauses when this reaches `buffer_bytes`, which
+        bounds both memory and what a kill -9 can make us hand out again."""
+        self._acked_unsaved = 0
         self._dirty = False
         self._last_persist = time.monotonic()
         self._first_scan = True
@@ -161,14 +166,16 @@ class Follower:
         p.acked = True
         self._unacked -= p.span
         if self._persistent:
-            self._unpersisted += p.span
+            self._acked_unsaved += p.span
+        else:
+            self._outstanding -= p.span
         self._dirty = True
         t.advance()
         if t.state == CLOSED and not t.pending:
             self._retire(t)
         self._wake.set()
         if self._persistent and (
-            self._unpersisted >= self.config.buffer_bytes // 2
+            self._acked_unsaved >= self.config.buffer_bytes // 2
             or time.monotonic() - self._last_persist >= self.config.checkpoint_interval
         ):
             self.persist()
@@ -199,20 +206,29 @@ class Follower:
                 self.log.error("checkpoint_save_failed", path=str(self._store.path), error=str(exc))
             # Reading goes on (a broken state dir must not stop the logs); only the bound
             # on what a kill -9 would repeat grows while saving fails.
-            self._unpersisted = 0
-            self._last_persist = time.monotonic()
+            self._recount(saved=False)
             return
         if self._save_failing:
             self._save_failing = False
             self.log.info("checkpoint_save_recovered", path=str(self._store.path))
-        self._unpersisted = 0
+        self._recount(saved=True)
         self._dirty = False
+
+    def _recount(self, *, saved: bool) -> None:
+        """After a save: only bytes past the new checkpoints count against the budget."""
+        total = 0
+        for t in [*self._tailers.values(), *self._closing]:
+            if saved:
+                t.saved_offset = t.acked_offset
+            total += max(t.last_end - (t.saved_offset if saved else t.acked_offset), 0)
+        self._outstanding = total
+        self._acked_unsaved = 0
         self._last_persist = time.monotonic()
 
     # --- the reading loop ------------------------------------------------------------
 
     def _budget_left(self) -> int:
-        return self.config.buffer_bytes - self._unacked - self._unpersisted
+        return self.config.buffer_bytes - self._outstanding
 
     async def _sleep(self, seconds: float) -> None:
         """Until an ack, a watch event or a drain wakes us, or `seconds` pass."""
@@ -348,6 +364,7 @@ class Follower:
         t.pending.append(p)
         self._pending[seq] = (t, p)
         self._unacked += span
+        self._outstanding += span
         self._ready.append(Batch(t.path, t.file_id, lines, offsets, end, seq, events))
 
     # --- rotation, truncation, close -------------------------------------------------
@@ -445,6 +462,9 @@ class Follower:
         if self._first_scan:
             self._first_scan = False
             self._recover_orphans(now)
+            # Save the start points now: a file started at its tail must not be started at
+            # a later tail after a crash (the lines in between would be skipped).
+            self.persist()
         else:
             self._restart_watch()
 
@@ -597,11 +617,20 @@ class Follower:
                 rust_timeout=1000,
                 yield_on_timeout=False,
             ):
-                if any(change != Change.modified for change, _ in changes):
-                    self._scan_due = True
+                known = self._by_path
+                if any(
+                    c != Change.modified or (p not in known and self._wanted(p)) for c, p in changes
+                ):
+                    self._scan_due = True  # a file to pick up (or one created before we watched)
                 self._wake.set()
         except Exception as exc:  # the watcher is an optimisation; polling carries on
             self.log.warning("watch_failed", error=str(exc))
+
+    def _wanted(self, path: str) -> bool:
+        """Whether a path the watcher reported could match the globs (fnmatch: cheap)."""
+        cfg = self.config
+        patterns = [os.path.abspath(pat) for pat in cfg.include]  # the watcher's paths are absolute
+        return any(fnmatch(path, pat) for pat in patterns) and not excluded(path, cfg.exclude)
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
         self._refresh_lag()

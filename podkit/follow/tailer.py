@@ -58,6 +58,8 @@ class Tailer:
         self.size_seen = max(st.st_size, start)
         self.splitter = LineSplitter(max_line, start)
         self.acked_offset = start
+        self.saved_offset = start
+        """`acked_offset` at the last checkpoint save."""
         self.pending: deque[Pending] = deque()
         self.events: list[FileEvent] = []
         self.state = ACTIVE
@@ -102,6 +104,7 @@ class Tailer:
         self.size_seen = 0
         self.splitter = LineSplitter(self.max_line, 0)
         self.acked_offset = 0
+        self.saved_offset = 0
         self.last_end = 0
         self.fp_len, self.fp = prefix_hash(self.fd, self.fingerprint_bytes)
         self.file_id = self._make_id()

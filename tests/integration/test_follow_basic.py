@@ -224,11 +224,15 @@ async def test_watchfiles_events_find_new_files_and_appends_without_polling(tmp_
     cfg = config(tmp_path, "*.log", poll_interval=60.0, refresh_interval=60.0)
     async with Follower(cfg) as follower:
         c = Collector(follower).start()
+        # The watcher thread starts in the background: poke until it reports (polling and
+        # rescans are a minute away, so only an inotify event can make this line arrive).
+        probe = tmp_path / "probe.log"
+        await until(lambda: probe.write_bytes(b"x\n") and c.lines(), what="watcher running")
         new = tmp_path / "new.log"
         new.write_bytes(b"created\n")
-        await until(lambda: c.lines() == [b"created"], what="a new file via an inotify event")
+        await until(lambda: c.lines(str(new)) == [b"created"], what="a new file via an event")
         append(new, b"appended\n")
-        await until(lambda: c.lines()[-1:] == [b"appended"], what="an append via an event")
+        await until(lambda: c.lines(str(new))[-1:] == [b"appended"], what="append via an event")
         await c.stop()
 
 
@@ -237,11 +241,17 @@ async def test_directory_created_later_is_watched_and_followed(tmp_path):
     async with Follower(cfg) as follower:
         c = Collector(follower).start()
         (tmp_path / "later").mkdir()
-        (tmp_path / "later" / "a.log").write_bytes(b"one\n")
-        await until(lambda: c.lines() == [b"one"], what="file in a new directory")
-        append(tmp_path / "later" / "a.log", b"two\n")
-        await until(lambda: c.lines() == [b"one", b"two"], what="append seen via the watcher")
+        log = tmp_path / "later" / "a.log"
+        log.write_bytes(b"one\n")
+        await until(lambda: c.lines() == [b"one"], what="file in a new directory (rescan)")
+
+        def poke() -> bool:  # appends are seen only through the watcher on the new dir
+            append(log, b"tick\n")
+            return len(c.lines()) > 1
+
+        await until(poke, what="an append seen by the restarted watcher")
         await c.stop()
+    assert set(c.lines()) == {b"one", b"tick"}
 
 
 async def test_corrupt_checkpoint_file_is_set_aside_and_reading_starts_over(tmp_path):
