@@ -85,6 +85,7 @@ class Follower:
         self._watch_task: asyncio.Task[None] | None = None
         self._watching: tuple[list[str], bool] | None = None
         self._save_failing = False
+        self._exited = False
         if registry is not None:
             registry.register(FollowCollector(self.ledger, self._gauges))
 
@@ -124,10 +125,10 @@ class Follower:
         self._done = True
         self._finished.set()
         self.persist()
+        self._exited = True  # later acks and saves would only lose what was just saved
         for t in list(self._tailers.values()):
             t.close()
-        self._tailers.clear()
-        self._by_path.clear()
+        self._pending.clear()
 
     def __aiter__(self) -> Follower:
         return self
@@ -160,7 +161,7 @@ class Follower:
     def ack(self, batch: Batch) -> None:
         """The consumer delivered `batch`: its lines need not be read again after a restart."""
         item = self._pending.pop(batch.seq, None)
-        if item is None:
+        if item is None or self._exited:
             return
         t, p = item
         p.acked = True
@@ -193,7 +194,7 @@ class Follower:
 
     def persist(self) -> None:
         """Save acknowledged progress now (atomically)."""
-        if not self._persistent:
+        if not self._persistent or self._exited:
             return
         entries = [t.entry() for t in self._tailers.values()]
         entries += [t.entry() for t in self._closing]
@@ -341,8 +342,8 @@ class Follower:
         end = splitter.end
         if t.multiline is not None:
             lines, offsets, end = t.multiline.feed(lines, offsets, end, flush=flush)
-        if not lines and not t.events:
-            return False
+        if not lines and not any(e.kind != "opened" for e in t.events):
+            return False  # "opened" alone waits for the file's first lines
         t.stats.lines += len(lines)
         step = self.config.batch_max_lines
         n = len(lines)

@@ -278,3 +278,17 @@ async def test_unwritable_state_dir_does_not_stop_reading(tmp_path):
         c = Collector(follower).start()
         await until(lambda: len(c.lines()) == 5000, what="every line despite failed saves")
         await c.stop()
+
+
+async def test_ack_after_exit_changes_nothing_saved(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered("x", 0, 20))
+    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    async with Follower(cfg) as follower:
+        c = Collector(follower, auto_ack=False).start()
+        await until(lambda: len(c.batches) == 2, what="two batches")
+        follower.ack(c.batches[0])
+        await follower.drain()
+        await c.task
+    follower.ack(c.batches[1])  # too late: the follower is closed
+    assert saved_offsets(tmp_path) == {str(log): c.batches[0].end_offset}
