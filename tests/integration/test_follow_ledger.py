@@ -32,7 +32,7 @@ async def test_ledger_metrics_count_reads_cuts_truncations_and_pass_promtool(tmp
     promtool = require_binary("promtool")
     log = tmp_path / "app.log"
     log.write_bytes(b"a\n" + b"x" * 300 + b"\nb\n")
-    registry = CollectorRegistry()
+    registry = CollectorRegistry(auto_describe=True)  # as the runtime makes it
     async with Follower(config(tmp_path, max_line_bytes=100), registry=registry) as follower:
         c = Collector(follower).start()
         await until(lambda: len(c.lines()) == 3, what="lines")

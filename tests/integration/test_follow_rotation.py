@@ -264,3 +264,20 @@ async def test_two_hundred_files_at_once(tmp_path):
     for i in range(200):
         n = 60 if i % 7 == 0 else 50
         assert c.lines(str(tmp_path / f"f{i:03d}.log")) == [f"f{i} {j}".encode() for j in range(n)]
+
+
+async def test_rename_to_another_matched_name_goes_on_under_the_new_name(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered("x", 0, 10))
+    async with Follower(config(tmp_path, "app.log*")) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 10, what="first lines")
+        os.rename(log, tmp_path / "app.log.1")
+        append(tmp_path / "app.log.1", numbered("x", 10, 15))
+        log.write_bytes(numbered("y", 0, 2))
+        await until(lambda: len(c.lines()) == 17, what="renamed file and new file")
+        await c.stop()
+    assert c.lines(str(tmp_path / "app.log.1")) == [f"x {i}".encode() for i in range(10, 15)]
+    assert sorted(c.lines()) == sorted([f"x {i}".encode() for i in range(15)] + [b"y 0", b"y 1"]), (
+        "nothing read twice: the renamed file is known by its inode"
+    )
