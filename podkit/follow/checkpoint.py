@@ -45,7 +45,13 @@ class CheckpointStore:
         try:
             doc = orjson.loads(self.path.read_bytes())
             entries = [Entry(**item) for item in doc["files"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            for e in entries:
+                numbers = (e.dev, e.inode, e.fp_len, e.offset, e.size)
+                if not all(type(n) is int and n >= 0 for n in numbers):
+                    raise ValueError(f"bad numbers in the entry for {e.path!r}")
+                if not isinstance(e.path, str) or not isinstance(e.fp, str):
+                    raise ValueError("path and fp must be strings")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # Keep the bad file for inspection; starting over beats refusing to start.
             with contextlib.suppress(OSError):
                 self.path.replace(self.path.with_suffix(".corrupt"))
