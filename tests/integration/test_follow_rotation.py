@@ -281,3 +281,25 @@ async def test_rename_to_another_matched_name_goes_on_under_the_new_name(tmp_pat
     assert sorted(c.lines()) == sorted([f"x {i}".encode() for i in range(15)] + [b"y 0", b"y 1"]), (
         "nothing read twice: the renamed file is known by its inode"
     )
+
+
+async def test_symlinked_logs_follow_the_link_through_rotation(tmp_path):
+    # The kubelet layout: /var/log/containers/x.log -> /var/log/pods/.../0.log, rotated
+    # by renaming 0.log and creating a new one; the link keeps pointing at 0.log.
+    pods, links = tmp_path / "pods", tmp_path / "containers"
+    pods.mkdir()
+    links.mkdir()
+    target = pods / "0.log"
+    target.write_bytes(numbered("x", 0, 5))
+    (links / "app.log").symlink_to(target)
+    cfg = FollowConfig(include=(str(links / "*.log"),), state_dir=tmp_path / "state", **FAST)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 5, what="lines through the link")
+        os.rename(target, pods / "0.log.20261125")
+        append(pods / "0.log.20261125", numbered("x", 5, 8))
+        target.write_bytes(numbered("y", 0, 2))
+        await until(lambda: len(c.lines()) == 10, what="rotated and new file")
+        await c.stop()
+    assert sorted(c.lines()) == sorted([f"x {i}".encode() for i in range(8)] + [b"y 0", b"y 1"])
+    assert follower.stats[str(links / "app.log")].rotations == 1
