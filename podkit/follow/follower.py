@@ -324,7 +324,10 @@ class Follower:
                 t.splitter.flush(lines, offsets)
             produced = self._emit(t, lines, offsets, flush=flush_record)
         if t.state == ROTATED and (self._draining or now >= t.deadline):
-            return self._close(t, now, reason=None) or produced
+            return (
+                self._close(t, now, reason="drained" if self._draining else "rotate_wait")
+                or produced
+            )
         if t.events and any(e.kind != "opened" for e in t.events):
             produced = self._emit(t, [], []) or produced
         return produced
@@ -409,12 +412,11 @@ class Follower:
         self._emit(t, [], [])
         return True
 
-    def _close(self, t: Tailer, now: float, reason: str | None) -> bool:
+    def _close(self, t: Tailer, now: float, reason: str) -> bool:
         lines: list[bytes] = []
         offsets: list[int] = []
         t.splitter.flush(lines, offsets)
-        if reason:
-            t.event("closed", 0, reason)
+        t.event("closed", 0, reason)  # the file is done: a consumer may drop its state
         produced = self._emit(t, lines, offsets, flush=True)
         t.close()
         if self._tailers.get(t.key) is t:
