@@ -32,6 +32,10 @@ class Entry:
     """The file's size when last seen; `size - offset` was still unread then."""
     closed: bool = False
     """Finished (rotated away or deleted and read to its end); kept to detect inode reuse."""
+    before_len: int = 0
+    before: str = ""
+    """Hash of the `before_len` bytes just before `offset`: a file rewritten while we were
+    stopped with the same first bytes is still told apart (0: not checked)."""
 
 
 class CheckpointStore:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig
 from podkit.follow.checkpoint import CheckpointStore, Entry
 from podkit.follow.discovery import discover, excluded, watch_dirs
-from podkit.follow.identity import prefix_matches
+from podkit.follow.identity import before_hash, prefix_matches
 from podkit.follow.ledger import FileStats, FollowCollector, Ledger
 from podkit.follow.multiline import MultilineJoiner
 from podkit.follow.tailer import ACTIVE, CLOSED, ROTATED, Pending, Tailer
@@ -545,7 +545,7 @@ class Follower:
             old_id = FileId(entry.dev, entry.inode, entry.fp)
             unread = max(entry.size - entry.offset, 0)
             if prefix_matches(fd, entry.fp_len, entry.fp):
-                if st.st_size >= entry.offset:
+                if st.st_size >= entry.offset and _before_matches(fd, entry):
                     return entry.offset, []
                 # Truncated while we were not looking (or stopped).
                 ev = FileEvent("truncated", path, old_id, unread, "truncated_unread")
@@ -650,6 +650,12 @@ class Follower:
         for t in list(self._tailers.values()):
             with contextlib.suppress(OSError):
                 t.stats.lag_bytes = max(os.fstat(t.fd).st_size - t.read_pos, 0)
+
+
+def _before_matches(fd: int, entry: Entry) -> bool:
+    if entry.before_len == 0:
+        return True
+    return before_hash(fd, entry.offset, entry.before_len) == (entry.before_len, entry.before)
 
 
 def _find_inode(directory: str, dev: int, inode: int) -> str | None:

@@ -303,3 +303,23 @@ async def test_symlinked_logs_follow_the_link_through_rotation(tmp_path):
         await c.stop()
     assert sorted(c.lines()) == sorted([f"x {i}".encode() for i in range(8)] + [b"y 0", b"y 1"])
     assert follower.stats[str(links / "app.log")].rotations == 1
+
+
+async def test_rewritten_while_stopped_with_the_same_first_bytes_is_still_detected(tmp_path):
+    log = tmp_path / "app.log"
+    header = b"# app log, format v1, " + b"=" * 400 + b"\n"  # longer than the fingerprint
+    log.write_bytes(header + numbered("old", 0, 20))
+    cfg = config(tmp_path, "app.log")
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 21, what="first run")
+        await c.stop()
+    fd = os.open(log, os.O_WRONLY | os.O_TRUNC)  # same inode, same header, longer now
+    os.write(fd, header + numbered("new", 0, 40))
+    os.close(fd)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 41, what="the new content from its start")
+        await c.stop()
+    assert c.lines()[1:] == [f"new {i}".encode() for i in range(40)]
+    assert follower.stats[str(log)].truncations == 1
