@@ -444,6 +444,7 @@ class Follower:
     def _scan(self, now: float) -> None:
         self._scan_due = False
         self._next_scan = now + self.config.refresh_interval
+        opened = False
         for path in discover(self.config.include, self.config.exclude):
             try:
                 st = os.stat(path)
@@ -461,15 +462,17 @@ class Follower:
                 self._check_rotation(cur, now)
                 if self._by_path.get(path) is cur:
                     continue
-            self._open(path, now)
+            opened = self._open(path, now) is not None or opened
         if self._first_scan:
             self._first_scan = False
             self._recover_orphans(now)
-            # Save the start points now: a file started at its tail must not be started at
-            # a later tail after a crash (the lines in between would be skipped).
-            self.persist()
+            opened = True
         else:
             self._restart_watch()
+        if opened:
+            # Save new files at once: after a crash a file started at its tail must not be
+            # started at a later tail, and one renamed away must still be looked for.
+            self.persist()
 
     def _renamed(self, t: Tailer, path: str, now: float) -> None:
         """An open file found under another followed name: same file, new name."""
