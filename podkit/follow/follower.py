@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 MAX_CLOSED_ENTRIES = 4096
 """Finished files remembered (to recognise inode reuse); older ones are forgotten."""
+MAX_IDLE_STATS = 1000
+"""Stats (metric series) kept for paths with no open file; older ones are dropped."""
 MIN_READ = 4096
 _SEQUENCE = itertools.count()
 """Batch numbers, unique in the process: an ack for another follower's batch is ignored."""
@@ -418,6 +420,8 @@ class Follower:
         t.splitter.flush(lines, offsets)
         t.event("closed", 0, reason)  # the file is done: a consumer may drop its state
         produced = self._emit(t, lines, offsets, flush=True)
+        with contextlib.suppress(OSError):
+            t.deleted = os.fstat(t.fd).st_nlink == 0
         t.close()
         if self._tailers.get(t.key) is t:
             del self._tailers[t.key]
@@ -433,11 +437,26 @@ class Follower:
     def _retire(self, t: Tailer) -> None:
         with contextlib.suppress(ValueError):
             self._closing.remove(t)
-        self._entries[t.key] = t.entry()
+        if t.deleted:
+            # Its inode is free now: a file that gets it next is new whatever it contains.
+            self._entries.pop(t.key, None)
+        else:
+            self._entries[t.key] = t.entry()
         self._dirty = True
         closed = [k for k, e in self._entries.items() if e.closed]
         for key in closed[: max(len(closed) - MAX_CLOSED_ENTRIES, 0)]:
             del self._entries[key]
+        self._prune_stats()
+
+    def _prune_stats(self) -> None:
+        """Bound the metric series: forget the oldest paths nothing is open for any more."""
+        files = self.ledger.files
+        if len(files) <= MAX_IDLE_STATS:
+            return
+        live = {id(t.stats) for t in [*self._tailers.values(), *self._closing]}
+        idle = [path for path, s in files.items() if id(s) not in live]
+        for path in idle[: max(len(idle) - MAX_IDLE_STATS, 0)]:
+            del files[path]
 
     # --- discovery -------------------------------------------------------------------
 

@@ -73,6 +73,8 @@ class Tailer:
         """When bytes were last read (monotonic): the partial line's flush clock."""
         self.next_check = 0.0
         self.drain_target: int | None = None
+        self.deleted = False
+        """Unlinked when it was closed (its inode may be reused by a new file)."""
         self.multiline: MultilineJoiner | None = None
         self.last_end = start
         """End offset of the last batch handed out (its size counts against the budget)."""

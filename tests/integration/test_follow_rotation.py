@@ -323,3 +323,23 @@ async def test_rewritten_while_stopped_with_the_same_first_bytes_is_still_detect
         await c.stop()
     assert c.lines()[1:] == [f"new {i}".encode() for i in range(40)]
     assert follower.stats[str(log)].truncations == 1
+
+
+async def test_stats_of_paths_long_gone_are_bounded(tmp_path, monkeypatch):
+    import podkit.follow.follower as follower_module
+
+    monkeypatch.setattr(follower_module, "MAX_IDLE_STATS", 3)
+    # Each file has the same content, and ext4 usually hands the next one the inode of the
+    # one just deleted: a deleted file's inode must not make its successor look read.
+    async with Follower(config(tmp_path, "*.log", rotate_wait=0.1)) as follower:
+        c = Collector(follower).start()
+        for i in range(8):
+            path = tmp_path / f"pod-{i}.log"
+            path.write_bytes(b"hello\n")
+            await until(lambda p=path: c.lines(str(p)), what=f"pod {i} read")
+            path.unlink()
+            await until(lambda p=path: [e for e in c.events("closed") if e.path == str(p)],
+                        what=f"pod {i} closed")  # fmt: skip
+        await c.stop()
+    assert len(follower.stats) <= 3
+    assert str(tmp_path / "pod-7.log") in follower.stats  # the newest are kept
