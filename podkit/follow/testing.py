@@ -119,7 +119,8 @@ async def _consume(out: str, state_dir: str, globs: list[str], buffer_bytes: int
         flush_timeout=60.0,
     )
     fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.write(fd, b"#start\n")
+    # A kill -9 can cut our last write short: start on a fresh line.
+    os.write(fd, b"\n#start\n")
     follower = Follower(config)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(follower.drain()))

@@ -138,6 +138,16 @@ class FollowSchedule(RuleBasedStateMachine):
         self.partial = None
 
     @rule()
+    def rotate_away(self) -> None:
+        """Rename to a name the glob does not match (after catching up), new empty file."""
+        self.sync()
+        self.rotations += 1
+        os.rename(self.log, self.dir / f"old-{self.rotations}.bak")
+        self.log.touch()
+        self.gen += 1
+        self.partial = None  # handed out when the old file is closed (rotate-wait)
+
+    @rule()
     def sync(self) -> None:
         """Let the follower catch up; everything needed must arrive."""
         needed = self._needed()
