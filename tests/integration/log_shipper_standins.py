@@ -16,7 +16,6 @@ It runs in a thread with its own event loop, so tests drive it from plain code.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import threading
 from collections import Counter
@@ -146,9 +145,7 @@ class StandInReceiver:
             await self._runner.cleanup()
 
     async def _common(self, request: web.Request) -> tuple[bytes, web.Response | None]:
-        body = await request.read()
-        if request.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
+        body = await request.read()  # aiohttp has already undone Content-Encoding: gzip
         with self.lock:
             self.data.requests.append(
                 {"method": request.method, "path": request.path, "headers": dict(request.headers)}
