@@ -10,14 +10,20 @@
 ends the iteration once everything read has been yielded; acks still count after it.
 """
 
-from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig, MultilineConfig
+from podkit.follow.api import CUT_MARKER, Batch, FileEvent, FileId, FollowConfig, MultilineConfig
+from podkit.follow.follower import Follower
+from podkit.follow.ledger import FileStats, Ledger
 from podkit.follow.settings import FollowSettings
 
 __all__ = [
+    "CUT_MARKER",
     "Batch",
     "FileEvent",
     "FileId",
+    "FileStats",
     "FollowConfig",
     "FollowSettings",
+    "Follower",
+    "Ledger",
     "MultilineConfig",
 ]
