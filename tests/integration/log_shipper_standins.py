@@ -57,6 +57,7 @@ class StandInReceiver:
         self.reject_ids: dict[str, int] = {}
         """_id -> status: these items always fail (e.g. 400 mapping error)."""
         self.delay = 0.0
+        self.refusing = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -88,10 +89,12 @@ class StandInReceiver:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
 
     def down(self) -> None:
-        """Stop listening: connections are refused until `up()`."""
+        """Stop listening: new connections are refused and kept-alive ones are cut."""
+        self.refusing = True
         self._call(self._stop_site())
 
     def up(self) -> None:
+        self.refusing = False
         self._call(self._start_site())
 
     def fail(self, status: int, count: int = 1, body: str = "", retry_after: str | None = None):
@@ -145,6 +148,8 @@ class StandInReceiver:
             await self._runner.cleanup()
 
     async def _common(self, request: web.Request) -> tuple[bytes, web.Response | None]:
+        if self.refusing and request.transport is not None:
+            request.transport.abort()  # a kept-alive connection to a server that is "down"
         body = await request.read()  # aiohttp has already undone Content-Encoding: gzip
         with self.lock:
             self.data.requests.append(
