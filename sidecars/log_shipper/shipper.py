@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
-from podkit.follow.api import Batch
+from podkit.follow import Batch, FollowConfig, Follower
 from podkit.runtime import Runtime
 from sidecars.log_shipper.metrics import ShipperMetrics
 from sidecars.log_shipper.outputs.base import Output
@@ -52,7 +53,8 @@ async def watch_readiness(
 
 
 async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
-    from podkit.follow import FollowConfig, Follower
+    # watchfiles logs every change batch at info: one line per write is noise, not news.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
     metrics = ShipperMetrics(runtime.registry)
     parser = None
