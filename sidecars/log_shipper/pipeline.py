@@ -48,6 +48,18 @@ def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Rand
     return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
+def _fit(chunk: Chunk, start: int, stop: int, room: int) -> int:
+    """The largest end in [start, stop] whose lines [start, end) take at most `room` bytes."""
+    low, high = start, stop
+    while low < high:
+        middle = (low + high + 1) // 2
+        if chunk.bytes_between(start, middle) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 class OutputRunner:
     def __init__(self, output: Output, metrics: ShipperMetrics, log: EventLogger) -> None:
         self.output = output
@@ -160,21 +172,22 @@ class OutputRunner:
         size = 0
         while self.queue and records < opts.batch_max_records and size < opts.batch_max_bytes:
             head = self.queue[0]
-            sizes = head.chunk.sizes
-            stop = head.start
-            room = opts.batch_max_records - records
-            while stop < head.stop and room > 0 and size < opts.batch_max_bytes:
-                size += sizes[stop]
-                stop += 1
-                room -= 1
-            if stop == head.start:  # the batch is full; at least one record was taken before
+            chunk = head.chunk
+            stop = min(head.stop, head.start + opts.batch_max_records - records)
+            room = opts.batch_max_bytes - size
+            if chunk.bytes_between(head.start, stop) > room:
+                # Cut by bytes: the most lines that fit, but always one when nothing did.
+                fit = _fit(chunk, head.start, stop, room)
+                stop = max(fit, head.start + (1 if records == 0 else 0))
+            if stop == head.start:  # the batch is full
                 break
-            slices.append(Slice(head.chunk, head.start, stop))
+            slices.append(Slice(chunk, head.start, stop))
             records += stop - head.start
+            size += chunk.bytes_between(head.start, stop)
             if stop == head.stop:
                 self.queue.popleft()
             else:
-                self.queue[0] = Slice(head.chunk, stop, head.stop)
+                self.queue[0] = Slice(chunk, stop, head.stop)
         batch = OutBatch(slices)
         self.queued_records -= records
         self.queued_bytes -= batch.byte_count
@@ -347,7 +360,10 @@ class Pipeline:
         if not len(chunk):
             self._ack(batch)
             return
-        chunk.delivery = Delivery(batch, len(chunk), len(self.runners), self._done)
+        # Keep only what the ack needs (the follower acks by seq): the lines themselves
+        # live on in the chunk, encoded, and need not be held twice.
+        light = Batch(batch.path, batch.file_id, [], [], batch.end_offset, batch.seq)
+        chunk.delivery = Delivery(light, len(chunk), len(self.runners), self._done)
         for runner in self.runners:
             await runner.put(chunk)
 
