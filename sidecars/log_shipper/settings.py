@@ -40,6 +40,12 @@ COMMON_OUTPUT_FLAGS = (
 
 
 class LogShipperSettings(FollowSettings):
+    buffer_bytes: ByteSize = Field(
+        4 << 20,
+        ge=4096,
+        description="lines read but not yet delivered by every output; reading pauses here "
+        "(bounds memory: the classic pod limits the shipper to 128Mi)",
+    )
     parser: str | None = Field(
         None,
         description="parse each line with this parser (log-adapter's registry) and ship fields",

@@ -76,7 +76,7 @@ class OutputOptions(BaseModel):
         0.5, description="send what waits after this long, even if the batch is not full"
     )
     buffer_max_bytes: ByteSize = Field(
-        16 << 20, ge=1, description="bytes queued for this output before the input pauses"
+        8 << 20, ge=1, description="bytes queued for this output before the input pauses"
     )
     retry_initial: Duration = Field(0.25, description="first retry delay (then doubles)")
     retry_max: Duration = Field(30.0, description="longest retry delay")
