@@ -17,9 +17,7 @@ import stat
 import time
 from collections import deque
 from types import TracebackType
-from typing import Any
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any
 
 from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig
 from podkit.follow.checkpoint import CheckpointStore, Entry
@@ -29,6 +27,9 @@ from podkit.follow.ledger import FileStats, FollowCollector, Ledger
 from podkit.follow.multiline import MultilineJoiner
 from podkit.follow.tailer import ACTIVE, CLOSED, ROTATED, Pending, Tailer
 from podkit.logs import get_logger
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 MAX_CLOSED_ENTRIES = 4096
 """Finished files remembered (to recognise inode reuse); older ones are forgotten."""
@@ -319,8 +320,7 @@ class Follower:
         span = max(end - t.last_end, 0)
         t.last_end = max(end, t.last_end)
         events = t.events
-        if events:
-            t.events = []
+        t.events = []  # never share the list: later events must not show up in this batch
         p = Pending(seq, t.gen, end, span)
         t.pending.append(p)
         self._pending[seq] = (t, p)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from podkit.follow.api import FileEvent
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 
 @dataclass(slots=True)
@@ -65,6 +67,9 @@ class FollowCollector:
         self.gauges = gauges
 
     def collect(self) -> Iterator[Metric]:
+        # Imported here: a follower without a registry never loads prometheus_client.
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         files = list(self.ledger.files.values())
         counters = [
             ("bytes_read", "bytes read from followed files", lambda s: s.bytes_read),
