@@ -137,7 +137,7 @@ class Chunk:
             lengths = map(fixed.__add__, map(add, map(len, parts), map(len, offsets)))
             starts = list(accumulate(lengths, initial=0))
             return b"".join(pieces), starts
-        records = [orjson.dumps(self.record(i), default=str) + b"\n" for i in range(count)]
+        records = [_dump(self.record(i)) + b"\n" for i in range(count)]
         return b"".join(records), list(accumulate(map(len, records), initial=0))
 
     def ndjson(self, start: int, stop: int) -> bytes:
@@ -252,20 +252,32 @@ class RecordEncoder:
             invalid_utf8=invalid,
         )
         if self.parser is not None:
-            chunk.fields, chunk.parse_errors = self._parse(batch.lines)
+            text = getattr(self.parser, "input_type", "bytes") == "str"
+            chunk.fields, chunk.parse_errors = self._parse(chunk.messages if text else lines)
         return chunk
 
-    def _parse(self, lines: list[bytes]) -> tuple[list[dict[str, Any] | None], int]:
+    def _parse(self, lines: list[bytes] | list[str]) -> tuple[list[dict[str, Any] | None], int]:
         assert self.parser is not None
+        parse = self.parser
         parsed: list[dict[str, Any] | None] = []
         errors = 0
         for line in lines:
             try:
-                parsed.append(self.parser(line))
-            except Exception:  # a parser must never stop shipping; the raw line still goes
+                parsed.append(parse(line))  # type: ignore[arg-type]
+            except Exception:  # ParseError, or a plugin's bug: the raw line still goes
                 parsed.append(None)
                 errors += 1
         return parsed, errors
+
+
+def _dump(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as exc:  # a parser's odd value (an int beyond 64 bits...)
+        fields = record.pop("fields", None)
+        record["fields_error"] = str(exc)
+        record["fields_text"] = repr(fields)[:65536]
+        return orjson.dumps(record, default=str)
 
 
 def _rfc3339(ns: int) -> str:

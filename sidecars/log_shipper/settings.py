@@ -48,8 +48,12 @@ class LogShipperSettings(FollowSettings):
     )
     parser: str | None = Field(
         None,
-        description="parse each line with this parser (log-adapter's registry) and ship fields",
+        description="parse each line with this parser (nginx, syslog, logfmt, json, ... any "
+        "podkit.parsers plugin, module:attr or a .py file) and ship its fields too",
         json_schema_extra={"metavar": "NAME"},
+    )
+    parser_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the parser (YAML: pattern for regex, ...)"
     )
     ready_timeout: Duration = Field(
         60.0, description="/readyz fails once an output has owed records this long without success"
@@ -125,11 +129,36 @@ class LogShipperSettings(FollowSettings):
     postgres_password_file: SecretFile = Field(None, description="postgres output: password file")
 
     _output_specs: list[tuple[type, Any]] = PrivateAttr(default_factory=list)
+    _parser: Any = PrivateAttr(None)
+
+    @property
+    def loaded_parser(self) -> Any:
+        """The --parser, loaded and configured (None without one)."""
+        return self._parser
 
     @property
     def output_specs(self) -> list[tuple[type, Any]]:
         """(Output class, validated options) for every configured output."""
         return self._output_specs
+
+    @model_validator(mode="after")
+    def _load_parser(self) -> LogShipperSettings:
+        if self.parser is None:
+            if self.parser_options:
+                raise _error(("parser_options",), "...", "set --parser too")
+            return self
+        from podkit.parsers import ParserLoadError, load_parser
+
+        try:
+            parser = load_parser(self.parser, self.parser_options)
+        except ParserLoadError as exc:
+            raise _error(("parser",), self.parser, str(exc)) from None
+        if getattr(parser, "stateful", False):
+            # Stateful parsers (CRI partial lines) join lines into one record; the
+            # shipper keeps one record per line so every line's checkpoint is exact.
+            raise _error(("parser",), self.parser, "joins lines (stateful); use log-adapter for it")
+        self._parser = parser
+        return self
 
     @model_validator(mode="after")
     def _build_outputs(self) -> LogShipperSettings:

@@ -57,7 +57,7 @@ async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
     metrics = ShipperMetrics(runtime.registry)
-    parser = None
+    parser = settings.loaded_parser
     encoder = RecordEncoder(
         k8s_metadata(
             {

@@ -158,3 +158,34 @@ def test_yaml_outputs_fan_out_to_two_files(run_helper, tmp_path, logs):
     assert metric(metrics, "log_shipper_records_sent_total", output="a") == 3000
     assert metric(metrics, "log_shipper_records_sent_total", output="b") == 3000
     assert shipper.stop(signal.SIGTERM) == 0
+
+
+def test_parser_ships_fields(run_helper, tmp_path, logs):
+    (logs / "app.log").write_bytes(
+        b"".join(nginx_line(i) + b"\n" for i in range(100)) + b"garbage seq=100\n"
+    )
+    shipper = run_helper("log-shipper", *shipper_args(tmp_path, "--parser", "nginx"))
+    out = tmp_path / "out.jsonl"
+    wait_for(lambda: len(tally_file(out)) == 101, what="101 lines shipped")
+    metrics = shipper.metrics()
+    assert shipper.stop(signal.SIGTERM) == 0
+    records = read_jsonl(out)
+    assert all(r["fields"]["method"] == "GET" for r in records[:100])
+    assert "fields" not in records[100]
+    assert metric(metrics, "log_shipper_parse_errors_total") == 1
+
+
+@pytest.mark.parametrize(
+    ("parser", "expected"), [("nosuch", "unknown parser 'nosuch'"), ("cri", "stateful")]
+)
+def test_bad_parser_exits_2(parser, expected):
+    import subprocess
+
+    from podkit.devservers import podkit_argv
+
+    result = subprocess.run(
+        [*podkit_argv(), "log-shipper", "--path", "/tmp/none/*.log", "--parser", parser],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr

@@ -291,3 +291,25 @@ def test_k8s_metadata_from_downward_api_env(env: dict[str, str]) -> None:
 
     found = k8s_metadata({"namespace": "ns"}, env)
     assert found == {"namespace": "ns", **({"pod": "p", "node": "n"} if env else {})}
+
+
+def test_parser_fields_ride_along_and_failures_are_counted() -> None:
+    from podkit.parsers import load_parser
+
+    line = b'10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /a HTTP/1.1" 200 5 "-" "curl/8" seq=1'
+    batch = Batch("/p", FileId(1, 1, "f"), [line, b"not an access line"], [0, 100], 120, 0)
+    chunk = RecordEncoder({}, load_parser("nginx")).encode(batch)
+    good, bad = (orjson.loads(record) for record in chunk.json_lines)
+    assert good["fields"]["status"] == 200 and good["fields"]["method"] == "GET"
+    assert good["message"] == line.decode()
+    assert "fields" not in bad and bad["message"] == "not an access line"
+    assert chunk.parse_errors == 1
+
+
+def test_parser_returning_odd_values_still_ships_the_line() -> None:
+    def odd(line: bytes) -> dict:
+        return {"huge": 1 << 80, 3: "int key"}
+
+    batch = Batch("/p", FileId(1, 1, "f"), [b"x"], [0], 2, 0)
+    record = orjson.loads(RecordEncoder({}, odd).encode(batch).json_lines[0])
+    assert record["message"] == "x" and "fields_error" in record
