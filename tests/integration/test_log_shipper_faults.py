@@ -146,3 +146,38 @@ def test_sigkill_mid_batch_then_restart(run_helper, tmp_path, receiver, postgres
     assert len(tally_messages([d["message"] for d in es.es_docs.values()])) == total
     resent = sum(1 for n in es.es_attempts.values() if n > 1)
     print(f"file duplicates {file_tally.duplicates}, ES ids sent twice {resent} (0 stored twice)")
+
+
+def test_rejection_is_logged_with_body_but_never_the_secret(run_helper, tmp_path, receiver):
+    from podkit.devservers import find_binary
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    token = tmp_path / "token"
+    token.write_text("TOPSECRET-123\n")
+    receiver.fail(400, 1, body="mapping error: field seq")
+    (logs / "app.log").write_bytes(b"seq=0\nseq=1\n")
+    shipper = run_helper(
+        "log-shipper", "--path", str(logs / "*.log"), "--output", "http",
+        "--http-url", f"{receiver.url}/ingest", "--http-bearer-token-file", str(token),
+        "--batch-timeout", "10ms",
+    )  # fmt: skip
+    wait_for(
+        lambda: metric(shipper.metrics(), "log_shipper_records_dropped_total") == 2,
+        what="the rejected batch to be counted",
+    )
+    (logs / "app.log").open("ab").write(b"seq=2\n")
+    wait_for(lambda: len(receiver.snapshot().ndjson) == 1, what="the next line delivered")
+    metrics = shipper.metrics()
+    assert shipper.stop(signal.SIGTERM) == 0
+    log = shipper.log_text()
+    assert "mapping error: field seq" in log and "TOPSECRET" not in log + metrics
+    assert receiver.snapshot().requests[0]["headers"]["Authorization"] == "Bearer TOPSECRET-123"
+    # Metric names pass promtool.
+    promtool = find_binary("promtool")
+    import subprocess
+
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

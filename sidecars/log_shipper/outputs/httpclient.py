@@ -9,6 +9,7 @@ import gzip
 import ssl
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -55,6 +56,14 @@ class HttpOptions(OutputOptions):
         if self.password_file is not None and self.username is None:
             raise ValueError("a password file needs a username")
         return self
+
+
+def redact(url: str) -> str:
+    """The URL without user:password@, for logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -122,9 +131,9 @@ class HttpOutput(Output):
             async with self.session.post(url, data=body, headers=headers) as response:
                 return response.status, await response.read(), response.headers
         except TimeoutError:
-            raise OutputError("timeout", url, retryable=True) from None
+            raise OutputError("timeout", redact(url), retryable=True) from None
         except aiohttp.ClientError as exc:
-            raise OutputError("connect", f"{url}: {exc}", retryable=True) from None
+            raise OutputError("connect", f"{redact(url)}: {exc}", retryable=True) from None
 
     @staticmethod
     def check(status: int, body: bytes, headers: Any) -> None:
