@@ -84,6 +84,9 @@ RECEIVER = textwrap.dedent(
 )
 
 
+EXTRA_ARGS: list[str] = []
+
+
 def run_once(kind: str, source: Path, lines: int, work: Path) -> dict[str, float]:
     """Start the shipper on an empty dir, then hand it the log; time until all acked."""
     logs = work / "logs"
@@ -100,6 +103,7 @@ def run_once(kind: str, source: Path, lines: int, work: Path) -> dict[str, float
         args += ["--output", "http", "--http-url", f"http://127.0.0.1:{port}/ingest"]
     else:
         args += ["--output", "file", "--file-path", str(out)]
+    args += EXTRA_ARGS
     shipper = HelperProcess("log-shipper", *args, env={"PODKIT_LOG_LEVEL": "warning"})
     try:
         shipper.start()
@@ -158,8 +162,12 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gb", action="store_true", help="also ship a 1 GB file (peak RSS)")
-    parser.add_argument("--only", action="append", choices=["file", "http", "follow"])
+    parser.add_argument("--only", action="append", choices=["file", "http", "follow", "none"])
+    parser.add_argument(
+        "--shipper-arg", action="append", default=[], help="extra flag for the shipper (=form)"
+    )
     args = parser.parse_args()
+    EXTRA_ARGS.extend(args.shipper_arg)
     lines = 100_000 if args.quick else args.lines
     repeat = 1 if args.quick else args.repeat
     work = Path(tempfile.mkdtemp(prefix="podkit-bench-shipper-"))
@@ -171,7 +179,7 @@ def main() -> int:
               f"({size_mb:.0f} MB), {repeat} run(s) each, medians")  # fmt: skip
         cat = statistics.median(cat_mb_per_s(source) for _ in range(3))
         rows = []
-        for kind in args.only or ["file", "http", "follow"]:
+        for kind in [k for k in args.only or ["file", "http", "follow"] if k != "none"]:
             runs = [run_once(kind, source, lines, work) for _ in range(repeat)]
             rows.append((kind, {k: statistics.median(r[k] for r in runs) for k in runs[0]}))
         if args.gb:

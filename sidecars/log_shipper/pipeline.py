@@ -61,8 +61,15 @@ def _fit(chunk: Chunk, start: int, stop: int, room: int) -> int:
 
 
 class OutputRunner:
-    def __init__(self, output: Output, metrics: ShipperMetrics, log: EventLogger) -> None:
+    def __init__(
+        self,
+        output: Output,
+        metrics: ShipperMetrics,
+        log: EventLogger,
+        input_blocked: Callable[[], bool] | None = None,
+    ) -> None:
         self.output = output
+        self.input_blocked = input_blocked
         self.options = output.options
         self.name = output.name
         self.log = log
@@ -153,7 +160,10 @@ class OutputRunner:
                     or self.queued_bytes >= opts.batch_max_bytes
                 )
                 age = time.monotonic() - self.queue[0].chunk.created
-                if full or self._closing or age >= opts.batch_timeout:
+                # When the input waits for acknowledgements, no more lines can come to
+                # fill the batch: waiting for batch_timeout would only stall the pipe.
+                blocked = self.input_blocked is not None and self.input_blocked()
+                if full or self._closing or age >= opts.batch_timeout or blocked:
                     return self._take()
                 wait: float | None = opts.batch_timeout - age
             elif self._closing:
@@ -332,8 +342,9 @@ class Pipeline:
         ack: Callable[[Batch], None],
         metrics: ShipperMetrics,
         log: EventLogger,
+        input_blocked: Callable[[], bool] | None = None,
     ) -> None:
-        self.runners = [OutputRunner(output, metrics, log) for output in outputs]
+        self.runners = [OutputRunner(output, metrics, log, input_blocked) for output in outputs]
         self._ack = ack
         self.metrics = metrics
         self.log = log

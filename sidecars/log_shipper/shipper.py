@@ -15,6 +15,7 @@ from sidecars.log_shipper.records import RecordEncoder, k8s_metadata
 from sidecars.log_shipper.settings import LogShipperSettings
 
 READY_CHECK_INTERVAL = 1.0
+BLOCKED_MARGIN = 64 * 1024
 
 
 def build_outputs(settings: LogShipperSettings, runtime: Runtime) -> list[Output]:
@@ -71,7 +72,15 @@ async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
     follower = Follower(
         FollowConfig.from_settings(settings), registry=runtime.registry, log=runtime.log
     )
-    pipeline = Pipeline(build_outputs(settings, runtime), follower.ack, metrics, runtime.log)
+    budget = follower.config.buffer_bytes
+
+    def input_blocked() -> bool:
+        # The follower pauses reading when its unacknowledged budget is (nearly) spent.
+        return follower.unacked_bytes >= budget - BLOCKED_MARGIN
+
+    pipeline = Pipeline(
+        build_outputs(settings, runtime), follower.ack, metrics, runtime.log, input_blocked
+    )
     pipeline.start()
     runtime.log.info(
         "outputs", outputs=[runner.name for runner in pipeline.runners], paths=settings.path

@@ -313,3 +313,19 @@ def test_parser_returning_odd_values_still_ships_the_line() -> None:
     batch = Batch("/p", FileId(1, 1, "f"), [b"x"], [0], 2, 0)
     record = orjson.loads(RecordEncoder({}, odd).encode(batch).json_lines[0])
     assert record["message"] == "x" and "fields_error" in record
+
+
+async def test_blocked_input_flushes_without_waiting_for_the_timeout() -> None:
+    out = MemoryOutput(options(batch_max_records=1000, batch_timeout=3600))
+    acked: list[int] = []
+    metrics = ShipperMetrics(CollectorRegistry())
+    pipeline = Pipeline([out], lambda b: acked.append(b.seq), metrics, LOG, lambda: True)
+    pipeline.start()
+    batch = make_batch(0, 3)
+    await pipeline.submit(batch, RecordEncoder({}).encode(batch))
+    for _ in range(500):
+        if acked:
+            break
+        await asyncio.sleep(0.01)
+    assert acked == [0]
+    await pipeline.close()
