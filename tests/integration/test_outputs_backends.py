@@ -159,4 +159,6 @@ async def test_postgres_connection_killed_mid_life_loses_nothing(postgres_server
     }
     # The closed socket, 08xxx (connection gone) or 57P01 (admin_shutdown): all retried.
     assert failures
-    assert all(r == "connect" or r.removeprefix("sqlstate_")[:2] in ("08", "57") for r in failures)
+    assert all(
+        r == "connect" or r.removeprefix("sqlstate_")[:2] in ("08", "57") for r in failures
+    ), failures

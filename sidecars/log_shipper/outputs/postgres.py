@@ -66,7 +66,7 @@ class PostgresOutput(Output):
     async def open(self) -> None:
         import asyncpg
 
-        if self.conn is not None:
+        if self.conn is not None and not self.conn.is_closed():
             return
         opts = self.options
         password = opts.password_file.get_secret_value() if opts.password_file else None
@@ -117,7 +117,12 @@ class PostgresOutput(Output):
                 status = await self.conn.execute(
                     f"INSERT INTO {table} SELECT * FROM {self.staging} ON CONFLICT (id) DO NOTHING"
                 )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # a connection left mid-operation by a failure
+        ) as exc:
             error = self._error(exc)
             if error.retryable:
                 await self._reset()
