@@ -255,8 +255,9 @@ def _relocated(
     else:
         where = (*loc, *inner)
     message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
     if first["type"] == "extra_forbidden":
         message = f"unknown key {inner[-1]!r} for this output"
     elif first["type"] == "missing":
-        message = "required"
-    return _error(where, first.get("input"), message)
+        message, value = "required key missing", "(missing)"
+    return _error(where, value, message)
