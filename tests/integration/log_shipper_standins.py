@@ -148,8 +148,11 @@ class StandInReceiver:
             await self._runner.cleanup()
 
     async def _common(self, request: web.Request) -> tuple[bytes, web.Response | None]:
-        if self.refusing and request.transport is not None:
-            request.transport.abort()  # a kept-alive connection to a server that is "down"
+        if self.refusing:
+            # A kept-alive connection to a server that is "down": cut it, keep nothing.
+            if request.transport is not None:
+                request.transport.abort()
+            return b"", web.Response(status=503)
         body = await request.read()  # aiohttp has already undone Content-Encoding: gzip
         with self.lock:
             self.data.requests.append(

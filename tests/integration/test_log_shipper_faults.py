@@ -181,3 +181,38 @@ def test_rejection_is_logged_with_body_but_never_the_secret(run_helper, tmp_path
         [promtool, "check", "metrics"], input=metrics, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_sigterm_with_output_down_exits_in_time_and_restart_delivers(
+    run_helper, tmp_path, receiver
+):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log").write_bytes(b"".join(b"seq=%d\n" % i for i in range(2000)))
+    args = [
+        "--path", str(logs / "*.log"), "--state-dir", str(tmp_path / "state"),
+        "--output", "http", "--http-url", f"{receiver.url}/ingest",
+        "--batch-timeout", "10ms", "--retry-initial", "50ms", "--retry-max", "200ms",
+        "--shutdown-timeout", "2s",
+    ]  # fmt: skip
+    first = run_helper("log-shipper", *args)
+    wait_for(lambda: len(receiver.snapshot().ndjson) == 2000, what="the first 2000 lines")
+    receiver.down()
+    with open(logs / "app.log", "ab") as handle:
+        handle.write(b"".join(b"seq=%d\n" % i for i in range(2000, 3000)))
+    wait_for(
+        lambda: metric(first.metrics(), "log_shipper_batches_failed_total") > 0,
+        what="sends to fail",
+    )
+    first.process.send_signal(signal.SIGTERM)
+    assert first.wait_exit(15) == 0  # the drain gave up at --shutdown-timeout
+    assert len(receiver.snapshot().ndjson) == 2000
+    receiver.up()
+    second = run_helper("log-shipper", *args)
+    wait_for(
+        lambda: len(tally_messages([r["message"] for r in receiver.snapshot().ndjson])) == 3000,
+        what="the undelivered 1000 after the restart",
+    )
+    assert second.stop(signal.SIGTERM) == 0
+    tally = tally_messages([r["message"] for r in receiver.snapshot().ndjson])
+    assert tally.missing(range(3000)) == [] and tally.duplicates == 0
