@@ -204,6 +204,9 @@ def main() -> int:
                 f"{rss:>14.1f}{rss / fb['rss_mib']:>13.2f}"
             )
         print(f"\ncat {source.name}: {cat:,.0f} MB/s ({cat * 1e6 / LINE_BYTES:,.0f} lines/s)")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"load average at the end: {load} on {os.cpu_count()} CPUs (shared machine: "
+              "lines/s swing with it; CPU s per million is the steadier figure)")  # fmt: skip
         print("* Fluent Bit 4.2.8 figures from the issue (not run here: it cannot be built on")
         print("  this machine); x columns are podkit / Fluent Bit. Targets: >= 1.0x lines/s to")
         print("  file, <= 1.5x CPU s per million, peak RSS < 64 MiB on a 1 GB file (--gb).")
