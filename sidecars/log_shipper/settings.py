@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from podkit import plugins
@@ -37,6 +45,14 @@ COMMON_OUTPUT_FLAGS = (
     "retry_max_attempts",
     "request_timeout",
 )
+
+
+class OutputEntry(BaseModel):
+    """One item of `outputs:`; its keys are checked by that output's own options model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
 
 
 class LogShipperSettings(FollowSettings):
@@ -70,9 +86,9 @@ class LogShipperSettings(FollowSettings):
         "elasticsearch, redis, postgres, or a plugin",
         json_schema_extra={"metavar": "NAME"},
     )
-    outputs: list[dict[str, Any]] = Field(
+    outputs: list[OutputEntry] = Field(
         default_factory=list,
-        description="several outputs (YAML only): a list of {type: NAME, ...options}",
+        description="several outputs (YAML): a list of {type: NAME, ...options}",
     )
 
     # Batching and retry of the single output (YAML outputs set their own).
@@ -163,7 +179,7 @@ class LogShipperSettings(FollowSettings):
     @model_validator(mode="after")
     def _build_outputs(self) -> LogShipperSettings:
         if self.outputs:
-            entries = [(("outputs", i), dict(entry)) for i, entry in enumerate(self.outputs)]
+            entries = [(("outputs", i), entry.model_dump()) for i, entry in enumerate(self.outputs)]
             flag_map: dict[str, str] | None = None
         else:
             entries = [(("output",), self._single_output())]
