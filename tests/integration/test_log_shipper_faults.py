@@ -122,6 +122,7 @@ def test_sigkill_mid_batch_then_restart(run_helper, tmp_path, receiver, postgres
     writer.finish()
     wait_for(lambda: len(tally_file(out)) == total, timeout=120, what=f"all {total} in file")
     wait_for(lambda: len(receiver.snapshot().es_docs) == total, timeout=60, what="all in ES")
+    second_metrics = second.metrics()
     assert second.stop(signal.SIGTERM) == 0
 
     file_tally = tally_file(out)
@@ -145,6 +146,9 @@ def test_sigkill_mid_batch_then_restart(run_helper, tmp_path, receiver, postgres
     es = receiver.snapshot()
     assert len(tally_messages([d["message"] for d in es.es_docs.values()])) == total
     resent = sum(1 for n in es.es_attempts.values() if n > 1)
+    # Every resend the backend recognised is counted by the shipper as a duplicate.
+    dupes = metric(second_metrics, "log_shipper_records_duplicate_total", output="elasticsearch")
+    assert dupes == resent
     print(f"file duplicates {file_tally.duplicates}, ES ids sent twice {resent} (0 stored twice)")
 
 
