@@ -185,6 +185,9 @@ class OutputRunner:
             chunk = head.chunk
             stop = min(head.stop, head.start + opts.batch_max_records - records)
             room = opts.batch_max_bytes - size
+            whole = stop == head.stop and chunk.bytes_between(head.start, stop) <= room
+            if records and not whole:
+                break  # send what we have; cut a chunk only when it alone is too big
             if chunk.bytes_between(head.start, stop) > room:
                 # Cut by bytes: the most lines that fit, but always one when nothing did.
                 fit = _fit(chunk, head.start, stop, room)

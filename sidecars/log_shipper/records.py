@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import accumulate
-from operator import add
 from typing import Any
 
 import orjson
@@ -61,9 +60,9 @@ def decode_lines(lines: list[bytes]) -> tuple[list[str], int]:
     return texts, invalid
 
 
-# Bytes that need a JSON escape other than `"` and `\\`: control characters (not \n,
-# which separates the lines of a batch). `translate` deletes every other byte in C.
-_NOT_CONTROL = bytes(b for b in range(256) if b >= 0x20 or b == 0x0A)
+# Bytes that need a JSON escape beyond the four `replace`s below: control characters
+# other than tab, CR and \n (which separates the lines). `translate` deletes the rest in C.
+_NOT_CONTROL = bytes(b for b in range(256) if b >= 0x20 or b in (0x09, 0x0A, 0x0D))
 _JSON_ESCAPES = ((b"\\", b"\\\\"), (b'"', b'\\"'), (b"\t", b"\\t"), (b"\r", b"\\r"))
 
 
@@ -114,38 +113,41 @@ class Chunk:
         return self.raw.decode("utf-8").split("\n") if self.count else []
 
     @cached_property
-    def _body(self) -> tuple[bytes, list[int]]:
-        """(NDJSON of every record, start position of each record plus the end)."""
+    def _body(self) -> bytes:
+        """The NDJSON of every record (each ends with a newline)."""
         count = self.count
         if not count:
-            return b"", [0]
-        meta = orjson.dumps(self.meta)[1:-1]
+            return b""
         raw = self.raw
         if self.fields is None and self.texts is None and not raw.translate(None, _NOT_CONTROL):
+            # Valid UTF-8 without control characters: escaping `\\`, `"`, tab and CR
+            # makes JSON string contents, and one %-format call builds every record.
             for plain, escaped in _JSON_ESCAPES:
                 if plain in raw:
                     raw = raw.replace(plain, escaped)
-            parts = raw.split(b"\n")
-            offsets = str(self.offsets)[1:-1].encode().split(b", ")
-            head, mid, tail = b'{"message":"', b'","offset":', b"," + meta + b"}\n"
-            pieces: list[bytes] = [head] * (5 * count)
-            pieces[1::5] = parts
-            pieces[2::5] = [mid] * count
-            pieces[3::5] = offsets
-            pieces[4::5] = [tail] * count
-            fixed = len(head) + len(mid) + len(tail)
-            lengths = map(fixed.__add__, map(add, map(len, parts), map(len, offsets)))
-            starts = list(accumulate(lengths, initial=0))
-            return b"".join(pieces), starts
-        records = [_dump(self.record(i)) + b"\n" for i in range(count)]
-        return b"".join(records), list(accumulate(map(len, records), initial=0))
+            meta = orjson.dumps(self.meta)[1:-1].replace(b"%", b"%%")
+            template = b'{"message":"%b","offset":%d,' + meta + b"}\n"
+            args: list[Any] = [None] * (2 * count)
+            args[0::2] = raw.split(b"\n")
+            args[1::2] = self.offsets
+            return (template * count) % tuple(args)
+        return b"".join([_dump(self.record(i)) + b"\n" for i in range(count)])
+
+    @cached_property
+    def _starts(self) -> list[int]:
+        """Where each record starts in the body, plus its end; only built when cut.
+
+        JSON never holds a raw newline, so the body's newlines are exactly the record ends.
+        """
+        lengths = map((1).__add__, map(len, self._body.split(b"\n")[:-1]))
+        return list(accumulate(lengths, initial=0))
 
     def ndjson(self, start: int, stop: int) -> bytes:
         """Records [start, stop) as NDJSON (each ends with a newline)."""
-        body, starts = self._body
         if start == 0 and stop == self.count:
-            return body
-        return body[starts[start] : starts[stop]]
+            return self._body
+        starts = self._starts
+        return self._body[starts[start] : starts[stop]]
 
     @property
     def json_lines(self) -> list[bytes]:
@@ -160,8 +162,8 @@ class Chunk:
         return record
 
     def record_bytes(self, index: int) -> bytes:
-        body, starts = self._body
-        return body[starts[index] : starts[index + 1] - 1]
+        starts = self._starts
+        return self._body[starts[index] : starts[index + 1] - 1]
 
     def record_id(self, index: int) -> str:
         """Deterministic id: the same line of the same file always gets the same id."""

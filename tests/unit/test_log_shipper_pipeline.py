@@ -329,3 +329,31 @@ async def test_blocked_input_flushes_without_waiting_for_the_timeout() -> None:
         await asyncio.sleep(0.01)
     assert acked == [0]
     await pipeline.close()
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.text(max_size=30).map(lambda t: t.replace("\n", "")), min_size=1, max_size=20),
+    st.text(max_size=10),
+    st.data(),
+)
+def test_bulk_encoding_equals_encoding_each_record(
+    texts: list[str], path_tail: str, data: st.DataObject
+) -> None:
+    lines = [t.encode("utf-8", "surrogatepass") for t in texts]
+    offsets = sorted(data.draw(st.lists(st.integers(0, 2**40), min_size=len(lines),
+                                        max_size=len(lines))))  # fmt: skip
+    batch = Batch(f"/var/log/%s{path_tail}", FileId(1, 1, "f"), lines, offsets, 0, 0)
+    chunk = RecordEncoder({"pod": "p%d"}).encode(batch)
+    expected = [
+        {"message": line.decode("utf-8", "backslashreplace"), "offset": offset,
+         **chunk.meta}
+        for line, offset in zip(lines, offsets, strict=True)
+    ]  # fmt: skip
+    body = chunk.ndjson(0, len(chunk))
+    assert [orjson.loads(line) for line in body.splitlines()] == expected
+    start = data.draw(st.integers(0, len(chunk)))
+    stop = data.draw(st.integers(start, len(chunk)))
+    assert chunk.ndjson(start, stop) == b"".join(
+        chunk.record_bytes(i) + b"\n" for i in range(start, stop)
+    )

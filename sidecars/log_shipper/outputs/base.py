@@ -68,7 +68,9 @@ class OutputOptions(BaseModel):
 
     type: str = Field(description="output plugin name (stdout, file, http, loki, ...)")
     name: str = Field("", description="label in metrics and logs; defaults to the type")
-    batch_max_records: int = Field(2000, ge=1, description="send once this many records wait")
+    batch_max_records: int = Field(
+        5000, ge=1, description="send once this many records wait"
+    )  # above the follower's 4096-line batches, so they go whole
     batch_max_bytes: ByteSize = Field(
         1 << 20, ge=1, description="send once this many bytes of lines wait"
     )
