@@ -32,6 +32,10 @@ class Entry:
     """The file's size when last seen; `size - offset` was still unread then."""
     closed: bool = False
     """Finished (rotated away or deleted and read to its end); kept to detect inode reuse."""
+    before_len: int = 0
+    before: str = ""
+    """Hash of the `before_len` bytes just before `offset`: a file rewritten while we were
+    stopped with the same first bytes is still told apart (0: not checked)."""
 
 
 class CheckpointStore:
@@ -45,7 +49,13 @@ class CheckpointStore:
         try:
             doc = orjson.loads(self.path.read_bytes())
             entries = [Entry(**item) for item in doc["files"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            for e in entries:
+                numbers = (e.dev, e.inode, e.fp_len, e.offset, e.size)
+                if not all(type(n) is int and n >= 0 for n in numbers):
+                    raise ValueError(f"bad numbers in the entry for {e.path!r}")
+                if not isinstance(e.path, str) or not isinstance(e.fp, str):
+                    raise ValueError("path and fp must be strings")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # Keep the bad file for inspection; starting over beats refusing to start.
             with contextlib.suppress(OSError):
                 self.path.replace(self.path.with_suffix(".corrupt"))

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import stat
 import time
 from collections import deque
+from fnmatch import fnmatch
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig
 from podkit.follow.checkpoint import CheckpointStore, Entry
-from podkit.follow.discovery import discover, watch_dirs
-from podkit.follow.identity import prefix_matches
+from podkit.follow.discovery import discover, excluded, watch_dirs
+from podkit.follow.identity import before_hash, prefix_matches
 from podkit.follow.ledger import FileStats, FollowCollector, Ledger
 from podkit.follow.multiline import MultilineJoiner
 from podkit.follow.tailer import ACTIVE, CLOSED, ROTATED, Pending, Tailer
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 MAX_CLOSED_ENTRIES = 4096
 """Finished files remembered (to recognise inode reuse); older ones are forgotten."""
 MIN_READ = 4096
+_SEQUENCE = itertools.count()
+"""Batch numbers, unique in the process: an ack for another follower's batch is ignored."""
 
 
 class Follower:
@@ -60,9 +64,12 @@ class Follower:
         self._entry_paths: set[str] = set()
         self._ready: deque[Batch] = deque()
         self._pending: dict[int, tuple[Tailer, Pending]] = {}
-        self._seq = 0
         self._unacked = 0
-        self._unpersisted = 0
+        self._outstanding = 0
+        """Bytes handed out past the saved checkpoints (all of them, without a state dir:
+        past the acknowledged ones). Reading pauses when this reaches `buffer_bytes`, which
+        bounds both memory and what a kill -9 can make us hand out again."""
+        self._acked_unsaved = 0
         self._dirty = False
         self._last_persist = time.monotonic()
         self._first_scan = True
@@ -76,6 +83,9 @@ class Follower:
         self._finished = asyncio.Event()
         self._stop_watch = asyncio.Event()
         self._watch_task: asyncio.Task[None] | None = None
+        self._watching: tuple[list[str], bool] | None = None
+        self._save_failing = False
+        self._exited = False
         if registry is not None:
             registry.register(FollowCollector(self.ledger, self._gauges))
 
@@ -98,8 +108,7 @@ class Follower:
         self._entries = {(e.dev, e.inode): e for e in entries}
         self._entry_paths = {e.path for e in entries if not e.closed}
         self._scan(time.monotonic())
-        if self.config.watch:
-            self._watch_task = asyncio.create_task(self._watch(), name="follow-watch")
+        self._restart_watch()
         return self
 
     async def __aexit__(
@@ -116,10 +125,10 @@ class Follower:
         self._done = True
         self._finished.set()
         self.persist()
+        self._exited = True  # later acks and saves would only lose what was just saved
         for t in list(self._tailers.values()):
             t.close()
-        self._tailers.clear()
-        self._by_path.clear()
+        self._pending.clear()
 
     def __aiter__(self) -> Follower:
         return self
@@ -152,20 +161,22 @@ class Follower:
     def ack(self, batch: Batch) -> None:
         """The consumer delivered `batch`: its lines need not be read again after a restart."""
         item = self._pending.pop(batch.seq, None)
-        if item is None:
+        if item is None or self._exited:
             return
         t, p = item
         p.acked = True
         self._unacked -= p.span
         if self._persistent:
-            self._unpersisted += p.span
+            self._acked_unsaved += p.span
+        else:
+            self._outstanding -= p.span
         self._dirty = True
         t.advance()
         if t.state == CLOSED and not t.pending:
             self._retire(t)
         self._wake.set()
         if self._persistent and (
-            self._unpersisted >= self.config.buffer_bytes // 2
+            self._acked_unsaved >= self.config.buffer_bytes // 2
             or time.monotonic() - self._last_persist >= self.config.checkpoint_interval
         ):
             self.persist()
@@ -183,7 +194,7 @@ class Follower:
 
     def persist(self) -> None:
         """Save acknowledged progress now (atomically)."""
-        if not self._persistent:
+        if not self._persistent or self._exited:
             return
         entries = [t.entry() for t in self._tailers.values()]
         entries += [t.entry() for t in self._closing]
@@ -191,16 +202,34 @@ class Follower:
         try:
             self._store.save(entries)
         except OSError as exc:
-            self.log.warning("checkpoint_save_failed", path=str(self._store.path), error=str(exc))
+            if not self._save_failing:  # once per failure spell, not every second
+                self._save_failing = True
+                self.log.error("checkpoint_save_failed", path=str(self._store.path), error=str(exc))
+            # Reading goes on (a broken state dir must not stop the logs); only the bound
+            # on what a kill -9 would repeat grows while saving fails.
+            self._recount(saved=False)
             return
-        self._unpersisted = 0
+        if self._save_failing:
+            self._save_failing = False
+            self.log.info("checkpoint_save_recovered", path=str(self._store.path))
+        self._recount(saved=True)
         self._dirty = False
+
+    def _recount(self, *, saved: bool) -> None:
+        """After a save: only bytes past the new checkpoints count against the budget."""
+        total = 0
+        for t in [*self._tailers.values(), *self._closing]:
+            if saved:
+                t.saved_offset = t.acked_offset
+            total += max(t.last_end - (t.saved_offset if saved else t.acked_offset), 0)
+        self._outstanding = total
+        self._acked_unsaved = 0
         self._last_persist = time.monotonic()
 
     # --- the reading loop ------------------------------------------------------------
 
     def _budget_left(self) -> int:
-        return self.config.buffer_bytes - self._unacked - self._unpersisted
+        return self.config.buffer_bytes - self._outstanding
 
     async def _sleep(self, seconds: float) -> None:
         """Until an ack, a watch event or a drain wakes us, or `seconds` pass."""
@@ -212,8 +241,10 @@ class Follower:
     def _next_deadline(self, now: float) -> float:
         deadline = min(self._next_scan, now + self.config.poll_interval)
         for t in self._tailers.values():
-            if t.splitter.partial or (t.multiline is not None and t.multiline.lines):
+            if t.splitter.partial:
                 deadline = min(deadline, t.last_data + self.config.flush_timeout)
+            if t.multiline is not None and t.multiline.lines:
+                deadline = min(deadline, t.last_data + t.multiline.flush_timeout)
         if self._dirty and self._persistent:
             deadline = min(deadline, self._last_persist + self.config.checkpoint_interval)
         return deadline
@@ -223,7 +254,7 @@ class Follower:
             self.persist()
 
     def _poll(self, now: float) -> bool:
-        """One chunk from every open file; True if anything was handed out."""
+        """One chunk from every open file; True if anything was read or handed out."""
         tailers = list(self._tailers.values())
         if not tailers:
             return False
@@ -249,8 +280,9 @@ class Follower:
                 self.log.warning("file_read_failed", path=t.path, error=str(exc))
                 return self._close(t, now, reason="read_error")
         if data:
-            if t.at_eof and not t.same_content():
-                # Rewritten in place (copytruncate, then more than we had read was written).
+            if t.fp_len and not t.same_content():
+                # Rewritten in place (copytruncate, then more than we had read was written):
+                # one 256-byte pread per chunk keeps us from reading mid-line garbage.
                 return self._truncated(t, now)
             t.at_eof = False
             t.read_pos += len(data)
@@ -261,7 +293,8 @@ class Follower:
             t.splitter.feed(data, lines, offsets)
             if t.fp_len < t.fingerprint_bytes:
                 t.grow_fingerprint()
-            return self._emit(t, lines, offsets)
+            self._emit(t, lines, offsets)
+            return True  # progress even without a complete line: read on before sleeping
         # At the end of the file (or of what a drain reads).
         t.at_eof = True
         produced = False
@@ -277,13 +310,24 @@ class Follower:
             t.stats.lag_bytes = t.size_seen - t.read_pos
             if t.state == ACTIVE and not self._draining:
                 self._check_rotation(t, now)
-        flush = self._draining or now - t.last_data >= cfg.flush_timeout
-        if flush and (t.splitter.partial or (t.multiline is not None and t.multiline.lines)):
+        idle = now - t.last_data
+        flush_partial = t.splitter.partial and (self._draining or idle >= cfg.flush_timeout)
+        ml = t.multiline
+        flush_record = (
+            ml is not None
+            and bool(ml.lines or t.splitter.partial)
+            and (self._draining or idle >= ml.flush_timeout)
+        )
+        if flush_partial or flush_record:
             lines, offsets = [], []
-            t.splitter.flush(lines, offsets)
-            produced = self._emit(t, lines, offsets, flush=True)
+            if flush_partial:
+                t.splitter.flush(lines, offsets)
+            produced = self._emit(t, lines, offsets, flush=flush_record)
         if t.state == ROTATED and (self._draining or now >= t.deadline):
-            return self._close(t, now, reason=None) or produced
+            return (
+                self._close(t, now, reason="drained" if self._draining else "rotate_wait")
+                or produced
+            )
         if t.events and any(e.kind != "opened" for e in t.events):
             produced = self._emit(t, [], []) or produced
         return produced
@@ -301,8 +345,8 @@ class Follower:
         end = splitter.end
         if t.multiline is not None:
             lines, offsets, end = t.multiline.feed(lines, offsets, end, flush=flush)
-        if not lines and not t.events:
-            return False
+        if not lines and not any(e.kind != "opened" for e in t.events):
+            return False  # "opened" alone waits for the file's first lines
         t.stats.lines += len(lines)
         step = self.config.batch_max_lines
         n = len(lines)
@@ -315,8 +359,7 @@ class Follower:
         return True
 
     def _queue(self, t: Tailer, lines: list[bytes], offsets: list[int], end: int) -> None:
-        seq = self._seq
-        self._seq = seq + 1
+        seq = next(_SEQUENCE)
         span = max(end - t.last_end, 0)
         t.last_end = max(end, t.last_end)
         events = t.events
@@ -325,6 +368,7 @@ class Follower:
         t.pending.append(p)
         self._pending[seq] = (t, p)
         self._unacked += span
+        self._outstanding += span
         self._ready.append(Batch(t.path, t.file_id, lines, offsets, end, seq, events))
 
     # --- rotation, truncation, close -------------------------------------------------
@@ -368,12 +412,11 @@ class Follower:
         self._emit(t, [], [])
         return True
 
-    def _close(self, t: Tailer, now: float, reason: str | None) -> bool:
+    def _close(self, t: Tailer, now: float, reason: str) -> bool:
         lines: list[bytes] = []
         offsets: list[int] = []
         t.splitter.flush(lines, offsets)
-        if reason:
-            t.event("closed", 0, reason)
+        t.event("closed", 0, reason)  # the file is done: a consumer may drop its state
         produced = self._emit(t, lines, offsets, flush=True)
         t.close()
         if self._tailers.get(t.key) is t:
@@ -422,6 +465,11 @@ class Follower:
         if self._first_scan:
             self._first_scan = False
             self._recover_orphans(now)
+            # Save the start points now: a file started at its tail must not be started at
+            # a later tail after a crash (the lines in between would be skipped).
+            self.persist()
+        else:
+            self._restart_watch()
 
     def _renamed(self, t: Tailer, path: str, now: float) -> None:
         """An open file found under another followed name: same file, new name."""
@@ -497,7 +545,7 @@ class Follower:
             old_id = FileId(entry.dev, entry.inode, entry.fp)
             unread = max(entry.size - entry.offset, 0)
             if prefix_matches(fd, entry.fp_len, entry.fp):
-                if st.st_size >= entry.offset:
+                if st.st_size >= entry.offset and _before_matches(fd, entry):
                     return entry.offset, []
                 # Truncated while we were not looking (or stopped).
                 ev = FileEvent("truncated", path, old_id, unread, "truncated_unread")
@@ -537,13 +585,28 @@ class Follower:
 
     # --- watching --------------------------------------------------------------------
 
-    async def _watch(self) -> None:
+    def _restart_watch(self) -> None:
+        """(Re)start the watcher when the directories to watch changed (one was created)."""
+        if not self.config.watch or self._draining or self._done:
+            return
+        dirs = watch_dirs(self.config.include)
+        if dirs == self._watching:
+            return
+        self._watching = dirs
+        if self._watch_task is not None:
+            self._stop_watch.set()
+            self._watch_task.cancel()
+        self._stop_watch = asyncio.Event()
+        self._watch_task = asyncio.create_task(
+            self._watch(*dirs, stop=self._stop_watch), name="follow-watch"
+        )
+
+    async def _watch(self, dirs: list[str], recursive: bool, *, stop: asyncio.Event) -> None:
         """Wake the loop on file-system events; polling still runs as the fallback."""
         try:
             from watchfiles import Change, awatch
         except ImportError:
             return
-        dirs, recursive = watch_dirs(self.config.include)
         if not dirs:
             return
         try:
@@ -553,15 +616,24 @@ class Follower:
                 recursive=recursive,
                 debounce=50,
                 step=10,
-                stop_event=self._stop_watch,
+                stop_event=stop,
                 rust_timeout=1000,
                 yield_on_timeout=False,
             ):
-                if any(change != Change.modified for change, _ in changes):
-                    self._scan_due = True
+                known = self._by_path
+                if any(
+                    c != Change.modified or (p not in known and self._wanted(p)) for c, p in changes
+                ):
+                    self._scan_due = True  # a file to pick up (or one created before we watched)
                 self._wake.set()
         except Exception as exc:  # the watcher is an optimisation; polling carries on
             self.log.warning("watch_failed", error=str(exc))
+
+    def _wanted(self, path: str) -> bool:
+        """Whether a path the watcher reported could match the globs (fnmatch: cheap)."""
+        cfg = self.config
+        patterns = [os.path.abspath(pat) for pat in cfg.include]  # the watcher's paths are absolute
+        return any(fnmatch(path, pat) for pat in patterns) and not excluded(path, cfg.exclude)
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
         self._refresh_lag()
@@ -578,6 +650,12 @@ class Follower:
         for t in list(self._tailers.values()):
             with contextlib.suppress(OSError):
                 t.stats.lag_bytes = max(os.fstat(t.fd).st_size - t.read_pos, 0)
+
+
+def _before_matches(fd: int, entry: Entry) -> bool:
+    if entry.before_len == 0:
+        return True
+    return before_hash(fd, entry.offset, entry.before_len) == (entry.before_len, entry.before)
 
 
 def _find_inode(directory: str, dev: int, inode: int) -> str | None:

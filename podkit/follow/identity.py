@@ -12,6 +12,13 @@ def prefix_hash(fd: int, length: int) -> tuple[int, str]:
     return len(data), blake2b(data, digest_size=8).hexdigest()
 
 
+def before_hash(fd: int, end: int, length: int) -> tuple[int, str]:
+    """Hash of the (up to) `length` bytes just before offset `end`: (bytes hashed, hex)."""
+    start = max(end - length, 0)
+    data = os.pread(fd, end - start, start) if end > start else b""
+    return len(data), blake2b(data, digest_size=8).hexdigest()
+
+
 def prefix_matches(fd: int, length: int, expected: str) -> bool:
     """Whether the file still starts with the bytes that hashed to `expected`."""
     got_len, got = prefix_hash(fd, length)

@@ -37,9 +37,10 @@ def _matcher(pattern: str | bytes | None) -> Callable[[bytes], object] | None:
 
 
 class MultilineJoiner:
-    __slots__ = ("continues", "lines", "max_bytes", "max_lines", "size", "start")
+    __slots__ = ("continues", "flush_timeout", "lines", "max_bytes", "max_lines", "size", "start")
 
     def __init__(self, config: MultilineConfig, max_line_bytes: int) -> None:
+        self.flush_timeout = config.flush_timeout
         self.max_lines = max(config.max_lines, 1)
         self.max_bytes = max(config.max_bytes, max_line_bytes)
         self.lines: list[bytes] = []

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 
 from podkit.follow.api import FileEvent, FileId
 from podkit.follow.checkpoint import Entry
-from podkit.follow.identity import prefix_hash, prefix_matches
+from podkit.follow.identity import before_hash, prefix_hash, prefix_matches
 from podkit.follow.ledger import FileStats
 from podkit.follow.lines import LineSplitter
 from podkit.follow.multiline import MultilineJoiner
+
+BEFORE_BYTES = 64
+"""Bytes before the checkpoint whose hash is saved with it."""
 
 ACTIVE = "active"
 """The file is what its path names now."""
@@ -58,6 +61,8 @@ class Tailer:
         self.size_seen = max(st.st_size, start)
         self.splitter = LineSplitter(max_line, start)
         self.acked_offset = start
+        self.saved_offset = start
+        """`acked_offset` at the last checkpoint save."""
         self.pending: deque[Pending] = deque()
         self.events: list[FileEvent] = []
         self.state = ACTIVE
@@ -102,6 +107,7 @@ class Tailer:
         self.size_seen = 0
         self.splitter = LineSplitter(self.max_line, 0)
         self.acked_offset = 0
+        self.saved_offset = 0
         self.last_end = 0
         self.fp_len, self.fp = prefix_hash(self.fd, self.fingerprint_bytes)
         self.file_id = self._make_id()
@@ -116,6 +122,12 @@ class Tailer:
                 self.acked_offset = p.end
 
     def entry(self) -> Entry:
+        before_len, before = 0, ""
+        if self.fd >= 0 and self.acked_offset > 0:
+            try:
+                before_len, before = before_hash(self.fd, self.acked_offset, BEFORE_BYTES)
+            except OSError:
+                before_len = 0
         return Entry(
             self.path,
             self.dev,
@@ -124,7 +136,11 @@ class Tailer:
             self.fp,
             self.acked_offset,
             self.size_seen,
-            self.state == CLOSED,
+            # Closed with batches still unacknowledged is not finished: a restart must
+            # look for it and read them again.
+            self.state == CLOSED and not self.pending,
+            before_len,
+            before,
         )
 
     def close(self) -> None:

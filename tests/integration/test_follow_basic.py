@@ -218,3 +218,77 @@ async def test_backpressure_pauses_reading_until_acks(tmp_path):
         await until(lambda: len(c.lines()) == 20_000, what="all lines")
         await c.stop()
     assert c.lines() == expected("x", 0, 20_000)
+
+
+async def test_watchfiles_events_find_new_files_and_appends_without_polling(tmp_path):
+    cfg = config(tmp_path, "*.log", poll_interval=60.0, refresh_interval=60.0)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        # The watcher thread starts in the background: poke until it reports (polling and
+        # rescans are a minute away, so only an inotify event can make this line arrive).
+        probe = tmp_path / "probe.log"
+        await until(lambda: probe.write_bytes(b"x\n") and c.lines(), what="watcher running")
+        new = tmp_path / "new.log"
+        new.write_bytes(b"created\n")
+        await until(lambda: c.lines(str(new)) == [b"created"], what="a new file via an event")
+        append(new, b"appended\n")
+        await until(lambda: c.lines(str(new))[-1:] == [b"appended"], what="append via an event")
+        await c.stop()
+
+
+async def test_directory_created_later_is_watched_and_followed(tmp_path):
+    cfg = config(tmp_path, "later/*.log", poll_interval=60.0, refresh_interval=0.2)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        (tmp_path / "later").mkdir()
+        log = tmp_path / "later" / "a.log"
+        log.write_bytes(b"one\n")
+        await until(lambda: c.lines() == [b"one"], what="file in a new directory (rescan)")
+
+        def poke() -> bool:  # appends are seen only through the watcher on the new dir
+            append(log, b"tick\n")
+            return len(c.lines()) > 1
+
+        await until(poke, what="an append seen by the restarted watcher")
+        await c.stop()
+    assert set(c.lines()) == {b"one", b"tick"}
+
+
+async def test_corrupt_checkpoint_file_is_set_aside_and_reading_starts_over(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(b"a\nb\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "follow-checkpoints.json").write_bytes(b"{not json\x00")
+    async with Follower(config(tmp_path, "app.log")) as follower:
+        c = Collector(follower).start()
+        await until(lambda: c.lines() == [b"a", b"b"], what="lines from the head")
+        await c.stop()
+    assert (state / "follow-checkpoints.corrupt").read_bytes() == b"{not json\x00"
+    assert saved_offsets(tmp_path) == {str(log): 4}
+
+
+async def test_unwritable_state_dir_does_not_stop_reading(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered("x", 0, 5000))
+    blocker = tmp_path / "state"
+    blocker.write_bytes(b"a file where the state dir should be")
+    cfg = config(tmp_path, "app.log", buffer_bytes=8192, batch_max_bytes=2048)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 5000, what="every line despite failed saves")
+        await c.stop()
+
+
+async def test_ack_after_exit_changes_nothing_saved(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered("x", 0, 20))
+    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    async with Follower(cfg) as follower:
+        c = Collector(follower, auto_ack=False).start()
+        await until(lambda: len(c.batches) == 2, what="two batches")
+        follower.ack(c.batches[0])
+        await follower.drain()
+        await c.task
+    follower.ack(c.batches[1])  # too late: the follower is closed
+    assert saved_offsets(tmp_path) == {str(log): c.batches[0].end_offset}

@@ -264,3 +264,62 @@ async def test_two_hundred_files_at_once(tmp_path):
     for i in range(200):
         n = 60 if i % 7 == 0 else 50
         assert c.lines(str(tmp_path / f"f{i:03d}.log")) == [f"f{i} {j}".encode() for j in range(n)]
+
+
+async def test_rename_to_another_matched_name_goes_on_under_the_new_name(tmp_path):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered("x", 0, 10))
+    async with Follower(config(tmp_path, "app.log*")) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 10, what="first lines")
+        os.rename(log, tmp_path / "app.log.1")
+        append(tmp_path / "app.log.1", numbered("x", 10, 15))
+        log.write_bytes(numbered("y", 0, 2))
+        await until(lambda: len(c.lines()) == 17, what="renamed file and new file")
+        await c.stop()
+    assert c.lines(str(tmp_path / "app.log.1")) == [f"x {i}".encode() for i in range(10, 15)]
+    assert sorted(c.lines()) == sorted([f"x {i}".encode() for i in range(15)] + [b"y 0", b"y 1"]), (
+        "nothing read twice: the renamed file is known by its inode"
+    )
+
+
+async def test_symlinked_logs_follow_the_link_through_rotation(tmp_path):
+    # The kubelet layout: /var/log/containers/x.log -> /var/log/pods/.../0.log, rotated
+    # by renaming 0.log and creating a new one; the link keeps pointing at 0.log.
+    pods, links = tmp_path / "pods", tmp_path / "containers"
+    pods.mkdir()
+    links.mkdir()
+    target = pods / "0.log"
+    target.write_bytes(numbered("x", 0, 5))
+    (links / "app.log").symlink_to(target)
+    cfg = FollowConfig(include=(str(links / "*.log"),), state_dir=tmp_path / "state", **FAST)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 5, what="lines through the link")
+        os.rename(target, pods / "0.log.20261125")
+        append(pods / "0.log.20261125", numbered("x", 5, 8))
+        target.write_bytes(numbered("y", 0, 2))
+        await until(lambda: len(c.lines()) == 10, what="rotated and new file")
+        await c.stop()
+    assert sorted(c.lines()) == sorted([f"x {i}".encode() for i in range(8)] + [b"y 0", b"y 1"])
+    assert follower.stats[str(links / "app.log")].rotations == 1
+
+
+async def test_rewritten_while_stopped_with_the_same_first_bytes_is_still_detected(tmp_path):
+    log = tmp_path / "app.log"
+    header = b"# app log, format v1, " + b"=" * 400 + b"\n"  # longer than the fingerprint
+    log.write_bytes(header + numbered("old", 0, 20))
+    cfg = config(tmp_path, "app.log")
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 21, what="first run")
+        await c.stop()
+    fd = os.open(log, os.O_WRONLY | os.O_TRUNC)  # same inode, same header, longer now
+    os.write(fd, header + numbered("new", 0, 40))
+    os.close(fd)
+    async with Follower(cfg) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == 41, what="the new content from its start")
+        await c.stop()
+    assert c.lines()[1:] == [f"new {i}".encode() for i in range(40)]
+    assert follower.stats[str(log)].truncations == 1
