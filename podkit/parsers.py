@@ -34,6 +34,21 @@ Naming a parser (`load_parser(spec)`, via `podkit.plugins.load("parser", spec)`)
 - a path to a `.py` file (mounted from a ConfigMap); it must define `parser`, or name the
   attribute: `/etc/podkit/my_parser.py:parse_line`.
 
+Calling one (what a consumer such as log-shipper does)::
+
+    parser = load_parser(settings.parser, settings.parser_options)  # ParserLoadError: exit 2
+    try:
+        fields = parser(line)            # bytes; or str if parser.input_type == "str"
+    except Pending:
+        ...                              # held (CRI partial line): nothing to emit yet
+    except ParseError as exc:
+        ...                              # emit the raw line with exc.kind, count it
+
+A parser with `stateful = True` keeps lines between calls: take `parser.fork()` for each
+file, and at the end of input call `parser.flush()` (when it has one) for the records it
+still holds. podkit's own record building (RFC 3339 times, levels, always-valid JSON) is
+`adapters.log_json.record.RecordBuilder`.
+
 Example (a file mounted at /etc/podkit/kv.py)::
 
     from podkit.parsers import ParseError

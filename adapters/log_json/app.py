@@ -29,7 +29,11 @@ def multiline_config(settings: LogAdapterSettings) -> MultilineConfig | None:
         return None
     from podkit.follow import MultilineConfig
 
-    return MultilineConfig(mode=settings.multiline, start_pattern=settings.multiline_start)
+    return MultilineConfig(
+        mode=settings.multiline,
+        start_pattern=settings.multiline_start,
+        flush_timeout=settings.flush_timeout,
+    )
 
 
 async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
@@ -39,6 +43,7 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
 
     builder = make_builder(settings)
     lag: dict[str, int] = {}
+    failure_kinds: set[str] = set()
     runtime.registry.register(AdapterCollector(builder.stats, builder.name, lag))
     # Stateful parsers (CRI partial lines) keep one builder per file.
     builders: dict[str, RecordBuilder] = {}
@@ -49,6 +54,10 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     except OSError as exc:
         runtime.log.error("output_unwritable", path=settings.output_path, error=exc.strerror)
         raise SystemExit(2) from None
+    if output.repaired_bytes:
+        runtime.log.warning(
+            "torn_record_removed", path=settings.output_path, bytes=output.repaired_bytes
+        )
     runtime.log.info(
         "following",
         path=list(settings.path),
@@ -57,6 +66,15 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
         multiline=settings.multiline,
     )
     follower = Follower(config, registry=runtime.registry, log=runtime.log)
+
+    def write_failed(error: OSError) -> None:
+        # Not ready: the output cannot take records; the batch waits, unacknowledged.
+        runtime.log.warning("output_write_failed", output=settings.output, error=str(error))
+        runtime.set_ready(False, f"output write failed: {error.strerror or error}")
+
+    def write_recovered() -> None:
+        runtime.log.info("output_write_recovered", output=settings.output)
+        runtime.set_ready(True)
 
     async def drain_on_request() -> None:
         # SIGTERM: the follower reads every file to its end, then the iteration below ends.
@@ -80,15 +98,32 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                     file_builder = builders.get(key) or builders.setdefault(key, builder.fork())
                 else:
                     file_builder = builder
-                await output.write(file_builder.encode(batch.lines))
+                records = file_builder.encode(batch.lines)
+                await output.write(records, write_failed, write_recovered)
+                builder.stats.written += records.count(b"\n")
                 follower.ack(batch)
+                if len(builder.stats.failures) > len(failure_kinds):
+                    new_kinds = set(builder.stats.failures) - failure_kinds
+                    failure_kinds.update(new_kinds)
+                    # Once per kind, so a format change is noticed without a log per line.
+                    runtime.log.warning(
+                        "parse_failures", parser=builder.name, kinds=sorted(new_kinds),
+                        path=batch.path, metric="log_adapter_parse_failures_total",
+                    )  # fmt: skip
+                behind = 0
                 with contextlib.suppress(OSError):
-                    lag[batch.path] = max(0, os.stat(batch.path).st_size - batch.end_offset)
+                    behind = os.stat(batch.path).st_size - batch.end_offset
+                if behind > 0:
+                    lag[batch.path] = behind
+                else:  # caught up (or rotated away): no entry, so the dict stays small
+                    lag.pop(batch.path, None)
             if drainer.done() and drainer.exception() is not None:
                 raise drainer.exception()  # type: ignore[misc]
         # The files are read to their end: what a stateful parser still holds goes out too.
         for held in {id(b): b for b in [builder, *builders.values()]}.values():
-            await output.write(held.flush())
+            records = held.flush()
+            await output.write(records, write_failed, write_recovered)
+            builder.stats.written += records.count(b"\n")
     finally:
         if drainer is not None and not drainer.done():
             drainer.cancel()

@@ -25,7 +25,7 @@ class AdapterCollector(Collector):
             "log_adapter_bytes_in", "bytes of lines read (newlines excluded)", value=stats.bytes_in
         )
         yield CounterMetricFamily(
-            "log_adapter_records_out", "JSON records written", value=stats.records_out
+            "log_adapter_records_out", "JSON records written to the output", value=stats.written
         )
         failures = CounterMetricFamily(
             "log_adapter_parse_failures",

@@ -7,6 +7,8 @@ second share one timestamp string, and the cache turns them into a dict lookup.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -58,14 +60,25 @@ _KLOG_RE = re.compile(r"(\d{2})(\d{2})\s+(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?
 _FRACTION_RE = re.compile(r"([.,])(\d{7,})")
 
 
+def _local_zone() -> tzinfo:
+    """The container's zone with its DST rules: $TZ, else /etc/localtime, else UTC."""
+    key = os.environ.get("TZ", "").lstrip(":")
+    if key:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(key)
+    try:
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ValueError):
+        return UTC
+
+
 def resolve_zone(name: str) -> tzinfo:
     """ "UTC", "local", "+02:00" or an IANA name -> tzinfo; ValueError if unknown."""
     if name.upper() in ("UTC", "Z", "GMT"):
         return UTC
     if name == "local":
-        local = datetime.now().astimezone().tzinfo
-        assert local is not None
-        return local
+        return _local_zone()
     match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", name)
     if match:
         sign = -1 if match.group(1) == "-" else 1

@@ -132,3 +132,65 @@ def test_bad_settings_exit_2_with_one_line() -> None:
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         assert expected in done.stderr
+
+
+def test_sigkill_mid_stream_repeats_at_most_never_loses(
+    tmp_path: Path, run_helper: Callable[..., HelperProcess]
+) -> None:
+    """At-least-once: a kill -9 may write a batch twice after the restart, never drop one."""
+    logs, state, out = tmp_path / "logs", tmp_path / "state", tmp_path / "out.jsonl"
+    logs.mkdir()
+    total = 20_000
+    args = ("--path", str(logs / "*.log"), "--state-dir", str(state), "--output", "file",
+            "--output-path", str(out), *FAST)  # fmt: skip
+    adapter = run_helper("log-adapter", *args)
+    with open(logs / "app.log", "ab") as handle:
+        for i in range(total):
+            handle.write(f"2024-05-01 12:00:00 INFO line {i}\n".encode())
+    wait_for(lambda: out.exists() and out.stat().st_size > 0, what="first records", timeout=20)
+    adapter.stop(signal.SIGKILL)
+    run_helper("log-adapter", *args)
+
+    def complete() -> bool:
+        return {r["message"] for r in records(out)} >= {f"line {i}" for i in range(total)}
+
+    wait_for(complete, timeout=60, what=f"all {total} lines after the restart")
+    assert all("parse_error" not in r for r in records(out))
+
+
+def test_drain_writes_the_unterminated_last_line(
+    tmp_path: Path, run_helper: Callable[..., HelperProcess]
+) -> None:
+    """SIGTERM: the line still waiting for its newline is written before the exit."""
+    app_log, out = tmp_path / "app.log", tmp_path / "out.jsonl"
+    app_log.write_bytes(b"2024-05-01 12:00:00 INFO first\n2024-05-01 12:00:01 WARN no newline yet")
+    adapter = run_helper(
+        "log-adapter", "--path", str(app_log), "--output", "file", "--output-path", str(out),
+        "--flush-timeout", "10m", "--refresh-interval", "0.2s",
+    )  # fmt: skip
+    wait_records(out, 1)
+    assert adapter.stop(signal.SIGTERM) == 0
+    assert [r["message"] for r in records(out)] == ["first", "no newline yet"]
+
+
+def test_failing_output_turns_not_ready_and_acknowledges_nothing(
+    tmp_path: Path, run_helper: Callable[..., HelperProcess]
+) -> None:
+    """/dev/full: every write fails (ENOSPC). The adapter keeps running, not ready, and
+    its checkpoint does not move past the lines it could not write."""
+    app_log, state = tmp_path / "app.log", tmp_path / "state"
+    app_log.write_bytes(b"2024-05-01 12:00:00 INFO can not be written\n")
+    adapter = run_helper(
+        "log-adapter", "--path", str(app_log), "--output", "file", "--output-path", "/dev/full",
+        "--state-dir", str(state), "--shutdown-timeout", "2s", *FAST, wait="livez",
+    )  # fmt: skip
+    adapter.wait_http("/readyz", status=503, timeout=20)
+    assert any(e.get("event") == "output_write_failed" for e in adapter.log_events())
+    assert "log_adapter_records_out_total 0.0" in adapter.metrics()  # built, never written
+    adapter.stop(signal.SIGTERM)
+
+    # Restarted with a working output, the same line comes out: it was never acknowledged.
+    out = tmp_path / "out.jsonl"
+    run_helper("log-adapter", "--path", str(app_log), "--output", "file", "--output-path",
+               str(out), "--state-dir", str(state), *FAST)  # fmt: skip
+    assert [r["message"] for r in wait_records(out, 1)] == ["can not be written"]

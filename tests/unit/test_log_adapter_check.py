@@ -52,3 +52,18 @@ def test_unreadable_file_is_one_line_and_status_2(tmp_path: Path) -> None:
     code, records, summary = check(tmp_path / "missing.log")
     assert code == 2 and records == []
     assert summary.strip().count("\n") == 0 and "cannot read" in summary
+
+
+def test_output_file_drops_a_record_torn_by_a_kill(tmp_path: Path) -> None:
+    from adapters.log_json.output import Output
+
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":')
+    output = Output("file", str(path))
+    assert output.repaired_bytes == 5
+    output.close()
+    assert path.read_bytes() == b'{"a":1}\n{"b":2}\n'
+    path.write_bytes(b'{"torn')
+    output = Output("file", str(path))
+    output.close()
+    assert path.read_bytes() == b""

@@ -187,3 +187,62 @@ def test_cri_partials_join_per_file_and_flush_at_the_end() -> None:
     held = json.loads(second.flush())
     assert held["message"] == "b-" and held["truncated"] is True
     assert second.flush() == b""
+
+
+FIELD_TEXT = st.text(alphabet=st.sampled_from(list('ab "-/ \t[]GET HTTP/1.1x')), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(request=FIELD_TEXT, referer=FIELD_TEXT, agent=FIELD_TEXT, tail=FIELD_TEXT)
+def test_fast_access_log_pattern_agrees_with_the_full_one(
+    request: str, referer: str, agent: str, tail: str
+) -> None:
+    """Lines without a backslash take the plain pattern: it must parse exactly the same."""
+    from adapters.log_json.parsers.access import AccessLogParser
+
+    line = (
+        f'10.0.0.1 - - [01/May/2024:12:00:00 +0000] "{request}" 200 12 "{referer}" "{agent}"{tail}'
+    )
+    for fmt in ("combined", "common"):
+        parser = AccessLogParser(fmt)
+        plain, full = parser._plain(line), parser._escaped(line)
+        assert (plain and plain.groups()) == (full and full.groups())
+        assert (plain and plain.end()) == (full and full.end())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    messages=st.lists(
+        st.tuples(
+            st.sampled_from(["stdout", "stderr"]),
+            st.lists(st.text(max_size=20), min_size=1, max_size=5),
+        ),
+        max_size=6,
+    )
+)
+def test_cri_reassembles_any_split_per_stream(messages: list[tuple[str, list[str]]]) -> None:
+    """Each message cut into P parts and an F end comes out whole, in order per stream."""
+    builder = RecordBuilder(load_parser("cri"))
+    lines = []
+    for stream, parts in messages:
+        for index, part in enumerate(parts):
+            tag = "F" if index == len(parts) - 1 else "P"
+            lines.append(f"2024-05-01T12:00:00Z {stream} {tag} {part}".encode())
+    out = builder.encode(lines) + builder.flush()
+    got = [json.loads(line) for line in out.splitlines()]
+    assert [(r["stream"], r["message"]) for r in got] == [
+        (stream, "".join(parts)) for stream, parts in messages
+    ]
+
+
+def test_failure_kinds_are_capped() -> None:
+    from adapters.log_json.record import MAX_FAILURE_KINDS
+
+    def parser(line: str) -> Any:
+        raise ParseError("bad", kind=f"kind-{line}")
+
+    builder = RecordBuilder(load_parser_from_str(parser))
+    out = builder.encode([str(i).encode() for i in range(MAX_FAILURE_KINDS + 20)])
+    assert out.count(b"\n") == MAX_FAILURE_KINDS + 20
+    assert len(builder.stats.failures) == MAX_FAILURE_KINDS + 1
+    assert builder.stats.failures["other"] == 20

@@ -26,27 +26,34 @@ _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 _REQUEST = r'"(([A-Z]{1,20}) ([^\s"]*) (HTTP/[\d.]{1,5})|[^"\\]*(?:\\.[^"\\]*)*)"'
 _COMMON = r"(\S+) \S+ (\S+) \[([^\]]+)\] " + _REQUEST + r" (\d{3}) (\d+|-)"
 _COMBINED = _COMMON + " " + _QUOTED + " " + _QUOTED
+# The same patterns for a line without any backslash, where no quote can be escaped: a
+# quoted field is then simply [^"]*, which the regex engine scans about twice as fast.
+_PLAIN_QUOTED = r'"([^"]*)"'
+_PLAIN_REQUEST = r'"(([A-Z]{1,20}) ([^\s"]*) (HTTP/[\d.]{1,5})|[^"]*)"'
+_PLAIN_COMMON = r"(\S+) \S+ (\S+) \[([^\]]+)\] " + _PLAIN_REQUEST + r" (\d{3}) (\d+|-)"
+_PLAIN_COMBINED = _PLAIN_COMMON + " " + _PLAIN_QUOTED + " " + _PLAIN_QUOTED
 _LEVEL_BY_CLASS = {"1": "info", "2": "info", "3": "info", "4": "warning", "5": "error"}
 
 
 class AccessLogParser(BaseParser):
     name = "nginx"
     time_format = "clf"
-    formats: ClassVar[dict[str, re.Pattern[str]]] = {
-        "common": re.compile(_COMMON + r"\s*$"),
+    formats: ClassVar[dict[str, tuple[re.Pattern[str], re.Pattern[str]]]] = {
+        "common": (re.compile(_PLAIN_COMMON + r"\s*$"), re.compile(_COMMON + r"\s*$")),
         # Lenient at the end: nginx setups often append fields after the user agent.
-        "combined": re.compile(_COMBINED),
+        "combined": (re.compile(_PLAIN_COMBINED), re.compile(_COMBINED)),
     }
 
     def __init__(self, format: str = "combined") -> None:
         if format not in self.formats:
             raise ValueError(f"format must be one of {', '.join(self.formats)}, not {format!r}")
         self.format = format
-        self._match = self.formats[format].match
+        plain, escaped = self.formats[format]
+        self._plain, self._escaped = plain.match, escaped.match
         self._combined = format == "combined"
 
     def parse(self, text: str) -> dict[str, Any]:
-        match = self._match(text)
+        match = (self._escaped if "\\" in text else self._plain)(text)
         if match is None:
             raise ParseError(f"not a {self.format} access log line")
         if self._combined:

@@ -3,6 +3,7 @@
 2024-05-01 12:00:00 ERROR something broke
 2024-05-01T12:00:00.123+02:00 [warn] disk almost full
 2024-05-01 12:00:00,123 INFO  multi-line message (stack trace joined by the follower)
+2024-05-01 12:00:00 no level word: all of the rest is the message, and no `level`
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from podkit.parsers import ParseError
 
+from ..normalize import LEVELS
 from .base import BaseParser
 
 _CLASSIC = re.compile(
@@ -32,4 +34,7 @@ class ClassicParser(BaseParser):
         if match is None:
             raise ParseError("expected DATE TIME LEVEL MESSAGE")
         timestamp, level, message = match.groups()
+        if level.lower() not in LEVELS:
+            # `2024-05-01 12:00:00 disk full`: no level word; all of it is the message.
+            return {"timestamp": timestamp, "message": text[match.end(1) :].lstrip(" \t")}
         return {"timestamp": timestamp, "level": level, "message": message}
