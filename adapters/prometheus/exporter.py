@@ -13,12 +13,12 @@ from typing import Any
 
 from adapters.prometheus.api import Source, SourceContext
 from adapters.prometheus.fetch import HttpClient
-from adapters.prometheus.listener import Listener
 from adapters.prometheus.loader import build_sources
 from adapters.prometheus.model import CONTENT_TYPE
 from adapters.prometheus.scrape import Scraper
 from adapters.prometheus.settings import ExporterSettings, parse_const_labels
 from podkit.config import split_host_port
+from podkit.httpserver import HttpServer, Request, Response
 from podkit.runtime import Runtime
 
 LANDING = """<!DOCTYPE html>
@@ -43,19 +43,20 @@ class MetricsListener:
         self.landing = LANDING.format(
             path=html.escape(settings.web_telemetry_path), sources=names
         ).encode()
-        self.listener = Listener(
-            {"/": self.index, settings.web_telemetry_path: self.metrics}, self._error
+        self.listener = HttpServer(
+            {"/": {"GET": self.index}, settings.web_telemetry_path: {"GET": self.metrics}},
+            on_error=self._error,
         )
 
     @property
     def port(self) -> int:
         return self.listener.port
 
-    async def metrics(self) -> tuple[bytes, bytes]:
-        return CONTENT_TYPE.encode(), await self.scraper.scrape()
+    async def metrics(self, request: Request) -> Response:
+        return Response(200, await self.scraper.scrape(), CONTENT_TYPE.encode())
 
-    async def index(self) -> tuple[bytes, bytes]:
-        return b"text/html; charset=utf-8", self.landing
+    async def index(self, request: Request) -> Response:
+        return Response(200, self.landing, b"text/html; charset=utf-8")
 
     def _error(self, exc: Exception) -> None:
         self.log.error("scrape_failed", exc_info=(type(exc), exc, exc.__traceback__))

@@ -1,16 +1,15 @@
-"""The exporter's own HTTP/1.1 pieces: the target client's response parser, the listener."""
+"""The exporter's own HTTP/1.1 client: its response parser and connection pool."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.prometheus.api import SourceError
 from adapters.prometheus.http1 import Http1Pool, _Connection
-from adapters.prometheus.listener import Listener
 
 STUB = b"Active connections: 1 \nserver accepts handled requests\n 1 1 1 \n"
 
@@ -125,67 +124,5 @@ def test_pool_reuses_a_connection_and_survives_the_server_closing_it() -> None:
         assert accepted == 2
         pool.close()
         server.close()
-
-    asyncio.run(run())
-
-
-async def _exchange(port: int, raw: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(raw)
-    if not raw.endswith(b"\r\n\r\n"):
-        writer.write_eof()
-    try:
-        return await asyncio.wait_for(reader.read(), 5)
-    except TimeoutError:
-        return b""  # an incomplete request waits for more, as it should
-    finally:
-        writer.close()
-
-
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)  # fmt: skip
-@given(st.lists(st.binary(max_size=300) | st.just(b"GET /metrics HTTP/1.1\r\n\r\n"), max_size=4))
-def test_listener_survives_any_bytes(requests: list[bytes]) -> None:
-    async def run() -> None:
-        async def metrics() -> tuple[bytes, bytes]:
-            return b"text/plain", b"up 1\n"
-
-        errors: list[Exception] = []
-        listener = Listener({"/metrics": metrics}, errors.append)
-        await listener.start("127.0.0.1", 0)
-        try:
-            for raw in requests:
-                answer = await _exchange(listener.port, raw + b"\r\n\r\n")
-                assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
-            good = await _exchange(
-                listener.port, b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n"
-            )
-            assert good.startswith(b"HTTP/1.1 200 OK") and good.endswith(b"up 1\n")
-            assert errors == []
-        finally:
-            await listener.stop()
-
-    asyncio.run(run())
-
-
-def test_listener_closes_idle_and_half_sent_connections() -> None:
-    async def run() -> None:
-        async def metrics() -> tuple[bytes, bytes]:
-            return b"text/plain", b"up 1\n"
-
-        listener = Listener({"/metrics": metrics}, lambda exc: None, idle_timeout=0.2)
-        await listener.start("127.0.0.1", 0)
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
-            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            answer = await reader.readuntil(b"up 1\n")
-            assert answer.startswith(b"HTTP/1.1 200 OK")
-            writer.write(b"GET /metr")  # half a request, then nothing
-            # The server ends the connection on its own: read() returns at EOF.
-            assert await asyncio.wait_for(reader.read(), 10) == b""
-            writer.close()
-        finally:
-            await listener.stop()
 
     asyncio.run(run())
