@@ -32,6 +32,9 @@ class EchoServer:
         self.rejected = Counter(
             "echo_rejected_lines_total", "lines over --max-line-bytes", registry=runtime.registry
         )
+        self.in_flight = Gauge(
+            "echo_lines_in_flight", "lines read and not yet answered", registry=runtime.registry
+        )
         self.active = Gauge(
             "echo_connections_active", "open client connections", registry=runtime.registry
         )
@@ -55,10 +58,11 @@ class EchoServer:
                     return
                 finally:
                     self.idle.discard(writer)
-                if self.settings.delay:
-                    await asyncio.sleep(self.settings.delay)
-                writer.write(line)
-                await writer.drain()
+                with self.in_flight.track_inprogress():
+                    if self.settings.delay:
+                        await asyncio.sleep(self.settings.delay)
+                    writer.write(line)
+                    await writer.drain()
                 self.lines.inc()
         except ConnectionError:
             pass
@@ -94,7 +98,7 @@ def demo(narrator: Narrator) -> None:
     """`podkit demo`: echo a line, show readiness, then drain with a line still in flight."""
     import socket
 
-    from podkit.devservers import HOST, HelperProcess, free_port
+    from podkit.devservers import HOST, HelperProcess, free_port, wait_for
 
     port = free_port()
     narrator.step(f"start `podkit echo --listen {HOST}:{port} --delay 1s` (a line-echo server)")
@@ -103,6 +107,7 @@ def demo(narrator: Narrator) -> None:
         narrator.show("GET /readyz", echo.get("/readyz")[1].decode())
         with socket.create_connection((HOST, port), timeout=10) as conn:
             conn.sendall(b"hello podkit\n")
+            wait_for(lambda: "echo_lines_in_flight 1.0" in echo.metrics(), what="line in flight")
             narrator.step("sent 'hello podkit' and, while the answer is still in flight, SIGTERM")
             echo.process.send_signal(signal.SIGTERM)
             answer = conn.makefile("rb").readline().decode().rstrip()

@@ -200,7 +200,7 @@ def test_sigterm_drain_finishes_in_flight_work_and_refuses_new(run_helper, free_
     helper = run_helper("echo", "--listen", f"{HOST}:{port}", "--delay", "1.5s")
     with socket.create_connection((HOST, port), timeout=10) as conn:
         conn.sendall(b"in flight\n")
-        wait_for(lambda: "echo_connections_active 1.0" in helper.metrics(), what="connection")
+        wait_for(lambda: "echo_lines_in_flight 1.0" in helper.metrics(), what="line in flight")
         helper.process.send_signal(signal.SIGTERM)
         wait_for(lambda: helper.get("/readyz")[0] == 503, what="/readyz to turn 503", timeout=5)
         assert json.loads(helper.get("/readyz")[1])["reason"] == "draining"
@@ -216,7 +216,7 @@ def test_second_signal_exits_at_once(run_helper, free_port):
     helper = run_helper("echo", "--listen", f"{HOST}:{port}", "--delay", "120s")
     with socket.create_connection((HOST, port), timeout=10) as conn:
         conn.sendall(b"slow\n")
-        wait_for(lambda: "echo_connections_active 1.0" in helper.metrics(), what="connection")
+        wait_for(lambda: "echo_lines_in_flight 1.0" in helper.metrics(), what="line in flight")
         helper.process.send_signal(signal.SIGTERM)
         wait_for(lambda: helper.get("/readyz")[0] == 503, what="drain to start", timeout=5)
         helper.process.send_signal(signal.SIGINT)
@@ -232,7 +232,7 @@ def test_drain_is_bounded_by_shutdown_timeout(run_helper, free_port):
     )
     with socket.create_connection((HOST, port), timeout=10) as conn:
         conn.sendall(b"slow\n")
-        wait_for(lambda: "echo_connections_active 1.0" in helper.metrics(), what="connection")
+        wait_for(lambda: "echo_lines_in_flight 1.0" in helper.metrics(), what="line in flight")
         helper.process.send_signal(signal.SIGTERM)
         assert helper.wait_exit(timeout=20) == 0
     assert any(e["event"] == "drain_timed_out" for e in helper.log_events())
