@@ -10,6 +10,7 @@
 #               BASE_IMAGE=localhost/podkit-base:bookworm
 #   PLATFORMS   e.g. linux/amd64,linux/arm64 for a multi-arch manifest (see images/README.md)
 #   PYTHON      a Python with podkit's dependencies (default .venv/bin/python, ./dev setup)
+#   SOURCE_HASH labels the images io.podkit.source-hash (the e2e tests' build cache)
 #
 # Wheels are made here on the host, for the base image's Python version and every target
 # architecture, and are the whole build context: the image build needs no network.
@@ -39,6 +40,8 @@ WANTED=("$@")
 
 base_args=()
 [ -n "$BASE_IMAGE" ] && base_args=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+# SOURCE_HASH (set by the e2e tests) labels the images so an unchanged tree is not rebuilt.
+[ -n "${SOURCE_HASH:-}" ] && base_args+=(--label "io.podkit.source-hash=$SOURCE_HASH")
 base_ref=${BASE_IMAGE:-$(sed -n 's/^ARG BASE_IMAGE=//p' images/Containerfile.in)}
 
 # The wheels must match the base image's Python (cpXY) and each target's architecture.
