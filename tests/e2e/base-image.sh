@@ -19,7 +19,7 @@ BASE_TAG=localhost/podkit-base:$SUITE
 BASE_PACKAGES=python3,python3-venv,ca-certificates
 # The stand-ins only need to run the same commands as the images the manifests name.
 STANDIN_TAG=localhost/podkit-standins:$SUITE
-STANDIN_PACKAGES=nginx-light,redis-server,redis-sentinel,redis-tools,busybox,ca-certificates
+STANDIN_PACKAGES=nginx-light,redis-server,redis-sentinel,redis-tools,busybox,wget,ca-certificates
 # name the manifests use -> the stand-in image is tagged with it
 STANDIN_NAMES=(
     "nginxinc/nginx-unprivileged:1.27"

@@ -137,9 +137,14 @@ class Podman:
     def http_get(self, container: str, port: int, path: str) -> tuple[int, str]:
         """GET inside the container's own network namespace (no traffic leaves it)."""
         result = self.run(
-            "exec", container, "python3", "-c", HTTP_GET, f"http://127.0.0.1:{port}{path}",
+            "exec",
+            container,
+            "python3",
+            "-c",
+            HTTP_GET,
+            f"http://127.0.0.1:{port}{path}",
             check=False,
-        )  # fmt: skip
+        )
         if result.returncode != 0:
             return 0, result.stderr.strip()
         code, _, body = result.stdout.partition("\n")
@@ -148,9 +153,16 @@ class Podman:
     def wait_ready(self, container: str, port: int, path: str = "/readyz", timeout: float = 30):
         """Seconds of CLOCK_MONOTONIC (shared with the host) at which `path` first said 200."""
         result = self.run(
-            "exec", container, "python3", "-c", WAIT_200, f"http://127.0.0.1:{port}{path}",
-            str(timeout), timeout=timeout + 30, check=False,
-        )  # fmt: skip
+            "exec",
+            container,
+            "python3",
+            "-c",
+            WAIT_200,
+            f"http://127.0.0.1:{port}{path}",
+            str(timeout),
+            timeout=timeout + 30,
+            check=False,
+        )
         if result.returncode != 0:
             logs = self.run("logs", container, check=False)
             raise TimeoutError(

@@ -56,8 +56,17 @@ def test_runs_as_numeric_non_root_user(podman: Podman, helper: tuple[str, str]) 
     _, image = helper
     config = podman.inspect_image(image)["Config"]  # type: ignore[index]
     assert config["User"] == "65532:65532"
-    ids = podman.out("run", "--rm", "--network", "none", "--entrypoint", "python3", image,
-                     "-c", "import os; print(os.getuid(), os.getgid())")  # fmt: skip
+    ids = podman.out(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        image,
+        "-c",
+        "import os; print(os.getuid(), os.getgid())",
+    )
     assert ids == "65532 65532"
 
 
@@ -87,8 +96,15 @@ def test_help_and_version(podman: Podman, helper: tuple[str, str]) -> None:
 def test_read_only_root_livez_and_sigterm_drain(podman: Podman, helper: tuple[str, str]) -> None:
     name, image = helper
     port = ADMIN_PORTS[name]
-    options = ("--read-only", "--network", "none", "--cap-drop", "ALL", "--security-opt",
-               "no-new-privileges")  # fmt: skip
+    options = (
+        "--read-only",
+        "--network",
+        "none",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+    )
     with podman.container(image, "--shutdown-timeout", "5s", options=options) as container:
         podman.wait_ready(container, port, "/livez")
         code, body = podman.http_get(container, port, "/livez")
@@ -108,17 +124,38 @@ def test_nothing_writable_outside_declared_paths(podman: Podman, helper: tuple[s
     _, image = helper
     declared = label(podman.inspect_image(image), "io.podkit.writable-paths")
     assert declared
-    result = podman.out("run", "--rm", "--network", "none", "--entrypoint", "python3", image,
-                        "-c", FIND_WRITABLE, declared)  # fmt: skip
+    result = podman.out(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        image,
+        "-c",
+        FIND_WRITABLE,
+        declared,
+    )
     assert json.loads(result) == []
     # The declared state directory is the user's own.
-    owner = podman.out("run", "--rm", "--network", "none", "--entrypoint", "stat", image,
-                       "-c", "%u:%g %a", "/var/lib/podkit")  # fmt: skip
+    owner = podman.out(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "stat",
+        image,
+        "-c",
+        "%u:%g %a",
+        "/var/lib/podkit",
+    )
     assert owner == "65532:65532 755", owner
 
 
 def test_no_build_tools_caches_or_tests(podman: Podman, helper: tuple[str, str]) -> None:
     _, image = helper
-    result = podman.out("run", "--rm", "--network", "none", "--entrypoint", "python3", image,
-                        "-c", LEFTOVERS)  # fmt: skip
+    result = podman.out(
+        "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", LEFTOVERS
+    )
     assert json.loads(result) == []
