@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 import tempfile
 import tomllib
 from collections.abc import Iterator
@@ -298,12 +299,109 @@ def native_to_classic(doc: dict[str, Any]) -> dict[str, Any]:
     for _, _, spec in pod_specs(doc):
         inits = spec.get("initContainers", [])
         sidecars = [c for c in inits if is_sidecar(c)]
+        rest = [c for c in inits if not is_sidecar(c)]
         for container in sidecars:
             del container["restartPolicy"]
-        rest = [c for c in inits if not is_sidecar(c)]
         if rest:
             spec["initContainers"] = rest
         else:
             spec.pop("initContainers", None)
         spec["containers"] = sidecars + spec["containers"]
     return doc
+
+
+def _resolve_probe_ports(container: dict[str, Any]) -> None:
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        for kind in ("httpGet", "tcpSocket"):
+            action = (container.get(probe) or {}).get(kind)
+            if action and isinstance(action.get("port"), str):
+                action["port"] = _port_number(container, action["port"])
+
+
+def for_podman(doc: dict[str, Any]) -> dict[str, Any]:
+    """The same pod for `podman kube play` (4.3), with three adaptations and nothing else:
+
+    - native sidecars become classic containers (native_to_classic);
+    - containerPorts are dropped (podman would publish them on the host) and probes use
+      port numbers instead of their names;
+    - each emptyDir becomes a claim of a podman volume `<pod>-<volume>` that
+      `podman_volume_commands` creates as the kubelet makes an emptyDir: empty and
+      world-writable (podman's own emptyDir is root's 0755, which a non-root writer
+      cannot use).
+    """
+    doc = native_to_classic(doc)
+    for name, _, spec in pod_specs(doc):
+        for container in all_containers(spec):
+            _resolve_probe_ports(container)
+            container.pop("ports", None)
+        for volume in spec.get("volumes", []):
+            if "emptyDir" in volume:
+                del volume["emptyDir"]
+                volume["persistentVolumeClaim"] = {"claimName": f"{name}-{volume['name']}"}
+    if doc.get("kind") == "Pod" and doc["spec"].get("initContainers"):
+        # podman 4.3 removes "once" init containers after they ran, racing its own exit
+        # handling ("cannot remove container ... as it is running"); keep them instead.
+        annotations = doc["metadata"].setdefault("annotations", {})
+        annotations["io.podman.annotations.init.container.type"] = "always"
+    return doc
+
+
+def podman_volumes(path: Path) -> list[str]:
+    """The podman volumes that stand for the emptyDirs of FILE's pods."""
+    return [
+        f"{name}-{volume['name']}"
+        for doc in load(path).docs
+        for name, _, spec in pod_specs(doc)
+        for volume in spec.get("volumes", [])
+        if "emptyDir" in volume
+    ]
+
+
+def podman_volume_commands(path: Path) -> list[list[str]]:
+    return [
+        [
+            "podman",
+            "volume",
+            "create",
+            "--opt",
+            "type=tmpfs",
+            "--opt",
+            "device=tmpfs",
+            "--opt",
+            "o=mode=0777",
+            name,
+        ]
+        for name in podman_volumes(path)
+    ]
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def podman_yaml(path: Path) -> str:
+    """FILE as `podman kube play` runs it (what `manifests.py podman FILE` prints)."""
+    docs = [for_podman(d) for d in load(path).docs]
+    return yaml.dump_all(docs, Dumper=_NoAliases, sort_keys=False)
+
+
+def main(argv: list[str]) -> int:
+    """`manifests.py podman FILE`: print FILE as `podman kube play` runs it;
+    `manifests.py volumes FILE`: print the commands that create its emptyDir volumes."""
+    if len(argv) != 2 or argv[0] not in ("podman", "volumes"):
+        print(
+            "usage: python tests/e2e/manifests.py podman|volumes k8s/PATTERN/FORM.yaml",
+            file=sys.stderr,
+        )
+        return 2
+    if argv[0] == "podman":
+        print(podman_yaml(Path(argv[1])), end="")
+    else:
+        for command in podman_volume_commands(Path(argv[1])):
+            print(" ".join(command))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
