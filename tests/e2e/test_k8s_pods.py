@@ -16,7 +16,6 @@ from tests.e2e.harness import Podman
 from tests.e2e.pods import played, wait_for
 
 FORMS = ["classic", "native"]
-GET = 'python3 -c "import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"'
 
 
 @pytest.fixture
