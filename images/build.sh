@@ -44,9 +44,10 @@ base_args=()
 [ -n "${SOURCE_HASH:-}" ] && base_args+=(--label "io.podkit.source-hash=$SOURCE_HASH")
 base_ref=${BASE_IMAGE:-$(sed -n 's/^ARG BASE_IMAGE=//p' images/Containerfile.in)}
 
-# The wheels must match the base image's Python (cpXY) and each target's architecture.
+# The wheels must match the base image's Python (X.Y.Z: markers such as redis's
+# `python_full_version < "3.11.3"` need the micro version) and each target's architecture.
 PYTHON_VERSION=${PYTHON_VERSION:-$($ENGINE run --rm --entrypoint python3 "$base_ref" \
-    -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')}
+    -c 'import sys; print(".".join(map(str, sys.version_info[:3])))')}
 machines=()
 if [ -n "$PLATFORMS" ]; then
     IFS=, read -ra plats <<<"$PLATFORMS"

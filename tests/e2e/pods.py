@@ -19,6 +19,31 @@ from tests.e2e.harness import ROOT, Podman
 from tests.e2e.manifests import K8S, load, podman_volumes
 
 PYTHON = ".venv/bin/python"
+# Python one-liners run inside the podkit containers (they have python3, and share the
+# pod's loopback with the app).
+_GET = "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+_LOAD = (
+    "import sys, urllib.request as u; "
+    "[u.urlopen(f'http://127.0.0.1:8080/{sys.argv[1]}-{i}', timeout=5).read() for i in range(20)]"
+)
+# What each README tells to look at, and the e2e test runs ({pod}: the pod's name).
+CHECKS = {
+    "shared-volume": ["podman exec {pod}-producer wget -qO- http://127.0.0.1:8080/index.html"],
+    "localhost": ["podman logs {pod}-poller"],
+    "log-shipper": [
+        f'podman exec {{pod}}-log-shipper python3 -c "{_LOAD}" hello',
+        "podman logs {pod}-log-shipper",
+    ],
+    "log-adapter": ["podman logs {pod}-log-adapter"],
+    "stats-exporter": [
+        f'podman exec {{pod}}-stats-exporter python3 -c "{_LOAD}" hello',
+        f'podman exec {{pod}}-stats-exporter python3 -c "{_GET}" http://127.0.0.1:9113/metrics',
+    ],
+}
+
+
+def check_commands(folder: str, form: str) -> list[str]:
+    return [c.replace("{pod}", f"{folder}-{form}") for c in CHECKS.get(folder, [])]
 
 
 def setup_commands(folder: str, form: str) -> list[str]:
@@ -106,7 +131,3 @@ def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-d
             return last
         time.sleep(0.2)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-README_ROOT = ROOT
-__all__ = ["Path", "Pod", "played", "setup_commands", "shell", "teardown_commands", "wait_for"]

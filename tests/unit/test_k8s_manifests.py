@@ -106,7 +106,9 @@ def test_helper_probes_and_settings(path: Path, pod: str, spec: dict, container:
     check_helper_container(f"{path.relative_to(K8S)}:{pod}", container, helper, findings)
     assert findings.problems == []
     # The ConfigMap keys, args and env the pod gives the helper pass its own validation.
-    helper_settings(container, spec, folder_docs(path.parent), helper)
+    # ConfigMaps and Secrets of every folder: redis-ambassador/ uses redis-sentinel/'s Secret.
+    everything = [doc for file in FILES for doc in load(file).docs]
+    helper_settings(container, spec, everything, helper)
 
 
 @pytest.mark.parametrize("folder", PATTERN_FOLDERS, ids=[f.name for f in PATTERN_FOLDERS])
@@ -244,3 +246,15 @@ def test_ci_has_every_helper_the_manifests_use() -> None:
         pytest.fail(f"k8s/ uses helpers that are not registered: {sorted(missing)}")
     if missing:
         pytest.skip(f"helpers not registered in this tree: {sorted(missing)}")
+
+
+@pytest.mark.parametrize(
+    "folder", ["shared-volume", "localhost", "log-shipper", "log-adapter", "stats-exporter"]
+)
+def test_readme_shows_the_commands_the_e2e_test_runs(folder: str) -> None:
+    from tests.e2e.pods import check_commands, setup_commands, teardown_commands
+
+    readme = (K8S / folder / "README.md").read_text()
+    commands = setup_commands(folder, "classic") + check_commands(folder, "classic")
+    for command in commands + teardown_commands(folder, "classic"):
+        assert command in readme, command
