@@ -78,6 +78,17 @@ for machine in "${machines[@]}"; do
         --implementation cp --python-version "$PYTHON_VERSION" "${platforms[@]}" \
         --find-links "$CONTEXT/wheels/src" \
         "podkit${all_extras:+[$all_extras]}==$VERSION" 2> >(grep -v "^WARNING: Location" >&2)
+    # pip evaluates markers for the host's Python; fetch what the target's Python needs too.
+    for _round in 1 2 3 4 5; do
+        mapfile -t unmet < <("$PYTHON" images/missing_wheels.py "$CONTEXT/wheels/$machine" \
+            "$PYTHON_VERSION" "$machine" "podkit${all_extras:+[$all_extras]}==$VERSION")
+        [ ${#unmet[@]} -eq 0 ] && break
+        log "also for CPython $PYTHON_VERSION: ${unmet[*]}"
+        "$PYTHON" -m pip download --quiet --only-binary=:all: --no-deps \
+            --dest "$CONTEXT/wheels/$machine" --implementation cp \
+            --python-version "$PYTHON_VERSION" "${platforms[@]}" "${unmet[@]}" \
+            2> >(grep -v "^WARNING: Location" >&2)
+    done
     # Symbols and C sources are most of the binary wheels' size (STRIP: a cross strip).
     strip=${STRIP:-strip}
     [ "$machine" = "$(uname -m)" ] || strip=${STRIP:-$machine-linux-gnu-strip}

@@ -35,6 +35,14 @@ from images.render import ImageSpec, specs  # noqa: E402
 from podkit import __version__  # noqa: E402
 
 VERSION = __version__
+# The least a helper needs to start in an empty container (a new helper with a required
+# setting adds its line). Without an upstream, some are live but not ready: READY_PATH.
+SMOKE_ARGS: dict[str, tuple[str, ...]] = {
+    "log-shipper": ("--path", "/tmp/*.log"),
+    "log-adapter": ("--path", "/tmp/*.log"),
+    "redis-ambassador": ("--sentinels", "127.0.0.1:26379"),
+}
+READY_PATH: dict[str, str] = {"redis-ambassador": "/livez"}
 
 
 class PodmanMissing(Exception):

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from tests.e2e.harness import ROOT, Podman
 from tests.e2e.manifests import K8S, load, podman_volumes

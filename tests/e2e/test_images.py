@@ -12,7 +12,7 @@ import json
 import pytest
 
 from images.render import specs
-from tests.e2e.harness import Podman, label
+from tests.e2e.harness import SMOKE_ARGS, Podman, label
 
 HELPERS = [spec.helper for spec in specs()]
 ADMIN_PORTS = {spec.helper: spec.admin_port for spec in specs()}
@@ -105,7 +105,8 @@ def test_read_only_root_livez_and_sigterm_drain(podman: Podman, helper: tuple[st
         "--security-opt",
         "no-new-privileges",
     )
-    with podman.container(image, "--shutdown-timeout", "5s", options=options) as container:
+    args = (*SMOKE_ARGS.get(name, ()), "--shutdown-timeout", "5s")
+    with podman.container(image, *args, options=options) as container:
         podman.wait_ready(container, port, "/livez")
         code, body = podman.http_get(container, port, "/livez")
         assert code == 200, body
