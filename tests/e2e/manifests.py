@@ -319,11 +319,13 @@ def _resolve_probe_ports(container: dict[str, Any]) -> None:
 
 
 def for_podman(doc: dict[str, Any]) -> dict[str, Any]:
-    """The same pod for `podman kube play` (4.3), with three adaptations and nothing else:
+    """The same pod for `podman kube play` (4.3), with these adaptations and nothing else:
 
     - native sidecars become classic containers (native_to_classic);
     - containerPorts are dropped (podman would publish them on the host) and probes use
       port numbers instead of their names;
+    - `fieldRef: metadata.namespace` in env becomes the value "default" (podman has no
+      namespaces and refuses the fieldRef);
     - each emptyDir becomes a claim of a podman volume `<pod>-<volume>` that
       `podman_volume_commands` creates as the kubelet makes an emptyDir: empty and
       world-writable (podman's own emptyDir is root's 0755, which a non-root writer
@@ -334,6 +336,11 @@ def for_podman(doc: dict[str, Any]) -> dict[str, Any]:
         for container in all_containers(spec):
             _resolve_probe_ports(container)
             container.pop("ports", None)
+            for env in container.get("env", []):
+                field_ref = (env.get("valueFrom") or {}).get("fieldRef") or {}
+                if field_ref.get("fieldPath") == "metadata.namespace":
+                    del env["valueFrom"]
+                    env["value"] = "default"
         for volume in spec.get("volumes", []):
             if "emptyDir" in volume:
                 del volume["emptyDir"]

@@ -160,3 +160,13 @@ def test_no_build_tools_caches_or_tests(podman: Podman, helper: tuple[str, str])
         "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", LEFTOVERS
     )
     assert json.loads(result) == []
+
+
+def test_rendered_containerfiles_are_current() -> None:
+    """images/<helper>.Containerfile match the template (images/build.sh render)."""
+    from images.render import render
+
+    for spec in specs():
+        assert spec.containerfile.read_text() == render(spec), (
+            f"{spec.containerfile.name} is stale: run images/build.sh render"
+        )
