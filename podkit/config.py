@@ -43,7 +43,7 @@ class ConfigError(Exception):
 # --- value types shared by every helper -------------------------------------------------
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
@@ -366,8 +366,8 @@ def _describe_error(
     if info is not None and (is_secret(info) and not _is_secret_file(info)):
         return f"invalid setting {setting} ({origin.describe(field)}): {message}"
     value = error.get("input", merged.get(field))
-    shown = value if isinstance(value, str) else repr(value)
-    if isinstance(shown, str) and len(shown) > 200:
+    shown = value if isinstance(value, str) and value.isprintable() else repr(value)
+    if len(shown) > 200:
         shown = shown[:200] + "..."
     return f"invalid setting {setting}={shown} ({origin.describe(field)}): {message}"
 

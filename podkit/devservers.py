@@ -537,3 +537,57 @@ class HelperProcess:
     def cleanup(self) -> None:
         self.process.stop(signal.SIGKILL, timeout=5)
         self.dir.cleanup()
+
+
+# --- Apache httpd ------------------------------------------------------------------------------
+
+
+class ApacheServer:
+    """apache2 (event MPM) with mod_status at /server-status and a static page at /."""
+
+    MODULES = "/usr/lib/apache2/modules"
+
+    def __init__(self) -> None:
+        self.binary = find_binary("apache2", "/usr/sbin")
+        self.port = free_port()
+        self.dir = TempDir(f"apache-{self.port}")
+        os.chmod(self.dir.path, 0o755)  # the workers (User below) read the document root
+        (self.dir.path / "html").mkdir()
+        (self.dir.path / "html" / "index.html").write_text("hello from apache\n")
+        # As root, httpd insists on dropping its workers to an unprivileged user.
+        user = "User www-data\nGroup www-data\n" if os.geteuid() == 0 else ""
+        modules = "".join(
+            f"LoadModule {name}_module {self.MODULES}/mod_{name}.so\n"
+            for name in ("mpm_event", "authz_core", "status")
+        )
+        self.config = self.dir.path / "httpd.conf"
+        self.config.write_text(
+            f"ServerRoot {self.dir.path}\nServerName {HOST}\nListen {HOST}:{self.port}\n"
+            f"{modules}{user}"
+            f"PidFile {self.dir.path}/httpd.pid\nErrorLog {self.dir.path}/error.log\n"
+            f"DefaultRuntimeDir {self.dir.path}\nMutex file:{self.dir.path} default\n"
+            f"DocumentRoot {self.dir.path}/html\nExtendedStatus On\n"
+            "StartServers 1\nServerLimit 2\nThreadsPerChild 8\nMaxRequestWorkers 16\n"
+            "<Location /server-status>\n  SetHandler server-status\n"
+            "  Require all granted\n</Location>\n"
+        )
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> ApacheServer:
+        argv = [self.binary, "-f", str(self.config), "-DFOREGROUND"]
+        self.process = Process(argv, self.dir.path / "apache.out").start()
+        wait_for(
+            lambda: http_get(f"{self.url}/server-status?auto")[0] == 200,
+            what=f"apache2 on {self.port}",
+            timeout=15,
+        )
+        return self
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            self.process.stop(signal.SIGTERM)
+        self.dir.cleanup()

@@ -248,6 +248,13 @@ def serve(helper: Helper, settings: HelperSettings) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
             return runner.run(server.serve())
+        except SystemExit as exc:
+            # A helper's run() may end the process with a status (log-adapter --check).
+            # asyncio re-raises SystemExit out of the loop instead of keeping it in the task;
+            # reading it marks it retrieved, so no "Task exception was never retrieved".
+            with contextlib.suppress(Exception):
+                server.helper_task.exception()
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except Exception:
             server.log.exception("runtime_crashed")
             return EXIT_CODE_CRASH

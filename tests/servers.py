@@ -14,6 +14,7 @@ import pytest
 
 from podkit import devservers
 from podkit.devservers import (
+    ApacheServer,
     HAProxyServer,
     HelperProcess,
     MissingBinary,
@@ -87,6 +88,14 @@ def postgres_server() -> Iterator[PostgresServer]:
 def nginx_server() -> Iterator[NginxServer]:
     """nginx serving / and /stub_status on a free port."""
     server = _start(NginxServer)
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def apache_server() -> Iterator[ApacheServer]:
+    """apache2 (event MPM) with mod_status at /server-status on a free port."""
+    server = _start(ApacheServer)
     yield server
     server.cleanup()
 

@@ -10,14 +10,28 @@
 ends the iteration once everything read has been yielded; acks still count after it.
 """
 
-from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig, MultilineConfig
-from podkit.follow.settings import FollowSettings
+from podkit.follow.api import CUT_MARKER, Batch, FileEvent, FileId, FollowConfig, MultilineConfig
+from podkit.follow.follower import Follower
+from podkit.follow.ledger import FileStats, Ledger
 
 __all__ = [
+    "CUT_MARKER",
     "Batch",
     "FileEvent",
     "FileId",
+    "FileStats",
     "FollowConfig",
     "FollowSettings",
+    "Follower",
+    "Ledger",
     "MultilineConfig",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # FollowSettings pulls in pydantic; a process that only follows files need not load it.
+    if name == "FollowSettings":
+        from podkit.follow.settings import FollowSettings
+
+        return FollowSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

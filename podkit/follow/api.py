@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from podkit.follow.settings import FollowSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,3 +113,28 @@ class FollowConfig:
     batch_max_bytes: int = 1 << 20
     fingerprint_bytes: int = 256
     multiline: MultilineConfig | None = None
+    poll_interval: float = 0.25
+    """Check idle files this often even without a watchfiles event (NFS, overlayfs)."""
+    checkpoint_interval: float = 1.0
+    """Write acknowledged progress at least this often (and whenever half the budget is)."""
+    watch: bool = True
+    state_name: str = "follow"
+    """Checkpoint file name in `state_dir` (two followers may share one directory)."""
+    """Use watchfiles (inotify) events when available; polling alone otherwise."""
+
+    @classmethod
+    def from_settings(cls, settings: FollowSettings, **overrides: Any) -> FollowConfig:
+        """The config a helper's `FollowSettings` (flags/env/YAML) describe."""
+        values: dict[str, Any] = {
+            "include": tuple(settings.path),
+            "exclude": tuple(settings.exclude),
+            "state_dir": Path(settings.state_dir) if settings.state_dir else None,
+            "read_from": settings.read_from,
+            "refresh_interval": float(settings.refresh_interval),
+            "rotate_wait": float(settings.rotate_wait),
+            "flush_timeout": float(settings.flush_timeout),
+            "max_line_bytes": int(settings.max_line_bytes),
+            "buffer_bytes": int(settings.buffer_bytes),
+        }
+        values.update(overrides)
+        return cls(**values)

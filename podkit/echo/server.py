@@ -1,4 +1,4 @@
-"""`podkit echo`: the smallest complete helper, a line-echo TCP server.
+"""`podkit echo`: the line-echo server itself (settings, run, demo).
 
 It exists to prove the runtime end to end (settings, readiness, metrics, drain, PID 1)
 and as the template a new helper starts from. `--delay` stands for work in flight: a
@@ -12,35 +12,13 @@ import signal
 from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
-from pydantic import Field
 
-from podkit.config import ByteSize, Duration, HelperSettings, HostPort, split_host_port
-from podkit.helper import Helper
+from podkit.config import split_host_port
+from podkit.echo.settings import EchoSettings
 from podkit.runtime import Runtime
 
 if TYPE_CHECKING:
     from podkit.demo import Narrator
-
-helper = Helper(
-    name="echo",
-    summary="line-echo TCP server that proves the runtime (template for new helpers)",
-    settings="podkit.echo:EchoSettings",
-    run="podkit.echo:run",
-    admin_port=9700,
-    demo="podkit.echo:demo",
-)
-
-
-class EchoSettings(HelperSettings):
-    listen: HostPort = Field(
-        "127.0.0.1:7007",
-        description="address to accept connections on",
-        json_schema_extra={"metavar": "HOST:PORT"},
-    )
-    delay: Duration = Field(0.0, description="pause before answering each line (simulated work)")
-    max_line_bytes: ByteSize = Field(
-        65536, ge=16, description="longest line accepted; a longer one closes the connection"
-    )
 
 
 class EchoServer:

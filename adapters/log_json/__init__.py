@@ -1,0 +1,12 @@
+"""`podkit log-adapter`: a legacy app's text log, as one JSON object per line."""
+
+from podkit.helper import Helper
+
+helper = Helper(
+    name="log-adapter",
+    summary="turns a legacy text log into one JSON object per line, with pluggable parsers",
+    settings="adapters.log_json.settings:LogAdapterSettings",
+    run="adapters.log_json.app:run",
+    admin_port=9702,
+    demo="adapters.log_json.demo:demo",
+)

@@ -1,0 +1,267 @@
+"""Normalising what parsers return: timestamps to RFC 3339, levels to one vocabulary, types.
+
+Timestamps are the costly part (strptime is ~10 us), so each known format has a hand-written
+reader and every rendered value is cached by its input text: log lines written in the same
+second share one timestamp string, and the cache turns them into a dict lookup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+LEVELS: dict[str, str] = {}
+for canonical, spellings in {
+    "trace": ("trace", "trc", "t", "finest", "finer", "verbose", "v"),
+    "debug": ("debug", "dbg", "d", "fine", "config", "7"),
+    "info": ("info", "inf", "i", "information", "informational", "6"),
+    "notice": ("notice", "note", "n", "5"),
+    "warning": ("warning", "warn", "wrn", "w", "4"),
+    "error": ("error", "err", "e", "severe", "3"),
+    "critical": (
+        "critical", "crit", "c", "fatal", "ftl", "f", "panic", "alert", "emerg",
+        "emergency", "0", "1", "2",
+    ),
+}.items():  # fmt: skip
+    for spelling in spellings:
+        LEVELS[spelling] = canonical
+
+
+def normalize_level(value: Any) -> Any:
+    """`WARN`, `warning`, `W`, `<4>`, 4 -> "warning"; an unknown level is kept, lower-cased."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return LEVELS.get(str(value), str(value))
+    if not isinstance(value, str):
+        return value
+    key = value.strip().strip("[]<>").lower()
+    return LEVELS.get(key, key)
+
+
+class TimeError(ValueError):
+    """A timestamp the configured format cannot read."""
+
+
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    )
+}
+_CLF_RE = re.compile(r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2})(?:\s+([+-]\d{4}))?$")
+_SYSLOG_RE = re.compile(r"([A-Za-z]{3})\s+(\d{1,2})\s+(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
+_KLOG_RE = re.compile(r"(\d{2})(\d{2})\s+(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$")
+_FRACTION_RE = re.compile(r"([.,])(\d{7,})")
+
+
+def _local_zone() -> tzinfo:
+    """The container's zone with its DST rules: $TZ, else /etc/localtime, else UTC."""
+    key = os.environ.get("TZ", "").lstrip(":")
+    if key:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(key)
+    try:
+        with open("/etc/localtime", "rb") as handle:
+            return ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ValueError):
+        return UTC
+
+
+def resolve_zone(name: str) -> tzinfo:
+    """ "UTC", "local", "+02:00" or an IANA name -> tzinfo; ValueError if unknown."""
+    if name.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    if name == "local":
+        return _local_zone()
+    match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", name)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        return timezone(sign * timedelta(hours=int(match.group(2)), minutes=int(match.group(3))))
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r} (use UTC, local, +02:00 or Europe/Berlin)"
+        ) from None
+
+
+def _micro(fraction: str | None) -> int:
+    return int((fraction or "0")[:6].ljust(6, "0"))
+
+
+class TimeParser:
+    """Reads timestamps in one input format, assumes `zone` when they carry none.
+
+    Formats: "iso" (ISO 8601 / RFC 3339, the default), "auto" (each of these in turn),
+    "clf" (10/Oct/2000:13:55:36 -0700),
+    "syslog" (Oct 11 22:14:15, year guessed), "klog" (0501 12:00:00.123456, year guessed),
+    "epoch" / "epoch_ms" / "epoch_us" / "epoch_ns", or any `strptime` format containing "%".
+    """
+
+    CACHE_SIZE = 4096
+
+    def __init__(
+        self, fmt: str = "iso", zone: tzinfo = UTC, now: Callable[[], datetime] | None = None
+    ) -> None:
+        self.fmt = fmt
+        self.zone = zone
+        self._now = now or (lambda: datetime.now(zone))
+        self._cache: dict[Any, str] = {}
+        readers: dict[str, Callable[[str], datetime]] = {
+            "iso": self._iso,
+            "clf": self._clf,
+            "syslog": self._syslog,
+            "klog": self._klog,
+            "auto": self._auto,
+        }
+        scales = {"epoch": 1, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
+        if fmt in readers:
+            self._read = readers[fmt]
+        elif fmt in scales:
+            scale = scales[fmt]
+            self._read = lambda text: datetime.fromtimestamp(float(text) / scale, UTC)
+        elif "%" in fmt:
+            self._read = self._strptime
+        else:
+            known = ", ".join([*readers, *scales])
+            raise ValueError(f"unknown time format {fmt!r}: use {known} or a strptime format")
+
+    def __call__(self, value: Any) -> str:
+        """Any timestamp value -> RFC 3339 text. Raises TimeError."""
+        cache = self._cache
+        try:
+            return cache[value]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable (a list from a JSON line)
+            raise TimeError(f"timestamp is a {type(value).__name__}") from None
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, bool):
+            raise TimeError("timestamp is a bool")
+        elif isinstance(value, int | float):
+            try:
+                moment = datetime.fromtimestamp(value, UTC)
+            except (OverflowError, OSError, ValueError) as exc:
+                raise TimeError(f"epoch {value!r} out of range") from exc
+        elif isinstance(value, str):
+            try:
+                moment = self._read(value.strip())
+            except (ValueError, OverflowError, KeyError) as exc:
+                raise TimeError(f"{value[:64]!r} is not a {self.fmt} timestamp") from exc
+        else:
+            raise TimeError(f"timestamp is a {type(value).__name__}")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.zone)
+        text = moment.isoformat()
+        if len(cache) >= self.CACHE_SIZE:
+            cache.clear()
+        cache[value] = text
+        return text
+
+    def now(self) -> str:
+        return self._now().isoformat()
+
+    # --- readers, each returns a datetime (naive when the text has no zone) ---------------
+
+    @staticmethod
+    def _iso(text: str) -> datetime:
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        # fromisoformat takes at most 6 fraction digits; RFC 3339 writers often give 9.
+        if len(text) > 26:
+            text = _FRACTION_RE.sub(lambda m: m.group(1) + m.group(2)[:6], text, count=1)
+        return datetime.fromisoformat(text)
+
+    @staticmethod
+    def _clf(text: str) -> datetime:
+        match = _CLF_RE.match(text)
+        if not match:
+            raise ValueError("not a common log format time")
+        day, month, year, hh, mm, ss, offset = match.groups()
+        zone = None
+        if offset:
+            minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+            zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+        return datetime(
+            int(year), _MONTHS[month.lower()], int(day), int(hh), int(mm), int(ss), tzinfo=zone
+        )
+
+    def _guess_year(self, month: int, day: int) -> int:
+        # No year in the line: the current one, unless that puts it far in the future
+        # (a December line read in January belongs to last year).
+        now = self._now()
+        year = now.year
+        if month > now.month + 1 or (month == now.month + 1 and day > 1 and now.month == 12):
+            year -= 1
+        return year
+
+    def _syslog(self, text: str) -> datetime:
+        match = _SYSLOG_RE.match(text)
+        if not match:
+            raise ValueError("not a syslog time")
+        mon, day, hh, mm, ss, frac = match.groups()
+        month = _MONTHS[mon.lower()]
+        year = self._guess_year(month, int(day))
+        return datetime(year, month, int(day), int(hh), int(mm), int(ss), _micro(frac))
+
+    def _klog(self, text: str) -> datetime:
+        match = _KLOG_RE.match(text)
+        if not match:
+            raise ValueError("not a klog time")
+        mon, day, hh, mm, ss, frac = match.groups()
+        year = self._guess_year(int(mon), int(day))
+        return datetime(year, int(mon), int(day), int(hh), int(mm), int(ss), _micro(frac))
+
+    def _auto(self, text: str) -> datetime:
+        for reader in (self._iso, self._syslog, self._clf, self._klog):
+            try:
+                return reader(text)
+            except (ValueError, KeyError):
+                continue
+        raise ValueError("no known timestamp format")
+
+    def _strptime(self, text: str) -> datetime:
+        return datetime.strptime(text, self.fmt)
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1", "t", "y"):
+        return True
+    if text in ("false", "no", "off", "0", "f", "n", ""):
+        return False
+    raise ValueError(f"not a boolean: {text[:32]!r}")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("not a finite number")
+        return int(value)
+    return int(value)
+
+
+def _to_float(value: Any) -> float:
+    result = float(value)
+    if result != result or result in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number")  # JSON has no NaN or Infinity
+    return result
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "int": _to_int,
+    "float": _to_float,
+    "bool": _to_bool,
+    "str": str,
+}

@@ -1,0 +1,135 @@
+"""`podkit log-adapter` settings: the follower's, plus parser, record and output settings."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from podkit.follow.settings import FollowSettings
+from podkit.parsers import load_parser
+from podkit.plugins import PluginError, load
+
+from .normalize import TimeParser, resolve_zone
+
+ADMIN_PORT = 9702
+
+
+class LogAdapterSettings(FollowSettings):
+    parser: str = Field(
+        "classic",
+        description="parser: a built-in name (classic, nginx, syslog, logfmt, json, cri, klog, "
+        "python, regex, grok, ...), an installed podkit.parsers plugin, module:attr or a .py file",
+        json_schema_extra={"metavar": "NAME"},
+    )
+    parser_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="options of the parser (YAML: pattern for regex/grok, mode for json, ...)",
+    )
+    time_format: str | None = Field(
+        None,
+        description="how timestamps in lines are read: iso, auto, clf, syslog, klog, epoch, "
+        "epoch_ms or a strptime format (default: the parser's)",
+        json_schema_extra={"metavar": "FORMAT"},
+    )
+    timezone: str = Field(
+        "UTC",
+        description="zone of timestamps that carry none: UTC, local, +02:00 or an IANA name",
+        json_schema_extra={"metavar": "ZONE"},
+    )
+    types: dict[str, Literal["int", "float", "bool", "str"]] = Field(
+        default_factory=dict, description="field types (YAML: {status: int, took: float})"
+    )
+    keep_raw: bool = Field(False, description="add the whole line as `raw` to every record")
+    multiline: Literal["off", "python", "java", "go", "custom"] = Field(
+        "off", description="join stack traces into one record (the follower's multiline stage)"
+    )
+    multiline_start: str | None = Field(
+        None,
+        description="custom multiline: regex of a line that starts a record",
+        json_schema_extra={"metavar": "REGEX"},
+    )
+    output: Literal["stdout", "file"] = Field(
+        "stdout", description="where records go: stdout (kubectl logs) or --output-path"
+    )
+    output_path: str | None = Field(
+        None, description="file records are appended to", json_schema_extra={"metavar": "PATH"}
+    )
+    check: str | None = Field(
+        None,
+        description="test the parser on FILE: JSON on stdout, summary on stderr, exit 1 on "
+        "any failed line; then exit",
+        json_schema_extra={"metavar": "FILE"},
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_mode_is_quiet(cls, data: Any) -> Any:
+        # --check is a command-line tool: no admin port to collide with, no info logs
+        # between the summary lines.
+        if isinstance(data, dict) and data.get("check"):
+            if data.get("admin_addr") in (None, "", f"0.0.0.0:{ADMIN_PORT}"):
+                data["admin_addr"] = "127.0.0.1:0"
+            data.setdefault("log_level", "warning")
+        return data
+
+    @field_validator("parser")
+    @classmethod
+    def _parser_exists(cls, value: str) -> str:
+        try:
+            load("parser", value, default_attr="parser")
+        except PluginError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("parser_options")
+    @classmethod
+    def _parser_accepts_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict:
+        parser = info.data.get("parser")
+        if parser:
+            try:
+                load_parser(parser, value)
+            except PluginError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("time_format")
+    @classmethod
+    def _time_format_known(cls, value: str | None) -> str | None:
+        if value is not None:
+            TimeParser(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone_known(cls, value: str) -> str:
+        resolve_zone(value)
+        return value
+
+    @field_validator("multiline_start")
+    @classmethod
+    def _regex_compiles(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("multiline") == "custom":
+                raise ValueError("--multiline custom needs --multiline-start REGEX")
+            return value
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("output_path")
+    @classmethod
+    def _output_path_given(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("output") == "file" and not value:
+            raise ValueError("--output file needs --output-path PATH")
+        return value
+
+    @field_validator("check")
+    @classmethod
+    def _something_to_read(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value and not info.data.get("path"):
+            raise ValueError("give --path (a file or glob to follow), or --check FILE")
+        return value

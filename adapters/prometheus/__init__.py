@@ -1,0 +1,12 @@
+"""`podkit stats-exporter`: native stats pages (nginx, Apache, HAProxy, Redis...) as metrics."""
+
+from podkit.helper import Helper
+
+helper = Helper(
+    name="stats-exporter",
+    summary="serves nginx/Apache/HAProxy/Redis stats as Prometheus metrics on :9113",
+    settings="adapters.prometheus.settings:ExporterSettings",
+    run="adapters.prometheus.exporter:run",
+    admin_port=9706,
+    demo="adapters.prometheus.demo:demo",
+)

@@ -1,0 +1,1 @@
+"""Example source plugins, as a user would write them (see the README)."""

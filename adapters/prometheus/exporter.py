@@ -1,0 +1,112 @@
+"""`podkit stats-exporter`: the metrics listener on :9113 and the sources behind it.
+
+The listener is separate from the runtime's admin server (its own port, 9706): Prometheus
+scrapes :9113 exactly as it scraped nginx-prometheus-exporter (same flags, same landing
+page), while the kubelet's probes and `POST /drain` stay on the admin port, whose
+/metrics shows the exporter's own health (podkit_*, process_*, stats_exporter_*).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from adapters.prometheus.api import Source, SourceContext
+from adapters.prometheus.fetch import HttpClient
+from adapters.prometheus.listener import Listener
+from adapters.prometheus.loader import build_sources
+from adapters.prometheus.model import CONTENT_TYPE
+from adapters.prometheus.scrape import Scraper
+from adapters.prometheus.settings import ExporterSettings, parse_const_labels
+from podkit.config import split_host_port
+from podkit.runtime import Runtime
+
+LANDING = """<!DOCTYPE html>
+<html><head><title>podkit stats-exporter</title></head>
+<body><h1>podkit stats-exporter</h1>
+<p><a href="{path}">Metrics</a></p>
+<p>Sources: {sources}</p>
+</body></html>
+"""
+
+
+class MetricsListener:
+    """`/` (landing page) and the telemetry path (a scrape) on --web-listen-address."""
+
+    def __init__(
+        self, settings: ExporterSettings, scraper: Scraper, sources: list[Source], log: Any
+    ) -> None:
+        self.settings = settings
+        self.scraper = scraper
+        self.log = log
+        names = ", ".join(html.escape(f"{s.name} ({len(s.targets)})") for s in sources)
+        self.landing = LANDING.format(
+            path=html.escape(settings.web_telemetry_path), sources=names
+        ).encode()
+        self.listener = Listener(
+            {"/": self.index, settings.web_telemetry_path: self.metrics}, self._error
+        )
+
+    @property
+    def port(self) -> int:
+        return self.listener.port
+
+    async def metrics(self) -> tuple[bytes, bytes]:
+        return CONTENT_TYPE.encode(), await self.scraper.scrape()
+
+    async def index(self) -> tuple[bytes, bytes]:
+        return b"text/html; charset=utf-8", self.landing
+
+    def _error(self, exc: Exception) -> None:
+        self.log.error("scrape_failed", exc_info=(type(exc), exc, exc.__traceback__))
+
+    async def start(self) -> None:
+        host, port = split_host_port(self.settings.web_listen_address)
+        await self.listener.start(host, port)
+
+    async def stop(self) -> None:
+        await self.listener.stop()
+
+
+async def run(settings: ExporterSettings, runtime: Runtime) -> None:
+    http = HttpClient(
+        settings.max_body_size, verify=settings.ssl_verify, ca_file=settings.ssl_ca_cert
+    )
+    ctx = SourceContext(
+        naming=settings.naming,
+        timeout=settings.timeout,
+        max_body_size=settings.max_body_size,
+        http=http,
+    )
+    sources = build_sources(settings.source_specs(), ctx)
+    scraper = Scraper(
+        sources,
+        timeout=settings.timeout,
+        const_labels=parse_const_labels(settings.const_labels),
+        log=runtime.log,
+        registry=runtime.registry,
+    )
+    listener = MetricsListener(settings, scraper, sources, runtime.log)
+    try:
+        await listener.start()
+    except OSError as exc:
+        runtime.log.error(
+            "listen_failed", addr=settings.web_listen_address, error=exc.strerror or str(exc)
+        )
+        raise SystemExit(1) from None
+    runtime.log.info(
+        "listening",
+        addr=settings.web_listen_address,
+        port=listener.port,
+        path=settings.web_telemetry_path,
+        sources=[f"{s.name}:{len(s.targets)}" for s in sources],
+        naming=settings.naming,
+    )
+    runtime.set_ready(True)
+    try:
+        await runtime.wait_drain()
+    finally:
+        await listener.stop()
+        for source in sources:
+            await source.close()
+        await http.close()
