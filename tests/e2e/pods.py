@@ -1,0 +1,132 @@
+"""Run an example pod of k8s/ under `podman kube play`, with the commands its README shows.
+
+`commands(folder, form)` are the exact shell lines of the README's "Run it with podman"
+section; the e2e tests run them (with this interpreter for `.venv/bin/python`) and a unit
+test checks that every README still shows them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from tests.e2e.harness import ROOT, Podman
+from tests.e2e.manifests import K8S, load, podman_volumes
+
+PYTHON = ".venv/bin/python"
+# Python one-liners run inside the podkit containers (they have python3, and share the
+# pod's loopback with the app).
+_GET = "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5).read().decode())"
+_LOAD = (
+    "import sys, urllib.request as u; "
+    "[u.urlopen(f'http://127.0.0.1:8080/{sys.argv[1]}-{i}', timeout=5).read() for i in range(20)]"
+)
+# What each README tells to look at, and the e2e test runs ({pod}: the pod's name).
+CHECKS = {
+    "shared-volume": ["podman exec {pod}-producer wget -qO- http://127.0.0.1:8080/index.html"],
+    "localhost": ["podman logs {pod}-poller"],
+    "log-shipper": [
+        f'podman exec {{pod}}-log-shipper python3 -c "{_LOAD}" hello',
+        "podman logs {pod}-log-shipper",
+    ],
+    "log-adapter": ["podman logs {pod}-log-adapter"],
+    "stats-exporter": [
+        f'podman exec {{pod}}-stats-exporter python3 -c "{_LOAD}" hello',
+        f'podman exec {{pod}}-stats-exporter python3 -c "{_GET}" http://127.0.0.1:9113/metrics',
+    ],
+}
+
+
+def check_commands(folder: str, form: str) -> list[str]:
+    return [c.replace("{pod}", f"{folder}-{form}") for c in CHECKS.get(folder, [])]
+
+
+def setup_commands(folder: str, form: str) -> list[str]:
+    converted = f"/tmp/{folder}-{form}.yaml"
+    configmap = K8S / folder / "configmap.yaml"
+    play = "podman kube play --network none"
+    if configmap.exists():
+        play += f" --configmap k8s/{folder}/configmap.yaml"
+    return [
+        f"{PYTHON} tests/e2e/manifests.py volumes k8s/{folder}/{form}.yaml | sh",
+        f"{PYTHON} tests/e2e/manifests.py podman k8s/{folder}/{form}.yaml > {converted}",
+        f"{play} {converted}",
+    ]
+
+
+def teardown_commands(folder: str, form: str) -> list[str]:
+    converted = f"/tmp/{folder}-{form}.yaml"
+    volumes = " ".join(podman_volumes(K8S / folder / f"{form}.yaml"))
+    return [f"podman kube down {converted}", f"podman volume rm {volumes}"]
+
+
+@dataclass
+class Pod:
+    podman: Podman
+    name: str
+
+    def container(self, name: str) -> str:
+        return f"{self.name}-{name}"
+
+    def sh(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return shell(self.podman, command, check=check)
+
+    def logs(self, container: str) -> str:
+        result = self.podman.run("logs", self.container(container), check=False)
+        return result.stdout + result.stderr
+
+    def stdout(self, container: str) -> str:
+        return self.podman.run("logs", self.container(container), check=False).stdout
+
+    def exit_code(self, container: str) -> int:
+        return self.podman.state(self.container(container))["ExitCode"]
+
+    def running(self, container: str) -> bool:
+        return self.podman.state(self.container(container))["Status"] == "running"
+
+
+def shell(podman: Podman, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = command.replace(PYTHON, sys.executable)
+    result = subprocess.run(
+        command, shell=True, cwd=ROOT, env=podman.env, capture_output=True, text=True, timeout=120
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{command!r} exited {result.returncode}: {result.stderr[-2000:]}")
+    return result
+
+
+@contextmanager
+def played(podman: Podman, folder: str, form: str) -> Iterator[Pod]:
+    (doc,) = [d for d in load(K8S / folder / f"{form}.yaml").docs if d["kind"] == "Pod"]
+    pod = Pod(podman, doc["metadata"]["name"])
+    # A pod left over by an interrupted run would make `kube play` fail.
+    for command in teardown_commands(folder, form):
+        shell(podman, command, check=False)
+    try:
+        for command in setup_commands(folder, form):
+            shell(podman, command)
+        yield pod
+    finally:
+        for command in teardown_commands(folder, form):
+            shell(podman, command, check=False)
+        # kube play makes a volume of each ConfigMap (named after it); the next run recreates it.
+        configmap = K8S / folder / "configmap.yaml"
+        if configmap.exists():
+            for cm in load(configmap).docs:
+                podman.run("volume", "rm", "--force", cm["metadata"]["name"], check=False)
+
+
+def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    """Poll until condition() is truthy (podman calls are slow: a coarse interval)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")

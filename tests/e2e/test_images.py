@@ -1,0 +1,172 @@
+"""Every helper image, built from this tree and run under podman (issue 8).
+
+The checks are the contract of images/README.md: non-root numeric user, --help and
+--version, a read-only root filesystem, SIGTERM drains and exits 0, nothing writable by
+the helper's user outside the declared paths, and no build leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from images.render import specs
+from tests.e2e.harness import SMOKE_ARGS, Podman, label
+
+HELPERS = [spec.helper for spec in specs()]
+ADMIN_PORTS = {spec.helper: spec.admin_port for spec in specs()}
+
+# Walks the image's filesystem as the helper's user; prints what it could write to.
+FIND_WRITABLE = """
+import json, os, sys
+allowed = tuple(p.rstrip("/") + "/" for p in sys.argv[1].split(","))
+skip = ("/proc/", "/sys/", "/dev/")
+found = []
+for top, dirs, files in os.walk("/"):
+    if (top.rstrip("/") + "/").startswith(skip + allowed):
+        dirs[:] = []
+        continue
+    for name in dirs + files:
+        path = os.path.join(top, name)
+        if (path + "/").startswith(skip + allowed) or os.path.islink(path):
+            continue
+        if os.access(path, os.W_OK):
+            found.append(path)
+print(json.dumps(found))
+"""
+
+LEFTOVERS = """
+import json, os, shutil
+paths = ["/wheels", "/root/.cache", "/tmp/pip", "/opt/podkit/bin/pip", "/state"]
+tools = ["pip", "pip3", "gcc", "cc", "make", "git"]
+found = [p for p in paths if os.path.exists(p)] + [t for t in tools if shutil.which(t)]
+for top, dirs, _ in os.walk("/opt/podkit"):
+    found += [os.path.join(top, d) for d in dirs if d in ("tests", "pip", "setuptools")]
+print(json.dumps(found))
+"""
+
+
+@pytest.fixture(params=HELPERS)
+def helper(request: pytest.FixtureRequest, helper_images: dict[str, str]) -> tuple[str, str]:
+    return request.param, helper_images[request.param]
+
+
+def test_runs_as_numeric_non_root_user(podman: Podman, helper: tuple[str, str]) -> None:
+    _, image = helper
+    config = podman.inspect_image(image)["Config"]  # type: ignore[index]
+    assert config["User"] == "65532:65532"
+    ids = podman.out(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        image,
+        "-c",
+        "import os; print(os.getuid(), os.getgid())",
+    )
+    assert ids == "65532 65532"
+
+
+def test_image_metadata(podman: Podman, helper: tuple[str, str]) -> None:
+    name, image = helper
+    info = podman.inspect_image(image)
+    config = info["Config"]  # type: ignore[index]
+    assert config["Entrypoint"] == ["podkit", name]
+    assert config.get("StopSignal") == "SIGTERM"
+    for key in ("source", "version", "description"):
+        assert label(info, f"org.opencontainers.image.{key}"), key
+    assert label(info, "org.opencontainers.image.version") == image.rsplit(":", 1)[1]
+    assert label(info, "io.podkit.admin-port") == str(ADMIN_PORTS[name])
+
+
+def test_help_and_version(podman: Podman, helper: tuple[str, str]) -> None:
+    name, image = helper
+    usage = podman.run("run", "--rm", "--read-only", "--network", "none", image, "--help")
+    assert usage.stdout.startswith(f"usage: podkit {name}"), usage.stdout[:200]
+    assert "--admin-addr" in usage.stdout
+    version = podman.out(
+        "run", "--rm", "--network", "none", "--entrypoint", "podkit", image, "--version"
+    )
+    assert version == f"podkit {image.rsplit(':', 1)[1]}"
+
+
+def test_read_only_root_livez_and_sigterm_drain(podman: Podman, helper: tuple[str, str]) -> None:
+    name, image = helper
+    port = ADMIN_PORTS[name]
+    options = (
+        "--read-only",
+        "--network",
+        "none",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+    )
+    args = (*SMOKE_ARGS.get(name, ()), "--shutdown-timeout", "5s")
+    with podman.container(image, *args, options=options) as container:
+        podman.wait_ready(container, port, "/livez")
+        code, body = podman.http_get(container, port, "/livez")
+        assert code == 200, body
+        assert json.loads(body)["status"] == "ok"
+        code, metrics = podman.http_get(container, port, "/metrics")
+        assert code == 200 and f'helper="{name}"' in metrics
+        # podman stop sends the image's STOPSIGNAL and waits -t seconds before SIGKILL.
+        podman.run("stop", "--time", "20", container, timeout=60)
+        state = podman.state(container)
+        logs = podman.run("logs", container).stderr
+        assert state["ExitCode"] == 0, logs
+        assert '"drain_requested"' in logs and '"source":"SIGTERM"' in logs, logs
+
+
+def test_nothing_writable_outside_declared_paths(podman: Podman, helper: tuple[str, str]) -> None:
+    _, image = helper
+    declared = label(podman.inspect_image(image), "io.podkit.writable-paths")
+    assert declared
+    result = podman.out(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "python3",
+        image,
+        "-c",
+        FIND_WRITABLE,
+        declared,
+    )
+    assert json.loads(result) == []
+    # The declared state directory is the user's own.
+    owner = podman.out(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "stat",
+        image,
+        "-c",
+        "%u:%g %a",
+        "/var/lib/podkit",
+    )
+    assert owner == "65532:65532 755", owner
+
+
+def test_no_build_tools_caches_or_tests(podman: Podman, helper: tuple[str, str]) -> None:
+    _, image = helper
+    result = podman.out(
+        "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", LEFTOVERS
+    )
+    assert json.loads(result) == []
+
+
+def test_rendered_containerfiles_are_current() -> None:
+    """images/<helper>.Containerfile match the template (images/build.sh render)."""
+    from images.render import render
+
+    for spec in specs():
+        assert spec.containerfile.read_text() == render(spec), (
+            f"{spec.containerfile.name} is stale: run images/build.sh render"
+        )
