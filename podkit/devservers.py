@@ -9,6 +9,7 @@ with everything in its temporary directory. `HelperProcess` does the same for
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -521,8 +522,6 @@ class HelperProcess:
         return self.process.log_text()
 
     def log_events(self) -> Iterator[dict]:
-        import json
-
         for line in self.log_text().splitlines():
             with contextlib.suppress(ValueError):
                 yield json.loads(line)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from podkit import devservers
 from tests.e2e.harness import ROOT, Podman
 from tests.e2e.manifests import K8S, load, podman_volumes
 
@@ -121,12 +121,5 @@ def played(podman: Podman, folder: str, form: str) -> Iterator[Pod]:
 
 
 def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    """Poll until condition() is truthy (podman calls are slow: a coarse interval)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+    """devservers.wait_for with a coarse interval: podman calls are slow."""
+    return devservers.wait_for(condition, timeout=timeout, interval=0.2, what=what)
