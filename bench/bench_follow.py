@@ -59,22 +59,25 @@ def generate(path: Path, lines: int) -> None:
         fh.write("".join(chunk).encode())
 
 
-def vm_hwm_kib() -> int:
-    """Peak resident set size of this process (KiB), from /proc (ru_maxrss as fallback)."""
+def proc_status_kib(field: str) -> int | None:
+    """A `field: N kB` value of /proc/self/status, None where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return None
+
+
+def vm_hwm_kib() -> int:
+    """Peak resident set size of this process (KiB), from /proc (ru_maxrss as fallback)."""
+    hwm = proc_status_kib("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def vm_rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return proc_status_kib("VmRSS") or 0
 
 
 def cpu_seconds() -> float:

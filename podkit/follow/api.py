@@ -118,9 +118,9 @@ class FollowConfig:
     checkpoint_interval: float = 1.0
     """Write acknowledged progress at least this often (and whenever half the budget is)."""
     watch: bool = True
+    """Use watchfiles (inotify) events when available; polling alone otherwise."""
     state_name: str = "follow"
     """Checkpoint file name in `state_dir` (two followers may share one directory)."""
-    """Use watchfiles (inotify) events when available; polling alone otherwise."""
 
     @classmethod
     def from_settings(cls, settings: FollowSettings, **overrides: Any) -> FollowConfig:

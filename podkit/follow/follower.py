@@ -79,6 +79,8 @@ class Follower:
         self._next_scan = 0.0
         self._rr = 0
         self._failed_paths: set[str] = set()
+        self._abs_include = [os.path.abspath(pat) for pat in config.include]
+        """The include globs as absolute paths (the watcher reports absolute paths)."""
         self._draining = False
         self._done = False
         self._wake = asyncio.Event()
@@ -144,7 +146,7 @@ class Follower:
             now = time.monotonic()
             if not self._draining and (self._scan_due or now >= self._next_scan):
                 self._scan(now)
-            if self._budget_left() < min(MIN_READ, self.config.buffer_bytes):
+            if self._budget_spent(self._budget_left()):
                 # A slow consumer: wait for acknowledgements instead of reading more.
                 self._maybe_persist(now)
                 await self._sleep(self.config.poll_interval)
@@ -233,6 +235,10 @@ class Follower:
     def _budget_left(self) -> int:
         return self.config.buffer_bytes - self._outstanding
 
+    def _budget_spent(self, left: int) -> bool:
+        """Too little budget `left` for a useful read: wait for acknowledgements."""
+        return left < min(MIN_READ, self.config.buffer_bytes)
+
     async def _sleep(self, seconds: float) -> None:
         """Until an ack, a watch event or a drain wakes us, or `seconds` pass."""
         self._wake.clear()
@@ -265,7 +271,7 @@ class Follower:
         self._rr += 1
         for t in tailers[start:] + tailers[:start]:
             left = self._budget_left()
-            if left < min(MIN_READ, self.config.buffer_bytes):
+            if self._budget_spent(left):
                 return True  # budget spent: the caller waits for acks
             if t.state != CLOSED and self._read(t, now, left):
                 produced = True
@@ -286,7 +292,6 @@ class Follower:
                 # Rewritten in place (copytruncate, then more than we had read was written):
                 # one 256-byte pread per chunk keeps us from reading mid-line garbage.
                 return self._truncated(t, now)
-            t.at_eof = False
             t.read_pos += len(data)
             t.last_data = now
             t.stats.bytes_read += len(data)
@@ -298,7 +303,6 @@ class Follower:
             self._emit(t, lines, offsets)
             return True  # progress even without a complete line: read on before sleeping
         # At the end of the file (or of what a drain reads).
-        t.at_eof = True
         produced = False
         if now >= t.next_check or self._draining:
             t.next_check = now + cfg.poll_interval
@@ -653,9 +657,9 @@ class Follower:
 
     def _wanted(self, path: str) -> bool:
         """Whether a path the watcher reported could match the globs (fnmatch: cheap)."""
-        cfg = self.config
-        patterns = [os.path.abspath(pat) for pat in cfg.include]  # the watcher's paths are absolute
-        return any(fnmatch(path, pat) for pat in patterns) and not excluded(path, cfg.exclude)
+        return any(fnmatch(path, pat) for pat in self._abs_include) and not excluded(
+            path, self.config.exclude
+        )
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
         self._refresh_lag()

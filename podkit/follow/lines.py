@@ -45,11 +45,6 @@ class LineSplitter:
         self.cut_lost = 0
         self.cuts = 0
 
-    @property
-    def held(self) -> int:
-        """Bytes read but not handed out yet (the partial last line)."""
-        return len(self.partial)
-
     def feed(self, data: bytes, lines: list[bytes], offsets: list[int]) -> None:
         """Split `data` (the bytes at `pos`), appending complete lines and offsets."""
         base = self.pos

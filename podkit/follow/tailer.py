@@ -68,7 +68,6 @@ class Tailer:
         self.state = ACTIVE
         self.deadline = 0.0
         """When a ROTATED file is closed (monotonic)."""
-        self.at_eof = False
         self.last_data = 0.0
         """When bytes were last read (monotonic): the partial line's flush clock."""
         self.next_check = 0.0
@@ -113,7 +112,6 @@ class Tailer:
         self.last_end = 0
         self.fp_len, self.fp = prefix_hash(self.fd, self.fingerprint_bytes)
         self.file_id = self._make_id()
-        self.at_eof = False
 
     def advance(self) -> None:
         """Move the checkpoint past acknowledged batches at the head of the queue."""

@@ -68,6 +68,47 @@ class Collector:
         return out
 
 
+def numbered(prefix: str, start: int, stop: int) -> bytes:
+    """`prefix N` lines for N in [start, stop), each ending in a newline."""
+    return b"".join(f"{prefix} {i}\n".encode() for i in range(start, stop))
+
+
+def expected(prefix: str, start: int, stop: int) -> list[bytes]:
+    """The lines of `numbered(prefix, start, stop)` as a follower hands them out."""
+    return [f"{prefix} {i}".encode() for i in range(start, stop)]
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as fh:
+        fh.write(data)
+
+
+def follow_config(directory: Path, *globs: str, **kw: Any) -> FollowConfig:
+    """A config following `globs` under `directory`, with its state in `directory/state`."""
+    kw.setdefault("state_dir", directory / "state")
+    return FollowConfig(include=tuple(str(directory / g) for g in globs), **kw)
+
+
+async def read_lines(config: FollowConfig, count: int, *, what: str) -> tuple[Follower, Collector]:
+    """One run: follow (acking everything) until `count` lines arrived, then drain and exit."""
+    async with Follower(config) as follower:
+        c = Collector(follower).start()
+        await until(lambda: len(c.lines()) == count, what=what)
+        await c.stop()
+    return follower, c
+
+
+async def ack_first(config: FollowConfig, batches: int, acked: int) -> tuple[Follower, Collector]:
+    """One run: wait for `batches` batches, ack only the first `acked`, then drain and exit."""
+    async with Follower(config) as follower:
+        c = Collector(follower, auto_ack=False).start()
+        await until(lambda: len(c.batches) == batches, what=f"{batches} batches")
+        for batch in c.batches[:acked]:
+            follower.ack(batch)
+        await c.stop()
+    return follower, c
+
+
 # --- processes for fault tests: `python -m podkit.follow.testing write|consume ...` ---------
 
 
@@ -97,7 +138,7 @@ def _write(path: str, prefix: str, count: int, burst: int) -> None:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             print(f"reopened {i}", flush=True)
         n = burst if count <= 0 else min(burst, count - i)
-        os.write(fd, b"".join(f"{prefix} {j}\n".encode() for j in range(i, i + n)))
+        os.write(fd, numbered(prefix, i, i + n))
         i += n
         time.sleep(0.001)  # a steady writer, not a disk filler
     os.close(fd)

@@ -10,7 +10,16 @@ from pathlib import Path
 import orjson
 
 from podkit.follow import CUT_MARKER, FollowConfig, Follower
-from podkit.follow.testing import Collector, until
+from podkit.follow.testing import (
+    Collector,
+    ack_first,
+    append,
+    expected,
+    follow_config,
+    numbered,
+    read_lines,
+    until,
+)
 
 FAST = {
     "poll_interval": 0.05,
@@ -21,22 +30,7 @@ FAST = {
 
 
 def config(tmp_path: Path, *globs: str, **kw) -> FollowConfig:
-    values = {**FAST, **kw}
-    values.setdefault("state_dir", tmp_path / "state")
-    return FollowConfig(include=tuple(str(tmp_path / g) for g in globs), **values)
-
-
-def append(path: Path, data: bytes) -> None:
-    with open(path, "ab") as fh:
-        fh.write(data)
-
-
-def numbered(prefix: str, start: int, stop: int) -> bytes:
-    return b"".join(f"{prefix} {i}\n".encode() for i in range(start, stop))
-
-
-def expected(prefix: str, start: int, stop: int) -> list[bytes]:
-    return [f"{prefix} {i}".encode() for i in range(start, stop)]
+    return follow_config(tmp_path, *globs, **{**FAST, **kw})
 
 
 async def test_reads_from_head_then_follows_appends(tmp_path):
@@ -110,10 +104,8 @@ async def test_partial_line_flushed_after_flush_timeout(tmp_path):
 async def test_long_line_is_cut_with_marker_counted_and_the_file_goes_on(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(b"before\n" + b"L" * 5000 + b"\nafter\n")
-    async with Follower(config(tmp_path, "*.log", max_line_bytes=1000)) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 3, what="three lines")
-        await c.stop()
+    cfg = config(tmp_path, "*.log", max_line_bytes=1000)
+    follower, c = await read_lines(cfg, 3, what="three lines")
     assert c.lines() == [b"before", b"L" * 1000 + CUT_MARKER, b"after"]
     stats = follower.stats[str(log)]
     assert stats.lost == {"line_cut": 4000}
@@ -172,8 +164,7 @@ async def test_checkpoint_moves_only_past_acked_batches_and_restart_resumes_ther
         follower.ack(third)  # a gap: the checkpoint must wait for `second`
         follower.persist()
         assert saved_offsets(tmp_path)[str(log)] == first.end_offset
-        await follower.drain()
-        await c.task
+        await c.stop()
     # __aexit__ saved again: still only past `first`.
     assert saved_offsets(tmp_path)[str(log)] == first.end_offset
     async with Follower(cfg) as follower:
@@ -183,9 +174,7 @@ async def test_checkpoint_moves_only_past_acked_batches_and_restart_resumes_ther
         await c2.stop()
     assert c2.lines() == expected("x", 10, 30)
     assert saved_offsets(tmp_path)[str(log)] == log.stat().st_size
-    async with Follower(cfg) as follower:  # everything acked: nothing again
-        c3 = Collector(follower).start()
-        await c3.stop()
+    _, c3 = await read_lines(cfg, 0, what="nothing")  # everything acked: nothing again
     assert c3.lines() == []
 
 
@@ -260,10 +249,8 @@ async def test_corrupt_checkpoint_file_is_set_aside_and_reading_starts_over(tmp_
     state = tmp_path / "state"
     state.mkdir()
     (state / "follow-checkpoints.json").write_bytes(b"{not json\x00")
-    async with Follower(config(tmp_path, "app.log")) as follower:
-        c = Collector(follower).start()
-        await until(lambda: c.lines() == [b"a", b"b"], what="lines from the head")
-        await c.stop()
+    _, c = await read_lines(config(tmp_path, "app.log"), 2, what="lines from the head")
+    assert c.lines() == [b"a", b"b"]
     assert (state / "follow-checkpoints.corrupt").read_bytes() == b"{not json\x00"
     assert saved_offsets(tmp_path) == {str(log): 4}
 
@@ -274,21 +261,13 @@ async def test_unwritable_state_dir_does_not_stop_reading(tmp_path):
     blocker = tmp_path / "state"
     blocker.write_bytes(b"a file where the state dir should be")
     cfg = config(tmp_path, "app.log", buffer_bytes=8192, batch_max_bytes=2048)
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 5000, what="every line despite failed saves")
-        await c.stop()
+    await read_lines(cfg, 5000, what="every line despite failed saves")
 
 
 async def test_ack_after_exit_changes_nothing_saved(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 20))
     cfg = config(tmp_path, "app.log", batch_max_lines=10)
-    async with Follower(cfg) as follower:
-        c = Collector(follower, auto_ack=False).start()
-        await until(lambda: len(c.batches) == 2, what="two batches")
-        follower.ack(c.batches[0])
-        await follower.drain()
-        await c.task
+    follower, c = await ack_first(cfg, batches=2, acked=1)
     follower.ack(c.batches[1])  # too late: the follower is closed
     assert saved_offsets(tmp_path) == {str(log): c.batches[0].end_offset}

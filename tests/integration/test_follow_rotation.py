@@ -11,24 +11,22 @@ import sys
 from pathlib import Path
 
 from podkit.follow import FollowConfig, Follower
-from podkit.follow.testing import Collector, until
+from podkit.follow.testing import (
+    Collector,
+    ack_first,
+    append,
+    expected,
+    follow_config,
+    numbered,
+    read_lines,
+    until,
+)
 
 FAST = {"poll_interval": 0.05, "refresh_interval": 0.2, "rotate_wait": 1.0, "flush_timeout": 5}
 
 
 def config(tmp_path: Path, *globs: str, **kw) -> FollowConfig:
-    values = {**FAST, **kw}
-    values.setdefault("state_dir", tmp_path / "state")
-    return FollowConfig(include=tuple(str(tmp_path / g) for g in globs), **values)
-
-
-def numbered(prefix: str, start: int, stop: int) -> bytes:
-    return b"".join(f"{prefix} {i}\n".encode() for i in range(start, stop))
-
-
-def append(path: Path, data: bytes) -> None:
-    with open(path, "ab") as fh:
-        fh.write(data)
+    return follow_config(tmp_path, *globs, **{**FAST, **kw})
 
 
 def numbers(lines: list[bytes]) -> list[int]:
@@ -136,16 +134,10 @@ async def test_truncated_while_stopped_is_detected_on_restart(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("old", 0, 100))
     cfg = config(tmp_path, "app.log")
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 100, what="first run")
-        await c.stop()
+    await read_lines(cfg, 100, what="first run")
     log.write_bytes(numbered("new", 0, 10))  # truncated and rewritten while stopped
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 10, what="the new content from its start")
-        await c.stop()
-    assert c.lines() == [f"new {i}".encode() for i in range(10)]
+    follower, c = await read_lines(cfg, 10, what="the new content from its start")
+    assert c.lines() == expected("new", 0, 10)
     assert follower.stats[str(log)].truncations == 1
     assert c.events("truncated")
 
@@ -154,17 +146,10 @@ async def test_truncated_while_stopped_to_a_shorter_prefix_counts_unread_bytes(t
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 100))
     cfg = config(tmp_path, "app.log", batch_max_lines=50)
-    async with Follower(cfg) as follower:
-        c = Collector(follower, auto_ack=False).start()
-        await until(lambda: len(c.batches) == 2, what="two batches")
-        follower.ack(c.batches[0])
-        await follower.drain()
-        await c.task
+    _, c = await ack_first(cfg, batches=2, acked=1)
     acked = c.batches[0].end_offset
     os.truncate(log, acked // 2)  # same first bytes, shorter than the checkpoint
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await c.stop()
+    follower, _ = await read_lines(cfg, 0, what="nothing")
     assert follower.stats[str(log)].truncations == 1
     unread = len(numbered("x", 0, 100)) - acked  # what was known and not acked
     assert follower.stats[str(log)].lost == {"truncated_unread": unread}
@@ -174,10 +159,7 @@ async def test_inode_reuse_is_told_apart_by_the_fingerprint(tmp_path):
     a = tmp_path / "a.log"
     a.write_bytes(numbered("a", 0, 50))
     cfg = config(tmp_path, "*.log")
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 50, what="a.log read")
-        await c.stop()
+    await read_lines(cfg, 50, what="a.log read")
     inode = a.stat().st_ino
     # While stopped, a.log goes away and its inode comes back as b.log with other content
     # (what ext4 does after delete+create; done here by renaming and rewriting in place so
@@ -188,34 +170,22 @@ async def test_inode_reuse_is_told_apart_by_the_fingerprint(tmp_path):
     os.write(fd, numbered("b", 0, 80))
     os.close(fd)
     assert b.stat().st_ino == inode
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 80, what="b.log from its first line")
-        await c.stop()
-    assert c.lines() == [f"b {i}".encode() for i in range(80)]
+    _, c = await read_lines(cfg, 80, what="b.log from its first line")
+    assert c.lines() == expected("b", 0, 80)
 
 
 async def test_file_renamed_while_stopped_is_found_again_by_inode(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 40))
     cfg = config(tmp_path, "app.log", batch_max_lines=10)
-    async with Follower(cfg) as follower:
-        c = Collector(follower, auto_ack=False).start()
-        await until(lambda: len(c.batches) == 4, what="four batches")
-        follower.ack(c.batches[0])
-        follower.ack(c.batches[1])
-        await follower.drain()
-        await c.task
+    await ack_first(cfg, batches=4, acked=2)
     os.rename(log, tmp_path / "app.log.1")  # rotated while stopped, not matched any more
     append(tmp_path / "app.log.1", numbered("x", 40, 45))  # written before the app reopened
     log.write_bytes(numbered("y", 0, 3))
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 28, what="the rest of the old file and the new")
-        await c.stop()
+    follower, c = await read_lines(cfg, 28, what="the rest of the old file and the new")
     files = list(c.by_file().values())
-    assert [f"x {i}".encode() for i in range(20, 45)] in files
-    assert [f"y {i}".encode() for i in range(3)] in files
+    assert expected("x", 20, 45) in files
+    assert expected("y", 0, 3) in files
     assert follower.ledger.lost_total() == 0
 
 
@@ -224,17 +194,10 @@ async def test_file_gone_while_stopped_reports_its_unread_bytes(tmp_path):
     data = numbered("x", 0, 40)
     log.write_bytes(data)
     cfg = config(tmp_path, "app.log", batch_max_lines=10)
-    async with Follower(cfg) as follower:
-        c = Collector(follower, auto_ack=False).start()
-        await until(lambda: len(c.batches) == 4, what="four batches")
-        follower.ack(c.batches[0])
-        await follower.drain()
-        await c.task
+    _, c = await ack_first(cfg, batches=4, acked=1)
     acked = c.batches[0].end_offset
     log.unlink()
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await c.stop()
+    follower, c = await read_lines(cfg, 0, what="nothing")
     assert follower.stats[str(log)].lost == {"rotated_away_unread": len(data) - acked}
     [event] = [e for e in c.events() if e.lost_bytes]
     assert event.lost_bytes == len(data) - acked and event.reason == "rotated_away_unread"
@@ -244,10 +207,7 @@ async def test_invalid_utf8_and_nul_bytes_pass_through(tmp_path):
     log = tmp_path / "app.log"
     raw = [b"\xff\xfe bad utf8", b"nul\x00inside\x00", b"\xc3\x28", b"\x00" * 10, b"ok"]
     log.write_bytes(b"\n".join(raw) + b"\n")
-    async with Follower(config(tmp_path, "app.log")) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == len(raw), what="every line")
-        await c.stop()
+    _, c = await read_lines(config(tmp_path, "app.log"), len(raw), what="every line")
     assert c.lines() == raw
 
 
@@ -263,7 +223,7 @@ async def test_two_hundred_files_at_once(tmp_path):
         await c.stop()
     for i in range(200):
         n = 60 if i % 7 == 0 else 50
-        assert c.lines(str(tmp_path / f"f{i:03d}.log")) == [f"f{i} {j}".encode() for j in range(n)]
+        assert c.lines(str(tmp_path / f"f{i:03d}.log")) == expected(f"f{i}", 0, n)
 
 
 async def test_rename_to_another_matched_name_goes_on_under_the_new_name(tmp_path):
@@ -277,8 +237,8 @@ async def test_rename_to_another_matched_name_goes_on_under_the_new_name(tmp_pat
         log.write_bytes(numbered("y", 0, 2))
         await until(lambda: len(c.lines()) == 17, what="renamed file and new file")
         await c.stop()
-    assert c.lines(str(tmp_path / "app.log.1")) == [f"x {i}".encode() for i in range(10, 15)]
-    assert sorted(c.lines()) == sorted([f"x {i}".encode() for i in range(15)] + [b"y 0", b"y 1"]), (
+    assert c.lines(str(tmp_path / "app.log.1")) == expected("x", 10, 15)
+    assert sorted(c.lines()) == sorted(expected("x", 0, 15) + expected("y", 0, 2)), (
         "nothing read twice: the renamed file is known by its inode"
     )
 
@@ -301,7 +261,7 @@ async def test_symlinked_logs_follow_the_link_through_rotation(tmp_path):
         target.write_bytes(numbered("y", 0, 2))
         await until(lambda: len(c.lines()) == 10, what="rotated and new file")
         await c.stop()
-    assert sorted(c.lines()) == sorted([f"x {i}".encode() for i in range(8)] + [b"y 0", b"y 1"])
+    assert sorted(c.lines()) == sorted(expected("x", 0, 8) + expected("y", 0, 2))
     assert follower.stats[str(links / "app.log")].rotations == 1
 
 
@@ -310,18 +270,12 @@ async def test_rewritten_while_stopped_with_the_same_first_bytes_is_still_detect
     header = b"# app log, format v1, " + b"=" * 400 + b"\n"  # longer than the fingerprint
     log.write_bytes(header + numbered("old", 0, 20))
     cfg = config(tmp_path, "app.log")
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 21, what="first run")
-        await c.stop()
+    await read_lines(cfg, 21, what="first run")
     fd = os.open(log, os.O_WRONLY | os.O_TRUNC)  # same inode, same header, longer now
     os.write(fd, header + numbered("new", 0, 40))
     os.close(fd)
-    async with Follower(cfg) as follower:
-        c = Collector(follower).start()
-        await until(lambda: len(c.lines()) == 41, what="the new content from its start")
-        await c.stop()
-    assert c.lines()[1:] == [f"new {i}".encode() for i in range(40)]
+    follower, c = await read_lines(cfg, 41, what="the new content from its start")
+    assert c.lines()[1:] == expected("new", 0, 40)
     assert follower.stats[str(log)].truncations == 1
 
 

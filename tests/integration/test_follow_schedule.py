@@ -20,6 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from podkit.follow import FollowConfig, Follower
 from podkit.follow.testing import Collector, until
+from podkit.follow.testing import append as append_file
 
 
 class Run:
@@ -82,10 +83,6 @@ class FollowSchedule(RuleBasedStateMachine):
     def run(self) -> Run:
         return self.runs[-1]
 
-    def _write(self, data: bytes) -> None:
-        with open(self.log, "ab") as fh:
-            fh.write(data)
-
     def _delivered_ids(self) -> set[int]:
         return {i for run in self.runs for i in ids(run.collector.lines())}
 
@@ -118,7 +115,7 @@ class FollowSchedule(RuleBasedStateMachine):
             self.partial = i
             self.partials.add(i)
             chunks.append(f"L{i:06d}".encode() + b"-" * pad)
-        self._write(b"".join(chunks))
+        append_file(self.log, b"".join(chunks))
 
     @rule()
     def rotate_rename(self) -> None:
