@@ -12,7 +12,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
-from .build import make_builder
+from .build import make_builder, multiline_config
 from .check import run_check
 from .metrics import AdapterCollector
 from .output import Output
@@ -20,20 +20,7 @@ from .record import RecordBuilder
 from .settings import LogAdapterSettings
 
 if TYPE_CHECKING:
-    from podkit.follow import MultilineConfig
     from podkit.runtime import Runtime
-
-
-def multiline_config(settings: LogAdapterSettings) -> MultilineConfig | None:
-    if settings.multiline == "off":
-        return None
-    from podkit.follow import MultilineConfig
-
-    return MultilineConfig(
-        mode=settings.multiline,
-        start_pattern=settings.multiline_start,
-        flush_timeout=settings.flush_timeout,
-    )
 
 
 async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:

@@ -1,12 +1,18 @@
-"""The RecordBuilder a set of settings describes (shared by follow mode and --check)."""
+"""What a set of settings describes, shared by follow mode and --check: the RecordBuilder
+and the multiline stage."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from podkit.parsers import load_parser
 
 from .normalize import TimeParser, resolve_zone
 from .record import RecordBuilder, Stats
 from .settings import LogAdapterSettings
+
+if TYPE_CHECKING:
+    from podkit.follow import MultilineConfig
 
 
 def make_builder(settings: LogAdapterSettings, stats: Stats | None = None) -> RecordBuilder:
@@ -19,4 +25,17 @@ def make_builder(settings: LogAdapterSettings, stats: Stats | None = None) -> Re
         types=dict(settings.types),
         keep_raw=settings.keep_raw,
         stats=stats,
+    )
+
+
+def multiline_config(settings: LogAdapterSettings) -> MultilineConfig | None:
+    """The follower's multiline stage the settings ask for (None: off)."""
+    if settings.multiline == "off":
+        return None
+    from podkit.follow import MultilineConfig
+
+    return MultilineConfig(
+        mode=settings.multiline,
+        start_pattern=settings.multiline_start,
+        flush_timeout=settings.flush_timeout,
     )

@@ -13,7 +13,7 @@ from typing import BinaryIO, TextIO
 
 from podkit.follow.multiline import MultilineJoiner
 
-from .build import make_builder
+from .build import make_builder, multiline_config
 from .record import Stats
 from .settings import LogAdapterSettings
 
@@ -44,8 +44,6 @@ def _with_last(chunks: Iterator[list[bytes]]) -> Iterator[tuple[list[bytes], boo
 
 
 def _joiner(settings: LogAdapterSettings) -> MultilineJoiner | None:
-    from .app import multiline_config
-
     config = multiline_config(settings)
     if config is None:
         return None

@@ -15,6 +15,7 @@ busybox (its applets first on PATH, as in the busybox image), never at run time.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,6 +33,14 @@ $SOURCE "$1" | while read line; do
 done
 """
 APPLETS = ("sh", "tail", "cut", "echo", "cat")
+
+
+def is_json_object(line: bytes) -> bool:
+    """Whether one output line is a valid JSON object (the loop's often are not)."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 class ClassicLoop:

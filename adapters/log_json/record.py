@@ -127,17 +127,14 @@ class RecordBuilder:
         """A builder for another file: its own parser state when the parser has any."""
         if not getattr(self.parser, "stateful", False):
             return self
-        return RecordBuilder(
+        forked = RecordBuilder(
             self.parser.fork(),  # type: ignore[attr-defined]
             time_parser=self.time,
-            types={},
             keep_raw=self.keep_raw,
             stats=self.stats,
-        )._with_types(self.types)
-
-    def _with_types(self, types: dict[str, Callable[[Any], Any]]) -> RecordBuilder:
-        self.types = types
-        return self
+        )
+        forked.types = self.types  # already merged and resolved to converters
+        return forked
 
     def flush(self) -> bytearray:
         """Records a stateful parser still holds (CRI partial lines), at the end of input."""

@@ -98,11 +98,10 @@ def test_stack_traces_become_one_record_and_metrics_count(
     assert got[1]["message"] == "recovered"
     assert got[2]["parse_error"] == "no_match" and "raw_b64" in got[2]
 
-    def metrics() -> str:
-        return adapter.metrics()
-
-    wait_for(lambda: "log_adapter_records_out_total 3.0" in metrics(), what="metrics", timeout=10)
-    text = metrics()
+    wait_for(
+        lambda: "log_adapter_records_out_total 3.0" in adapter.metrics(), what="metrics", timeout=10
+    )
+    text = adapter.metrics()
     assert 'log_adapter_parse_failures_total{kind="no_match",parser="classic"} 1.0' in text
     assert "log_adapter_lines_in_total 3.0" in text
     assert "log_adapter_invalid_utf8_lines_total 1.0" in text

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from adapters.log_json.normalize import TimeParser, normalize_level
 from adapters.log_json.record import RecordBuilder
-from podkit.parsers import ParseError, load_parser
+from podkit.parsers import InputType, LoadedParser, ParseError, load_parser
 
 PARSERS = ["classic", "json", "logfmt", "nginx", "syslog", "cri", "klog", "python"]
 # Bytes that look like log lines sometimes, and like garbage the rest of the time.
@@ -32,6 +32,11 @@ LINES = st.one_of(
         st.binary(max_size=200),
     ),
 )
+
+
+def user_parser(func: Any, input_type: InputType = "bytes") -> LoadedParser:
+    """A user's parser as load_parser would wrap it."""
+    return LoadedParser(func, "user", input_type)
 
 
 def check_one_record(out: bytes, raw: bytes, *, keep_raw: bool) -> dict[str, Any]:
@@ -88,15 +93,9 @@ def test_whatever_a_user_parser_returns_is_encoded(fields: dict[str, Any], raw: 
     def parser(line: bytes) -> dict[str, Any]:
         return dict(fields)
 
-    builder = RecordBuilder(load_parser_from(parser))
+    builder = RecordBuilder(user_parser(parser))
     out = builder.encode([raw])
     check_one_record(out, raw, keep_raw=False)
-
-
-def load_parser_from(func: Any) -> Any:
-    from podkit.parsers import LoadedParser
-
-    return LoadedParser(func, "user", "bytes")
 
 
 def test_parser_exceptions_cost_one_line_not_the_helper() -> None:
@@ -108,7 +107,7 @@ def test_parser_exceptions_cost_one_line_not_the_helper() -> None:
             raise outcome
         return outcome
 
-    builder = RecordBuilder(load_parser_from_str(parser))
+    builder = RecordBuilder(user_parser(parser, "str"))
     out = builder.encode([b"a", b"b", b"c", b"d"]).splitlines()
     records = [json.loads(line) for line in out]
     assert [r.get("parse_error") for r in records] == [
@@ -119,12 +118,6 @@ def test_parser_exceptions_cost_one_line_not_the_helper() -> None:
     ]
     assert [r["message"] for r in records] == ["a", "b", "c", "d"]
     assert dict(builder.stats.failures) == {"exception": 1, "custom_kind": 1, "bad_result": 2}
-
-
-def load_parser_from_str(func: Any) -> Any:
-    from podkit.parsers import LoadedParser
-
-    return LoadedParser(func, "user", "str")
 
 
 def test_types_are_applied_and_bad_values_counted() -> None:
@@ -171,7 +164,7 @@ def test_time_formats_and_zones(fmt: str, zone: str, value: str, expected: str) 
 
 
 def test_floats_stay_finite_json() -> None:
-    builder = RecordBuilder(load_parser_from(lambda line: {"x": math.inf, "y": math.nan}))
+    builder = RecordBuilder(user_parser(lambda line: {"x": math.inf, "y": math.nan}))
     record = json.loads(builder.encode([b"line"]))
     assert record["x"] is None and record["y"] is None
 
@@ -241,7 +234,7 @@ def test_failure_kinds_are_capped() -> None:
     def parser(line: str) -> Any:
         raise ParseError("bad", kind=f"kind-{line}")
 
-    builder = RecordBuilder(load_parser_from_str(parser))
+    builder = RecordBuilder(user_parser(parser, "str"))
     out = builder.encode([str(i).encode() for i in range(MAX_FAILURE_KINDS + 20)])
     assert out.count(b"\n") == MAX_FAILURE_KINDS + 20
     assert len(builder.stats.failures) == MAX_FAILURE_KINDS + 1

@@ -104,8 +104,5 @@ class ApacheCombined(AccessLogParser):
     name = "apache"
 
 
-class ApacheCommon(AccessLogParser):
+class ApacheCommon(NginxCommon):
     name = "apache-common"
-
-    def __init__(self) -> None:
-        super().__init__("common")

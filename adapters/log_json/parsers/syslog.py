@@ -33,6 +33,7 @@ _RFC5424 = re.compile(
     r"<(\d{1,3})>1 (\S+) (\S+) (\S+) (\S+) (\S+) (-|(?:\[(?:[^\]\\]|\\.)*\])+)(?: (.*))?",
     re.DOTALL,
 )
+_IS_5424 = re.compile(r"<\d{1,3}>1 ")
 _SD_ELEMENT = re.compile(r"\[([^\s\]=]+)((?:\s+[^\s=\]]+=\"(?:[^\"\\]|\\.)*\")*)\s*\]")
 _SD_PARAM = re.compile(r'([^\s=\]]+)="((?:[^"\\]|\\.)*)"')
 _SD_UNESCAPE = re.compile(r"\\([\"\\\]])")
@@ -111,6 +112,6 @@ class SyslogParser(BaseParser):
         self.time_format = "auto"  # ISO times from 5424, "Oct 11 22:14:15" from 3164
 
     def parse(self, text: str) -> dict[str, Any]:
-        if text.startswith("<") and re.match(r"<\d{1,3}>1 ", text):
+        if _IS_5424.match(text):
             return self._5424.parse(text)
         return self._3164.parse(text)
