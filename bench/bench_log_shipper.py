@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from podkit.devservers import HelperProcess, free_port, wait_for
+from podkit.devservers import HelperProcess, free_port, port_open, wait_for
 from sidecars.log_shipper.demo import nginx_line
 
 LINE_BYTES = 187
@@ -101,7 +101,7 @@ def run_once(kind: str, source: Path, lines: int, work: Path) -> dict[str, float
     if kind == "http":
         port = free_port()
         receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
-        wait_for(lambda: _port_open(port), what="receiver", timeout=15)
+        wait_for(lambda: port_open(port), what="receiver", timeout=15)
         args += ["--output", "http", "--http-url", f"http://127.0.0.1:{port}/ingest"]
     else:
         args += ["--output", "file", "--file-path", str(out)]
@@ -143,13 +143,6 @@ def _append(source: Path, target: Path) -> None:
         while block := src.read(65536):
             dst.write(block)
             dst.flush()
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def cat_mb_per_s(source: Path) -> float:

@@ -93,7 +93,8 @@ class OutputRunner:
         self._m_buf_bytes = metrics.buffered_bytes.labels(self.name)
         self._m_retry = metrics.retry_queue.labels(self.name)
         metrics.oldest_age.labels(self.name).set_function(self.oldest_age)
-        metrics.records_duplicate.labels(self.name)
+        self._m_duplicate = metrics.records_duplicate.labels(self.name)
+        self._m_last_success = metrics.last_success.labels(self.name)
 
     # --- the producer side ----------------------------------------------------------------
 
@@ -289,13 +290,14 @@ class OutputRunner:
 
     def _apply(self, batch: OutBatch, result: SendResult | None) -> OutBatch | None:
         """Settle what a send delivered or rejected; return what to retry, if anything."""
-        if result is None or (not result.retry and not result.rejected):
+        if result is None:
             self._delivered(batch)
-            if result is not None and result.duplicates:
-                self.metrics.records_duplicate.labels(self.name).inc(result.duplicates)
             return None
         if result.duplicates:
-            self.metrics.records_duplicate.labels(self.name).inc(result.duplicates)
+            self._m_duplicate.inc(result.duplicates)
+        if not result.retry and not result.rejected:
+            self._delivered(batch)
+            return None
         failed = set(result.retry) | set(result.rejected)
         done = [p for p in range(len(batch)) if p not in failed]
         if done:
@@ -318,7 +320,7 @@ class OutputRunner:
     def _delivered(self, batch: OutBatch) -> None:
         now = time.monotonic()
         self.last_success = now
-        self.metrics.last_success.labels(self.name).set(time.time())
+        self._m_last_success.set(time.time())
         self._m_sent.inc(len(batch))
         self._m_bytes.inc(batch.byte_count)
         for part in batch.slices:

@@ -41,14 +41,10 @@ def k8s_metadata(
 
 
 def decode_lines(lines: list[bytes]) -> tuple[list[str], int]:
-    """Lines as text; invalid UTF-8 keeps its bytes visible as \\xNN escapes (counted)."""
-    if not lines:
-        return [], 0
-    try:
-        # One decode for the whole batch: lines never contain b"\n", so split is exact.
-        return b"\n".join(lines).decode("utf-8").split("\n"), 0
-    except UnicodeDecodeError:
-        pass
+    """Lines as text; invalid UTF-8 keeps its bytes visible as \\xNN escapes (counted).
+
+    Line by line: `RecordEncoder.encode` calls it only once the whole batch failed to decode.
+    """
     texts: list[str] = []
     invalid = 0
     for line in lines:

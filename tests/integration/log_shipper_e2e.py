@@ -19,12 +19,11 @@ import orjson
 SEQ = re.compile(r"seq=(\d+)")
 
 
-def nginx_line(seq: int, width: int = 0) -> bytes:
-    line = (
+def nginx_line(seq: int) -> bytes:
+    return (
         f"10.0.{seq % 250}.{seq % 200} - - [25/Nov/2026:04:00:{seq % 60:02d} +0000] "
         f'"GET /item/{seq} HTTP/1.1" 200 {600 + seq % 400} "-" "podkit-test/1.0" seq={seq}'
     ).encode()
-    return line + b"x" * max(0, width - len(line))
 
 
 class Writer(threading.Thread):

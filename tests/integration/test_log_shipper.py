@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import orjson
 import pytest
 
-from podkit.devservers import wait_for
+from podkit.devservers import podkit_argv, wait_for
 from tests.integration.log_shipper_e2e import (
     Writer,
     metric,
@@ -25,6 +26,14 @@ def shipper_args(tmp_path, *extra: str) -> list[str]:
         "--batch-timeout", "50ms", "--refresh-interval", "200ms", "--rotate-wait", "2s",
         *extra,
     ]  # fmt: skip
+
+
+def run_refused(*args: str) -> subprocess.CompletedProcess[str]:
+    """`podkit log-shipper` with a configuration it must refuse before starting."""
+    return subprocess.run(
+        [*podkit_argv(), "log-shipper", "--path", "/tmp/none/*.log", *args],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -121,14 +130,7 @@ def test_ten_megabyte_line_and_invalid_utf8(run_helper, tmp_path, logs):
     ],
 )
 def test_bad_configuration_exits_2_with_one_line(args, expected):
-    import subprocess
-
-    from podkit.devservers import podkit_argv
-
-    result = subprocess.run(
-        [*podkit_argv(), "log-shipper", "--path", "/tmp/none/*.log", *args],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    result = run_refused(*args)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr
 
@@ -179,13 +181,6 @@ def test_parser_ships_fields(run_helper, tmp_path, logs):
     ("parser", "expected"), [("nosuch", "unknown parser 'nosuch'"), ("cri", "stateful")]
 )
 def test_bad_parser_exits_2(parser, expected):
-    import subprocess
-
-    from podkit.devservers import podkit_argv
-
-    result = subprocess.run(
-        [*podkit_argv(), "log-shipper", "--path", "/tmp/none/*.log", "--parser", parser],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    result = run_refused("--parser", parser)
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and expected in result.stderr

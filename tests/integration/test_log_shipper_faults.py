@@ -170,7 +170,8 @@ def test_rejection_is_logged_with_body_but_never_the_secret(run_helper, tmp_path
         lambda: metric(shipper.metrics(), "log_shipper_records_dropped_total") == 2,
         what="the rejected batch to be counted",
     )
-    (logs / "app.log").open("ab").write(b"seq=2\n")
+    with open(logs / "app.log", "ab") as handle:
+        handle.write(b"seq=2\n")
     wait_for(lambda: len(receiver.snapshot().ndjson) == 1, what="the next line delivered")
     metrics = shipper.metrics()
     assert shipper.stop(signal.SIGTERM) == 0

@@ -9,37 +9,15 @@ import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from podkit.follow.api import Batch, FileId
-from podkit.logs import get_logger
+from podkit.follow.testing import until
 from sidecars.log_shipper.metrics import ShipperMetrics
 from sidecars.log_shipper.outputs.postgres import PostgresOptions, PostgresOutput
 from sidecars.log_shipper.outputs.redis import RedisOptions, RedisOutput
 from sidecars.log_shipper.pipeline import Pipeline
 from sidecars.log_shipper.records import RecordEncoder
+from tests.integration.log_shipper_outputs import LOG, batches, ship
 
-LOG = get_logger("test")
 FAST_RETRY = {"retry_initial": 0.02, "retry_max": 0.2, "batch_timeout": 0.01}
-
-
-def batches(count: int, per_batch: int, extra: bytes = b"") -> list[Batch]:
-    out = []
-    for seq in range(count):
-        lines = [b"seq=%d%b" % (seq * per_batch + i, extra) for i in range(per_batch)]
-        offsets = [(seq * per_batch + i) * 100 for i in range(per_batch)]
-        out.append(Batch("/logs/a.log", FileId(8, 99, "abc"), lines, offsets, 0, seq))
-    return out
-
-
-async def ship(output, items: list[Batch]) -> tuple[list[int], ShipperMetrics]:
-    acked: list[int] = []
-    metrics = ShipperMetrics(CollectorRegistry())
-    pipeline = Pipeline([output], lambda b: acked.append(b.seq), metrics, LOG)
-    pipeline.start()
-    encoder = RecordEncoder({})
-    for batch in items:
-        await pipeline.submit(batch, encoder.encode(batch))
-    await asyncio.wait_for(pipeline.close(), 60)
-    return acked, metrics
 
 
 def seq_of(message: str) -> int:
@@ -69,19 +47,24 @@ async def test_redis_down_then_back_loses_nothing(redis_factory) -> None:
     output = RedisOutput(opts, log=LOG)
     await ship(output, batches(1, 10))
     server.stop()
-    task = asyncio.create_task(ship(RedisOutput(opts, log=LOG), batches(3, 10)))
-    await asyncio.sleep(0.5)
+    metrics = ShipperMetrics(CollectorRegistry())
+    task = asyncio.create_task(ship(RedisOutput(opts, log=LOG), batches(3, 10), metrics))
+    connect_failures = {"output": "redis", "reason": "connect"}
+    await until(
+        lambda: metrics.registry.get_sample_value(
+            "log_shipper_batches_failed_total", connect_failures
+        ),
+        what="sends to fail while redis is down",
+    )
     assert not task.done()
     restarted = redis_factory(port=server.port)  # same port, empty (no persistence)
-    _, metrics = await asyncio.wait_for(task, 30)
+    await asyncio.wait_for(task, 30)
     client = aioredis.from_url(restarted.url)
     entries = await client.xrange("logs")
     assert sorted(seq_of(orjson.loads(f[b"record"])["message"]) for _, f in entries) == list(
         range(30)
     )
-    assert metrics.registry.get_sample_value(
-        "log_shipper_batches_failed_total", {"output": "redis", "reason": "connect"}
-    )
+    assert metrics.registry.get_sample_value("log_shipper_batches_failed_total", connect_failures)
     await client.aclose()
 
 
@@ -134,10 +117,7 @@ async def test_postgres_connection_killed_mid_life_loses_nothing(postgres_server
     encoder = RecordEncoder({})
     items = batches(5, 5)
     await pipeline.submit(items[0], encoder.encode(items[0]))
-    for _ in range(500):
-        if acked:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: acked, what="the first batch acked")
     conn = await asyncpg.connect(postgres_server.dsn)
     # Kill the shipper's backend connection: the next send fails, reconnects, resends.
     killed = await conn.fetchval(

@@ -14,19 +14,16 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from podkit.follow.api import Batch, FileId
-from podkit.logs import get_logger
+from podkit.follow.testing import until
 from sidecars.log_shipper.metrics import ShipperMetrics
 from sidecars.log_shipper.outputs.base import OutputError
 from sidecars.log_shipper.outputs.elasticsearch import ElasticsearchOptions, ElasticsearchOutput
 from sidecars.log_shipper.outputs.http import PlainHttpOutput
 from sidecars.log_shipper.outputs.httpclient import HttpOptions
 from sidecars.log_shipper.outputs.loki import LokiOptions, LokiOutput
-from sidecars.log_shipper.pipeline import Pipeline
-from sidecars.log_shipper.records import RecordEncoder
+from tests.integration.log_shipper_outputs import LOG, batches, ship
 from tests.integration.log_shipper_standins import StandInReceiver
 
-LOG = get_logger("test")
 FAST_RETRY = {"retry_initial": 0.01, "retry_max": 0.05, "batch_timeout": 0.01}
 
 
@@ -35,27 +32,6 @@ def receiver() -> Iterator[StandInReceiver]:
     server = StandInReceiver().start()
     yield server
     server.stop()
-
-
-def batches(count: int, per_batch: int, path: str = "/logs/app.log") -> list[Batch]:
-    out = []
-    for seq in range(count):
-        lines = [f"seq={seq * per_batch + i}".encode() for i in range(per_batch)]
-        offsets = [(seq * per_batch + i) * 100 for i in range(per_batch)]
-        out.append(Batch(path, FileId(8, 99, "abc"), lines, offsets, offsets[-1] + 100, seq))
-    return out
-
-
-async def ship(output, items: list[Batch]) -> tuple[list[int], ShipperMetrics]:
-    acked: list[int] = []
-    metrics = ShipperMetrics(CollectorRegistry())
-    pipeline = Pipeline([output], lambda b: acked.append(b.seq), metrics, LOG)
-    pipeline.start()
-    encoder = RecordEncoder({"pod": "web-1", "namespace": "shop"})
-    for batch in items:
-        await pipeline.submit(batch, encoder.encode(batch))
-    await asyncio.wait_for(pipeline.close(), 60)
-    return acked, metrics
 
 
 def failed(metrics: ShipperMetrics, output: str, reason: str) -> float:
@@ -143,11 +119,12 @@ async def test_http_4xx_is_permanent_and_logged_with_body(receiver, caplog) -> N
 async def test_http_output_down_then_up_loses_nothing(receiver) -> None:
     receiver.down()
     opts = HttpOptions(type="http", url=f"{receiver.url}/ingest", **FAST_RETRY)
-    task = asyncio.create_task(ship(PlainHttpOutput(opts, log=LOG), batches(4, 25)))
-    await asyncio.sleep(0.3)
+    metrics = ShipperMetrics(CollectorRegistry())
+    task = asyncio.create_task(ship(PlainHttpOutput(opts, log=LOG), batches(4, 25), metrics))
+    await until(lambda: failed(metrics, "http", "connect"), what="sends to fail while down")
     assert not task.done()
     receiver.up()
-    _, metrics = await asyncio.wait_for(task, 30)
+    await asyncio.wait_for(task, 30)
     assert seqs([r["message"] for r in receiver.snapshot().ndjson]) == list(range(100))
     assert failed(metrics, "http", "connect") > 0
 

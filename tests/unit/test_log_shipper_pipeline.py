@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from podkit.follow.api import Batch, FileId
+from podkit.follow.testing import until
 from podkit.logs import get_logger
 from sidecars.log_shipper.metrics import ShipperMetrics
 from sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
@@ -111,10 +112,7 @@ async def test_partial_batch_goes_after_batch_timeout() -> None:
     pipeline.start()
     batch = make_batch(0, 3)
     await pipeline.submit(batch, RecordEncoder({}).encode(batch))
-    for _ in range(500):  # not closed: only the timeout can send it
-        if acked:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: acked, what="the timeout to send the partial batch")  # not closed
     assert acked == [0] and out.delivered() == ["line 0", "line 1", "line 2"]
     await pipeline.close()
 
@@ -178,10 +176,7 @@ async def test_ack_waits_for_every_output() -> None:
     pipeline.start()
     batch = make_batch(0, 5)
     await pipeline.submit(batch, RecordEncoder({}).encode(batch))
-    for _ in range(500):
-        if fast.delivered():
-            break
-        await asyncio.sleep(0.01)
+    await until(fast.delivered, what="the fast output to deliver")
     assert len(fast.delivered()) == 5
     assert acked == []  # the slow output still owes these lines
     slow.gate.set()
@@ -206,9 +201,9 @@ async def test_buffer_is_bounded_and_pauses_the_producer() -> None:
             submitted += 1
 
     producer = asyncio.create_task(produce())
-    for _ in range(100):
-        await asyncio.sleep(0.005)
     runner = pipeline.runners[0]
+    # A chunk is 5 lines of 8 bytes: past 160 queued bytes the next put has to wait.
+    await until(lambda: runner.queued_bytes > 200 - 40, what="the buffer to fill")
     assert submitted < 20 and not producer.done()
     assert runner.queued_bytes <= 200
     out.gate.set()
@@ -225,10 +220,7 @@ async def test_stalled_output_is_reported_for_readiness() -> None:
     batch = make_batch(0, 1)
     await pipeline.submit(batch, RecordEncoder({}).encode(batch))
     assert pipeline.stalled(10.0) is None
-    for _ in range(500):
-        if pipeline.stalled(0.05):
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: pipeline.stalled(0.05), what="the output to count as stalled")
     assert pipeline.stalled(0.05) == "memory"
     for task in pipeline.tasks:
         task.cancel()
@@ -323,10 +315,7 @@ async def test_blocked_input_flushes_without_waiting_for_the_timeout() -> None:
     pipeline.start()
     batch = make_batch(0, 3)
     await pipeline.submit(batch, RecordEncoder({}).encode(batch))
-    for _ in range(500):
-        if acked:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: acked, what="the blocked input to flush the batch")
     assert acked == [0]
     await pipeline.close()
 

@@ -40,11 +40,11 @@ class ElasticsearchOutput(HttpOutput):
             self.headers["Authorization"] = f"ApiKey {options.api_key_file.get_secret_value()}"
 
     def body(self, batch: OutBatch) -> bytes:
-        index = self.options.index
+        # {"create":{"_index":INDEX,"_id":ID}}: only the id changes from record to record.
+        head = b'{"create":{"_index":' + orjson.dumps(self.options.index) + b',"_id":'
         parts: list[bytes] = []
         for chunk, i in batch:
-            action = {"create": {"_index": index, "_id": chunk.record_id(i)}}
-            parts.append(orjson.dumps(action))
+            parts.append(head + orjson.dumps(chunk.record_id(i)) + b"}}")
             parts.append(chunk.record_bytes(i))
         parts.append(b"")
         return b"\n".join(parts)

@@ -12,6 +12,25 @@ from sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions
 from sidecars.log_shipper.records import OutBatch
 
 
+async def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`, waiting out a full non-blocking pipe.
+
+    A whole batch in a few write(2)s (one, to a file opened O_APPEND); local disks answer
+    fast enough that a thread hop would cost more than it saves.
+    """
+    view = memoryview(data)
+    try:
+        while view:
+            try:
+                written = os.write(fd, view)
+            except BlockingIOError:  # a non-blocking pipe that is full: yield, then retry
+                await asyncio.sleep(0.01)
+                continue
+            view = view[written:]
+    except OSError as exc:
+        raise OutputError("write", exc.strerror or str(exc), retryable=True) from None
+
+
 class FileOptions(OutputOptions):
     path: str = Field(description="file to append JSON lines to (created with its directory)")
     fsync: bool = Field(False, description="fsync after every batch before acknowledging it")
@@ -37,19 +56,14 @@ class FileOutput(Output):
 
     async def send(self, batch: OutBatch) -> None:
         assert self.fd is not None
-        data = batch.ndjson()
-        try:
-            # A whole batch in one write(2) with O_APPEND; local disks answer fast enough
-            # that a thread hop would cost more than it saves.
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view) :]
-            if self.options.fsync:
+        # A partial write may leave part of the batch behind: the retry resends it all
+        # (at-least-once; lines are whole JSON objects, so readers can dedupe).
+        await write_all(self.fd, batch.ndjson())
+        if self.options.fsync:
+            try:
                 await asyncio.to_thread(os.fsync, self.fd)
-        except OSError as exc:
-            # A partial write may leave part of the batch behind: the retry resends it
-            # all (at-least-once; lines are whole JSON objects, so readers can dedupe).
-            raise OutputError("write", exc.strerror or str(exc), retryable=True) from None
+            except OSError as exc:
+                raise OutputError("write", exc.strerror or str(exc), retryable=True) from None
 
     async def close(self) -> None:
         if self.fd is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import gzip
 import ssl
+import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -74,8 +75,6 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         pass
     try:
-        import time
-
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None

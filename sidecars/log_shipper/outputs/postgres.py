@@ -92,6 +92,7 @@ class PostgresOutput(Output):
         for part in batch.slices:
             chunk = part.chunk
             ingest = datetime.fromtimestamp(chunk.ingest_ns / 1e9, UTC)
+            path = _clean(chunk.path)
             for i in range(part.start, part.stop):
                 message = chunk.messages[i]
                 if "\x00" in message:
@@ -101,7 +102,7 @@ class PostgresOutput(Output):
                 else:
                     text = chunk.record_bytes(i).decode()
                 rows.append(
-                    (chunk.record_id(i), ingest, _clean(chunk.path), chunk.offsets[i],
+                    (chunk.record_id(i), ingest, path, chunk.offsets[i],
                      _clean(message), text)
                 )  # fmt: skip
         return rows
