@@ -121,3 +121,5 @@ def configure(helper: str, *, fmt: str = "json", level: str = "info") -> None:
     root.setLevel(level.upper())
     # aiohttp's access log is per request; /metrics scrapes would flood the log.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # watchfiles (the follower's inotify watch) logs every change batch at info.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)

@@ -105,6 +105,11 @@ class Follower:
     def unacked_bytes(self) -> int:
         return self._unacked
 
+    @property
+    def waiting_for_acks(self) -> bool:
+        """Reading is paused until the consumer acknowledges: deliver what it holds now."""
+        return self._budget_spent(self._budget_left())
+
     async def __aenter__(self) -> Follower:
         entries, error = self._store.load()
         if error:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 from podkit.follow import Batch, FollowConfig, Follower
 from podkit.runtime import Runtime
@@ -15,7 +14,6 @@ from sidecars.log_shipper.records import RecordEncoder, k8s_metadata
 from sidecars.log_shipper.settings import LogShipperSettings
 
 READY_CHECK_INTERVAL = 1.0
-BLOCKED_MARGIN = 64 * 1024
 
 
 def build_outputs(settings: LogShipperSettings, runtime: Runtime) -> list[Output]:
@@ -54,9 +52,6 @@ async def watch_readiness(
 
 
 async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
-    # watchfiles logs every change batch at info: one line per write is noise, not news.
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
-
     metrics = ShipperMetrics(runtime.registry)
     parser = settings.loaded_parser
     encoder = RecordEncoder(
@@ -72,14 +67,12 @@ async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
     follower = Follower(
         FollowConfig.from_settings(settings), registry=runtime.registry, log=runtime.log
     )
-    budget = follower.config.buffer_bytes
-
-    def input_blocked() -> bool:
-        # The follower pauses reading when its unacknowledged budget is (nearly) spent.
-        return follower.unacked_bytes >= budget - BLOCKED_MARGIN
-
     pipeline = Pipeline(
-        build_outputs(settings, runtime), follower.ack, metrics, runtime.log, input_blocked
+        build_outputs(settings, runtime),
+        follower.ack,
+        metrics,
+        runtime.log,
+        input_blocked=lambda: follower.waiting_for_acks,
     )
     pipeline.start()
     runtime.log.info(
