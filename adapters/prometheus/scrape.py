@@ -31,9 +31,17 @@ class Scraper:
     ) -> None:
         self.sources = sources
         self.timeout = timeout
-        self.const_labels = const_labels
         self.log = log
         self._state: dict[tuple[str, str], bool] = {}
+        # (source, target, labels of its series): fixed at startup, not rebuilt per scrape.
+        self._jobs: list[tuple[Source, str, dict[str, str]]] = []
+        for source in sources:
+            labels = {**const_labels, **source.labels}
+            for target in source.targets:
+                own = dict(labels)
+                if len(source.targets) > 1:
+                    own["addr"] = source.display(target)
+                self._jobs.append((source, target, own))
         self._in_flight: asyncio.Future[bytes] | None = None
         self._errors = Counter(
             "stats_exporter_target_errors_total",
@@ -65,16 +73,14 @@ class Scraper:
 
     async def _scrape_all(self) -> bytes:
         started = time.perf_counter()
-        jobs = [(source, target) for source in self.sources for target in source.targets]
+        jobs = self._jobs
         if len(jobs) == 1:
-            results = [await self._one(*jobs[0])]
+            source, target, _ = jobs[0]
+            results = [await self._one(source, target)]
         else:
-            results = await asyncio.gather(*(self._one(s, t) for s, t in jobs))
+            results = await asyncio.gather(*(self._one(s, t) for s, t, _ in jobs))
         families: list[Family] = []
-        for (source, target), (ok, found) in zip(jobs, results, strict=True):
-            labels = {**self.const_labels, **source.labels}
-            if len(source.targets) > 1:
-                labels["addr"] = source.display(target)
+        for (source, _, labels), (ok, found) in zip(jobs, results, strict=True):
             for family in found:
                 if labels:
                     family.samples = [({**labels, **own}, v) for own, v in family.samples]

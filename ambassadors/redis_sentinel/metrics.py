@@ -23,52 +23,47 @@ P = "redis_ambassador_"
 
 class AmbassadorMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.master_info = Gauge(
-            P + "master_info", "the verified master new connections go to (1)", ["address"],
-            registry=registry,
-        )  # fmt: skip
-        self.master_known = Gauge(
-            P + "master_known", "1 while a verified master is known", registry=registry
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(P + name, doc, labels, registry=registry)
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(P + name, doc, labels, registry=registry)
+
+        self.master_info = gauge(
+            "master_info", "the verified master new connections go to (1)", ("address",)
         )
-        self.master_changed = Gauge(
-            P + "master_changed_timestamp_seconds",
+        self.master_known = gauge("master_known", "1 while a verified master is known")
+        self.master_changed = gauge(
+            "master_changed_timestamp_seconds",
             "unix time of the last change of the master (or of losing it)",
-            registry=registry,
         )
-        self.failovers = Counter(
-            P + "failovers", "times the verified master changed to another address",
-            registry=registry,
-        )  # fmt: skip
-        self.discovery_errors = Counter(
-            P + "discovery_errors",
+        self.failovers = counter(
+            "failovers", "times the verified master changed to another address"
+        )
+        self.discovery_errors = counter(
+            "discovery_errors",
             "failed Sentinel queries and subscriptions, by Sentinel and reason",
-            ["sentinel", "reason"],
-            registry=registry,
+            ("sentinel", "reason"),
         )
-        self.role_check_failures = Counter(
-            P + "role_check_failures",
+        self.role_check_failures = counter(
+            "role_check_failures",
             "ROLE checks of a candidate master that failed or did not say master, by reason",
-            ["reason"],
-            registry=registry,
+            ("reason",),
         )
-        self.sentinels_reachable = Gauge(
-            P + "sentinels_reachable", "Sentinels that answered the last query", registry=registry
+        self.sentinels_reachable = gauge(
+            "sentinels_reachable", "Sentinels that answered the last query"
         )
-        self.sentinels_agreeing = Gauge(
-            P + "sentinels_agreeing",
-            "Sentinels that named the chosen master in the last query",
-            registry=registry,
+        self.sentinels_agreeing = gauge(
+            "sentinels_agreeing", "Sentinels that named the chosen master in the last query"
         )
-        self.without_sentinels = Gauge(
-            P + "master_kept_without_sentinels",
+        self.without_sentinels = gauge(
+            "master_kept_without_sentinels",
             "1 while no Sentinel answers and the master is kept because it still says ROLE master",
-            registry=registry,
         )
-        self.switch_announcements = Counter(
-            P + "switch_master_announcements",
+        self.switch_announcements = counter(
+            "switch_master_announcements",
             "+switch-master messages received for our master, by Sentinel",
-            ["sentinel"],
-            registry=registry,
+            ("sentinel",),
         )
 
 

@@ -118,10 +118,22 @@ def test_pool_reuses_a_connection_and_survives_the_server_closing_it() -> None:
         assert await pool.get(key, "x", "/") == (200, STUB)
         assert await pool.get(key, "x", "/") == (200, STUB)
         assert accepted == 1
-        writers[0].close()  # the server ends the idle keep-alive connection
-        await asyncio.sleep(0)
+        # The server ends the idle keep-alive connection before the pool has noticed: the
+        # request goes out on it, finds it closed, and is retried on a fresh connection.
+        writers[0].close()
+        assert not pool._idle[key][0].closed
         assert await pool.get(key, "x", "/") == (200, STUB)
         assert accepted == 2
+        # The server ends it and the pool has noticed: the closed connection is skipped.
+        writers[1].close()
+        conn = pool._idle[key][0]
+        for _ in range(500):
+            if conn.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.closed
+        assert await pool.get(key, "x", "/") == (200, STUB)
+        assert accepted == 3
         pool.close()
         server.close()
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from adapters.prometheus.api import SourceError
+from adapters.prometheus.api import Source, SourceContext, SourceError, SourceSpec
+from adapters.prometheus.fetch import check_uri
+
+
+class HttpSource(Source):
+    """A source whose targets are URLs (http, https, unix:) read with the shared client."""
+
+    def __init__(self, spec: SourceSpec, ctx: SourceContext) -> None:
+        super().__init__(spec, ctx)
+        for target in self.targets:
+            check_uri(target)
+
+    async def fetch(self, target: str) -> bytes:
+        return await self.ctx.http.get(target)
 
 
 def decode(body: bytes, what: str) -> str:

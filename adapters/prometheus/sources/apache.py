@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from adapters.prometheus.api import Source, SourceError, SourceSpec
-from adapters.prometheus.fetch import check_uri
+from adapters.prometheus.api import SourceError
 from adapters.prometheus.model import Family
-from adapters.prometheus.sources._text import decode, number
+from adapters.prometheus.sources._text import HttpSource, decode, number
 
 # Scoreboard characters, as documented by mod_status.
 SCOREBOARD = {
@@ -35,16 +34,8 @@ def parse_server_status(body: bytes) -> dict[str, str]:
     return fields
 
 
-class ApacheSource(Source):
+class ApacheSource(HttpSource):
     default_name = "apache"
-
-    def __init__(self, spec: SourceSpec, ctx) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(spec, ctx)
-        for target in self.targets:
-            check_uri(target)
-
-    async def fetch(self, target: str) -> bytes:
-        return await self.ctx.http.get(target)
 
     def collect(self, target: str, data: bytes) -> Iterable[Family]:
         fields = parse_server_status(data)

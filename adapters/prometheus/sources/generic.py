@@ -23,10 +23,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from adapters.prometheus.api import Source, SourceError, SourceSpec, check_metric_name
-from adapters.prometheus.fetch import check_uri
+from adapters.prometheus.api import SourceError, SourceSpec, check_metric_name
 from adapters.prometheus.model import Family
-from adapters.prometheus.sources._text import decode, number
+from adapters.prometheus.sources._text import HttpSource, decode, number
 
 
 class MetricRule(BaseModel):
@@ -63,15 +62,13 @@ class GenericOptions(BaseModel):
     metrics: list[MetricRule] = Field(min_length=1)
 
 
-class GenericSource(Source):
+class GenericSource(HttpSource):
     allowed_options = frozenset(GenericOptions.model_fields)
 
     def __init__(self, spec: SourceSpec, ctx: Any) -> None:
         if not spec.name:
             raise ValueError("a generic source needs a name: (the metric prefix)")
         super().__init__(spec, ctx)
-        for target in self.targets:
-            check_uri(target)
         try:
             self.options = GenericOptions.model_validate(spec.options)
         except ValidationError as exc:
@@ -87,9 +84,6 @@ class GenericSource(Source):
             for rule in self.options.metrics
             if rule.regex
         }
-
-    async def fetch(self, target: str) -> bytes:
-        return await self.ctx.http.get(target)
 
     def collect(self, target: str, data: bytes) -> Iterable[Family]:
         text = decode(data, f"{self.name} stats")

@@ -11,10 +11,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from adapters.prometheus.api import Source, SourceError, SourceSpec
-from adapters.prometheus.fetch import check_uri
+from adapters.prometheus.api import SourceError
 from adapters.prometheus.model import Family
-from adapters.prometheus.sources._text import decode
+from adapters.prometheus.sources._text import HttpSource, decode
 
 _ACTIVE = re.compile(r"Active connections:\s*(\S+)")
 _SERVER = re.compile(r"server\s+accepts\s+handled\s+requests[^\n]*\n\s*([^\n]*)")
@@ -69,16 +68,8 @@ def parse_stub_status(body: bytes) -> StubStatus:
     )
 
 
-class NginxSource(Source):
+class NginxSource(HttpSource):
     default_name = "nginx"
-
-    def __init__(self, spec: SourceSpec, ctx) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(spec, ctx)
-        for target in self.targets:
-            check_uri(target)
-
-    async def fetch(self, target: str) -> bytes:
-        return await self.ctx.http.get(target)
 
     def collect(self, target: str, data: bytes) -> Iterable[Family]:
         status = parse_stub_status(data)

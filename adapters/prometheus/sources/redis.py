@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from adapters.prometheus.api import Source, SourceError, SourceSpec
 from adapters.prometheus.model import Family
 from adapters.prometheus.settings import secret_text
+from podkit.config import SecretFile
+
+_SECRET_FILE: TypeAdapter[Any] = TypeAdapter(SecretFile)
 
 # (INFO field, metric suffix, type, help)
 FIELDS: list[tuple[str, str, str, str]] = [
@@ -44,12 +49,13 @@ class RedisSource(Source):
                 raise ValueError(f"{target!r}: expected redis://host:port, rediss:// or unix://")
         self.password = secret_text(spec.options.get("password"))
         if self.password is None and spec.options.get("password_file"):
-            path = str(spec.options["password_file"])
+            # The same reading (and trailing-newline rule) as the --*-password-file flags.
             try:
-                with open(path, encoding="utf-8") as handle:
-                    self.password = handle.read().rstrip("\r\n")
-            except OSError as exc:
-                raise ValueError(f"password_file {path}: {exc.strerror}") from None
+                secret = _SECRET_FILE.validate_python(str(spec.options["password_file"]))
+            except ValidationError as exc:
+                reason = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(f"password_file: {reason}") from None
+            self.password = secret_text(secret)
         self._clients: dict[str, Any] = {}
 
     def _client(self, target: str) -> Any:
