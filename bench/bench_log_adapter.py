@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.log_json.classic_loop import ClassicLoop  # noqa: E402
-from podkit.devservers import HelperProcess, http_get, podkit_argv, wait_for  # noqa: E402
+from podkit_dev.classic_loop import ClassicLoop  # noqa: E402
+from podkit_dev.servers import HelperProcess, http_get, podkit_argv, wait_for  # noqa: E402
 
 TARGET_NGINX_LINES_PER_S = 230_000
 TARGET_RATIO = 100

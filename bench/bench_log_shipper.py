@@ -28,8 +28,8 @@ import threading
 import time
 from pathlib import Path
 
-from podkit.devservers import HelperProcess, free_port, port_open, wait_for
-from sidecars.log_shipper.demo import nginx_line
+from podkit_dev.demos.log_shipper import nginx_line
+from podkit_dev.servers import HelperProcess, free_port, port_open, wait_for
 
 LINE_BYTES = 187
 FLUENT_BIT = {"lines_per_s": 890_000, "cpu_per_million": 1.6, "rss_mib": 38}

@@ -29,7 +29,7 @@ import time
 
 import redis
 
-from podkit.devservers import (
+from podkit_dev.servers import (
     HOST,
     HAProxyServer,
     HelperProcess,

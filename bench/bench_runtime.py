@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from podkit.devservers import HOST, HelperProcess, free_port, http_get, wait_for
+from podkit_dev.servers import HOST, HelperProcess, free_port, http_get, wait_for
 
 
 def time_command(argv: list[str], runs: int) -> float:

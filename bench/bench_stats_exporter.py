@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from podkit.devservers import (
+from podkit_dev.servers import (
     HOST,
     HelperProcess,
     NginxServer,

@@ -79,7 +79,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return ctl_main(args[1:])
     if args[0] == "demo":
-        from podkit.demo import main as demo_main
+        try:
+            from podkit_dev.demo import main as demo_main
+        except ImportError:
+            print(
+                "podkit: `podkit demo` needs podkit's dev kit: pip install 'podkit[demo]'"
+                " (./dev demo in a checkout)",
+                file=sys.stderr,
+            )
+            return 2
 
         return demo_main(args[1:])
     if args[0].startswith("-"):

@@ -47,7 +47,7 @@ Calling one (what a consumer such as log-shipper does)::
 A parser with `stateful = True` keeps lines between calls: take `parser.fork()` for each
 file, and at the end of input call `parser.flush()` (when it has one) for the records it
 still holds. podkit's own record building (RFC 3339 times, levels, always-valid JSON) is
-`adapters.log_json.record.RecordBuilder`.
+`podkit.adapters.log_json.record.RecordBuilder`.
 
 Example (a file mounted at /etc/podkit/kv.py)::
 

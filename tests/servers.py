@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from podkit import devservers
-from podkit.devservers import (
+from podkit_dev import servers as devservers
+from podkit_dev.servers import (
     ApacheServer,
     HAProxyServer,
     HelperProcess,

@@ -5,8 +5,8 @@ from podkit.helper import Helper
 helper = Helper(
     name="log-adapter",
     summary="turns a legacy text log into one JSON object per line, with pluggable parsers",
-    settings="adapters.log_json.settings:LogAdapterSettings",
-    run="adapters.log_json.app:run",
+    settings="podkit.adapters.log_json.settings:LogAdapterSettings",
+    run="podkit.adapters.log_json.app:run",
     admin_port=9702,
-    demo="adapters.log_json.demo:demo",
+    demo="podkit_dev.demos.log_adapter:demo",
 )

@@ -5,8 +5,8 @@ from podkit.helper import Helper
 helper = Helper(
     name="stats-exporter",
     summary="serves nginx/Apache/HAProxy/Redis stats as Prometheus metrics on :9113",
-    settings="adapters.prometheus.settings:ExporterSettings",
-    run="adapters.prometheus.exporter:run",
+    settings="podkit.adapters.prometheus.settings:ExporterSettings",
+    run="podkit.adapters.prometheus.exporter:run",
     admin_port=9706,
-    demo="adapters.prometheus.demo:demo",
+    demo="podkit_dev.demos.stats_exporter:demo",
 )

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from podkit.adapters.prometheus.model import Family
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.prometheus.model import Family
-
 if TYPE_CHECKING:
-    from adapters.prometheus.fetch import HttpClient
+    from podkit.adapters.prometheus.fetch import HttpClient
 
 Naming = Literal["compat", "strict"]
 

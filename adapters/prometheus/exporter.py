@@ -11,12 +11,13 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from adapters.prometheus.api import Source, SourceContext
-from adapters.prometheus.fetch import HttpClient
-from adapters.prometheus.loader import build_sources
-from adapters.prometheus.model import CONTENT_TYPE
-from adapters.prometheus.scrape import Scraper
-from adapters.prometheus.settings import ExporterSettings, parse_const_labels
+from podkit.adapters.prometheus.api import Source, SourceContext
+from podkit.adapters.prometheus.fetch import HttpClient
+from podkit.adapters.prometheus.loader import build_sources
+from podkit.adapters.prometheus.model import CONTENT_TYPE
+from podkit.adapters.prometheus.scrape import Scraper
+from podkit.adapters.prometheus.settings import ExporterSettings, parse_const_labels
+
 from podkit.config import split_host_port
 from podkit.httpserver import HttpServer, Request, Response
 from podkit.runtime import Runtime

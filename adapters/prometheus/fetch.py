@@ -12,8 +12,8 @@ import ssl
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from adapters.prometheus.api import SourceError
-from adapters.prometheus.http1 import Http1Pool
+from podkit.adapters.prometheus.api import SourceError
+from podkit.adapters.prometheus.http1 import Http1Pool
 
 if TYPE_CHECKING:
     import aiohttp

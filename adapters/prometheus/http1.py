@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from adapters.prometheus.api import SourceError
+from podkit.adapters.prometheus.api import SourceError
 
 MAX_HEADER = 64 * 1024
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from adapters.prometheus.api import Source, SourceContext, SourceSpec
-from adapters.prometheus.fetch import HttpClient
+from podkit.adapters.prometheus.api import Source, SourceContext, SourceSpec
+from podkit.adapters.prometheus.fetch import HttpClient
+
 from podkit import plugins
 
 
@@ -22,7 +23,7 @@ def build_source(spec: SourceSpec, ctx: SourceContext, where: str = "") -> Sourc
         raise ValueError(f"{where}{exc}") from None
     if not (isinstance(cls, type) and issubclass(cls, Source)):
         raise ValueError(
-            f"{where}{spec.type!r} is not a subclass of adapters.prometheus.api.Source"
+            f"{where}{spec.type!r} is not a subclass of podkit.adapters.prometheus.api.Source"
         )
     try:
         return cls(spec, ctx)

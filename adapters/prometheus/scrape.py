@@ -13,10 +13,9 @@ import asyncio
 import time
 from typing import Any
 
+from podkit.adapters.prometheus.api import Source, SourceError
+from podkit.adapters.prometheus.model import Family, merge, render
 from prometheus_client import CollectorRegistry, Counter, Histogram
-
-from adapters.prometheus.api import Source, SourceError
-from adapters.prometheus.model import Family, merge, render
 
 
 class Scraper:

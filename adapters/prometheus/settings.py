@@ -5,10 +5,10 @@ from __future__ import annotations
 import ssl
 from typing import Any, Literal
 
+from podkit.adapters.prometheus.api import SourceSpec, check_label_name
+from podkit.adapters.prometheus.loader import build_source, check_context
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from adapters.prometheus.api import SourceSpec, check_label_name
-from adapters.prometheus.loader import build_source, check_context
 from podkit.config import ByteSize, Duration, HelperSettings, HostPort, SecretFile
 
 DEFAULT_NGINX_URI = "http://127.0.0.1:8080/stub_status"

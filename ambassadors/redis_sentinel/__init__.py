@@ -10,8 +10,8 @@ from podkit.helper import Helper
 helper = Helper(
     name="redis-ambassador",
     summary="localhost:6379 that always reaches the current Redis master, found through Sentinel",
-    settings="ambassadors.redis_sentinel.settings:AmbassadorSettings",
-    run="ambassadors.redis_sentinel.service:run",
+    settings="podkit.ambassadors.redis_sentinel.settings:AmbassadorSettings",
+    run="podkit.ambassadors.redis_sentinel.service:run",
     admin_port=9704,
-    demo="ambassadors.redis_sentinel.demo:demo",
+    demo="podkit_dev.demos.redis_ambassador:demo",
 )

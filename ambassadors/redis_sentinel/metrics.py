@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 if TYPE_CHECKING:
-    from ambassadors.redis_sentinel.proxy import ProxyStats
+    from podkit.ambassadors.redis_sentinel.proxy import ProxyStats
 
 P = "redis_ambassador_"
 

@@ -7,10 +7,15 @@ import contextlib
 import ssl
 import time
 
-from ambassadors.redis_sentinel.discovery import Discovery
-from ambassadors.redis_sentinel.metrics import AmbassadorMetrics, NoMasterClock, ProxyCollector
-from ambassadors.redis_sentinel.proxy import Proxy
-from ambassadors.redis_sentinel.settings import AmbassadorSettings
+from podkit.ambassadors.redis_sentinel.discovery import Discovery
+from podkit.ambassadors.redis_sentinel.metrics import (
+    AmbassadorMetrics,
+    NoMasterClock,
+    ProxyCollector,
+)
+from podkit.ambassadors.redis_sentinel.proxy import Proxy
+from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
+
 from podkit.runtime import Runtime
 
 

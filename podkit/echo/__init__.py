@@ -13,5 +13,5 @@ helper = Helper(
     settings="podkit.echo.settings:EchoSettings",
     run="podkit.echo.server:run",
     admin_port=9700,
-    demo="podkit.echo.server:demo",
+    demo="podkit_dev.demos.echo:demo",
 )

@@ -1,4 +1,4 @@
-"""`podkit echo`: the line-echo server itself (settings, run, demo).
+"""`podkit echo`: the line-echo server itself.
 
 It exists to prove the runtime end to end (settings, readiness, metrics, drain, PID 1)
 and as the template a new helper starts from. `--delay` stands for work in flight: a
@@ -8,17 +8,12 @@ drain lets every line that was already received get its answer before the exit.
 from __future__ import annotations
 
 import asyncio
-import signal
-from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
 from podkit.config import split_host_port
 from podkit.echo.settings import EchoSettings
 from podkit.runtime import Runtime
-
-if TYPE_CHECKING:
-    from podkit.demo import Narrator
 
 
 class EchoServer:
@@ -92,25 +87,3 @@ class EchoServer:
 
 async def run(settings: EchoSettings, runtime: Runtime) -> None:
     await EchoServer(settings, runtime).serve()
-
-
-def demo(narrator: Narrator) -> None:
-    """`podkit demo`: echo a line, show readiness, then drain with a line still in flight."""
-    import socket
-
-    from podkit.devservers import HOST, HelperProcess, free_port, wait_for
-
-    port = free_port()
-    narrator.step(f"start `podkit echo --listen {HOST}:{port} --delay 1s` (a line-echo server)")
-    process = HelperProcess("echo", "--listen", f"{HOST}:{port}", "--delay", "1s")
-    with narrator.helper(process) as echo:
-        narrator.show("GET /readyz", echo.get("/readyz")[1].decode())
-        with socket.create_connection((HOST, port), timeout=10) as conn:
-            conn.sendall(b"hello podkit\n")
-            wait_for(lambda: "echo_lines_in_flight 1.0" in echo.metrics(), what="line in flight")
-            narrator.step("sent 'hello podkit' and, while the answer is still in flight, SIGTERM")
-            echo.process.send_signal(signal.SIGTERM)
-            answer = conn.makefile("rb").readline().decode().rstrip()
-        narrator.show("answer received during the drain", answer)
-        code = echo.wait_exit(timeout=30)
-        narrator.result(code == 0 and answer == "hello podkit", f"drained and exited {code}")

@@ -16,11 +16,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from podkit.sidecars.log_shipper.metrics import ShipperMetrics
+from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, SendResult
+from podkit.sidecars.log_shipper.records import Chunk, OutBatch, Slice
+
 from podkit.follow.api import Batch
 from podkit.logs import EventLogger
-from sidecars.log_shipper.metrics import ShipperMetrics
-from sidecars.log_shipper.outputs.base import Output, OutputError, SendResult
-from sidecars.log_shipper.records import Chunk, OutBatch, Slice
 
 DETAIL_LIMIT = 500
 

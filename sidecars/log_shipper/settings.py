@@ -232,7 +232,7 @@ class LogShipperSettings(FollowSettings):
 
     @staticmethod
     def _load_output(loc: tuple[Any, ...], raw: dict[str, Any]) -> type:
-        from sidecars.log_shipper.outputs.base import Output
+        from podkit.sidecars.log_shipper.outputs.base import Output
 
         kind = raw.get("type")
         if not isinstance(kind, str) or not kind:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from podkit.sidecars.log_shipper.metrics import ShipperMetrics
+from podkit.sidecars.log_shipper.outputs.base import Output
+from podkit.sidecars.log_shipper.pipeline import Pipeline
+from podkit.sidecars.log_shipper.records import RecordEncoder, k8s_metadata
+from podkit.sidecars.log_shipper.settings import LogShipperSettings
+
 from podkit.follow import Batch, FollowConfig, Follower
 from podkit.runtime import Runtime
-from sidecars.log_shipper.metrics import ShipperMetrics
-from sidecars.log_shipper.outputs.base import Output
-from sidecars.log_shipper.pipeline import Pipeline
-from sidecars.log_shipper.records import RecordEncoder, k8s_metadata
-from sidecars.log_shipper.settings import LogShipperSettings
 
 READY_CHECK_INTERVAL = 1.0
 

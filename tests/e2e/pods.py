@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from podkit import devservers
+from podkit_dev import servers as devservers
 from tests.e2e.harness import ROOT, Podman
 from tests.e2e.manifests import K8S, load, podman_volumes
 

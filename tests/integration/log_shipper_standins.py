@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from podkit.devservers import HOST, free_port
+from podkit_dev.servers import HOST, free_port
 
 
 @dataclass

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from podkit.devservers import HOST, HelperProcess, RedisServer, SentinelCluster, free_port
+from podkit_dev.servers import HOST, HelperProcess, RedisServer, SentinelCluster, free_port
 
 
 def start_ambassador(

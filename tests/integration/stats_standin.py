@@ -13,7 +13,7 @@ import threading
 
 from aiohttp import web
 
-from podkit.devservers import HOST, free_port
+from podkit_dev.servers import HOST, free_port
 
 GOOD_STUB = (
     "Active connections: 1 \nserver accepts handled requests\n 5 5 9 \n"

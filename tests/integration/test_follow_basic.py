@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from podkit.follow import CUT_MARKER, FollowConfig, Follower
-from podkit.follow.testing import (
+from podkit_dev.follow import (
     Collector,
     ack_first,
     append,

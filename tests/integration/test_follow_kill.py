@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from podkit.follow.testing import until
+from podkit_dev.follow import until
 
 BUFFER = 32768
 
@@ -40,12 +40,12 @@ def delivered(out: Path) -> int:
 
 @pytest.fixture
 async def spawn():
-    """Start `python -m podkit.follow.testing ARGS`; whatever still runs is killed after."""
+    """Start `python -m podkit_dev.follow ARGS`; whatever still runs is killed after."""
     procs: list[asyncio.subprocess.Process] = []
 
     async def start(*args: str) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "podkit.follow.testing", *args, stdout=asyncio.subprocess.PIPE
+            sys.executable, "-m", "podkit_dev.follow", *args, stdout=asyncio.subprocess.PIPE
         )
         procs.append(proc)
         return proc

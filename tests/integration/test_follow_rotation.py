@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from podkit.follow import FollowConfig, Follower
-from podkit.follow.testing import (
+from podkit_dev.follow import (
     Collector,
     ack_first,
     append,
@@ -42,7 +42,7 @@ class Writer:
 
     async def start(self) -> Writer:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "podkit.follow.testing", "write", str(self.path),
+            sys.executable, "-m", "podkit_dev.follow", "write", str(self.path),
             stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         await until(self.path.exists, what="writer created the file")

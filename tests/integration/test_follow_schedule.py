@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from podkit.follow import FollowConfig, Follower
-from podkit.follow.testing import Collector, until
-from podkit.follow.testing import append as append_file
+from podkit_dev.follow import Collector, until
+from podkit_dev.follow import append as append_file
 
 
 class Run:

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from podkit.devservers import HelperProcess, wait_for
+from podkit_dev.servers import HelperProcess, wait_for
 from tests.servers import require_binary
 
 FAST = ("--refresh-interval", "0.2s", "--rotate-wait", "1s", "--flush-timeout", "0.3s")

@@ -29,7 +29,7 @@ UNTERMINATED = b"2024-05-01 12:00:05 INFO last line, not yet terminated"
 
 def test_busybox_loop_breaks_where_the_adapter_does_not(tmp_path: Path) -> None:
     require_binary("busybox")
-    from adapters.log_json.classic_loop import ClassicLoop, is_json_object
+    from podkit_dev.classic_loop import ClassicLoop, is_json_object
 
     log = tmp_path / "app.log"
     log.write_bytes(b"\n".join(AWKWARD) + b"\n" + UNTERMINATED)

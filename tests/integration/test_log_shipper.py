@@ -8,7 +8,7 @@ import subprocess
 import orjson
 import pytest
 
-from podkit.devservers import podkit_argv, wait_for
+from podkit_dev.servers import podkit_argv, wait_for
 from tests.integration.log_shipper_e2e import (
     Writer,
     metric,

@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 import pytest
 
-from podkit.devservers import wait_for
+from podkit_dev.servers import wait_for
 from tests.integration.log_shipper_e2e import (
     Writer,
     metric,
@@ -153,7 +153,7 @@ def test_sigkill_mid_batch_then_restart(run_helper, tmp_path, receiver, postgres
 
 
 def test_rejection_is_logged_with_body_but_never_the_secret(run_helper, tmp_path, receiver):
-    from podkit.devservers import find_binary
+    from podkit_dev.servers import find_binary
 
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -7,14 +7,14 @@ import asyncio
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from podkit.sidecars.log_shipper.metrics import ShipperMetrics
+from podkit.sidecars.log_shipper.outputs.postgres import PostgresOptions, PostgresOutput
+from podkit.sidecars.log_shipper.outputs.redis import RedisOptions, RedisOutput
+from podkit.sidecars.log_shipper.pipeline import Pipeline
+from podkit.sidecars.log_shipper.records import RecordEncoder
 from prometheus_client import CollectorRegistry
 
-from podkit.follow.testing import until
-from sidecars.log_shipper.metrics import ShipperMetrics
-from sidecars.log_shipper.outputs.postgres import PostgresOptions, PostgresOutput
-from sidecars.log_shipper.outputs.redis import RedisOptions, RedisOutput
-from sidecars.log_shipper.pipeline import Pipeline
-from sidecars.log_shipper.records import RecordEncoder
+from podkit_dev.follow import until
 from tests.integration.log_shipper_outputs import LOG, batches, ship
 
 FAST_RETRY = {"retry_initial": 0.02, "retry_max": 0.2, "batch_timeout": 0.01}

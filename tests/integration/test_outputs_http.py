@@ -12,15 +12,18 @@ import base64
 from collections.abc import Iterator
 
 import pytest
+from podkit.sidecars.log_shipper.metrics import ShipperMetrics
+from podkit.sidecars.log_shipper.outputs.base import OutputError
+from podkit.sidecars.log_shipper.outputs.elasticsearch import (
+    ElasticsearchOptions,
+    ElasticsearchOutput,
+)
+from podkit.sidecars.log_shipper.outputs.http import PlainHttpOutput
+from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions
+from podkit.sidecars.log_shipper.outputs.loki import LokiOptions, LokiOutput
 from prometheus_client import CollectorRegistry
 
-from podkit.follow.testing import until
-from sidecars.log_shipper.metrics import ShipperMetrics
-from sidecars.log_shipper.outputs.base import OutputError
-from sidecars.log_shipper.outputs.elasticsearch import ElasticsearchOptions, ElasticsearchOutput
-from sidecars.log_shipper.outputs.http import PlainHttpOutput
-from sidecars.log_shipper.outputs.httpclient import HttpOptions
-from sidecars.log_shipper.outputs.loki import LokiOptions, LokiOutput
+from podkit_dev.follow import until
 from tests.integration.log_shipper_outputs import LOG, batches, ship
 from tests.integration.log_shipper_standins import StandInReceiver
 

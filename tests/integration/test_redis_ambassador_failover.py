@@ -15,7 +15,7 @@ import time
 import pytest
 import redis
 
-from podkit.devservers import HOST, RedisServer, SentinelCluster, wait_for
+from podkit_dev.servers import HOST, RedisServer, SentinelCluster, wait_for
 from tests.integration.redis_ambassador_kit import (
     Monitor,
     Writer,

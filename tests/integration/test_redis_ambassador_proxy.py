@@ -13,7 +13,7 @@ import threading
 import pytest
 import redis
 
-from podkit.devservers import HOST, HelperProcess, SentinelCluster, free_port, wait_for
+from podkit_dev.servers import HOST, HelperProcess, SentinelCluster, free_port, wait_for
 from tests.integration.redis_ambassador_kit import current_master, sample
 
 

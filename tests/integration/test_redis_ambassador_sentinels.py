@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from podkit.devservers import HOST, SentinelCluster, free_port, wait_for
+from podkit_dev.servers import HOST, SentinelCluster, free_port, wait_for
 from tests.integration.redis_ambassador_kit import current_master, sample, start_ambassador
 
 GARBAGE = [

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from podkit.devservers import HOST, RedisServer, SentinelServer, free_port
+from podkit_dev.servers import HOST, RedisServer, SentinelServer, free_port
 from tests.integration.redis_ambassador_kit import current_master
 from tests.servers import require_binary
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from podkit.devservers import HOST, HelperProcess, podkit_argv, wait_for
+from podkit_dev.servers import HOST, HelperProcess, podkit_argv, wait_for
 from tests.servers import require_binary
 
 

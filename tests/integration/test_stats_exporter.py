@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from podkit.devservers import (
+from podkit_dev.servers import (
     HOST,
     HelperProcess,
     NginxServer,
@@ -335,7 +335,7 @@ def test_generic_yaml_source_and_user_plugins(standin, exporter, tmp_path: Path)
         "      - {key: workers, name: workers}\n"
         f"  - type: {plugin_file}:JsonSource\n    name: fromfile\n"
         f"    targets: ['{standin.url('/json')}']\n"
-        "  - type: adapters.prometheus.examples.json_source:JsonSource\n    name: frommodule\n"
+        "  - type: podkit.adapters.prometheus.examples.json_source:JsonSource\n    name: frommodule\n"
         f"    targets: ['{standin.url('/json')}', '{standin.url('/html')}']\n"
         "    fields: [sessions]\n"
     )

@@ -6,8 +6,9 @@ import io
 import json
 from pathlib import Path
 
-from adapters.log_json.check import run_check
-from adapters.log_json.settings import LogAdapterSettings
+from podkit.adapters.log_json.check import run_check
+from podkit.adapters.log_json.settings import LogAdapterSettings
+
 from podkit.config import load_settings
 
 TRACE = (
@@ -55,7 +56,7 @@ def test_unreadable_file_is_one_line_and_status_2(tmp_path: Path) -> None:
 
 
 def test_output_file_drops_a_record_torn_by_a_kill(tmp_path: Path) -> None:
-    from adapters.log_json.output import Output
+    from podkit.adapters.log_json.output import Output
 
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":')

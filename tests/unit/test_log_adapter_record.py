@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from podkit.adapters.log_json.normalize import TimeParser, normalize_level
+from podkit.adapters.log_json.record import RecordBuilder
 
-from adapters.log_json.normalize import TimeParser, normalize_level
-from adapters.log_json.record import RecordBuilder
 from podkit.parsers import InputType, LoadedParser, ParseError, load_parser
 
 PARSERS = ["classic", "json", "logfmt", "nginx", "syslog", "cri", "klog", "python"]
@@ -158,7 +158,7 @@ def test_levels_are_normalised(given_level: Any, expected: str) -> None:
     ],
 )
 def test_time_formats_and_zones(fmt: str, zone: str, value: str, expected: str) -> None:
-    from adapters.log_json.normalize import resolve_zone
+    from podkit.adapters.log_json.normalize import resolve_zone
 
     assert TimeParser(fmt, resolve_zone(zone))(value) == expected
 
@@ -191,7 +191,7 @@ def test_fast_access_log_pattern_agrees_with_the_full_one(
     request: str, referer: str, agent: str, tail: str
 ) -> None:
     """Lines without a backslash take the plain pattern: it must parse exactly the same."""
-    from adapters.log_json.parsers.access import AccessLogParser
+    from podkit.adapters.log_json.parsers.access import AccessLogParser
 
     line = (
         f'10.0.0.1 - - [01/May/2024:12:00:00 +0000] "{request}" 200 12 "{referer}" "{agent}"{tail}'
@@ -229,7 +229,7 @@ def test_cri_reassembles_any_split_per_stream(messages: list[tuple[str, list[str
 
 
 def test_failure_kinds_are_capped() -> None:
-    from adapters.log_json.record import MAX_FAILURE_KINDS
+    from podkit.adapters.log_json.record import MAX_FAILURE_KINDS
 
     def parser(line: str) -> Any:
         raise ParseError("bad", kind=f"kind-{line}")

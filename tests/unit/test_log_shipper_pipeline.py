@@ -13,15 +13,15 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from podkit.sidecars.log_shipper.metrics import ShipperMetrics
+from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
+from podkit.sidecars.log_shipper.pipeline import Pipeline, backoff_delay
+from podkit.sidecars.log_shipper.records import OutBatch, RecordEncoder, Slice, decode_lines
 from prometheus_client import CollectorRegistry
 
 from podkit.follow.api import Batch, FileId
-from podkit.follow.testing import until
 from podkit.logs import get_logger
-from sidecars.log_shipper.metrics import ShipperMetrics
-from sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
-from sidecars.log_shipper.pipeline import Pipeline, backoff_delay
-from sidecars.log_shipper.records import OutBatch, RecordEncoder, Slice, decode_lines
+from podkit_dev.follow import until
 
 LOG = get_logger("test")
 
@@ -279,7 +279,7 @@ def test_records_carry_metadata_and_ids() -> None:
 
 @pytest.mark.parametrize("env", [{"POD_NAME": "p", "NODE_NAME": "n"}, {}])
 def test_k8s_metadata_from_downward_api_env(env: dict[str, str]) -> None:
-    from sidecars.log_shipper.records import k8s_metadata
+    from podkit.sidecars.log_shipper.records import k8s_metadata
 
     found = k8s_metadata({"namespace": "ns"}, env)
     assert found == {"namespace": "ns", **({"pod": "p", "node": "n"} if env else {})}

@@ -8,11 +8,11 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from podkit.ambassadors.redis_sentinel.discovery import Round, _parse_addr
+from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
 
-from ambassadors.redis_sentinel.discovery import Round, _parse_addr
-from ambassadors.redis_sentinel.settings import AmbassadorSettings
 from podkit.config import ConfigError, load_settings
-from podkit.devservers import podkit_argv
+from podkit_dev.servers import podkit_argv
 
 addrs = st.sampled_from(["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379", None])
 

@@ -7,9 +7,8 @@ import asyncio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from adapters.prometheus.api import SourceError
-from adapters.prometheus.http1 import Http1Pool, _Connection
+from podkit.adapters.prometheus.api import SourceError
+from podkit.adapters.prometheus.http1 import Http1Pool, _Connection
 
 STUB = b"Active connections: 1 \nserver accepts handled requests\n 1 1 1 \n"
 

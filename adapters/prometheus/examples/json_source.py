@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from adapters.prometheus.api import Source, SourceContext, SourceError, SourceSpec
-from adapters.prometheus.model import Family
+from podkit.adapters.prometheus.api import Source, SourceContext, SourceError, SourceSpec
+from podkit.adapters.prometheus.model import Family
 
 
 class JsonSource(Source):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from adapters.prometheus.api import Source, SourceContext, SourceError, SourceSpec
-from adapters.prometheus.fetch import check_uri
+from podkit.adapters.prometheus.api import Source, SourceContext, SourceError, SourceSpec
+from podkit.adapters.prometheus.fetch import check_uri
 
 
 class HttpSource(Source):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from adapters.prometheus.api import SourceError
-from adapters.prometheus.model import Family
-from adapters.prometheus.sources._text import HttpSource, decode, number
+from podkit.adapters.prometheus.api import SourceError
+from podkit.adapters.prometheus.model import Family
+from podkit.adapters.prometheus.sources._text import HttpSource, decode, number
 
 # Scoreboard characters, as documented by mod_status.
 SCOREBOARD = {

@@ -21,11 +21,10 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from podkit.adapters.prometheus.api import SourceError, SourceSpec, check_metric_name
+from podkit.adapters.prometheus.model import Family
+from podkit.adapters.prometheus.sources._text import HttpSource, decode, number
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from adapters.prometheus.api import SourceError, SourceSpec, check_metric_name
-from adapters.prometheus.model import Family
-from adapters.prometheus.sources._text import HttpSource, decode, number
 
 
 class MetricRule(BaseModel):

@@ -10,10 +10,10 @@ import csv
 import io
 from collections.abc import Iterable
 
-from adapters.prometheus.api import Source, SourceError, SourceSpec
-from adapters.prometheus.fetch import check_uri, unix_command
-from adapters.prometheus.model import Family
-from adapters.prometheus.sources._text import decode, number
+from podkit.adapters.prometheus.api import Source, SourceError, SourceSpec
+from podkit.adapters.prometheus.fetch import check_uri, unix_command
+from podkit.adapters.prometheus.model import Family
+from podkit.adapters.prometheus.sources._text import decode, number
 
 FRONTEND, BACKEND, SERVER = "0", "1", "2"
 ROW_KINDS = {FRONTEND: "frontend", BACKEND: "backend", SERVER: "server"}

@@ -11,9 +11,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from adapters.prometheus.api import SourceError
-from adapters.prometheus.model import Family
-from adapters.prometheus.sources._text import HttpSource, decode
+from podkit.adapters.prometheus.api import SourceError
+from podkit.adapters.prometheus.model import Family
+from podkit.adapters.prometheus.sources._text import HttpSource, decode
 
 _ACTIVE = re.compile(r"Active connections:\s*(\S+)")
 _SERVER = re.compile(r"server\s+accepts\s+handled\s+requests[^\n]*\n\s*([^\n]*)")

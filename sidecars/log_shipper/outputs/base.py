@@ -1,7 +1,7 @@
 """The output plugin interface: a batch of records in, an outcome out.
 
 An output only talks to its backend. Batching, the bounded buffer, retries with backoff
-and acknowledgements are the pipeline's (`sidecars.log_shipper.pipeline`), the same for
+and acknowledgements are the pipeline's (`podkit.sidecars.log_shipper.pipeline`), the same for
 every output. `send()` either returns (all records delivered, or a `SendResult` for a
 partial outcome) or raises `OutputError` saying whether the whole batch may be retried.
 
@@ -18,11 +18,11 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from podkit.sidecars.log_shipper.records import OutBatch
 from pydantic import BaseModel, ConfigDict, Field
 
 from podkit.config import ByteSize, Duration
 from podkit.logs import EventLogger
-from sidecars.log_shipper.records import OutBatch
 
 
 class OutputError(Exception):

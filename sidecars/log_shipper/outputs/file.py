@@ -6,10 +6,9 @@ import asyncio
 import os
 from pathlib import Path
 
+from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions
+from podkit.sidecars.log_shipper.records import OutBatch
 from pydantic import Field
-
-from sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions
-from sidecars.log_shipper.records import OutBatch
 
 
 async def write_all(fd: int, data: bytes) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
-from sidecars.log_shipper.records import OutBatch
+from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
+from podkit.sidecars.log_shipper.records import OutBatch
 
 
 class PlainHttpOutput(HttpOutput):

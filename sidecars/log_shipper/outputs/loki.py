@@ -11,10 +11,9 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import orjson
+from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
+from podkit.sidecars.log_shipper.records import OutBatch
 from pydantic import Field, field_validator
-
-from sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
-from sidecars.log_shipper.records import OutBatch
 
 PUSH_PATH = "/loki/api/v1/push"
 

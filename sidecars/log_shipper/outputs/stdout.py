@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from sidecars.log_shipper.outputs.base import Output
-from sidecars.log_shipper.outputs.file import write_all
-from sidecars.log_shipper.records import OutBatch
+from podkit.sidecars.log_shipper.outputs.base import Output
+from podkit.sidecars.log_shipper.outputs.file import write_all
+from podkit.sidecars.log_shipper.records import OutBatch
 
 
 class StdoutOutput(Output):

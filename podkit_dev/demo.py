@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 
-from podkit.devservers import HelperProcess, MissingBinary
 from podkit.helper import import_attr
+from podkit_dev.servers import HelperProcess, MissingBinary
 
 BOLD, GREEN, RED, DIM, RESET = "\033[1m", "\033[32m", "\033[31m", "\033[2m", "\033[0m"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from podkit.demo import Narrator
+    from podkit_dev.demo import Narrator
 
 LEGACY_LINES = [
     b'2024-05-01 12:00:00 INFO user "alice" logged in from 10.0.0.7',
@@ -25,8 +25,8 @@ LAST = b"2024-05-01 12:00:05 INFO last line, the writer has not ended it yet"
 
 
 def demo(narrator: Narrator) -> None:
-    from adapters.log_json.classic_loop import ClassicLoop, is_json_object
-    from podkit.devservers import HelperProcess, wait_for
+    from podkit_dev.classic_loop import ClassicLoop, is_json_object
+    from podkit_dev.servers import HelperProcess, wait_for
 
     with tempfile.TemporaryDirectory(prefix="podkit-demo-log-adapter-") as tmp:
         work = Path(tmp)

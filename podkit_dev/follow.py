@@ -109,7 +109,7 @@ async def ack_first(config: FollowConfig, batches: int, acked: int) -> tuple[Fol
     return follower, c
 
 
-# --- processes for fault tests: `python -m podkit.follow.testing write|consume ...` ---------
+# --- processes for fault tests: `python -m podkit_dev.follow write|consume ...` ---------
 
 
 def _write(path: str, prefix: str, count: int, burst: int) -> None:
@@ -178,7 +178,7 @@ async def _consume(out: str, state_dir: str, globs: list[str], buffer_bytes: int
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m podkit.follow.testing")
+    parser = argparse.ArgumentParser(prog="python -m podkit_dev.follow")
     sub = parser.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("write")
     w.add_argument("path")

@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from podkit.devservers import find_binary, wait_for
+from podkit_dev.servers import find_binary, wait_for
 
 SCRIPT = r"""
 $SOURCE "$1" | while read line; do

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from podkit.demo import Narrator
+    from podkit_dev.demo import Narrator
 
 
 def _nginx_lines(text: str) -> str:
@@ -20,7 +20,7 @@ def _value(text: str, name: str) -> float:
 
 
 def demo(narrator: Narrator) -> None:
-    from podkit.devservers import HOST, HelperProcess, NginxServer, free_port, http_get
+    from podkit_dev.servers import HOST, HelperProcess, NginxServer, free_port, http_get
 
     nginx = NginxServer().start()
     try:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 if TYPE_CHECKING:
-    from podkit.demo import Narrator
+    from podkit_dev.demo import Narrator
 
 SEQ = re.compile(r"seq=(\d+)$")
 
@@ -68,7 +68,7 @@ def count_delivered(out: Path) -> tuple[int, int]:
 
 
 def demo(narrator: Narrator) -> None:
-    from podkit.devservers import HelperProcess, TempDir, wait_for
+    from podkit_dev.servers import HelperProcess, TempDir, wait_for
 
     tmp = TempDir("shipper-demo")
     try:

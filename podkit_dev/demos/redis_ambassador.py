@@ -8,13 +8,13 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from podkit.demo import Narrator
+    from podkit_dev.demo import Narrator
 
 
 def demo(narrator: Narrator) -> None:
     import redis
 
-    from podkit.devservers import HOST, HelperProcess, SentinelCluster, free_port, wait_for
+    from podkit_dev.servers import HOST, HelperProcess, SentinelCluster, free_port, wait_for
 
     narrator.step("start a Redis master, 2 replicas and 3 Sentinels (down-after 1 s)")
     cluster = SentinelCluster().start()

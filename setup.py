@@ -1,0 +1,18 @@
+"""Package layout: the helper folders install under podkit's namespace.
+
+`sidecars/`, `ambassadors/` and `adapters/` stay at the top of the tree (DESIGN.md), but
+install as `podkit.sidecars`, `podkit.ambassadors` and `podkit.adapters`, so nothing with a
+generic name lands in site-packages. pyproject.toml holds everything else.
+"""
+
+from setuptools import find_packages, setup
+
+HELPER_ROOTS = ("sidecars", "ambassadors", "adapters")
+
+packages = find_packages(include=["podkit", "podkit.*", "podkit_dev", "podkit_dev.*"])
+package_dir = {}
+for root in HELPER_ROOTS:
+    package_dir[f"podkit.{root}"] = root
+    packages += [f"podkit.{name}" for name in find_packages(include=[root, f"{root}.*"])]
+
+setup(packages=packages, package_dir=package_dir)
