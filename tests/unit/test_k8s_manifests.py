@@ -34,7 +34,10 @@ FOLDERS = sorted(p for p in K8S.iterdir() if p.is_dir())
 PATTERN_FOLDERS = [f for f in FOLDERS if (f / "classic.yaml").exists()]
 SCHEMA_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 # Custom resources that have no bundled schema; checked by test_podmonitor_selects_pods.
-CRDS = {("monitoring.coreos.com/v1", "PodMonitor")}
+CRDS = {
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 HELPERS = registered_helpers()
 
 
