@@ -97,13 +97,15 @@ ALERTS: tuple[Alert, ...] = (
     Alert(
         "StatsExporterTargetDown",
         # The source comes from the metric name (alert labels have no __name__).
-        'label_replace({__name__=~"[a-z][a-z0-9_]*_up"} == 0, "source", "$1", "__name__", "(.+)_up")'
+        'label_replace({__name__=~"[a-z][a-z0-9_]*_up"} == 0,'
+        ' "source", "$1", "__name__", "(.+)_up")'
         ' and on (namespace, pod) podkit_build_info{helper="stats-exporter"}',
         "2m",
         "warning",
         "{{ $labels.pod }}: {{ $labels.source }} target down",
         "The stats-exporter of {{ $labels.namespace }}/{{ $labels.pod }} could not fetch "
-        "or parse its {{ $labels.source }} target{{ with $labels.addr }} {{ . }}{{ end }} for 2 minutes.",
+        "or parse its {{ $labels.source }} target{{ with $labels.addr }} {{ . }}{{ end }} "
+        "for 2 minutes.",
         {"helper": "stats-exporter"},
     ),
     Alert(

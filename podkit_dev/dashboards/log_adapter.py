@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (PromQL reads better on one line than cut into pieces)
 """log-adapter: records in and out, parse failures by kind, invalid UTF-8, lag."""
 
 from podkit_dev.dashboards.model import Dashboard, Panel, Row, q

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (PromQL reads better on one line than cut into pieces)
 """log-shipper: lines in and acknowledged, lag, buffers, retries, the loss ledger."""
 
 from podkit_dev.dashboards.model import Dashboard, Panel, Row, q

@@ -27,7 +27,7 @@ METRIC_PREFIXES = (
     "stats_exporter_",
     "nginx_",
 )
-_METRIC = re.compile(r"\b(?:%s)[a-zA-Z0-9_:]*" % "|".join(METRIC_PREFIXES))
+_METRIC = re.compile(r"\b(?:" + "|".join(METRIC_PREFIXES) + r")[a-zA-Z0-9_:]*")
 _LABELS = re.compile(r"\{[^}]*\}")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (PromQL reads better on one line than cut into pieces)
 """Every podkit pod at a glance: which helper, ready, draining, event-loop lag, memory."""
 
 from podkit_dev.dashboards.model import Dashboard, Panel, Row, q

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (PromQL reads better on one line than cut into pieces)
 """stats-exporter: each target up or down, scrape duration, errors, shared scrapes.
 
 `<source>_up` is served on the metrics port (9113) with the target's own series; the
