@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -589,4 +590,95 @@ class ApacheServer:
     def cleanup(self) -> None:
         if self.process is not None:
             self.process.stop(signal.SIGTERM)
+        self.dir.cleanup()
+
+
+# --- Prometheus ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ScrapeJob:
+    """One scrape job: targets (host:port) and the labels every series of them gets."""
+
+    name: str
+    targets: list[str]
+    labels: dict[str, str] = field(default_factory=dict)
+    path: str = "/metrics"
+
+
+class PrometheusServer:
+    """Debian's `prometheus` on a free loopback port, temp storage, scraping `jobs`."""
+
+    def __init__(
+        self, jobs: Sequence[ScrapeJob], *, interval: str = "1s", rule_files: Sequence[str] = ()
+    ) -> None:
+        self.binary = find_binary("prometheus")
+        self.port = free_port()
+        self.dir = TempDir(f"prometheus-{self.port}")
+        self.jobs = list(jobs)
+        config = {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": list(rule_files),
+            "scrape_configs": [
+                {
+                    "job_name": job.name,
+                    "metrics_path": job.path,
+                    "scrape_timeout": interval,
+                    "static_configs": [{"targets": job.targets, "labels": job.labels}],
+                }
+                for job in self.jobs
+            ],
+        }
+        self.config = self.dir.path / "prometheus.yml"
+        self.config.write_text(json.dumps(config, indent=2))  # JSON is YAML
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> PrometheusServer:
+        argv = [
+            self.binary,
+            f"--config.file={self.config}",
+            f"--web.listen-address={HOST}:{self.port}",
+            f"--storage.tsdb.path={self.dir.path / 'data'}",
+            "--log.level=warn",
+        ]
+        self.process = Process(argv, self.dir.path / "prometheus.log").start()
+        wait_for(
+            lambda: http_get(f"{self.url}/-/ready")[0] == 200,
+            what=f"prometheus on {self.port}",
+            timeout=30,
+        )
+        return self
+
+    def api(self, path: str, **params: str) -> dict:
+        """GET /api/v1/PATH; returns the JSON answer (status "success" or "error")."""
+        query = urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as exc:  # 400/422: a bad query, with its error text
+            return json.loads(exc.read())
+
+    def query(self, expr: str) -> dict:
+        return self.api("query", query=expr)
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> dict:
+        return self.api("query_range", query=expr, start=str(start), end=str(end), step=str(step))
+
+    def scrapes_done(self, count: int = 2) -> bool:
+        """Every target scraped successfully at least `count` times."""
+        targets = self.api("targets")["data"]["activeTargets"]
+        expected = sum(len(job.targets) for job in self.jobs)
+        if len(targets) < expected or any(t["health"] != "up" for t in targets):
+            return False
+        answer = self.query("count_over_time(up[10m])")
+        values = [float(r["value"][1]) for r in answer["data"]["result"]]
+        return len(values) >= expected and min(values) >= count
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            self.process.stop()
         self.dir.cleanup()
