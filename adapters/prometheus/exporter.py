@@ -89,6 +89,8 @@ async def run(settings: ExporterSettings, runtime: Runtime) -> None:
         registry=runtime.registry,
     )
     listener = MetricsListener(settings, scraper, sources, runtime.log)
+    if runtime.admin is not None:  # key figures for `podkit ctl status` (/status)
+        runtime.admin.add_status(scraper.figures)
     try:
         await listener.start()
     except OSError as exc:

@@ -60,6 +60,15 @@ class Scraper:
             registry=registry,
         )
 
+    def figures(self) -> dict[str, object]:
+        """Key figures for `podkit ctl status`: targets up at their last fetch."""
+        up = [self._state.get((s.name, t)) for s, t, _ in self._jobs]
+        return {
+            "targets_up": sum(1 for u in up if u),
+            "targets": len(up),
+            "targets_not_fetched_yet": sum(1 for u in up if u is None),
+        }
+
     async def scrape(self) -> bytes:
         """The text exposition of all sources, fetched now (or by the scrape in flight)."""
         task = self._in_flight

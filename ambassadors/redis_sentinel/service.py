@@ -44,8 +44,22 @@ class Ambassador:
         runtime.registry.register(ProxyCollector(self.proxy.stats, self.clock))
         self.discovery = Discovery(settings, self.metrics, self.apply)
         self.last_master: str | None = None
+        self.failovers = 0
+        self.last_failover_at = 0.0
         self.metrics.master_known.set(0)
         runtime.set_ready(False, "no verified master yet")
+        if runtime.admin is not None:
+            runtime.admin.add_status(self.figures)
+
+    def figures(self) -> dict[str, object]:
+        """Key figures for `podkit ctl status` (/status)."""
+        return {
+            "master": self.proxy.master,
+            "failovers": self.failovers,
+            "last_failover_at": self.last_failover_at,
+            "without_master_seconds": round(self.clock.current(), 3),
+            "client_connections": self.proxy.stats.active,
+        }
 
     def apply(self, addr: str | None, reason: str) -> None:
         """The verified master changed (None: lost). Called by discovery."""
@@ -69,6 +83,8 @@ class Ambassador:
         m.master_known.set(1)
         if self.last_master not in (None, addr):
             m.failovers.inc()
+            self.failovers += 1
+            self.last_failover_at = at
         self.last_master = addr
         self.log.info(
             "master_changed", old=old, new=addr, reason=reason, connections_closed=cut,

@@ -76,6 +76,15 @@ async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
         input_blocked=lambda: follower.waiting_for_acks,
     )
     pipeline.start()
+    if runtime.admin is not None:  # key figures for `podkit ctl status` (/status)
+        runtime.admin.add_status(
+            lambda: {
+                "lag_bytes": sum(s.lag_bytes for s in follower.stats.values()),
+                "lost_bytes": follower.ledger.lost_total(),
+                "unacked_bytes": follower.unacked_bytes,
+                "queued_records": sum(r.queued_records for r in pipeline.runners),
+            }
+        )
     runtime.log.info(
         "outputs", outputs=[runner.name for runner in pipeline.runners], paths=settings.path
     )

@@ -240,15 +240,24 @@ def test_drain_is_bounded_by_shutdown_timeout(run_helper, free_port):
 
 def test_ctl_status_and_drain(run_helper, free_port):
     helper = run_helper("echo", "--listen", f"{HOST}:{free_port()}")
-    status = podkit("ctl", "status", "--admin", helper.admin)
+    status = podkit("ctl", "status", "--admin", helper.admin, "--json")
     assert status.returncode == 0
-    report = json.loads(status.stdout)
-    assert report["readyz"]["ok"] and report["livez"]["ok"] and report["startupz"]["ok"]
+    (report,) = json.loads(status.stdout)["helpers"]
+    assert report["ready"] and report["live"] and report["started"]
+    assert report["helper"] == "echo"
     drained = podkit("ctl", "drain", "--admin", helper.admin, "--timeout", "20")
     assert drained.returncode == 0, drained.stderr
     assert helper.wait_exit(timeout=5) == 0  # ctl drain returned only once the helper was gone
     gone = podkit("ctl", "status", "--admin", helper.admin)
     assert gone.returncode == 3 and "unreachable" in gone.stdout
+
+
+def test_ctl_takes_the_admin_address_from_the_helpers_env(run_helper, free_port):
+    helper = run_helper("echo", "--listen", f"{HOST}:{free_port()}")
+    env = {"PODKIT_ADMIN_ADDR": f"0.0.0.0:{helper.admin_port}"}
+    status = podkit("ctl", "status", "--json", env=env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["helpers"][0]["helper"] == "echo"
 
 
 def test_post_drain_from_loopback(run_helper, free_port):
