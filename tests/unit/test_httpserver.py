@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,8 +15,7 @@ from podkit.httpserver import HttpServer, Request, Response
 async def _exchange(port: int, raw: bytes) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
-    if not raw.endswith(b"\r\n\r\n"):
-        writer.write_eof()
+    writer.write_eof()  # the server answers what it got, then closes
     try:
         return await asyncio.wait_for(reader.read(), 5)
     except TimeoutError:
@@ -107,3 +108,100 @@ def test_methods_pipelining_head_and_handler_errors() -> None:
             await server.stop()
 
     asyncio.run(run())
+
+
+# --- request smuggling: llhttp's strict mode refuses what two parsers could read apart ------
+
+SMUGGLING = {
+    "conflicting Content-Length": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\n"
+        b"abcGET /secret HTTP/1.1\r\nHost: x\r\n\r\n"
+    ),
+    "Content-Length with Transfer-Encoding": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\nGET /secret HTTP/1.1\r\nHost: x\r\n\r\n"
+    ),
+    "Transfer-Encoding not ending in chunked": (
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
+        b"0\r\n\r\nGET /secret HTTP/1.1\r\n\r\n"
+    ),
+    "obs-fold": b"GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n 127.0.0.1\r\n\r\n",
+    "bare LF line ends": b"GET /a HTTP/1.1\nHost: x\n\nGET /secret HTTP/1.1\n\n",
+    "bare LF after a header": b"GET /a HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
+    "space before the colon": b"GET /a HTTP/1.1\r\nContent-Length : 5\r\n\r\nGET /secret",
+    "bad Content-Length": b"POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+    "bad method": b"G\x00T /a HTTP/1.1\r\n\r\n",
+}
+
+
+def _with_server(check) -> None:  # type: ignore[no-untyped-def]
+    async def run() -> None:
+        seen: list[str] = []
+
+        async def record(request: Request) -> Response:
+            seen.append(request.path)
+            return Response(200, b"ok\n")
+
+        routes = {"/a": {"GET": record, "POST": record}, "/secret": {"GET": record}}
+        errors: list[Exception] = []
+        server = HttpServer(routes, errors.append)
+        await server.start("127.0.0.1", 0)
+        try:
+            await check(server.port, seen)
+            assert errors == []
+        finally:
+            await server.stop()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("raw", list(SMUGGLING.values()), ids=list(SMUGGLING))
+def test_smuggling_attempts_are_refused_and_close_the_connection(raw: bytes) -> None:
+    async def check(port: int, seen: list[str]) -> None:
+        answer = await _exchange(port, raw)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+        assert answer.count(b"HTTP/1.1 ") == 1  # nothing after the refusal is answered
+        assert b"Connection: close" in answer
+        assert "/secret" not in seen and seen == []
+
+    _with_server(check)
+
+
+def test_a_request_body_is_never_read_as_the_next_request() -> None:
+    async def check(port: int, seen: list[str]) -> None:
+        smuggled = b"GET /secret HTTP/1.1\r\nHost: x\r\n\r\n"
+        raw = b"POST /a HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled)
+        answer = await _exchange(port, raw)
+        assert answer.startswith(b"HTTP/1.1 200 OK") and answer.count(b"HTTP/1.1 ") == 1
+        assert b"Connection: close" in answer
+        assert seen == ["/a"]
+
+    _with_server(check)
+
+
+PIPELINE = (
+    b"GET /a?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    b"GET /a HTTP/1.0\r\n\r\n"
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(0, len(PIPELINE)), max_size=8))
+def test_pipelined_requests_answer_the_same_however_they_are_split(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    chunks = [PIPELINE[a:b] for a, b in zip([0, *points], [*points, len(PIPELINE)], strict=True)]
+
+    async def check(port: int, seen: list[str]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)  # HTTP/1.0 at the end: close
+        writer.close()
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)
+        assert statuses == [b"200", b"200", b"404", b"200"]
+        assert seen == ["/a", "/a", "/a"]
+
+    _with_server(check)

@@ -94,6 +94,43 @@ def test_bad_responses_name_the_problem(raw: bytes, eof: bool, message: str) -> 
     assert isinstance(result, str) and message in result, result
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: a\r\n b\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\nX: y\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello",
+    ],
+    ids=[
+        "conflicting-length",
+        "length-and-chunked",
+        "obs-fold",
+        "bare-lf",
+        "bare-lf-header",
+        "space-before-colon",
+    ],
+)
+def test_ambiguous_responses_are_refused(raw: bytes) -> None:
+    result = parse([raw], eof=True)
+    assert isinstance(result, str), result
+
+
+def test_a_second_response_to_one_request_retires_the_connection() -> None:
+    async def run() -> tuple[tuple[int, bytes], bool, bool]:
+        conn = _Connection(1000)
+        transport = _Transport()
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        waiter = conn.request(b"GET / HTTP/1.1\r\n\r\n")
+        conn.data_received(LENGTH + LENGTH)
+        return waiter.result(), conn.keep_alive, transport.closed
+
+    result, keep_alive, closed = asyncio.run(run())
+    assert result == (200, STUB) and not keep_alive and closed
+
+
 def test_pool_reuses_a_connection_and_survives_the_server_closing_it() -> None:
     async def run() -> None:
         accepted = 0
