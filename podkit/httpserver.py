@@ -13,6 +13,7 @@ longer be trusted, a closed connection; never a crash.
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 import httptools
 
 MAX_REQUEST_HEAD = 16 * 1024
+GZIP_MIN_BYTES = 512
+GZIP_LEVEL = 1  # metrics text compresses well at the cheapest level; CPU is the sidecar's
 MAX_PIPELINED = 32
 """Requests parsed and waiting for an answer before the connection stops reading."""
 REASONS = {
@@ -63,6 +66,32 @@ def _encode(response: Response, keep_alive: bool, head: bool) -> bytes:
         b"" if keep_alive else b"Connection: close\r\n",
     )
     return lines if head else lines + response.body
+
+
+def accepts_gzip(accept_encoding: bytes) -> bool:
+    """Accept-Encoding lists gzip (or *) with a q above 0."""
+    for item in accept_encoding.split(b","):
+        coding, *params = (p.strip() for p in item.split(b";"))
+        if coding in (b"gzip", b"*"):
+            q = next((p[2:] for p in params if p.startswith(b"q=")), b"1")
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def _maybe_gzip(response: Response, request: Request) -> Response:
+    """Compress a body worth compressing when the client accepts gzip (Prometheus does)."""
+    if (
+        len(response.body) < GZIP_MIN_BYTES
+        or b"content-encoding" in response.headers
+        or not accepts_gzip(request.headers.get(b"accept-encoding", b""))
+    ):
+        return response
+    body = gzip.compress(response.body, compresslevel=GZIP_LEVEL, mtime=0)
+    headers = {**response.headers, b"Content-Encoding": b"gzip", b"Vary": b"Accept-Encoding"}
+    return Response(response.status, body, response.content_type, headers)
 
 
 def _error(status: int, text: bytes) -> Response:
@@ -217,7 +246,7 @@ class _Protocol(asyncio.Protocol):
 
     async def _serve(self, handler: Handler, request: Request, head: bool) -> None:
         try:
-            response = await handler(request)
+            response = _maybe_gzip(await handler(request), request)
             keep_alive = self._pending_keep_alive and not (self.closing and not self.queue)
         except Exception as exc:  # a handler bug: answer 500, report it, keep serving
             self.server.on_error(exc)
