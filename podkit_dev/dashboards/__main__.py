@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
     verb = "stale" if args.check else "written"
-    for path in stale:
-        print(f"{verb}: {path}")
+    for name in stale:
+        print(f"{verb}: {name}")
     return 1 if (args.check and stale) else 0
 
 

@@ -88,6 +88,7 @@ dashboard = Dashboard(
                     ),
                     "Bytes handed to the outputs and not acknowledged, against --buffer-bytes.",
                     unit="bytes",
+                    main=True,
                 ),
                 Panel(
                     "Buffered per output",
@@ -154,7 +155,6 @@ dashboard = Dashboard(
                         ),
                     ),
                     "Send attempts that failed, and records waiting for their next attempt.",
-                    main=True,
                 ),
                 Panel(
                     "Duplicates after restart",
