@@ -9,6 +9,7 @@ Targets (issue 2): helper ready within 1 s of exec, idle RSS under 40 MiB.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 runs")
     args = parser.parse_args()
     runs = 5 if args.quick else args.runs
+    load_before = load_average()
     podkit = str(Path(sys.executable).parent / "podkit")
     floor = time_command([sys.executable, "-c", "pass"], runs)
     help_time = time_command([podkit, "--help"], runs)
@@ -75,6 +77,11 @@ def main() -> None:
     print(f"{'exec -> /readyz 200 (echo)':<40}{ready * 1000:>10.0f}ms{'< 1000ms':>12}")
     print(f"{'idle RSS (echo, 1 s after ready)':<40}{rss / mib:>8.1f}MiB{'< 40MiB':>12}")
     print(f"{'peak RSS (VmHWM, max of runs)':<40}{hwm / mib:>8.1f}MiB")
+    print(f"load average: {load_before} before, {load_average()} after ({os.cpu_count()} CPUs)")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Both exporters scrape one nginx stub_status; `wrk --latency` hammers each one's /metrics on
 loopback in alternating rounds (so machine noise hits both alike). Prints the medians of
-scrapes/s and p50/p99 latency over the rounds, peak RSS (VmHWM), and ratios (ours / Go).
+scrapes/s and p50/p99 latency over the rounds, CPU time per scrape (from /proc: less
+sensitive to a loaded machine than latency), peak RSS (VmHWM), and ratios (ours / Go),
+with the load average before and after.
 
     .venv/bin/python bench/bench_stats_exporter.py [--quick] [--connections N ...]
 """
@@ -10,6 +12,7 @@ scrapes/s and p50/p99 latency over the rounds, peak RSS (VmHWM), and ratios (our
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -59,6 +62,16 @@ def nginx_requests(nginx_url: str) -> int:
     return int(body.splitlines()[2].split()[2])
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -75,6 +88,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration = 2, 2.0
+    load_before = load_average()
     wrk = find_binary("wrk")
     go_binary = find_binary("prometheus-nginx-exporter")
     nginx = NginxServer().start()
@@ -105,9 +119,12 @@ def main() -> int:
             for connections in args.connections:
                 for name, url in urls.items():
                     before = nginx_requests(nginx.url)
+                    cpu_before = cpu_seconds(pids[name])
                     stats = run_wrk(wrk, url, connections, args.duration)
+                    cpu = cpu_seconds(pids[name]) - cpu_before
                     fetches = nginx_requests(nginx.url) - before - 1  # minus our own read
                     scrapes = stats["rps"] * args.duration
+                    stats["cpu_us"] = cpu / scrapes * 1e6 if scrapes else float("nan")
                     stats["fetches_per_scrape"] = fetches / scrapes if scrapes else float("nan")
                     results.setdefault((name, connections), []).append(stats)
         rss = {name: peak_rss_mib(pid) for name, pid in pids.items()}
@@ -149,6 +166,14 @@ def main() -> int:
     for conns in args.connections:
         shares = ", ".join(f"{n} {med(n, conns, 'fetches_per_scrape'):.2f}" for n in urls)
         print(f"  {conns} connections: {shares}")
+    print("\nexporter CPU time per scrape (utime+stime / scrapes), medians:")
+    for conns in args.connections:
+        cpu = {n: med(n, conns, "cpu_us") for n in urls}
+        print(
+            f"  {conns} connections: podkit {cpu['podkit']:.0f} us, go {cpu['go']:.0f} us, "
+            f"ratio {cpu['podkit'] / cpu['go']:.2f}"
+        )
+    print(f"\nload average: {load_before} before, {load_average()} after")
     p50_ok = all(med("podkit", c, "p50") <= med("go", c, "p50") for c in args.connections)
     print(f"target p50 no worse than go (every concurrency): {'met' if p50_ok else 'NOT met'}")
     return 0
