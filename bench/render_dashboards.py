@@ -4,9 +4,10 @@ Prometheus scraping real helpers (no Grafana server needed).
     .venv/bin/python bench/render_dashboards.py [--seconds 90] [--out FILE.png]
 
 Starts podkit_dev.dashboards.stack (log-shipper, log-adapter, redis-ambassador,
-stats-exporter, their real servers, Prometheus scraping every second), writes log lines
-in bursts, truncates a file under the shipper once (so the loss ledger has something to
-show) and drains the log-adapter near the end (so the overview shows a state change).
+stats-exporter, their real servers, Prometheus scraping every second) plus a second
+log-shipper whose http backend never answers (retries, a full buffer, growing lag), writes
+log lines in bursts, truncates the troubled shipper's file once (its unread lag lands on
+the loss ledger) and drains the log-adapter near the end (a state change on the overview).
 Then it runs each main panel's PromQL (the same text Grafana gets) as a range query and
 plots it with matplotlib. matplotlib is a dev/demo dependency only, never in an image.
 """
@@ -50,6 +51,15 @@ def human(value: float, unit: str) -> str:
     return f"{value:g}"
 
 
+def pods_of(stack: Stack, helper: str | None) -> str:
+    """The `pod` variable's "All" for a dashboard: the pods that run its helper."""
+    if helper is None:
+        return ".*"
+    assert stack.prometheus is not None
+    answer = stack.prometheus.query(f'podkit_build_info{{helper="{helper}"}}')
+    return "|".join(sorted({r["metric"]["pod"] for r in answer["data"]["result"]})) or ".*"
+
+
 def draw(stack: Stack, panels: list[tuple[Dashboard, Panel]], start: float, end: float,
          out: Path) -> None:  # fmt: skip
     import matplotlib
@@ -69,19 +79,28 @@ def draw(stack: Stack, panels: list[tuple[Dashboard, Panel]], start: float, end:
         ax.set_facecolor("#111217")
         ax.set_title(f"{dashboard.title}  ·  {panel.title}", loc="left", fontsize=10)
         color = 0
+        seen: list[float] = []
+        pods = pods_of(stack, dashboard.helper)  # what Grafana's `pod` variable would list
         for query in panel.queries:
             answer = stack.prometheus.query_range(
-                concrete(query.expr, rate_interval=RATE_WINDOW), start, end, 1
+                concrete(query.expr, rate_interval=RATE_WINDOW, pods=pods), start, end, 1
             )
             for series in answer["data"]["result"]:
                 xs = [float(t) - start for t, _ in series["values"]]
                 ys = [float(v) for _, v in series["values"]]
+                seen += ys
                 name = legend(query.legend, series["metric"]) or query.expr[:40]
                 ax.plot(xs, ys, lw=1.4, label=name,
                         color=GRAFANA_COLORS[color % len(GRAFANA_COLORS)])  # fmt: skip
                 color += 1
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _, u=panel.unit: human(v, u)))
         ax.set_xlim(0, end - start)
+        if seen and max(seen) == min(seen) == 0:
+            ax.set_ylim(-0.05, 1)  # all zero: one tick at 0, not "0 B" five times
+            ax.set_yticks([0])
+        elif seen and set(seen) <= {0.0, 1.0}:
+            ax.set_ylim(-0.05, 1.3)  # up/down states
+            ax.set_yticks([0, 1])
         ax.grid(color="#2c3235", lw=0.6)
         ax.tick_params(labelsize=8)
         ax.set_xlabel("seconds", fontsize=8)
@@ -105,7 +124,7 @@ def main() -> int:
         "--out", type=Path, default=ROOT / "dashboards" / "overview-and-log-shipper.png"
     )
     args = parser.parse_args()
-    stack = Stack(with_rules=False).start()
+    stack = Stack(with_rules=False, troubled_shipper=True).start()
     try:
         stack.start_traffic()
         stack.wait_scrapes(2)
@@ -126,10 +145,8 @@ def main() -> int:
 
 
 def truncate_unread(stack: Stack) -> None:
-    path = stack.logs / "app.log"
-    with open(path, "ab") as handle:  # a burst the shipper cannot have read yet ...
-        handle.write(b"x" * 200 + b"\n" * 1 + (b"y" * 120 + b"\n") * 20000)
-    with open(path, "r+b") as handle:  # ... cut away at once (copytruncate)
+    """Copytruncate under the troubled shipper, which stopped reading: its lag is lost."""
+    with open(stack.dir.path / "logs-1" / "app.log", "r+b") as handle:
         handle.truncate(0)
 
 

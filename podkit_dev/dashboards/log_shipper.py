@@ -120,13 +120,14 @@ dashboard = Dashboard(
                     "Lost bytes by reason",
                     (
                         q(
-                            f"sum by (pod, reason) (increase(log_shipper_lost_bytes_total{{$sel}}{RATE}))"
+                            f"sum by (pod, reason) (increase(podkit_follow_lost_bytes_total{{$sel}}{RATE}))"
                             + ZERO,
                             "{{pod}} {{reason}}",
                         ),
                     ),
-                    "The loss ledger: bytes the follower could not read (deleted or truncated "
-                    "before read...). Anything above 0 fires PodkitLinesLost.",
+                    "The follower's loss ledger: bytes written and never read (the file was "
+                    "deleted or truncated before the shipper got to them). Above 0 fires "
+                    "PodkitLinesLost.",
                     unit="bytes",
                     main=True,
                 ),

@@ -87,7 +87,7 @@ def expand(expr: str, extra: str = "") -> str:
     return expr.replace("$sel", SELECTOR + (f", {extra}" if extra else ""))
 
 
-def concrete(expr: str, rate_interval: str = "1m") -> str:
+def concrete(expr: str, rate_interval: str = "1m", pods: str = ".*") -> str:
     """A query as a plain Prometheus takes it: the template variables filled in."""
     return (
         expand(expr)
@@ -95,7 +95,7 @@ def concrete(expr: str, rate_interval: str = "1m") -> str:
         .replace("$__interval", "15s")
         .replace("$__range", "1h")
         .replace('"$namespace"', '".*"')
-        .replace('"$pod"', '".*"')
+        .replace('"$pod"', f'"{pods}"')
     )
 
 

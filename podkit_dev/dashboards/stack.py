@@ -34,11 +34,17 @@ NAMESPACE = "podkit-demo"
 
 
 class Stack:
-    def __init__(self, *, interval: str = "1s", with_rules: bool = True) -> None:
+    def __init__(
+        self, *, interval: str = "1s", with_rules: bool = True, troubled_shipper: bool = False
+    ) -> None:
         self.interval = interval
         self.with_rules = with_rules
+        self.troubled_shipper = troubled_shipper
         self.dir = TempDir("dashboards")
         self.helpers: dict[str, HelperProcess] = {}
+        """One of each helper, by role (pod `ROLE-0`)."""
+        self.troubled: HelperProcess | None = None
+        """With troubled_shipper: pod `log-shipper-1`, whose http output never answers."""
         self.metrics_ports: dict[str, int] = {}
         self.nginx: NginxServer | None = None
         self.cluster: SentinelCluster | None = None
@@ -106,8 +112,30 @@ class Stack:
                 targets.append(f"{HOST}:{self.metrics_ports[role]}")
             labels = {"namespace": NAMESPACE, "pod": f"{role}-0", "container": role}
             jobs.append(ScrapeJob(role, targets, labels))
+        if self.troubled_shipper:
+            self.troubled = self._start_troubled_shipper()
+            labels = {"namespace": NAMESPACE, "pod": "log-shipper-1", "container": "log-shipper"}
+            jobs.append(ScrapeJob("log-shipper-1", [f"{HOST}:{self.troubled.admin_port}"], labels))
         rules = [str(ROOT / "dashboards" / "alerts.yaml")] if self.with_rules else []
         self.prometheus = PrometheusServer(jobs, interval=self.interval, rule_files=rules).start()
+
+    def _start_troubled_shipper(self) -> HelperProcess:
+        """A shipper whose backend accepts connections and never answers: it retries, its
+        buffer fills, it stops reading, its lag grows, and a truncation loses bytes."""
+        d = self.dir.path
+        (d / "logs-1").mkdir()
+        (d / "logs-1" / "app.log").write_bytes(b"first line\n")
+        self._black_hole = socket.socket()
+        self._black_hole.bind((HOST, 0))
+        self._black_hole.listen(64)
+        url = f"http://{HOST}:{self._black_hole.getsockname()[1]}/ingest"
+        helper = HelperProcess(
+            "log-shipper",
+            "--path", str(d / "logs-1" / "*.log"), "--state-dir", str(d / "shipper-1-state"),
+            "--output", "http", "--http-url", url, "--buffer-bytes", "64KiB",
+            "--batch-timeout", "50ms", "--refresh-interval", "200ms", "--rotate-wait", "1s",
+        )  # fmt: skip
+        return helper.start(wait="livez")
 
     # --- traffic, so rates are not all zero ------------------------------------------------
 
@@ -122,8 +150,12 @@ class Stack:
         while not self._stop.is_set():
             n += 1
             burst = 20 + (n % 30) * 5
+            lines = b"".join(b"GET /item/%d 200\n" % (n * 1000 + i) for i in range(burst))
             with open(shipper_log, "ab") as handle:
-                handle.write(b"".join(b"GET /item/%d 200\n" % (n * 1000 + i) for i in range(burst)))
+                handle.write(lines)
+            if self.troubled is not None:
+                with open(self.dir.path / "logs-1" / "app.log", "ab") as handle:
+                    handle.write(lines)
             with open(adapter_log, "ab") as handle:
                 level = b"ERROR" if n % 7 == 0 else b"INFO"
                 handle.write(b"2024-05-01 12:00:00 %s request %d\n" % (level, n))
@@ -155,8 +187,11 @@ class Stack:
         self._stop.set()
         if self._traffic is not None:
             self._traffic.join(5)
-        for helper in self.helpers.values():
-            helper.cleanup()
+        for helper in [*self.helpers.values(), self.troubled]:
+            if helper is not None:
+                helper.cleanup()
+        if self.troubled_shipper and hasattr(self, "_black_hole"):
+            self._black_hole.close()
         for server in (self.prometheus, self.nginx, self.cluster):
             if server is not None:
                 server.cleanup()
