@@ -87,10 +87,8 @@ class HttpClient:
             return self._tcp
         session = self._unix.get(socket_path)
         if session is None:
-            connector = aiohttp.UnixConnector(path=socket_path, limit=0, keepalive_timeout=60)
-            session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, auto_decompress=False
-            )
+            unix = aiohttp.UnixConnector(path=socket_path, limit=0, keepalive_timeout=60)
+            session = aiohttp.ClientSession(connector=unix, timeout=timeout, auto_decompress=False)
             self._unix[socket_path] = session
         return session
 

@@ -41,7 +41,7 @@ class Scraper:
                 if len(source.targets) > 1:
                     own["addr"] = source.display(target)
                 self._jobs.append((source, target, own))
-        self._in_flight: asyncio.Future[bytes] | None = None
+        self._in_flight: asyncio.Future[list[Family]] | None = None
         self._errors = Counter(
             "stats_exporter_target_errors_total",
             "target fetches that gave up 0 (failed, timed out or answered nonsense)",
