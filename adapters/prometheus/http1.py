@@ -18,6 +18,10 @@ from podkit.adapters.prometheus.api import SourceError
 MAX_HEADER = 64 * 1024
 
 
+class ClosedBeforeResponse(SourceError):
+    """The server closed the connection before answering (a stale keep-alive connection)."""
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; llhttp (`httptools`) parses each response."""
 
@@ -70,7 +74,7 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None or self.waiter.done():
             return
         if not self.got_bytes:
-            self._fail("connection closed before a response")
+            self._fail("connection closed before a response", ClosedBeforeResponse)
         elif not self.headers_done:
             self._fail("truncated headers")
         elif not self.delimited:  # the end of the connection is the end of the body
@@ -134,9 +138,9 @@ class _Connection(asyncio.Protocol):
 
     # --- outcome ----------------------------------------------------------------------
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, error: type[SourceError] = SourceError) -> None:
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(SourceError(message))
+            self.waiter.set_exception(error(message))
         self.keep_alive = False
         if self.transport is not None:
             self.transport.close()
@@ -200,9 +204,9 @@ class Http1Pool:
             conn.keep_alive = False
             try:
                 status, body = await conn.request(raw)
-            except SourceError as exc:
+            except ClosedBeforeResponse:
                 # A keep-alive connection the server closed while idle: try a fresh one.
-                if reused and "closed before a response" in str(exc):
+                if reused:
                     continue
                 raise
             finally:
