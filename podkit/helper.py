@@ -48,10 +48,12 @@ class Helper:
     (`log-adapter --check`) run instead of the runtime when it returns an exit status."""
 
     def load_settings_class(self) -> type[HelperSettings]:
-        return import_attr(self.settings)
+        settings_class: type[HelperSettings] = import_attr(self.settings)
+        return settings_class
 
     def load_run(self) -> RunFunction:
-        return import_attr(self.run)
+        run: RunFunction = import_attr(self.run)
+        return run
 
     def run_oneshot(self, settings: HelperSettings) -> int | None:
         """The exit status of the helper's one-shot mode, or None to run as a service."""
