@@ -655,19 +655,20 @@ class PrometheusServer:
         )
         return self
 
-    def api(self, path: str, **params: str) -> dict:
+    def api(self, path: str, **params: str) -> dict[str, Any]:
         """GET /api/v1/PATH; returns the JSON answer (status "success" or "error")."""
         query = urllib.parse.urlencode(params)
         try:
             with urllib.request.urlopen(f"{self.url}/api/v1/{path}?{query}", timeout=10) as r:
-                return json.loads(r.read())
+                answer: dict[str, Any] = json.loads(r.read())
         except urllib.error.HTTPError as exc:  # 400/422: a bad query, with its error text
-            return json.loads(exc.read())
+            answer = json.loads(exc.read())
+        return answer
 
-    def query(self, expr: str) -> dict:
+    def query(self, expr: str) -> dict[str, Any]:
         return self.api("query", query=expr)
 
-    def query_range(self, expr: str, start: float, end: float, step: float) -> dict:
+    def query_range(self, expr: str, start: float, end: float, step: float) -> dict[str, Any]:
         return self.api("query_range", query=expr, start=str(start), end=str(end), step=str(step))
 
     def scrapes_done(self, count: int = 2) -> bool:

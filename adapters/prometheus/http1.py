@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 
 import httptools
+
 from podkit.adapters.prometheus.api import SourceError
 
 MAX_HEADER = 64 * 1024
