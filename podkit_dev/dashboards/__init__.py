@@ -3,6 +3,13 @@
 One module per helper holds its `dashboard` (model.py's objects); alerts.py the rules.
 `python -m podkit_dev.dashboards` writes dashboards/*.json, dashboards/alerts.yaml and
 k8s/monitoring/prometheusrule.yaml; a test fails when the committed files are stale.
+
+Adding a helper's dashboard (pg-ambassador, git-sync): a module here with its
+`dashboard`, built on the metric names its metrics module declares; its metric prefix in
+model.METRIC_PREFIXES; its prefixes in tests/unit/test_dashboards.py (`own`); the helper
+started in stack.py (with the real server it needs) so the Prometheus test evaluates its
+panels; its alerts in alerts.py, with a case in dashboards/alerts.test.yaml and a runbook
+section in dashboards/README.md.
 """
 
 from __future__ import annotations
