@@ -1,22 +1,32 @@
-"""The admin HTTP server every helper runs: /livez /readyz /startupz /metrics, POST /drain.
+"""The admin HTTP server every helper runs: /livez /readyz /startupz /metrics /status,
+POST /drain.
 
 Probes hit it from the kubelet, so it binds all interfaces by default; /drain changes
-state and is only taken from loopback (a preStop hook runs inside the pod).
+state and is only taken from loopback (a preStop hook runs inside the pod). /status is
+one JSON object for people and `podkit ctl status`: the runtime's state plus the key
+figures a helper adds with `add_status(callback)`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import choose_encoder
 
+from podkit import __version__
 from podkit.config import split_host_port
 from podkit.httpserver import Handler, HttpServer, Request, Response
 
 if TYPE_CHECKING:
     from podkit.runtime import Runtime
+
+StatusCallback = Callable[[], dict[str, object]]
+"""Returns a helper's key figures for /status: names to JSON values, cheap to compute."""
 
 
 def _is_loopback(remote: str | None) -> bool:
@@ -43,6 +53,8 @@ class AdminServer:
     def __init__(self, runtime: Runtime, addr: str) -> None:
         self.runtime = runtime
         self.host, self.port = split_host_port(addr)
+        self.created = time.monotonic()
+        self.status_callbacks: list[StatusCallback] = []
         self.http = HttpServer(
             {
                 "/livez": {"GET": self.livez},
@@ -50,6 +62,7 @@ class AdminServer:
                 "/readyz": {"GET": self.readyz},
                 "/startupz": {"GET": self.startupz},
                 "/metrics": {"GET": self.metrics},
+                "/status": {"GET": self.status},
                 "/drain": {"POST": self.drain},
             },
             on_error=lambda exc: runtime.log.exception("admin_handler_failed", exc_info=exc),
@@ -58,6 +71,34 @@ class AdminServer:
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         """Let a helper serve an extra path on the admin port, at any time."""
         self.http.add_route(method, path, handler)
+
+    def add_status(self, callback: StatusCallback) -> None:
+        """Add a helper's key figures (lag, current master...) to /status and `ctl status`."""
+        self.status_callbacks.append(callback)
+
+    def status_report(self) -> dict[str, object]:
+        runtime = self.runtime
+        ready, reason = runtime.readiness()
+        live, lag = runtime.loop_health()
+        figures: dict[str, object] = {}
+        for callback in self.status_callbacks:
+            try:
+                figures.update(callback())
+            except Exception as exc:  # a figure must never break the status page
+                figures["error"] = f"{type(exc).__name__}: {exc}"
+        return {
+            "helper": runtime.helper.name,
+            "version": __version__,
+            "pid": os.getpid(),
+            "live": live,
+            "started": runtime.started,
+            "ready": ready,
+            "reason": reason,
+            "draining": runtime.draining,
+            "uptime_seconds": round(time.monotonic() - self.created, 3),
+            "event_loop_lag_seconds": round(lag, 6),
+            "figures": figures,
+        }
 
     async def start(self) -> None:
         await self.http.start(self.host, self.port)
@@ -84,6 +125,9 @@ class AdminServer:
         accept = request.headers.get(b"accept", b"").decode("latin-1")
         encoder, content_type = choose_encoder(accept)
         return Response(200, encoder(self.runtime.registry), content_type.encode())
+
+    async def status(self, request: Request) -> Response:
+        return json_response(self.status_report())
 
     async def drain(self, request: Request) -> Response:
         if not _is_loopback(request.peer):

@@ -2,19 +2,29 @@
 
 Probes and scrapes are tiny GETs; a full web framework costs every helper about 11 MiB
 of RSS and 0.2 s of start-up (measured with aiohttp), which the restricted budgets of a
-sidecar feel. This server speaks just enough HTTP/1.1: keep-alive, pipelining (answered
-in order), HEAD, bounded request heads, no request bodies. Anything else gets a short
-error answer and, where the stream can no longer be trusted, a closed connection; never
-a crash.
+sidecar feel. Requests are parsed by llhttp (`httptools`, the parser of Node.js and
+uvicorn) in its strict mode, so request smuggling tricks (duplicate Content-Length,
+Content-Length with Transfer-Encoding, obs-fold, bare LF) are refused, not guessed at.
+On top of it: keep-alive, pipelining (answered in order), HEAD, bounded request heads, no
+request bodies. Anything else gets a short error answer and, where the stream can no
+longer be trusted, a closed connection; never a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import httptools
+
 MAX_REQUEST_HEAD = 16 * 1024
+GZIP_MIN_BYTES = 512
+GZIP_LEVEL = 1  # metrics text compresses well at the cheapest level; CPU is the sidecar's
+MAX_PIPELINED = 32
+"""Requests parsed and waiting for an answer before the connection stops reading."""
 REASONS = {
     200: b"OK", 202: b"Accepted", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
     405: b"Method Not Allowed", 431: b"Request Header Fields Too Large",
@@ -58,19 +68,64 @@ def _encode(response: Response, keep_alive: bool, head: bool) -> bytes:
     return lines if head else lines + response.body
 
 
+def accepts_gzip(accept_encoding: bytes) -> bool:
+    """Accept-Encoding lists gzip (or *) with a q above 0."""
+    for item in accept_encoding.split(b","):
+        coding, *params = (p.strip() for p in item.split(b";"))
+        if coding in (b"gzip", b"*"):
+            q = next((p[2:] for p in params if p.startswith(b"q=")), b"1")
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def _maybe_gzip(response: Response, request: Request) -> Response:
+    """Compress a body worth compressing when the client accepts gzip (Prometheus does)."""
+    if (
+        len(response.body) < GZIP_MIN_BYTES
+        or b"content-encoding" in response.headers
+        or not accepts_gzip(request.headers.get(b"accept-encoding", b""))
+    ):
+        return response
+    body = gzip.compress(response.body, compresslevel=GZIP_LEVEL, mtime=0)
+    headers = {**response.headers, b"Content-Encoding": b"gzip", b"Vary": b"Accept-Encoding"}
+    return Response(response.status, body, response.content_type, headers)
+
+
 def _error(status: int, text: bytes) -> Response:
     return Response(status, text + b"\n")
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A parsed request waiting for its turn (answers go out in request order)."""
+
+    request: Request | None
+    handler: Handler | None
+    answer: Response | None
+    keep_alive: bool
+    head: bool
+
+
 class _Protocol(asyncio.Protocol):
+    """One connection: llhttp parses, handlers run one at a time, answers keep order."""
+
     def __init__(self, server: HttpServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.peer: str | None = None
-        self.buffer = bytearray()
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[_Pending] = deque()
         self.busy = False
         self.paused = False
+        self.closing = False
+        """No request after the ones queued is read (a body, an upgrade, bad input)."""
+        self.head_bytes = 0
         self.idle_timer: asyncio.TimerHandle | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -100,75 +155,104 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
             self.transport = None
 
+    # --- parsing (llhttp, strict: no bare LF, obs-fold, duplicate Content-Length, CL+TE) ---
+
     def data_received(self, data: bytes) -> None:
         self._arm_idle_timer()
-        self.buffer += data
-        if not self.busy:
-            self._process()
-        elif len(self.buffer) > MAX_REQUEST_HEAD and self.transport and not self.paused:
+        if self.closing:
+            return  # a body or whatever follows a request we will not read past
+        self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.closing = True  # answered like any request, then the connection ends
+        except httptools.HttpParserError:
+            self._reject(400, b"bad request")
+        else:
+            if self.head_bytes > MAX_REQUEST_HEAD:
+                self._reject(431, b"request too large")
+        if len(self.queue) > MAX_PIPELINED and self.transport and not self.paused:
             self.paused = True  # a client pipelining faster than we answer
             self.transport.pause_reading()
+        self._process()
 
-    def _process(self) -> None:
-        """Answer every complete request in the buffer, in order (a loop, not recursion)."""
-        while self.transport is not None and not self.busy and self._one():
-            pass
+    def eof_received(self) -> bool:
+        """The client is done sending: answer what it asked, then close (half-close)."""
+        self.closing = True
+        # False: nothing left to answer, asyncio closes the transport; True: keep it open.
+        return self.busy or bool(self.queue)
 
-    def _one(self) -> bool:
-        """Handle one request from the buffer; False when none is complete yet."""
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buffer) > MAX_REQUEST_HEAD:
-                self._send(_encode(_error(431, b"request too large"), False, False))
-            return False
-        head = bytes(self.buffer[:end])
-        del self.buffer[: end + 4]
-        lines = head.split(b"\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            self._send(_encode(_error(400, b"bad request"), False, False))
-            return False
-        method_raw, target, version = parts
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip().lower()
-        keep_alive = (
-            version == b"HTTP/1.1" and headers.get(b"connection") != b"close"
-        ) or headers.get(b"connection") == b"keep-alive"
+    def _reject(self, status: int, text: bytes) -> None:
+        if not self.closing:
+            self.closing = True
+            self.queue.append(_Pending(None, None, _error(status, text), False, False))
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        value = value.lower()
+        old = self._headers.get(name)
+        self._headers[name] = value if old is None else old + b", " + value
+
+    def on_headers_complete(self) -> None:
+        self.head_bytes = 0
+        if self.closing:
+            return
+        headers = self._headers
+        keep_alive = self.parser.should_keep_alive()
         if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
             keep_alive = False  # a body is never read; the connection ends after this answer
-        method = method_raw.decode("latin-1")
-        head_only = method == "HEAD"
-        path, _, query = target.decode("latin-1").partition("?")
+            self.closing = True
+        method = self.parser.get_method().decode("latin-1")
+        head = method == "HEAD"
+        path, _, query = self._url.decode("latin-1").partition("?")
         methods = self.server.routes.get(path)
-        handler = methods and methods.get("GET" if head_only else method)
+        handler = methods.get("GET" if head else method) if methods is not None else None
         if methods is None:
-            self._send(_encode(_error(404, b"not found"), keep_alive, head_only), keep_alive)
+            pending = _Pending(None, None, _error(404, b"not found"), keep_alive, head)
         elif handler is None:
-            self._send(_encode(_error(405, b"method not allowed"), False, head_only))
+            pending = _Pending(None, None, _error(405, b"method not allowed"), False, head)
+            self.closing = True
         else:
-            self.busy = True
             request = Request(method, path, query, headers, self.peer)
-            task = asyncio.ensure_future(self._serve(handler, request, keep_alive, head_only))
+            pending = _Pending(request, handler, None, keep_alive, head)
+        self.queue.append(pending)
+
+    # --- answering --------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        """Answer queued requests in order; a handler's answer waits for nothing else."""
+        while self.transport is not None and not self.busy and self.queue:
+            item = self.queue.popleft()
+            keep_alive = item.keep_alive and not (self.closing and not self.queue)
+            if item.answer is not None:
+                self._send(_encode(item.answer, keep_alive, item.head), keep_alive)
+                continue
+            assert item.handler is not None and item.request is not None
+            self.busy = True
+            task = asyncio.ensure_future(self._serve(item.handler, item.request, item.head))
             self.server.tasks.add(task)
             task.add_done_callback(self.server.tasks.discard)
-        return True
-
-    async def _serve(
-        self, handler: Handler, request: Request, keep_alive: bool, head: bool
-    ) -> None:
-        try:
-            answer = _encode(await handler(request), keep_alive, head)
-        except Exception as exc:  # a handler bug: answer 500, report it, keep serving
-            self.server.on_error(exc)
-            keep_alive = False
-            answer = _encode(_error(500, b"internal error"), False, head)
-        self.busy = False
-        self._send(answer, keep_alive)
-        if self.paused and self.transport is not None:
+            self._pending_keep_alive = item.keep_alive
+        if self.paused and self.transport is not None and len(self.queue) <= MAX_PIPELINED:
             self.paused = False
             self.transport.resume_reading()
+
+    async def _serve(self, handler: Handler, request: Request, head: bool) -> None:
+        try:
+            response = _maybe_gzip(await handler(request), request)
+            keep_alive = self._pending_keep_alive and not (self.closing and not self.queue)
+        except Exception as exc:  # a handler bug: answer 500, report it, keep serving
+            self.server.on_error(exc)
+            response, keep_alive = _error(500, b"internal error"), False
+        self.busy = False
+        self._send(_encode(response, keep_alive, head), keep_alive)
         self._process()  # requests pipelined behind this one
 
     def _send(self, data: bytes, keep_alive: bool = False) -> None:

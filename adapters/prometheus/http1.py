@@ -2,8 +2,9 @@
 
 Stats pages are tiny and scraped often; aiohttp's client costs more per request than the
 fetch itself. This one sends a GET on a pooled connection, reads one response (length,
-chunked or close-delimited) with a size cap, and hands the connection back. Anything
-odd (no HTTP status line, truncation, oversize) is a `SourceError`; https goes to aiohttp.
+chunked or close-delimited; parsed by llhttp through `httptools`) with a size cap, and
+hands the connection back. Anything odd (no HTTP status line, truncation, oversize) is a
+`SourceError`; https goes to aiohttp.
 """
 
 from __future__ import annotations
@@ -11,127 +12,154 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import httptools
+
 from podkit.adapters.prometheus.api import SourceError
 
 MAX_HEADER = 64 * 1024
 
 
+class ClosedBeforeResponse(SourceError):
+    """The server closed the connection before answering (a stale keep-alive connection)."""
+
+
 class _Connection(asyncio.Protocol):
+    """One keep-alive connection; llhttp (`httptools`) parses each response."""
+
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.closed = False
         self.keep_alive = False
         self.used = False
+        self.parser: httptools.HttpResponseParser | None = None
+        self.body = bytearray()
+        self.head_bytes = 0
+        self.got_bytes = False
+        self.headers_done = False
+        self.delimited = False
+        """The body has a length or is chunked (else it ends with the connection)."""
+        self.error = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        self._check(eof=False)
+        if self.waiter is None or self.waiter.done() or self.parser is None:
+            # Nothing asked: bytes the server should not have sent. Never reuse the stream.
+            self.keep_alive = False
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.got_bytes = self.got_bytes or bool(data)
+        if not self.headers_done:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail("the server switched protocols")
+        except httptools.HttpParserError as exc:
+            if not self.error:
+                self.error = _describe(exc)
+            self._fail(self.error)
+        else:
+            if self.error:
+                self._fail(self.error)
+            elif not self.headers_done and self.head_bytes > MAX_HEADER:
+                self._fail("response headers are over 64 KiB")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._check(eof=True)
+        if self.waiter is None or self.waiter.done():
+            return
+        if not self.got_bytes:
+            self._fail("connection closed before a response", ClosedBeforeResponse)
+        elif not self.headers_done:
+            self._fail("truncated headers")
+        elif not self.delimited:  # the end of the connection is the end of the body
+            self._done(bytes(self.body), False)
+        elif self.chunked:
+            self._fail("truncated chunked body before the connection closed")
+        else:
+            self._fail(
+                f"truncated body: {len(self.body)} of {self.length} bytes before the "
+                "connection closed"
+            )
 
     def request(self, raw: bytes) -> asyncio.Future[tuple[int, bytes]]:
         assert self.transport is not None
-        self.buffer.clear()
+        self.parser = httptools.HttpResponseParser(self)
+        self.body = bytearray()
+        self.head_bytes = 0
+        self.got_bytes = self.headers_done = self.delimited = self.chunked = False
+        self.length = 0
+        self.error = ""
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(raw)
         return self.waiter
 
-    def _fail(self, message: str) -> None:
+    # --- llhttp callbacks (they never raise: a problem is noted and failed after feed) ---
+
+    def on_message_begin(self) -> None:
+        if self.waiter is not None and self.waiter.done():
+            # A second response to one request: the stream is out of step; never reuse it.
+            self.keep_alive = False
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower == b"content-length":
+            self.delimited = True
+            if value.isdigit():
+                self.length = int(value)
+        elif lower == b"transfer-encoding":
+            self.delimited = self.chunked = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        if self.length > self.max_body:
+            self.error = f"body of {self.length} bytes is over --max-body-size {self.max_body}"
+
+    def on_body(self, body: bytes) -> None:
+        if self.error:
+            return
+        self.body += body
+        if len(self.body) > self.max_body:
+            self.error = f"body is over --max-body-size {self.max_body} bytes"
+
+    def on_message_complete(self) -> None:
+        if self.error or self.parser is None:
+            return
+        keep_alive = self.parser.should_keep_alive()
+        self._done(bytes(self.body), keep_alive)
+
+    # --- outcome ----------------------------------------------------------------------
+
+    def _fail(self, message: str, error: type[SourceError] = SourceError) -> None:
         if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(SourceError(message))
+            self.waiter.set_exception(error(message))
         self.keep_alive = False
         if self.transport is not None:
             self.transport.close()
 
-    def _done(self, status: int, body: bytes, keep_alive: bool) -> None:
+    def _done(self, body: bytes, keep_alive: bool) -> None:
         self.keep_alive = keep_alive and not self.closed
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result((status, body))
+        if self.waiter is not None and not self.waiter.done() and self.parser is not None:
+            self.waiter.set_result((self.parser.get_status_code(), body))
 
-    def _check(self, eof: bool) -> None:
-        if self.waiter is None or self.waiter.done():
-            return
-        buf = self.buffer
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEADER:
-                self._fail("response headers are over 64 KiB")
-            elif eof:
-                empty = not buf
-                self._fail("connection closed before a response" if empty else "truncated headers")
-            return
-        lines = bytes(buf[:end]).split(b"\r\n")
-        parts = lines[0].split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            self._fail(f"not an HTTP response: {bytes(lines[0][:60])!r}")
-            return
-        status = int(parts[1])
-        headers: dict[bytes, bytes] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-        keep_alive = parts[0] == b"HTTP/1.1" and headers.get(b"connection", b"").lower() != b"close"
-        body_start = end + 4
-        if status < 200 or status in (204, 304):
-            self._done(status, b"", keep_alive)
-        elif headers.get(b"transfer-encoding", b"").lower().endswith(b"chunked"):
-            self._chunked(status, body_start, eof, keep_alive)
-        elif b"content-length" in headers:
-            length_text = headers[b"content-length"]
-            if not length_text.isdigit():
-                self._fail(f"bad Content-Length {length_text[:20]!r}")
-                return
-            length = int(length_text)
-            if length > self.max_body:
-                self._fail(f"body of {length} bytes is over --max-body-size {self.max_body}")
-            elif len(buf) - body_start >= length:
-                self._done(status, bytes(buf[body_start : body_start + length]), keep_alive)
-            elif eof:
-                got = len(buf) - body_start
-                self._fail(f"truncated body: {got} of {length} bytes before the connection closed")
-        else:  # delimited by the end of the connection
-            if len(buf) - body_start > self.max_body:
-                self._fail(f"body is over --max-body-size {self.max_body} bytes")
-            elif eof:
-                self._done(status, bytes(buf[body_start:]), False)
 
-    def _chunked(self, status: int, pos: int, eof: bool, keep_alive: bool) -> None:
-        buf = self.buffer
-        body = bytearray()
-        while True:
-            line_end = buf.find(b"\r\n", pos)
-            if line_end < 0:
-                break
-            size_text = bytes(buf[pos:line_end]).split(b";")[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                self._fail(f"bad chunk size {size_text[:20]!r}")
-                return
-            if len(body) + size > self.max_body:
-                self._fail(f"body is over --max-body-size {self.max_body} bytes")
-                return
-            if size == 0:
-                trailer_end = buf.find(b"\r\n", line_end + 2)
-                if trailer_end >= 0:  # trailers are not expected from stats pages
-                    self._done(status, bytes(body), keep_alive)
-                    return
-                break
-            chunk_end = line_end + 2 + size
-            if len(buf) < chunk_end + 2:
-                break
-            body += buf[line_end + 2 : chunk_end]
-            pos = chunk_end + 2
-        if eof:
-            self._fail("truncated chunked body before the connection closed")
+def _describe(exc: Exception) -> str:
+    """llhttp's reason, in the words a user of a stats page can act on."""
+    reason = str(exc) or type(exc).__name__
+    if reason.startswith("Expected HTTP/") or "status" in reason.lower():
+        return f"not an HTTP response ({reason})"
+    if "Content-Length" in reason:
+        return f"bad Content-Length ({reason})"
+    return f"malformed HTTP response ({reason})"
 
 
 class Http1Pool:
@@ -177,9 +205,9 @@ class Http1Pool:
             conn.keep_alive = False
             try:
                 status, body = await conn.request(raw)
-            except SourceError as exc:
+            except ClosedBeforeResponse:
                 # A keep-alive connection the server closed while idle: try a fresh one.
-                if reused and "closed before a response" in str(exc):
+                if reused:
                     continue
                 raise
             finally:

@@ -9,12 +9,18 @@ page), while the kubelet's probes and `POST /drain` stay on the admin port, whos
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from podkit.adapters.prometheus.api import Source, SourceContext
 from podkit.adapters.prometheus.fetch import HttpClient
 from podkit.adapters.prometheus.loader import build_sources
-from podkit.adapters.prometheus.model import CONTENT_TYPE
+from podkit.adapters.prometheus.model import (
+    CONTENT_TYPE,
+    OPENMETRICS_CONTENT_TYPE,
+    render,
+    render_openmetrics,
+)
 from podkit.adapters.prometheus.scrape import Scraper
 from podkit.adapters.prometheus.settings import ExporterSettings, parse_const_labels
 from podkit.config import split_host_port
@@ -28,6 +34,39 @@ LANDING = """<!DOCTYPE html>
 <p>Sources: {sources}</p>
 </body></html>
 """
+
+
+# Time kept back from Prometheus's scrape timeout to render and send the answer
+# (blackbox_exporter keeps 0.5 s the same way), but never more than half of it.
+SCRAPE_TIMEOUT_OFFSET = 0.5
+
+
+def scrape_timeout(request: Request) -> float | None:
+    """The fetch bound Prometheus asks for (X-Prometheus-Scrape-Timeout-Seconds), if any."""
+    raw = request.headers.get(b"x-prometheus-scrape-timeout-seconds")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return max(seconds - SCRAPE_TIMEOUT_OFFSET, seconds / 2)
+
+
+def wants_openmetrics(accept: bytes) -> bool:
+    """Accept names OpenMetrics 1.0.0 (or no version) with a q above 0."""
+    for item in accept.split(b","):
+        media, *params = (p.strip() for p in item.split(b";"))
+        if media != b"application/openmetrics-text":
+            continue
+        options = dict(p.partition(b"=")[::2] for p in params)
+        if options.get(b"version", b"1.0.0") == b"1.0.0" and options.get(b"q", b"1") not in (
+            b"0", b"0.0", b"0.00", b"0.000"
+        ):  # fmt: skip
+            return True
+    return False
 
 
 class MetricsListener:
@@ -53,7 +92,10 @@ class MetricsListener:
         return self.listener.port
 
     async def metrics(self, request: Request) -> Response:
-        return Response(200, await self.scraper.scrape(), CONTENT_TYPE.encode())
+        families = await self.scraper.scrape_families(scrape_timeout(request))
+        if wants_openmetrics(request.headers.get(b"accept", b"")):
+            return Response(200, render_openmetrics(families), OPENMETRICS_CONTENT_TYPE.encode())
+        return Response(200, render(families), CONTENT_TYPE.encode())
 
     async def index(self, request: Request) -> Response:
         return Response(200, self.landing, b"text/html; charset=utf-8")
@@ -88,6 +130,8 @@ async def run(settings: ExporterSettings, runtime: Runtime) -> None:
         registry=runtime.registry,
     )
     listener = MetricsListener(settings, scraper, sources, runtime.log)
+    if runtime.admin is not None:  # key figures for `podkit ctl status` (/status)
+        runtime.admin.add_status(scraper.figures)
     try:
         await listener.start()
     except OSError as exc:

@@ -16,6 +16,7 @@ from typing import Literal
 MetricType = Literal["gauge", "counter", "untyped"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
 @dataclass
@@ -79,4 +80,26 @@ def render(families: Iterable[Family]) -> bytes:
         out.append(f"# TYPE {family.name} {family.type}\n")
         for labels, value in family.samples:
             out.append(f"{family.name}{_labels_text(labels)} {_format_value(value)}\n")
+    return "".join(out).encode()
+
+
+def render_openmetrics(families: Iterable[Family]) -> bytes:
+    """OpenMetrics 1.0 exposition of the same families, for a scraper that asks for it.
+
+    A counter named `X_total` is family `X` with sample `X_total`, as OpenMetrics wants. A
+    counter without the suffix (`--naming compat`: nginx-prometheus-exporter's names) is
+    exposed as `unknown`, so its series keep exactly the same name in either format.
+    """
+    out: list[str] = []
+    for family in families:
+        name, kind = family.name, "unknown"
+        if family.type == "gauge":
+            kind = "gauge"
+        elif family.type == "counter" and name.endswith("_total"):
+            name, kind = name.removesuffix("_total"), "counter"
+        help_text = _escape_help(family.help).replace('"', '\\"')
+        out.append(f"# TYPE {name} {kind}\n# HELP {name} {help_text}\n")
+        for labels, value in family.samples:
+            out.append(f"{family.name}{_labels_text(labels)} {_format_value(value)}\n")
+    out.append("# EOF\n")
     return "".join(out).encode()

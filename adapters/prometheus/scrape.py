@@ -42,7 +42,7 @@ class Scraper:
                 if len(source.targets) > 1:
                     own["addr"] = source.display(target)
                 self._jobs.append((source, target, own))
-        self._in_flight: asyncio.Future[bytes] | None = None
+        self._in_flight: asyncio.Future[list[Family]] | None = None
         self._errors = Counter(
             "stats_exporter_target_errors_total",
             "target fetches that gave up 0 (failed, timed out or answered nonsense)",
@@ -61,24 +61,41 @@ class Scraper:
             registry=registry,
         )
 
-    async def scrape(self) -> bytes:
+    def figures(self) -> dict[str, object]:
+        """Key figures for `podkit ctl status`: targets up at their last fetch."""
+        up = [self._state.get((s.name, t)) for s, t, _ in self._jobs]
+        return {
+            "targets_up": sum(1 for u in up if u),
+            "targets": len(up),
+            "targets_not_fetched_yet": sum(1 for u in up if u is None),
+        }
+
+    async def scrape(self, bound: float | None = None) -> bytes:
         """The text exposition of all sources, fetched now (or by the scrape in flight)."""
+        return render(await self.scrape_families(bound))
+
+    async def scrape_families(self, bound: float | None = None) -> list[Family]:
+        """All sources' families, merged; each fetch bounded by `bound` (or --timeout).
+
+        A scrape that arrives while one is in flight shares its result (and its bound).
+        """
         task = self._in_flight
         if task is not None and not task.done():
             self._shared.inc()
         else:
             # Its own task, so a scraper that hangs up does not cancel the others' result.
-            task = self._in_flight = asyncio.ensure_future(self._scrape_all())
+            limit = self.timeout if bound is None else min(bound, self.timeout)
+            task = self._in_flight = asyncio.ensure_future(self._scrape_all(limit))
         return await asyncio.shield(task)
 
-    async def _scrape_all(self) -> bytes:
+    async def _scrape_all(self, limit: float) -> list[Family]:
         started = time.perf_counter()
         jobs = self._jobs
         if len(jobs) == 1:
             source, target, _ = jobs[0]
-            results = [await self._one(source, target)]
+            results = [await self._one(source, target, limit)]
         else:
-            results = await asyncio.gather(*(self._one(s, t) for s, t, _ in jobs))
+            results = await asyncio.gather(*(self._one(s, t, limit) for s, t, _ in jobs))
         families: list[Family] = []
         for (source, _, labels), (ok, found) in zip(jobs, results, strict=True):
             for family in found:
@@ -86,20 +103,23 @@ class Scraper:
                     family.samples = [({**labels, **own}, v) for own, v in family.samples]
                 families.append(family)
             families.append(Family(f"{source.name}_up", "gauge", source.up_help).add(ok, labels))
-        body = render(merge(families))
+        merged = merge(families)
         self._duration.observe(time.perf_counter() - started)
-        return body
+        return merged
 
-    async def _one(self, source: Source, target: str) -> tuple[bool, list[Family]]:
+    async def _one(self, source: Source, target: str, limit: float) -> tuple[bool, list[Family]]:
         error = ""
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(limit):
                 data = await source.fetch(target)
             found = list(source.collect(target, data))
         except SourceError as exc:
             error = str(exc)
         except TimeoutError:
-            error = f"no complete answer within --timeout {self.timeout:g}s"
+            if limit < self.timeout:
+                error = f"no complete answer within the scraper's timeout ({limit:g}s)"
+            else:
+                error = f"no complete answer within --timeout {self.timeout:g}s"
         except Exception as exc:  # a plugin's bug must not turn a scrape into a 500
             error = f"source raised {type(exc).__name__}: {exc}"
         else:
