@@ -13,7 +13,6 @@ longer be trusted, a closed connection; never a crash.
 from __future__ import annotations
 
 import asyncio
-import gzip
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -89,6 +88,8 @@ def _maybe_gzip(response: Response, request: Request) -> Response:
         or not accepts_gzip(request.headers.get(b"accept-encoding", b""))
     ):
         return response
+    import gzip  # here: a helper that is only probed (no scraper) never loads it
+
     body = gzip.compress(response.body, compresslevel=GZIP_LEVEL, mtime=0)
     headers = {**response.headers, b"Content-Encoding": b"gzip", b"Vary": b"Accept-Encoding"}
     return Response(response.status, body, response.content_type, headers)
