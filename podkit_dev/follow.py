@@ -112,6 +112,28 @@ async def ack_first(config: FollowConfig, batches: int, acked: int) -> tuple[Fol
 # --- processes for fault tests: `python -m podkit_dev.follow write|consume ...` ---------
 
 
+def consumed(out: Path) -> list[list[tuple[str, int]]]:
+    """What `consume` wrote to `out`, split into runs (one per process start):
+    (path, line number) of every `prefix N` line; lines cut short by a kill are skipped."""
+    runs: list[list[tuple[str, int]]] = []
+    if not out.exists():
+        return runs
+    for raw in out.read_bytes().splitlines():
+        if raw == b"#start":
+            runs.append([])
+            continue
+        path, _, line = raw.partition(b"\t")
+        words = line.split()
+        if runs and len(words) == 2 and words[1].isdigit():
+            runs[-1].append((path.decode(), int(words[1])))
+    return runs
+
+
+def consumed_count(out: Path) -> int:
+    """Lines `consume` has written to `out` so far (cheap: no parsing)."""
+    return out.read_bytes().count(b"\n") if out.exists() else 0
+
+
 def _write(path: str, prefix: str, count: int, burst: int) -> None:
     """Append `prefix N` lines; SIGHUP reopens the path (as apps do after rotation)."""
     import signal

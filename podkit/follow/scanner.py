@@ -182,20 +182,19 @@ class Scanner:
         if entry is not None:
             old_id = FileId(entry.dev, entry.inode, entry.fp)
             unread = max(entry.size - entry.offset, 0)
-            if prefix_matches(fd, entry.fp_len, entry.fp):
-                if st.st_size >= entry.offset and _before_matches(fd, entry):
-                    return entry.offset, [], None
-                # Truncated while we were not looking (or stopped).
-                copy = self.copy_for_entry(entry, path, now)
-                if copy is not None:
-                    return 0, [FileEvent("truncated", path, old_id)], copy
+            same_start = prefix_matches(fd, entry.fp_len, entry.fp)
+            if same_start and st.st_size >= entry.offset and _before_matches(fd, entry):
+                return entry.offset, [], None
+            # Truncated (or replaced) while we were not looking, or stopped: a copy that
+            # holds the checkpointed bytes is read first.
+            copy = self.copy_for_entry(entry, path, now)
+            if copy is not None:
+                return 0, [FileEvent("truncated", path, old_id)], copy
+            if same_start:
                 ev = FileEvent("truncated", path, old_id, unread, "truncated_unread", True)
                 return 0, [ev], None
             # The inode holds other content now.
             if entry.path == path:
-                copy = self.copy_for_entry(entry, path, now)
-                if copy is not None:
-                    return 0, [FileEvent("truncated", path, old_id)], copy
                 kind, reason = "truncated", "truncated_unread"
             else:
                 kind, reason = "deleted", "deleted_unread"
