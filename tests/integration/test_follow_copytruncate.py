@@ -191,7 +191,7 @@ async def test_a_copy_of_another_generation_is_not_taken(tmp_path):
     os.truncate(log, 0)  # no copy of this generation
     log.write_bytes(header + numbered("new", 0, 3))
     follower, c = await read_lines(cfg, 4, what="the new generation")
-    assert c.lines() == [header.rstrip(b"\n")] + expected("new", 0, 3)
+    assert c.lines() == [header.rstrip(b"\n"), *expected("new", 0, 3)]
     assert follower.ledger.lost_total() > 0
     assert not c.events("recovered")
 
