@@ -192,9 +192,18 @@ class RotationSchedule(RuleBasedStateMachine):
     @precondition(lambda self: self.running is not None)
     @rule()
     def sync(self) -> None:
-        """Let the follower catch up; everything needed must arrive."""
+        """Let the follower catch up: everything needed arrives, and it has app.log open."""
         needed = self._needed()
-        self._run(until(lambda: set(self._delivered()) >= needed, within=5, what="catch up"))
+        run = self.running
+        assert run is not None
+        st = self.log.stat()
+
+        def caught_up() -> bool:
+            return (st.st_dev, st.st_ino) in run.follower._tailers and (
+                set(self._delivered()) >= needed
+            )
+
+        self._run(until(caught_up, within=5, what="catch up"))
         self.gen.known = True
         if self.gen.lines:
             self.gen.ident = True
