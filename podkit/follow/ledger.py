@@ -82,7 +82,7 @@ class FollowCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         files = list(self.ledger.files.values())
-        counters = [
+        counters: list[tuple[str, str, Callable[[FileStats], int]]] = [
             ("bytes_read", "bytes read from followed files", lambda s: s.bytes_read),
             ("lines", "lines handed to the consumer", lambda s: s.lines),
             ("rotations", "rotations seen (rename, delete, replace)", lambda s: s.rotations),

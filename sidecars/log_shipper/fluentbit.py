@@ -576,10 +576,10 @@ class _Reader:
             assert where is not None
             raise fail(where, "OUTPUT", "podkit's http output sends NDJSON: set Format json_lines")
         headers = []
-        for item in s.all("header"):
-            key, _, value = item.value.partition(" ")
+        for header in s.all("header"):
+            key, _, value = header.value.partition(" ")
             if not value.strip():
-                raise fail(item, "OUTPUT", "expected Header NAME VALUE")
+                raise fail(header, "OUTPUT", "expected Header NAME VALUE")
             headers.append(f"{key}: {value.strip()}")
         if headers:
             out["header"] = headers
@@ -607,11 +607,12 @@ class _Reader:
         out["type"] = "loki"
         out["url"] += s.get("uri") or "/loki/api/v1/push"
         labels = []
-        item = s.item("labels")
-        for label in _list(item.value if item is not None else "job=fluent-bit"):
+        labels_item = s.item("labels")
+        text = labels_item.value if labels_item is not None else "job=fluent-bit"
+        for label in _list(text):
             name, sep, value = label.partition("=")
             if not sep or "$" in label:
-                where = item or s
+                where: Item | Section = labels_item or s
                 raise fail(where, "OUTPUT", f"{label!r}: podkit's labels are NAME=VALUE constants")
             labels.append(f"{name.strip()}={value.strip()}")
         out["label"] = labels
