@@ -168,7 +168,7 @@ def _write(path: str, prefix: str, count: int, burst: int) -> None:
 
 
 async def _consume(out: str, state_dir: str, globs: list[str], buffer_bytes: int) -> None:
-    """Follow `globs`; write each line as `path\\tline` to `out`, then ack (kill -9 target)."""
+    """Follow `globs`; write each line as `path#dev:inode\\tline` to `out`, then ack."""
     import signal
 
     config = FollowConfig(
@@ -191,7 +191,10 @@ async def _consume(out: str, state_dir: str, globs: list[str], buffer_bytes: int
         print("ready", flush=True)
         async for batch in follower:
             if batch.lines:
-                prefix = batch.path.encode() + b"\t"
+                # path#dev:inode: "in order within a file" is per file, not per name
+                # (a rotated file's tail and its successor share the name).
+                fid = batch.file_id
+                prefix = f"{batch.path}#{fid.dev}:{fid.inode}\t".encode()
                 os.write(fd, b"".join(prefix + line + b"\n" for line in batch.lines))
             follower.ack(batch)
     os.close(fd)

@@ -243,7 +243,7 @@ class Scanner:
                 and _bytes_at(fd, t.read_pos - len(t.tail), len(t.tail)) == t.tail
             )
 
-        found = self.find_copy(_dirs(t.path), t.key, matches)
+        found = self.find_copy(_dirs(t.path), t.key, t.read_pos, matches)
         if found is None:
             return None
         copy_path, fd, st = found
@@ -268,7 +268,7 @@ class Scanner:
             )
 
         dirs = _dirs(path) + [d for d in _dirs(entry.path) if d not in _dirs(path)]
-        found = self.find_copy(dirs, (entry.dev, entry.inode), matches)
+        found = self.find_copy(dirs, (entry.dev, entry.inode), entry.offset, matches)
         if found is None:
             return None
         copy_path, fd, st = found
@@ -286,10 +286,11 @@ class Scanner:
         return copy
 
     def find_copy(
-        self, dirs: list[str], original: tuple[int, int], matches: Any
+        self, dirs: list[str], original: tuple[int, int], min_size: int, matches: Any
     ) -> tuple[str, int, os.stat_result] | None:
-        """The newest regular file in `dirs` (not `original`, not followed, not known from
-        the checkpoint) for which `matches(fd, size)`: opened, with its stat."""
+        """The newest regular file in `dirs` of at least `min_size` bytes (not `original`,
+        not followed, not known from the checkpoint) for which `matches(fd, size)`: opened,
+        with its stat. Only a truncation calls this: never on the reading path."""
         best: tuple[float, str, int, os.stat_result] | None = None
         for directory in dirs:
             try:
@@ -304,7 +305,12 @@ class Scanner:
                 except OSError:
                     continue
                 key = (st.st_dev, st.st_ino)
-                if key == original or key in self.files.open or key in self.book.entries:
+                if (
+                    st.st_size < min_size
+                    or key == original
+                    or key in self.files.open
+                    or key in self.book.entries
+                ):
                     continue
                 if best is not None and st.st_mtime <= best[0]:
                     continue
