@@ -186,8 +186,8 @@ class Scanner:
             if same_start and st.st_size >= entry.offset and _before_matches(fd, entry):
                 return entry.offset, [], None
             # Truncated (or replaced) while we were not looking, or stopped: a copy that
-            # holds the checkpointed bytes is read first.
-            copy = self.copy_for_entry(entry, path, now)
+            # holds the checkpointed bytes is read first (a finished file has none).
+            copy = None if entry.closed else self.copy_for_entry(entry, path, now)
             if copy is not None:
                 return 0, [FileEvent("truncated", path, old_id)], copy
             if same_start:

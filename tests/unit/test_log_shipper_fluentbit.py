@@ -179,6 +179,8 @@ def test_every_listed_key(tmp_path):
     assert s.state_dir == "/state"
     assert (s.buffer_bytes, s.max_line_bytes) == (8_000_000, 64_000)
     assert s.multiline == "python" and s.parser == "json"
+    multiline = s.multiline_config()
+    assert multiline is not None and multiline.mode == "python"
     specs = {options.type: options for _, options in s.output_specs}
     assert set(specs) == {"stdout", "file", "http", "elasticsearch", "loki"}
     assert all(o.batch_timeout == 2 for o in specs.values())
