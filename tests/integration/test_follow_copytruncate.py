@@ -229,7 +229,8 @@ async def test_torture_renames_copytruncate_and_kills_while_writing_lose_nothing
     those two steps are in neither file, which no follower can help."""
     total = int(os.environ.get("FOLLOW_TORTURE_LINES", "100000"))
     log, out, state = tmp_path / "app.log", tmp_path / "out.txt", tmp_path / "state"
-    writer = await spawn("write", str(log), "--count", str(total), "--burst", "10")
+    # 5 lines a millisecond at most: the writer outlives every step below, even on a slow day.
+    writer = await spawn("write", str(log), "--count", str(total), "--burst", "5")
     await until(log.exists, what="the writer's file")
     consume = ("consume", "--out", str(out), "--state-dir", str(state))
     consume += ("--buffer-bytes", str(BUFFER), str(log))
