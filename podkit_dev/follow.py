@@ -29,7 +29,7 @@ async def until(condition: Callable[[], object], *, within: float = 10.0, what: 
         await asyncio.sleep(0.01)
 
 
-class Collector:
+class BatchRecorder:
     """Iterates a follower in a task, keeps every batch, and acks (all, or when told)."""
 
     def __init__(self, follower: Follower, *, auto_ack: bool = True) -> None:
@@ -38,7 +38,7 @@ class Collector:
         self.batches: list[Batch] = []
         self.task: asyncio.Task[None] | None = None
 
-    def start(self) -> Collector:
+    def start(self) -> BatchRecorder:
         self.task = asyncio.create_task(self._run())
         return self
 
@@ -89,19 +89,23 @@ def follow_config(directory: Path, *globs: str, **kw: Any) -> FollowConfig:
     return FollowConfig(include=tuple(str(directory / g) for g in globs), **kw)
 
 
-async def read_lines(config: FollowConfig, count: int, *, what: str) -> tuple[Follower, Collector]:
+async def read_lines(
+    config: FollowConfig, count: int, *, what: str
+) -> tuple[Follower, BatchRecorder]:
     """One run: follow (acking everything) until `count` lines arrived, then drain and exit."""
     async with Follower(config) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == count, what=what)
         await c.stop()
     return follower, c
 
 
-async def ack_first(config: FollowConfig, batches: int, acked: int) -> tuple[Follower, Collector]:
+async def ack_first(
+    config: FollowConfig, batches: int, acked: int
+) -> tuple[Follower, BatchRecorder]:
     """One run: wait for `batches` batches, ack only the first `acked`, then drain and exit."""
     async with Follower(config) as follower:
-        c = Collector(follower, auto_ack=False).start()
+        c = BatchRecorder(follower, auto_ack=False).start()
         await until(lambda: len(c.batches) == batches, what=f"{batches} batches")
         for batch in c.batches[:acked]:
             follower.ack(batch)

@@ -15,7 +15,7 @@ from typing import Any
 from podkit.follow.api import Batch, FollowConfig
 from podkit.follow.checkpoint import CheckpointStore, Entry
 from podkit.follow.files import FileTable
-from podkit.follow.tailer import Pending, Tailer
+from podkit.follow.tailer import InFlight, Tailer
 
 MAX_CLOSED_ENTRIES = 4096
 """Finished files remembered (to recognise inode reuse); older ones are forgotten."""
@@ -35,7 +35,7 @@ class AckBook:
         """Saved progress of files that are not open (from disk, or finished)."""
         self.entry_paths: set[str] = set()
         """Paths the loaded checkpoint knew (they never start at their tail)."""
-        self.pending: dict[int, tuple[Tailer, Pending]] = {}
+        self.pending: dict[int, tuple[Tailer, InFlight]] = {}
         self.unacked = 0
         self.outstanding = 0
         """Bytes handed out past the saved checkpoints (all of them, without a state dir:

@@ -30,7 +30,7 @@ CLOSED = "closed"
 
 
 @dataclass(slots=True)
-class Pending:
+class InFlight:
     """A batch handed out and not acknowledged yet."""
 
     seq: int
@@ -71,7 +71,7 @@ class Tailer:
         self.acked_offset = start
         self.saved_offset = start
         """`acked_offset` at the last checkpoint save."""
-        self.pending: deque[Pending] = deque()
+        self.pending: deque[InFlight] = deque()
         self.events: list[FileEvent] = []
         self.state = ACTIVE
         self.deadline = 0.0
@@ -148,13 +148,13 @@ class Tailer:
 
     # --- batches and acknowledgements ------------------------------------------------
 
-    def hand_out(self, seq: int, end: int) -> tuple[Pending, list[FileEvent]]:
+    def hand_out(self, seq: int, end: int) -> tuple[InFlight, list[FileEvent]]:
         """A batch ending at `end` goes to the consumer: its pending entry and its events."""
         span = max(end - self.last_end, 0)
         self.last_end = max(end, self.last_end)
         events = self.events
         self.events = []  # never share the list: later events must not show up in this batch
-        p = Pending(seq, self.gen, end, span)
+        p = InFlight(seq, self.gen, end, span)
         self.pending.append(p)
         return p, events
 

@@ -23,7 +23,7 @@ import pytest
 
 from podkit.follow import FollowConfig, Follower
 from podkit_dev.follow import (
-    Collector,
+    BatchRecorder,
     ack_first,
     append,
     consumed,
@@ -59,7 +59,7 @@ async def test_copytruncate_while_behind_reads_the_rest_from_the_copy(tmp_path):
     log.write_bytes(numbered("x", 0, 4000))
     cfg = config(tmp_path, "app.log", buffer_bytes=16384, batch_max_bytes=2048)
     async with Follower(cfg) as follower:
-        c = Collector(follower, auto_ack=False).start()
+        c = BatchRecorder(follower, auto_ack=False).start()
         await until(lambda: follower.waiting_for_acks, what="the budget spent")
         append(log, numbered("x", 4000, 9000))  # far more than the follower has read
         copytruncate(log, copy)
