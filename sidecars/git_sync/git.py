@@ -23,6 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 ABORT_GRACE = 3.0
+# What git may still see of our own environment (proxies, CA bundles, locale).
+KEEP_ENV = ("PATH", "LANG", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "USER", "http_proxy",
+            "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")  # fmt: skip
 # Output kept in an error message: git's last lines say what went wrong.
 ERROR_TAIL = 2000
 
@@ -83,9 +86,7 @@ class Git:
         self._env = self._build_env()
 
     def _build_env(self) -> dict[str, str]:
-        keep = ("PATH", "LANG", "LC_ALL", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "USER",
-                "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")  # fmt: skip
-        env = {key: os.environ[key] for key in keep if key in os.environ}
+        env = {key: os.environ[key] for key in KEEP_ENV if key in os.environ}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         env.update(
             HOME=self.home,
@@ -106,7 +107,7 @@ class Git:
         self,
         *args: str,
         cwd: str,
-        timeout: float,
+        timeout: float,  # noqa: ASYNC109 - per command, enforced by killing its group
         env: Mapping[str, str] | None = None,
         input: bytes | None = None,
     ) -> Result:

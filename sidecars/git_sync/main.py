@@ -26,13 +26,13 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter, Gauge, Histogram
-
-from podkit.admin import json_response
 from podkit.sidecars.git_sync.git import Git, GitError
 from podkit.sidecars.git_sync.hooks import ExecHook, HookRunner, WebHook
 from podkit.sidecars.git_sync.settings import GitSyncSettings, parse_git_config, signal_number
 from podkit.sidecars.git_sync.worktrees import Layout, touch, write_atomic
+from prometheus_client import Counter, Gauge, Histogram
+
+from podkit.admin import json_response
 
 try:
     from podkit.runtime import StartupError
@@ -59,19 +59,25 @@ class SyncFailed(Exception):
 class Metrics:
     def __init__(self, registry: Any) -> None:
         self.duration = Histogram(
-            "git_sync_duration_seconds", "time one sync took, by status", ["status"],
+            "git_sync_duration_seconds",
+            "time one sync took, by status",
+            ["status"],
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=registry,
-        )  # fmt: skip
+        )
         self.count = Counter(
-            "git_sync_count", "syncs, by status (success, noop, error)", ["status"],
+            "git_sync_count",
+            "syncs, by status (success, noop, error)",
+            ["status"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.fetches = Counter("git_fetch_count", "git fetch runs", registry=registry)
         self.hooks = Counter(
-            "git_sync_hook_run_count", "hook runs, by hook and status", ["name", "status"],
+            "git_sync_hook_run_count",
+            "hook runs, by hook and status",
+            ["name", "status"],
             registry=registry,
-        )  # fmt: skip
+        )
         self.last_success = Gauge(
             "git_sync_last_success_timestamp_seconds",
             "Unix time of the last successful sync (changed or not)",
@@ -133,11 +139,15 @@ class GitSync:
                     self.log,
                     self.metrics.hooks,
                     one_time=settings.one_time,
-                )  # fmt: skip
+                )
             )
         if settings.webhook_url:
-            web = WebHook(settings.webhook_url, settings.webhook_method,
-                          settings.webhook_success_status, settings.webhook_timeout)  # fmt: skip
+            web = WebHook(
+                settings.webhook_url,
+                settings.webhook_method,
+                settings.webhook_success_status,
+                settings.webhook_timeout,
+            )
             self.hooks.append(
                 HookRunner(
                     web,
@@ -145,7 +155,7 @@ class GitSync:
                     self.log,
                     self.metrics.hooks,
                     one_time=settings.one_time,
-                )  # fmt: skip
+                )
             )
 
     # --- set-up ---------------------------------------------------------------------------
@@ -201,8 +211,7 @@ class GitSync:
         if self.s.username:
             if self.s.password_file:
                 try:
-                    with open(self.s.password_file, encoding="utf-8") as handle:
-                        password = handle.read().rstrip("\r\n")
+                    password = _read_secret(self.s.password_file)
                 except OSError as exc:
                     raise SyncFailed(
                         f"cannot read --password-file {self.s.password_file}: {exc.strerror}"
@@ -215,8 +224,7 @@ class GitSync:
             password = ""
             if cred.get("password-file"):
                 try:
-                    with open(cred["password-file"], encoding="utf-8") as handle:
-                        password = handle.read().rstrip("\r\n")
+                    password = _read_secret(cred["password-file"])
                 except OSError as exc:
                     raise SyncFailed(
                         f"cannot read password-file of credential {cred['url']}: {exc.strerror}"
@@ -246,7 +254,7 @@ class GitSync:
 
     # --- the root repo --------------------------------------------------------------------
 
-    async def ensure_root(self, timeout: float) -> None:
+    async def ensure_root(self, budget: float) -> None:
         root = self.layout.root
         os.makedirs(root, exist_ok=True)
         problem = self.layout.root_problem()
@@ -256,28 +264,27 @@ class GitSync:
                 self.metrics.locks_removed.inc(len(removed))
                 self.log.warning("stale_locks_removed", files=removed)
             try:
-                top = await self.git.run("rev-parse", "--show-toplevel", cwd=root, timeout=timeout)
-                if os.path.realpath(top.stdout.strip()) != os.path.realpath(root):
+                top = await self.git.run("rev-parse", "--show-toplevel", cwd=root, timeout=budget)
+                if not _same_path(top.stdout.strip(), root):
                     problem = f"root is inside another repository ({top.stdout.strip()})"
             except GitError as exc:
                 problem = str(exc)
         if problem is not None:
             self.log.warning("root_reinit", root=root, reason=problem)
-            if os.path.isdir(self.layout.git_dir):
-                await asyncio.to_thread(self.layout.remove_tree, self.layout.git_dir)
-            await self.git.run("init", "-q", "-b", "git-sync", root, cwd=root, timeout=timeout)
+            await asyncio.to_thread(self.layout.remove_tree, self.layout.git_dir)
+            await self.git.run("init", "-q", "-b", "git-sync", root, cwd=root, timeout=budget)
         if self.check_root or problem is not None:
             # Relative submodule URLs resolve against origin; a changed --repo replaces it.
-            await self.git.run("config", "remote.origin.url", self.s.repo, cwd=root,
-                               timeout=timeout)  # fmt: skip
+            await self.git.run("config", "remote.origin.url", self.s.repo, cwd=root, timeout=budget)
             self.check_root = False
 
     # --- one sync -------------------------------------------------------------------------
 
-    async def remote_hash(self, timeout: float) -> str:
+    async def remote_hash(self, budget: float) -> str:
         ref = self.s.ref
-        result = await self.git.run("ls-remote", "-q", self.s.repo, ref, f"{ref}^{{}}",
-                                    cwd=self.layout.root, timeout=timeout)  # fmt: skip
+        result = await self.git.run(
+            "ls-remote", "-q", self.s.repo, ref, f"{ref}^{{}}", cwd=self.layout.root, timeout=budget
+        )
         refs: dict[str, str] = {}
         for line in result.stdout.splitlines():
             sha, _, name = line.partition("\t")
@@ -292,9 +299,9 @@ class GitSync:
 
     async def sync_once(self) -> bool:
         """One sync: True when a new hash was published. Raises on failure."""
-        timeout = self.s.sync_timeout
+        budget = self.s.sync_timeout
         root = self.layout.root
-        await self.ensure_root(timeout)
+        await self.ensure_root(budget)
         await self.refresh_credentials()
         if self.current and not self.layout.worktree_ok(self.current):
             self.log.warning("worktree_missing", hash=self.current)
@@ -303,23 +310,23 @@ class GitSync:
             if self.current == self.s.ref:
                 return False
         else:
-            remote = await self.remote_hash(timeout)
+            remote = await self.remote_hash(budget)
             if remote == self.current:
                 return False
         args = ["fetch", self.s.repo, self.s.ref, "--prune", "--no-auto-gc", "--no-progress"]
         if self.s.depth:
             args.append(f"--depth={self.s.depth}")
-        elif os.path.exists(os.path.join(self.layout.git_dir, "shallow")):
+        elif self.layout.is_shallow():
             args.append("--unshallow")
         if self.s.filter:
             args.append(f"--filter={self.s.filter}")
         self.metrics.fetches.inc()
-        await self.git.run(*args, cwd=root, timeout=timeout)
-        parsed = await self.git.run("rev-parse", "FETCH_HEAD^{commit}", cwd=root, timeout=timeout)
+        await self.git.run(*args, cwd=root, timeout=budget)
+        parsed = await self.git.run("rev-parse", "FETCH_HEAD^{commit}", cwd=root, timeout=budget)
         sha = parsed.stdout.strip()
         if sha == self.current:
             return False
-        await self.make_worktree(sha, timeout)
+        await self.make_worktree(sha, budget)
         old = self.layout.publish(sha)
         self.current = sha
         self.log.info("published", hash=sha, replaced=old, link=self.layout.link)
@@ -328,32 +335,47 @@ class GitSync:
             write_atomic(_under(root, self.s.publish_file), json.dumps(record).encode() + b"\n")
         return True
 
-    async def make_worktree(self, sha: str, timeout: float) -> None:
+    async def make_worktree(self, sha: str, budget: float) -> None:
         path = self.layout.worktree(sha)
-        if os.path.lexists(path):
+        if self.layout.exists(path):
             # Left by a crash between add and publish, or broken: never trusted.
             await asyncio.to_thread(self.layout.remove_tree, path)
-            await self.git.run("worktree", "prune", cwd=self.layout.root, timeout=timeout)
-        await self.git.run("worktree", "add", "--force", "--detach", "--no-checkout", path, sha,
-                           cwd=self.layout.root, timeout=timeout)  # fmt: skip
+            await self.git.run("worktree", "prune", cwd=self.layout.root, timeout=budget)
+        await self.git.run(
+            "worktree",
+            "add",
+            "--force",
+            "--detach",
+            "--no-checkout",
+            path,
+            sha,
+            cwd=self.layout.root,
+            timeout=budget,
+        )
         if self.s.sparse_checkout_file:
             try:
-                with open(self.s.sparse_checkout_file, "rb") as handle:
-                    patterns = handle.read()
+                patterns = _read_bytes(self.s.sparse_checkout_file)
             except OSError as exc:
                 raise SyncFailed(f"cannot read --sparse-checkout-file: {exc.strerror}") from None
-            await self.git.run("sparse-checkout", "set", "--no-cone", "--stdin", cwd=path,
-                               timeout=timeout, input=patterns)  # fmt: skip
-        await self.git.run("reset", "--hard", "-q", sha, cwd=path, timeout=timeout)
-        if self.s.submodules != "off" and os.path.exists(os.path.join(path, ".gitmodules")):
+            await self.git.run(
+                "sparse-checkout",
+                "set",
+                "--no-cone",
+                "--stdin",
+                cwd=path,
+                timeout=budget,
+                input=patterns,
+            )
+        await self.git.run("reset", "--hard", "-q", sha, cwd=path, timeout=budget)
+        if self.s.submodules != "off" and self.layout.exists(os.path.join(path, ".gitmodules")):
             args = ["submodule", "update", "--init"]
             if self.s.submodules == "recursive":
                 args.append("--recursive")
             if self.s.depth:
                 args.append(f"--depth={self.s.depth}")
-            await self.git.run(*args, cwd=path, timeout=timeout)
+            await self.git.run(*args, cwd=path, timeout=budget)
 
-    async def clean_stale(self, timeout: float) -> None:
+    async def clean_stale(self, budget: float) -> None:
         keep = {self.current} if self.current else set()
         published = self.layout.published()
         if published:
@@ -365,11 +387,11 @@ class GitSync:
             await asyncio.to_thread(self.layout.remove_tree, item.path)
             self.metrics.stale_removed.inc()
             self.log.info("worktree_removed", worktree=item.name, age=round(item.age, 3))
-        await self.git.run("worktree", "prune", cwd=self.layout.root, timeout=timeout)
+        await self.git.run("worktree", "prune", cwd=self.layout.root, timeout=budget)
         if self.s.git_gc != "off":
             gc = {"auto": ["gc", "--auto"], "always": ["gc", "--quiet"],
                   "aggressive": ["gc", "--quiet", "--aggressive"]}[self.s.git_gc]  # fmt: skip
-            await self.git.run(*gc, cwd=self.layout.root, timeout=timeout)
+            await self.git.run(*gc, cwd=self.layout.root, timeout=budget)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -392,8 +414,11 @@ class GitSync:
                 changed = await self.sync_once()
                 await self.clean_stale(self.s.sync_timeout)
         except (GitError, SyncFailed, OSError, TimeoutError) as exc:
-            error = str(exc) if not isinstance(exc, TimeoutError) else (
-                f"sync timed out after {self.s.sync_timeout:g}s")  # fmt: skip
+            error = (
+                str(exc)
+                if not isinstance(exc, TimeoutError)
+                else (f"sync timed out after {self.s.sync_timeout:g}s")
+            )
             self.fail(redact(error, self.secrets), time.monotonic() - started)
             for waiter in waiters:
                 if not waiter.done():
@@ -435,8 +460,13 @@ class GitSync:
         self.metrics.duration.labels("error").observe(seconds)
         self.metrics.count.labels("error").inc()
         self.metrics.failures.set(self.failures)
-        self.log.error("sync_failed", error=error, failures=self.failures, repo=redact(
-            self.s.repo, self.secrets), ref=self.s.ref)  # fmt: skip
+        self.log.error(
+            "sync_failed",
+            error=error,
+            failures=self.failures,
+            repo=redact(self.s.repo, self.secrets),
+            ref=self.s.ref,
+        )
         # No git of ours runs now: a lock left by an aborted command is stale.
         with contextlib.suppress(OSError):
             removed = self.layout.remove_stale_locks()
@@ -447,8 +477,9 @@ class GitSync:
             record = {"time": datetime.now(UTC).isoformat(), "error": error,
                       "failures": self.failures, "ref": self.s.ref}  # fmt: skip
             with contextlib.suppress(OSError):
-                write_atomic(_under(self.layout.root, self.s.error_file),
-                             json.dumps(record).encode() + b"\n")  # fmt: skip
+                write_atomic(
+                    _under(self.layout.root, self.s.error_file), json.dumps(record).encode() + b"\n"
+                )
         limit = self.s.unready_after_failures
         if limit and self.failures >= limit:
             self.runtime.set_ready(False, f"{self.failures} syncs failed in a row: {error}")
@@ -486,8 +517,7 @@ class GitSync:
         """POST /sync: sync now; answers when a sync started after the request has ended."""
         if self.s.sync_token_file and not _is_loopback(request.peer):
             try:
-                with open(self.s.sync_token_file, encoding="utf-8") as handle:
-                    token = handle.read().strip()
+                token = _read_secret(self.s.sync_token_file).strip()
             except OSError:
                 return json_response({"error": "sync token file unreadable"}, 503)
             given = request.headers.get(b"authorization", b"").decode("latin-1")
@@ -507,6 +537,20 @@ def _is_loopback(peer: str | None) -> bool:
     from podkit.admin import _is_loopback as check
 
     return check(peer)
+
+
+def _read_secret(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().rstrip("\r\n")
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _same_path(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _store_lines(url: str, username: str, password: str) -> list[str]:
@@ -532,8 +576,9 @@ async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
         number = signal_number(settings.sync_on_signal)
         loop.add_signal_handler(number, sync.trigger, f"signal {number}")
     if runtime.admin is not None:
-        runtime.admin.add_route("POST", "/sync", sync.handle_sync,
-                                loopback_only=not settings.sync_token_file)  # fmt: skip
+        runtime.admin.add_route(
+            "POST", "/sync", sync.handle_sync, loopback_only=not settings.sync_token_file
+        )
     hook_tasks = [asyncio.create_task(h.run(), name=f"hook-{h.hook.name}") for h in sync.hooks]
     main = asyncio.create_task(sync.loop(), name="git-sync-loop")
     drain = asyncio.create_task(runtime.wait_drain(), name="git-sync-drain")
@@ -553,7 +598,7 @@ async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
         await asyncio.gather(main, drain, *hook_tasks, return_exceptions=True)
         # The aborted git removed its own locks; anything left is ours to clear.
         with contextlib.suppress(OSError):
-            removed = sync.layout.remove_stale_locks() if os.path.isdir(sync.layout.git_dir) else []
+            removed = sync.layout.remove_stale_locks()
             if removed:
                 runtime.log.warning("stale_locks_removed", files=removed)
         with contextlib.suppress(OSError):

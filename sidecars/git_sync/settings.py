@@ -98,11 +98,9 @@ class GitSyncSettings(HelperSettings):
     )
     submodules: Annotated[
         Literal["recursive", "shallow", "off"], _names("SUBMODULES", "SUBMODULES")
-    ] = Field(  # noqa: E501
-        "recursive", description="how submodules are checked out"
-    )
+    ] = Field("recursive", description="how submodules are checked out")
     sparse_checkout_file: Annotated[str, _names("SPARSE_CHECKOUT_FILE", "SPARSE_CHECKOUT_FILE")] = (
-        Field(  # noqa: E501
+        Field(
             "", description="file of sparse-checkout patterns (non-cone) applied to each worktree"
         )
     )
@@ -115,9 +113,7 @@ class GitSyncSettings(HelperSettings):
     )
     git_gc: Annotated[
         Literal["auto", "always", "aggressive", "off"], _names("GIT_GC", "GIT_GC")
-    ] = Field(  # noqa: E501
-        "always", description="git gc after old worktrees are removed"
-    )
+    ] = Field("always", description="git gc after old worktrees are removed")
 
     # --- the loop ------------------------------------------------------------------------
     period: Annotated[Duration, _names("PERIOD", "WAIT")] = Field(
@@ -193,9 +189,7 @@ class GitSyncSettings(HelperSettings):
         True, description="check ssh host keys against --ssh-known-hosts-file"
     )
     ssh_known_hosts_file: Annotated[str, _names("SSH_KNOWN_HOSTS_FILE", "SSH_KNOWN_HOSTS_FILE")] = (
-        Field(  # noqa: E501
-            "/etc/git-secret/known_hosts", description="the ssh known_hosts file"
-        )
+        Field("/etc/git-secret/known_hosts", description="the ssh known_hosts file")
     )
     askpass_url: Annotated[str, _names("ASKPASS_URL", "ASKPASS_URL")] = Field(
         "", description="URL answering username=...\\npassword=... before each sync"
@@ -222,9 +216,7 @@ class GitSyncSettings(HelperSettings):
     )
     webhook_success_status: Annotated[
         int, _names("WEBHOOK_SUCCESS_STATUS", "WEBHOOK_SUCCESS_STATUS")
-    ] = Field(  # noqa: E501
-        200, ge=0, description="status that means success (0: fire and forget)"
-    )
+    ] = Field(200, ge=0, description="status that means success (0: fire and forget)")
     webhook_timeout: Annotated[Duration, _names("WEBHOOK_TIMEOUT", "WEBHOOK_TIMEOUT")] = Field(
         1.0, description="the longest the webhook call may take"
     )

@@ -110,7 +110,16 @@ class Layout:
         except FileNotFoundError:
             return False
 
+    def is_shallow(self) -> bool:
+        return os.path.exists(os.path.join(self.git_dir, "shallow"))
+
+    @staticmethod
+    def exists(path: str) -> bool:
+        return os.path.lexists(path)
+
     def remove_tree(self, path: str) -> None:
+        if not os.path.lexists(path):
+            return
         if os.path.islink(path) or os.path.isfile(path):
             os.unlink(path)
         else:
