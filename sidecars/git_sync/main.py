@@ -276,6 +276,15 @@ class GitSync:
         if self.check_root or problem is not None:
             # Relative submodule URLs resolve against origin; a changed --repo replaces it.
             await self.git.run("config", "remote.origin.url", self.s.repo, cwd=root, timeout=budget)
+            if self.s.filter:
+                # A partial clone: checkouts fetch the missing blobs from origin on demand.
+                partial = (
+                    ("extensions.partialClone", "origin"),
+                    ("remote.origin.promisor", "true"),
+                    ("remote.origin.partialCloneFilter", self.s.filter),
+                )
+                for key, value in partial:
+                    await self.git.run("config", key, value, cwd=root, timeout=budget)
             self.check_root = False
 
     # --- one sync -------------------------------------------------------------------------
