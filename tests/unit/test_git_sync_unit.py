@@ -1,0 +1,236 @@
+"""git-sync pieces without a remote: settings, the on-disk layout, redaction, credentials."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from podkit.sidecars.git_sync.main import _store_lines, redact
+from podkit.sidecars.git_sync.settings import GitSyncSettings, parse_git_config, signal_number
+from podkit.sidecars.git_sync.worktrees import Layout, write_atomic
+
+from podkit.config import ConfigError, load_settings
+
+SHA_A = "a" * 40
+SHA_B = "b" * 40
+
+
+def load(*argv: str, env: dict[str, str] | None = None) -> GitSyncSettings:
+    return load_settings(
+        GitSyncSettings, list(argv), env or {}, prog="podkit git-sync", admin_default=":9703"
+    )
+
+
+def test_seed_args_run_unchanged() -> None:
+    s = load("--repo=https://github.example/org/site.git", "--root=/git", "--period=60s",
+             "--link=current")  # fmt: skip
+    assert (s.repo, s.root, s.period, s.link_name) == (
+        "https://github.example/org/site.git", "/git", 60.0, "current")  # fmt: skip
+    assert (s.ref, s.depth, s.submodules, s.max_failures, s.sync_timeout) == (
+        "HEAD", 1, "recursive", 0, 120.0)  # fmt: skip
+
+
+def test_defaults_and_derived() -> None:
+    s = load("--repo=git@host.example:org/app.git", "--root=/git")
+    assert s.link_name == "app"
+    assert not s.is_sha
+    assert load("--repo=r", "--root=/g", f"--ref={SHA_A}").is_sha
+    assert load("--repo=/srv/x/", "--root=/g").link_name == "x"
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--root=/git"], "--repo"),
+        (["--repo=r", "--root=/g", "--ref=-rf"], "--ref"),
+        (["--repo=r", "--root=/g", "--submodules=maybe"], "--submodules"),
+        (["--repo=r", "--root=/g", "--max-failures=-2"], "--max-failures"),
+        (["--repo=r", "--root=/g", "--period=soon"], "--period"),
+        (["--repo=r", "--root=/g", "--git-config=novalue"], "--git-config"),
+        (["--repo=r", "--root=/g", "--sync-on-signal=SIGTERM"], "--sync-on-signal"),
+        (["--repo=r", "--root=/g", "--credential={\"url\": \"u\", \"password\": \"p\"}"],
+         "password-file"),
+        (["--repo=r", "--root=/g", "--password-file=/p"], "--username"),
+    ],
+)  # fmt: skip
+def test_bad_settings_one_line(argv: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(*argv)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_credential_json_forms() -> None:
+    one = load("--repo=r", "--root=/g", '--credential={"url": "https://h/x", "username": "u"}')
+    assert one.credential == [{"url": "https://h/x", "username": "u"}]
+    many = load("--repo=r", "--root=/g",
+                '--credential=[{"url": "https://a"}, {"url": "https://b"}]')  # fmt: skip
+    assert [c["url"] for c in many.credential] == ["https://a", "https://b"]
+
+
+def test_signal_names() -> None:
+    import signal
+
+    assert signal_number("HUP") == signal_number("SIGHUP") == signal.SIGHUP
+    assert signal_number(str(int(signal.SIGUSR1))) == signal.SIGUSR1
+    with pytest.raises(ValueError):
+        signal_number("SIGNOPE")
+
+
+def test_parse_git_config() -> None:
+    assert parse_git_config("") == []
+    assert parse_git_config("a.b:1,c.d:two") == [("a.b", "1"), ("c.d", "two")]
+    assert parse_git_config('http.extraHeader:"X: a,b",x.y:"q\\"uote"') == [
+        ("http.extraHeader", "X: a,b"), ("x.y", 'q"uote')]  # fmt: skip
+    with pytest.raises(ValueError):
+        parse_git_config('k:"open')
+
+
+keys = st.from_regex(r"[a-z]{1,8}\.[a-zA-Z]{1,8}", fullmatch=True)
+values = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                 max_size=20)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(keys, values), max_size=5))
+def test_parse_git_config_round_trip(entries: list[tuple[str, str]]) -> None:
+    """Any values, quoted with backslash escapes, come back exactly (bounded examples;
+    raise max_examples locally for a longer search)."""
+    text = ",".join(
+        f'{k}:"{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for k, v in entries
+    )
+    assert parse_git_config(text) == entries
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_parse_git_config_never_crashes(text: str) -> None:
+    with contextlib.suppress(ValueError):
+        parse_git_config(text)
+
+
+def test_redact_and_store_lines() -> None:
+    assert redact("fatal: https://u:tok@h/x.git failed tok", ["tok"]) == (
+        "fatal: https://***@h/x.git failed ***")  # fmt: skip
+    assert _store_lines("https://h.example:8443/org/x.git", "a b", "p@ss:w/d") == [
+        "https://a%20b:p%40ss%3Aw%2Fd@h.example:8443/org/x.git"]  # fmt: skip
+    assert _store_lines("git@h:org/x.git", "u", "p") == []
+
+
+# --- the layout ----------------------------------------------------------------------------
+
+
+def make_worktree(layout: Layout, sha: str) -> None:
+    path = Path(layout.worktree(sha))
+    path.mkdir(parents=True)
+    (path / ".git").write_text(f"gitdir: {layout.git_dir}/worktrees/{sha}\n")
+    (path / "data").write_text(sha)
+    Path(layout.git_dir, "worktrees", sha).mkdir(parents=True)
+
+
+def test_publish_is_relative_and_replaces(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "root"), "site")
+    make_worktree(layout, SHA_A)
+    make_worktree(layout, SHA_B)
+    assert layout.publish(SHA_A) is None
+    assert os.readlink(tmp_path / "root" / "site") == f".worktrees/{SHA_A}"
+    assert layout.published() == SHA_A and layout.worktree_ok(SHA_A)
+    old_mtime = time.time() - 1000
+    os.utime(layout.worktree(SHA_A), (old_mtime, old_mtime))
+    assert layout.publish(SHA_B) == SHA_A
+    # The replaced tree's stale clock starts at the publish.
+    assert os.stat(layout.worktree(SHA_A)).st_mtime > old_mtime + 500
+    assert layout.stale({SHA_B}, timeout=60) == []
+    assert [s.name for s in layout.stale({SHA_B}, timeout=0)] == [SHA_A]
+    assert [s.name for s in layout.stale({SHA_B}, 60, now=time.time() + 61)] == [SHA_A]
+
+
+def test_absolute_link_elsewhere(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "root"), str(tmp_path / "serve" / "html"))
+    make_worktree(layout, SHA_A)
+    layout.publish(SHA_A)
+    assert os.readlink(tmp_path / "serve" / "html") == f"../root/.worktrees/{SHA_A}"
+    assert (tmp_path / "serve" / "html" / "data").read_text() == SHA_A
+    assert layout.published() == SHA_A
+
+
+def test_link_never_missing_while_publishing(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "root"), "current")
+    for sha in (SHA_A, SHA_B):
+        make_worktree(layout, sha)
+    layout.publish(SHA_A)
+    link = tmp_path / "root" / "current"
+    stop = threading.Event()
+    problems: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                value = (link / "data").read_text()
+            except OSError as exc:
+                problems.append(str(exc))
+                continue
+            if value not in (SHA_A, SHA_B):
+                problems.append(value)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for i in range(2000):
+        layout.publish(SHA_B if i % 2 else SHA_A)
+    stop.set()
+    thread.join()
+    assert problems == []
+    assert not list((tmp_path / "root").glob(".current.tmp-*"))
+
+
+def test_stale_junk_goes_at_once_and_locks(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "root"), "current")
+    make_worktree(layout, SHA_A)
+    os.makedirs(layout.worktree("not-a-sha"))
+    assert [s.name for s in layout.stale({SHA_A}, timeout=3600)] == ["not-a-sha"]
+    for rel in ("index.lock", "HEAD.lock", "refs/heads/x.lock", f"worktrees/{SHA_A}/index.lock"):
+        path = Path(layout.git_dir, rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    Path(layout.git_dir, "config").write_text("")
+    removed = layout.remove_stale_locks()
+    assert len(removed) == 4
+    assert not list(Path(layout.git_dir).rglob("*.lock"))
+    assert layout.root_problem() == ".git/HEAD is missing"
+
+
+def test_write_atomic(tmp_path: Path) -> None:
+    target = tmp_path / "dir" / "error.json"
+    write_atomic(str(target), b"one")
+    write_atomic(str(target), b"two")
+    assert target.read_bytes() == b"two"
+    assert os.listdir(tmp_path / "dir") == ["error.json"]
+
+
+# --- the admin route POST /sync uses ---------------------------------------------------------
+
+
+async def test_admin_add_route_loopback_only() -> None:
+    from types import SimpleNamespace
+
+    from podkit.admin import AdminServer
+    from podkit.httpserver import Request, Response
+
+    async def handler(request: Request) -> Response:
+        return Response(200, b"synced")
+
+    admin = AdminServer(SimpleNamespace(log=None), "127.0.0.1:0")  # type: ignore[arg-type]
+    admin.add_route("POST", "/sync", handler, loopback_only=True)
+    admin.add_route("POST", "/open", handler)
+    guarded = admin.http.routes["/sync"]["POST"]
+    request = Request("POST", "/sync", "", {}, "10.0.0.5")
+    assert (await guarded(request)).status == 403
+    assert (await guarded(Request("POST", "/sync", "", {}, "::1"))).status == 200
+    assert (await admin.http.routes["/open"]["POST"](request)).status == 200
