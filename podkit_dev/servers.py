@@ -9,6 +9,7 @@ with everything in its temporary directory. `HelperProcess` does the same for
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pwd
@@ -19,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import typing
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -678,7 +678,7 @@ class GitRepo:
         self.dir.cleanup()
 
 
-def _read_chunked(stream: typing.BinaryIO) -> bytes:
+def _read_chunked(stream: io.BufferedIOBase) -> bytes:
     body = bytearray()
     while True:
         size = int(stream.readline().split(b";")[0].strip() or b"0", 16)

@@ -19,23 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Counter
 
-try:
-    from podkit.backoff import Backoff
-except ImportError:  # TEMPORARY until "One house: conventions" lands on main
-    import random
-
-    class Backoff:  # type: ignore[no-redef]
-        def __init__(self, initial: float, maximum: float, jitter: bool = True) -> None:
-            self.initial, self.maximum, self.jitter, self.attempt = initial, maximum, jitter, 0
-
-        def next(self) -> float:
-            delay = min(self.maximum, self.initial * (2**self.attempt))
-            self.attempt += 1
-            return delay / 2 + random.uniform(0, delay / 2) if self.jitter else delay
-
-        def reset(self) -> None:
-            self.attempt = 0
-
+from podkit.backoff import Backoff
 
 if TYPE_CHECKING:
     from podkit.logs import EventLogger

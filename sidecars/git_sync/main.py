@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import shlex
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -26,22 +27,14 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Counter, Gauge, Histogram
+
+from podkit.admin import json_response
+from podkit.runtime import StartupError
 from podkit.sidecars.git_sync.git import Git, GitError
 from podkit.sidecars.git_sync.hooks import ExecHook, HookRunner, WebHook
 from podkit.sidecars.git_sync.settings import GitSyncSettings, parse_git_config, signal_number
 from podkit.sidecars.git_sync.worktrees import Layout, touch, write_atomic
-from prometheus_client import Counter, Gauge, Histogram
-
-from podkit.admin import json_response
-
-try:
-    from podkit.runtime import StartupError
-except ImportError:  # TEMPORARY until "One house: conventions" lands on main
-
-    class StartupError(Exception):  # type: ignore[no-redef]
-        def __init__(self, event: str, **fields: Any) -> None:
-            super().__init__(event, fields)
-
 
 if TYPE_CHECKING:
     from podkit.httpserver import Request, Response
@@ -590,27 +583,29 @@ async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
         )
     hook_tasks = [asyncio.create_task(h.run(), name=f"hook-{h.hook.name}") for h in sync.hooks]
     main = asyncio.create_task(sync.loop(), name="git-sync-loop")
-    drain = asyncio.create_task(runtime.wait_drain(), name="git-sync-drain")
+
+    async def stop() -> None:
+        # Cancelling the loop aborts the running git (SIGTERM, it removes its own locks);
+        # a publish never awaits, so it is either done or not started.
+        runtime.log.info("sync_stopping", git_running=sync.git.running)
+        main.cancel()
+
     try:
-        await asyncio.wait({main, drain}, return_when=asyncio.FIRST_COMPLETED)
-        if main.done():
-            main.result()  # too many failures: raises
+        async with runtime.on_drain(stop):
+            await asyncio.wait({main})
+        if not main.cancelled():
+            main.result()  # too many failures: raises StartupError
             if settings.one_time and sync.hooks:
                 results = await asyncio.gather(*(h.first_result for h in sync.hooks))
                 if not all(results):
                     raise StartupError("hook_failed", one_time=True)
-            return
-        runtime.log.info("sync_stopping", git_running=sync.git.running)
     finally:
-        for task in (main, drain, *hook_tasks):
+        for task in (main, *hook_tasks):
             task.cancel()
-        await asyncio.gather(main, drain, *hook_tasks, return_exceptions=True)
+        await asyncio.gather(main, *hook_tasks, return_exceptions=True)
         # The aborted git removed its own locks; anything left is ours to clear.
         with contextlib.suppress(OSError):
             removed = sync.layout.remove_stale_locks()
             if removed:
                 runtime.log.warning("stale_locks_removed", files=removed)
-        with contextlib.suppress(OSError):
-            import shutil
-
-            shutil.rmtree(sync.home, ignore_errors=True)
+        shutil.rmtree(sync.home, ignore_errors=True)

@@ -14,19 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from podkit.config import Duration, HelperSettings
-
-try:
-    from podkit.config import Alias
-except ImportError:  # TEMPORARY until "One house: conventions" lands on main
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Alias:  # type: ignore[no-redef]
-        flags: tuple[str, ...] = ()
-        env: tuple[str, ...] = ()
-        deprecated_flags: tuple[str, ...] = ()
-        deprecated_env: tuple[str, ...] = ()
+from podkit.config import Alias, Duration, HelperSettings
 
 
 def _names(name: str, *v3: str) -> Alias:

@@ -210,8 +210,11 @@ def test_stale_worktree_timeout_survives_restart(
     long_ago = time.time() - 7200
     os.utime(root / ".worktrees" / old, (long_ago, long_ago))
     helper = start(run_helper, git_repo, root, FAST, "--stale-worktree-timeout=1h")
-    wait_for(lambda: not (root / ".worktrees" / old).exists(), what="stale worktree removed")
-    assert old not in git("worktree", "list", cwd=root)
+    wait_for(
+        lambda: not (root / ".worktrees" / old).exists()
+        and old not in git("worktree", "list", cwd=root),
+        what="stale worktree removed and pruned",
+    )
     assert (root / "current" / "README").read_text() == "new\n"
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from podkit.config import ConfigError, load_settings
 from podkit.sidecars.git_sync.main import _store_lines, redact
 from podkit.sidecars.git_sync.settings import GitSyncSettings, parse_git_config, signal_number
 from podkit.sidecars.git_sync.worktrees import Layout, write_atomic
-
-from podkit.config import ConfigError, load_settings
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -234,3 +234,32 @@ async def test_admin_add_route_loopback_only() -> None:
     assert (await guarded(request)).status == 403
     assert (await guarded(Request("POST", "/sync", "", {}, "::1"))).status == 200
     assert (await admin.http.routes["/open"]["POST"](request)).status == 200
+
+
+# --- git-sync's own spellings -------------------------------------------------------------
+
+
+def test_gitsync_env_and_v3_names() -> None:
+    env = {
+        "GITSYNC_REPO": "https://h.example/a.git",
+        "GITSYNC_ROOT": "/git",
+        "GITSYNC_PERIOD": "30s",
+        "GITSYNC_ONE_TIME": "true",
+        "GITSYNC_PASSWORD": "hunter2",
+        "GITSYNC_USERNAME": "me",
+        "GIT_SYNC_DEST": "html",
+        "GIT_SYNC_MAX_SYNC_FAILURES": "3",
+        "GIT_SYNC_TIMEOUT": "45",
+    }
+    s = load(env=env)
+    assert (s.repo, s.root, s.period, s.one_time) == ("https://h.example/a.git", "/git", 30.0, True)
+    assert (s.link, s.max_failures, s.sync_timeout) == ("html", 3, 45.0)
+    assert s.password is not None and s.password.get_secret_value() == "hunter2"
+    # Flags win over env, as everywhere in podkit.
+    assert load("--period=5s", env=env).period == 5.0
+
+
+def test_bad_env_value_names_the_spelling() -> None:
+    with pytest.raises(ConfigError) as info:
+        load(env={"GITSYNC_REPO": "r", "GITSYNC_ROOT": "/g", "GITSYNC_DEPTH": "-1"})
+    assert "GITSYNC_DEPTH" in str(info.value)
