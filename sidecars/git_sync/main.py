@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import os
 import pwd
 import re
@@ -569,6 +570,8 @@ def _store_lines(url: str, username: str, password: str) -> list[str]:
 async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
     if settings.group_write:
         os.umask(0o002)
+    if settings.verbose >= 5:
+        logging.getLogger().setLevel(logging.DEBUG)
     sync = GitSync(settings, runtime)
     if settings.add_user:
         sync._add_user()

@@ -14,12 +14,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from podkit.config import Alias, Duration, HelperSettings
+from podkit.config import Alias, Duration, HelperSettings, HostPort
 
 
-def _names(name: str, *v3: str) -> Alias:
-    """`GITSYNC_NAME` as env, the v3 names (`GIT_SYNC_...`) as deprecated env."""
-    return Alias(env=(f"GITSYNC_{name}",), deprecated_env=tuple(f"GIT_SYNC_{n}" for n in v3))
+def _names(name: str, *v3: str, flags: tuple[str, ...] = ()) -> Alias:
+    """`GITSYNC_NAME` as env; the v3 names (`GIT_SYNC_X` env, `--x` flag) deprecated."""
+    own = "--" + name.lower().replace("_", "-")
+    old_flags = tuple(f for n in v3 if (f := "--" + n.lower().replace("_", "-")) != own)
+    return Alias(
+        flags=flags,
+        env=(f"GITSYNC_{name}",),
+        deprecated_flags=old_flags,
+        deprecated_env=tuple(f"GIT_SYNC_{n}" for n in v3),
+    )
 
 
 SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -66,11 +73,21 @@ def parse_git_config(text: str) -> list[tuple[str, str]]:
 
 
 class GitSyncSettings(HelperSettings):
+    admin_addr: Annotated[HostPort, _names("HTTP_BIND", flags=("--http-bind",))] = Field(
+        "",
+        description="address of the admin HTTP server (/livez /readyz /startupz /metrics "
+        "/sync); git-sync's --http-bind",
+        json_schema_extra={"metavar": "HOST:PORT"},
+    )
+    verbose: Annotated[int, _names("VERBOSE", flags=("-v",))] = Field(
+        0, ge=0, description="git-sync's -v level; 5 or more logs at debug"
+    )
+
     # --- what to sync ----------------------------------------------------------------------
     repo: Annotated[str, _names("REPO", "REPO")] = Field(
         ..., description="the git repository to sync (URL or path)"
     )
-    ref: Annotated[str, _names("REF", "REV")] = Field(
+    ref: Annotated[str, _names("REF", "REV", "BRANCH")] = Field(
         "HEAD", description="branch, tag (annotated tags are peeled) or full commit SHA to sync"
     )
     root: Annotated[str, _names("ROOT", "ROOT")] = Field(

@@ -263,3 +263,12 @@ def test_bad_env_value_names_the_spelling() -> None:
     with pytest.raises(ConfigError) as info:
         load(env={"GITSYNC_REPO": "r", "GITSYNC_ROOT": "/g", "GITSYNC_DEPTH": "-1"})
     assert "GITSYNC_DEPTH" in str(info.value)
+
+
+def test_v3_flags_http_bind_and_verbose() -> None:
+    s = load("--repo=r", "--root=/g", "--dest=html", "--wait=7", "--max-sync-failures=2",
+             "--http-bind=:8080", "-v", "6", "--rev=v1")  # fmt: skip
+    assert (s.link, s.period, s.max_failures, s.admin_addr, s.verbose, s.ref) == (
+        "html", 7.0, 2, ":8080", 6, "v1")  # fmt: skip
+    assert load("--repo=r", "--root=/g", "--one-time=true").one_time is True
+    assert load("--repo=r", "--root=/g", "--one-time").one_time is True
