@@ -16,7 +16,9 @@ ENGINE=${ENGINE:-podman}
 PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 BASE_TAG=localhost/podkit-base:$SUITE
-BASE_PACKAGES=python3,python3-venv,ca-certificates
+# git and openssh-client: what git-sync runs (Helper.image_packages), in the base so that
+# its image build needs no network (images/render.py installs them only when missing).
+BASE_PACKAGES=python3,python3-venv,ca-certificates,git,openssh-client
 # The stand-ins only need to run the same commands as the images the manifests name.
 STANDIN_TAG=localhost/podkit-standins:$SUITE
 STANDIN_PACKAGES=nginx-light,redis-server,redis-sentinel,redis-tools,busybox,wget,ca-certificates

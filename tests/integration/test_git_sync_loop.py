@@ -211,8 +211,10 @@ def test_stale_worktree_timeout_survives_restart(
     os.utime(root / ".worktrees" / old, (long_ago, long_ago))
     helper = start(run_helper, git_repo, root, FAST, "--stale-worktree-timeout=1h")
     wait_for(
-        lambda: not (root / ".worktrees" / old).exists()
-        and old not in git("worktree", "list", cwd=root),
+        lambda: (
+            not (root / ".worktrees" / old).exists()
+            and old not in git("worktree", "list", cwd=root)
+        ),
         what="stale worktree removed and pruned",
     )
     assert (root / "current" / "README").read_text() == "new\n"

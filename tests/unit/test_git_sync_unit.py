@@ -272,3 +272,18 @@ def test_v3_flags_http_bind_and_verbose() -> None:
         "html", 7.0, 2, ":8080", 6, "v1")  # fmt: skip
     assert load("--repo=r", "--root=/g", "--one-time=true").one_time is True
     assert load("--repo=r", "--root=/g", "--one-time").one_time is True
+
+
+def test_image_installs_git_before_dropping_root() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from images.render import render, specs
+
+    by_name = {spec.helper: spec for spec in specs()}
+    text = render(by_name["git-sync"])
+    run = text.index("RUN dpkg-query -W git openssh-client")
+    assert run < text.index("USER 65532:65532")
+    assert "@PACKAGES@" not in text
+    other = render(by_name["echo"])
+    assert "@PACKAGES@" not in other and "dpkg-query" not in other
