@@ -494,18 +494,22 @@ class GitSync:
         return limit >= 0 and self.failures > limit
 
     async def loop(self) -> None:
+        stopped = False
         while True:
             ok = await self.attempt()
             if not ok and self.too_many_failures():
                 raise StartupError("too_many_failures", failures=self.failures)
             if ok and self.s.one_time:
                 return
-            if ok and self.s.is_sha:
-                self.log.info("polling_stopped", reason="--ref is a commit SHA", hash=self.current)
-                await asyncio.Event().wait()
-            period = self.s.period
+            period: float | None = self.s.period
             if not self.succeeded and self.s.init_period is not None:
                 period = self.s.init_period
+            if ok and self.s.is_sha:
+                # A commit never changes: no more polls. A trigger (POST /sync, signal)
+                # still checks that the worktree is there, without any git command.
+                if not stopped:
+                    self.log.info("polling_stopped", reason="--ref is a SHA", hash=self.current)
+                stopped, period = True, None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), period)
             self.wake.clear()

@@ -111,6 +111,13 @@ def test_refs(run_helper, git_repo: GitRepo, tmp_path: Path, kind: str) -> None:
     if kind == "sha":
         wait_for(lambda: events(helper, "polling_stopped"), what="polling stopped for a SHA")
         assert metric(helper, "git_fetch_count_total") == 1.0
+        # POST /sync still answers (no fetch: the commit cannot change).
+        import urllib.request
+
+        request = urllib.request.Request(f"{helper.admin}/sync", method="POST", data=b"")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["hash"] == wanted
+        assert metric(helper, "git_fetch_count_total") == 1.0
     if kind == "branch":
         newer = git_repo.commit({"f.txt": "feature 2\n"}, "more", branch="feature")
         wait_published(root, newer, helper)

@@ -287,3 +287,31 @@ def test_image_installs_git_before_dropping_root() -> None:
     assert "@PACKAGES@" not in text
     other = render(by_name["echo"])
     assert "@PACKAGES@" not in other and "dpkg-query" not in other
+
+
+async def test_post_sync_needs_the_bearer_token_off_loopback(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from podkit.httpserver import Request
+    from podkit.runtime import Runtime
+    from podkit.sidecars.git_sync import helper
+    from podkit.sidecars.git_sync.main import GitSync
+
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    settings = load("--repo=r", f"--root={tmp_path}/g", f"--sync-token-file={token}")
+    sync = GitSync(settings, Runtime(helper, settings))
+
+    def request(peer: str, auth: bytes = b"") -> Request:
+        return Request("POST", "/sync", "", {b"authorization": auth} if auth else {}, peer)
+
+    assert (await sync.handle_sync(request("10.0.0.5"))).status == 403
+    assert (await sync.handle_sync(request("10.0.0.5", b"Bearer wrong"))).status == 403
+    for peer, auth in (("10.0.0.5", b"Bearer t0ken"), ("127.0.0.1", b"")):
+        answer = asyncio.create_task(sync.handle_sync(request(peer, auth)))
+        await asyncio.sleep(0)
+        assert sync.wake.is_set() and len(sync.waiters) == 1
+        sync.waiters.pop().set_result({"status": "ok", "hash": SHA_A, "changed": False})
+        response = await answer
+        assert response.status == 200 and json.loads(response.body)["hash"] == SHA_A
