@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import json
 import logging
@@ -547,8 +548,12 @@ def _is_loopback(peer: str | None) -> bool:
 
 
 def _read_secret(path: str) -> str:
-    with open(path, encoding="utf-8") as handle:
-        return handle.read().rstrip("\r\n")
+    """A secret file's text, one trailing newline dropped; OSError for anything unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise OSError(errno.EINVAL, "not UTF-8 text") from None
 
 
 def _read_bytes(path: str) -> bytes:

@@ -315,3 +315,34 @@ async def test_post_sync_needs_the_bearer_token_off_loopback(tmp_path: Path) -> 
         sync.waiters.pop().set_result({"status": "ok", "hash": SHA_A, "changed": False})
         response = await answer
         assert response.status == 200 and json.loads(response.body)["hash"] == SHA_A
+    import shutil
+
+    shutil.rmtree(sync.home)
+
+
+def test_unreadable_password_file_is_a_sync_failure(tmp_path: Path) -> None:
+    import asyncio
+
+    from podkit.runtime import Runtime
+    from podkit.sidecars.git_sync import helper
+    from podkit.sidecars.git_sync.main import GitSync, SyncFailed
+
+    secret = tmp_path / "password"
+    secret.write_bytes(b"\xff\xfe not text")
+    settings = load("--repo=https://h/r", f"--root={tmp_path}/g", "--username=u",
+                    f"--password-file={secret}")  # fmt: skip
+
+    async def attempt() -> None:
+        sync = GitSync(settings, Runtime(helper, settings))
+        try:
+            with pytest.raises(SyncFailed, match="not UTF-8"):
+                await sync.refresh_credentials()
+            secret.unlink()
+            with pytest.raises(SyncFailed, match="No such file"):
+                await sync.refresh_credentials()
+        finally:
+            import shutil
+
+            shutil.rmtree(sync.home)
+
+    asyncio.run(attempt())
