@@ -401,6 +401,9 @@ class GitSync:
 
     def restore(self) -> None:
         """At start: a valid worktree already published (a restart) makes us ready now."""
+        for leftover in self.layout.temp_links():
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
         published = self.layout.published()
         if published and os.path.isdir(self.layout.git_dir) and self.layout.worktree_ok(published):
             self.current = published

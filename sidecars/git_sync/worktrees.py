@@ -83,6 +83,20 @@ class Layout:
 
     # --- cleaning up ----------------------------------------------------------------------
 
+    def temp_links(self) -> list[str]:
+        """Temporary links a killed publish may have left (never the link itself)."""
+        link_dir = os.path.dirname(self.link)
+        prefix = f".{os.path.basename(self.link)}.tmp-"
+        try:
+            names = os.listdir(link_dir)
+        except OSError:
+            return []
+        return [
+            os.path.join(link_dir, n)
+            for n in names
+            if n.startswith(prefix) and os.path.islink(os.path.join(link_dir, n))
+        ]
+
     def stale(self, keep: set[str], timeout: float, now: float | None = None) -> list[Stale]:
         """Entries of .worktrees not in keep, with their age (seconds since mtime)."""
         now = time.time() if now is None else now

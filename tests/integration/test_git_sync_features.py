@@ -186,3 +186,16 @@ def test_sparse_checkout_and_partial_clone(run_helper, git_repo: GitRepo, tmp_pa
     assert helper.wait_exit(30) == 0, helper.log_text()
     assert (root2 / "current" / "big.bin").stat().st_size == 100_000
     assert git("config", "extensions.partialClone", cwd=root2).strip() == "origin"
+
+
+def test_group_write_and_no_known_hosts_check(run_helper, git_repo: GitRepo, sshd, tmp_path):
+    root = tmp_path / "git"
+    helper = run_helper(
+        "git-sync", f"--repo={sshd.url(git_repo.bare)}", f"--root={root}", "--link=current",
+        "--one-time", "--group-write", f"--ssh-key-file={sshd.client_key}",
+        "--ssh-known-hosts=false", wait=None,
+    )  # fmt: skip
+    assert helper.wait_exit(30) == 0, helper.log_text()
+    readme = root / "current" / "README"
+    assert readme.read_text() == "hello\n"
+    assert readme.stat().st_mode & stat.S_IWGRP

@@ -242,6 +242,7 @@ def test_recovers_worktree_removed_crash_leftovers_and_locks(
     half.mkdir()
     (half / "partial").write_text("half")
     (root / ".worktrees" / "junk").mkdir()
+    (root / ".current.tmp-99999").symlink_to(f".worktrees/{nxt}")  # a publish killed mid-way
     for lock in ("index.lock", "HEAD.lock", "shallow.lock", "config.lock"):
         (root / ".git" / lock).write_text("")
     helper = start(run_helper, git_repo, root, FAST)
@@ -251,6 +252,7 @@ def test_recovers_worktree_removed_crash_leftovers_and_locks(
     assert not list((root / ".git").glob("*.lock"))
     wait_for(lambda: os.listdir(root / ".worktrees") == [nxt], what="leftovers removed")
     assert events(helper, "stale_locks_removed")
+    assert not (root / ".current.tmp-99999").is_symlink()
     # The published worktree deleted underneath: re-created at the next poll.
     import shutil
 
