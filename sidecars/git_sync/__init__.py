@@ -14,5 +14,5 @@ helper = Helper(
     run="podkit.sidecars.git_sync.main:run",
     admin_port=9703,
     demo="podkit_dev.demos.git_sync:demo",
-    image_packages=("git", "openssh-client"),
+    image_packages=("git", "openssh-client", "libnss-wrapper"),
 )

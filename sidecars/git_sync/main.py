@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import glob
 import hmac
 import json
 import logging
@@ -183,19 +184,31 @@ class GitSync:
                 parts += ["-i", key]
         self.git.set_env("GIT_SSH_COMMAND", shlex.join(parts))
 
-    def _add_user(self) -> None:
-        uid = os.getuid()
+    def _ensure_user(self) -> None:
+        """ssh exits at once ("No user exists for uid") when our UID has no passwd entry,
+        as in an image run with an arbitrary UID. --add-user appends one to /etc/passwd
+        (git-sync's way, needs it writable); otherwise nss_wrapper (libnss-wrapper in
+        the image) gives git and ssh a private passwd file in the private home."""
+        uid, gid = os.getuid(), os.getgid()
         try:
             pwd.getpwuid(uid)
             return
         except KeyError:
             pass
-        line = f"git-sync:x:{uid}:{os.getgid()}::{self.home}:/sbin/nologin\n"
-        try:
-            with open("/etc/passwd", "a", encoding="utf-8") as handle:
-                handle.write(line)
-        except OSError as exc:
-            self.log.warning("add_user_failed", uid=uid, error=exc.strerror)
+        entry = f"git-sync:x:{uid}:{gid}:git-sync:{self.home}:/usr/sbin/nologin\n"
+        if self.s.add_user:
+            try:
+                with open("/etc/passwd", "a", encoding="utf-8") as handle:
+                    handle.write(entry)
+                return
+            except OSError as exc:
+                self.log.warning("add_user_failed", uid=uid, error=exc.strerror)
+        env = nss_wrapper_env(self.home, entry, f"git-sync:x:{gid}:\n")
+        if env is None:
+            self.log.warning("no_passwd_entry", uid=uid, consequence="ssh cannot run")
+            return
+        for name, value in env.items():
+            self.git.set_env(name, value)
 
     # --- auth -----------------------------------------------------------------------------
 
@@ -550,6 +563,22 @@ def _is_loopback(peer: str | None) -> bool:
     return check(peer)
 
 
+def nss_wrapper_env(home: str, passwd: str, group: str) -> dict[str, str] | None:
+    """Environment that makes git and ssh see `passwd`/`group` entries (nss_wrapper)."""
+    libraries = sorted(glob.glob("/usr/lib/*/libnss_wrapper.so")) + sorted(
+        glob.glob("/usr/lib/libnss_wrapper.so")
+    )
+    if not libraries:
+        return None
+    files = {"NSS_WRAPPER_PASSWD": ("passwd", passwd), "NSS_WRAPPER_GROUP": ("group", group)}
+    env = {"LD_PRELOAD": libraries[0]}
+    for variable, (name, text) in files.items():
+        path = os.path.join(home, name)
+        write_atomic(path, text.encode())
+        env[variable] = path
+    return env
+
+
 def _read_secret(path: str) -> str:
     """A secret file's text, one trailing newline dropped; OSError for anything unreadable."""
     try:
@@ -585,8 +614,7 @@ async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
     if settings.verbose >= 5:
         logging.getLogger().setLevel(logging.DEBUG)
     sync = GitSync(settings, runtime)
-    if settings.add_user:
-        sync._add_user()
+    sync._ensure_user()
     sync.restore()
     loop = asyncio.get_running_loop()
     if settings.sync_on_signal:

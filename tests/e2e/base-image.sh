@@ -16,9 +16,10 @@ ENGINE=${ENGINE:-podman}
 PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 BASE_TAG=localhost/podkit-base:$SUITE
-# git and openssh-client: what git-sync runs (Helper.image_packages), in the base so that
-# its image build needs no network (images/render.py installs them only when missing).
-BASE_PACKAGES=python3,python3-venv,ca-certificates,git,openssh-client
+# git, openssh-client, libnss-wrapper: what git-sync runs (Helper.image_packages), in the
+# base so that its image build needs no network (images/render.py installs only what is
+# missing).
+BASE_PACKAGES=python3,python3-venv,ca-certificates,git,openssh-client,libnss-wrapper
 # The stand-ins only need to run the same commands as the images the manifests name.
 STANDIN_TAG=localhost/podkit-standins:$SUITE
 STANDIN_PACKAGES=nginx-light,redis-server,redis-sentinel,redis-tools,busybox,wget,ca-certificates

@@ -346,3 +346,45 @@ def test_unreadable_password_file_is_a_sync_failure(tmp_path: Path) -> None:
             shutil.rmtree(sync.home)
 
     asyncio.run(attempt())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run ssh as another UID")
+def test_nss_wrapper_gives_ssh_a_user_for_a_uid_without_passwd_entry() -> None:
+    """The image runs as a UID without a passwd entry: ssh alone refuses to start."""
+    import subprocess
+
+    from podkit.sidecars.git_sync.main import nss_wrapper_env
+    from podkit_dev.servers import find_binary
+
+    ssh = find_binary("ssh")
+    uid = next(u for u in range(64000, 65000) if not _has_passwd(u))
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="podkit-nss-"))  # readable by that UID
+    os.chmod(home, 0o755)
+    env = nss_wrapper_env(str(home), f"git-sync:x:{uid}:{uid}::{home}:/bin/false\n",
+                          f"git-sync:x:{uid}:\n")  # fmt: skip
+    assert env is not None, "libnss-wrapper is not installed (./dev setup)"
+    argv = [ssh, "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "-p", "1",
+            "127.0.0.1", "true"]  # fmt: skip
+
+    def run(extra: dict[str, str]) -> str:
+        result = subprocess.run(argv, user=uid, group=uid, env={"PATH": "/usr/bin:/bin", **extra},
+                                capture_output=True, text=True, check=False)  # fmt: skip
+        return result.stderr
+
+    assert "No user exists" in run({})
+    answer = run(env)
+    shutil.rmtree(home)
+    assert "No user exists" not in answer and "refused" in answer
+
+
+def _has_passwd(uid: int) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
