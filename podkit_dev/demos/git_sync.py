@@ -75,8 +75,11 @@ def demo(narrator: Narrator) -> None:
                     narrator.show("POST /sync", json.dumps(answer))
                 else:
                     narrator.step(f"push version {version} ({sha[:10]}); the next poll takes it")
-                wait_for(lambda v=version: served and served[-1] == v, timeout=60,
-                         what=f"nginx serving version {version}")  # fmt: skip
+
+                def serving(v: int = version) -> bool:
+                    return bool(served) and served[-1] == v
+
+                wait_for(serving, timeout=60, what=f"nginx serving version {version}")
             stop.set()
             thread.join(10)
             narrator.show("the shared volume", f"current -> {os.readlink(link)}\n.worktrees: "
