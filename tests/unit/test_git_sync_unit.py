@@ -388,3 +388,22 @@ def _has_passwd(uid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+def test_local_base_images_carry_every_helpers_image_packages() -> None:
+    """tests/e2e/base-image.sh builds a base per helper with Debian packages; in step with
+    Helper.image_packages, so an image build on a machine without a registry needs no
+    network."""
+    import re
+
+    from podkit.cli import helpers
+
+    script = (Path(__file__).resolve().parents[2] / "tests/e2e/base-image.sh").read_text()
+    block = script.split("HELPER_PACKAGES=(", 1)[1].split(")", 1)[0]
+    declared = dict(re.findall(r'"([\w-]+)=([\w,.+-]+)"', block))
+    wanted = {
+        name: ",".join(helper.image_packages)
+        for name, helper in helpers().items()
+        if helper.image_packages
+    }
+    assert declared == wanted
