@@ -38,6 +38,7 @@ from podkit.sidecars.git_sync.git import Git, GitError
 from podkit.sidecars.git_sync.hooks import ExecHook, HookRunner, WebHook
 from podkit.sidecars.git_sync.settings import GitSyncSettings, parse_git_config, signal_number
 from podkit.sidecars.git_sync.worktrees import Layout, touch, write_atomic
+from podkit.urls import hide_userinfo
 
 if TYPE_CHECKING:
     from podkit.httpserver import Request, Response
@@ -93,7 +94,9 @@ class Metrics:
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    text = URL_USERINFO.sub(r"\g<scheme>***@", text)
+    """Free text (git's messages) without URL credentials, as podkit.urls.hide_userinfo
+    shows one URL, and without any of the secrets in use."""
+    text = URL_USERINFO.sub(r"\g<scheme>", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -484,7 +487,7 @@ class GitSync:
             "sync_failed",
             error=error,
             failures=self.failures,
-            repo=redact(self.s.repo, self.secrets),
+            repo=hide_userinfo(self.s.repo),
             ref=self.s.ref,
         )
         # No git of ours runs now: a lock left by an aborted command is stale.

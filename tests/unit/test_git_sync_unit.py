@@ -118,7 +118,7 @@ def test_parse_git_config_never_crashes(text: str) -> None:
 
 def test_redact_and_store_lines() -> None:
     assert redact("fatal: https://u:tok@h/x.git failed tok", ["tok"]) == (
-        "fatal: https://***@h/x.git failed ***")  # fmt: skip
+        "fatal: https://h/x.git failed ***")  # fmt: skip
     assert _store_lines("https://h.example:8443/org/x.git", "a b", "p@ss:w/d") == [
         "https://a%20b:p%40ss%3Aw%2Fd@h.example:8443/org/x.git"]  # fmt: skip
     assert _store_lines("git@h:org/x.git", "u", "p") == []
