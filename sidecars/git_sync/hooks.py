@@ -153,8 +153,7 @@ class HookRunner:
                     self._first(False)
                     return
                 # Retry after the backoff, with whatever hash is the latest by then.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(asyncio.sleep(delay)), delay)
+                await asyncio.sleep(delay)
                 self.wake.set()
                 continue
             self.runs.labels(self.hook.name, "success").inc()
