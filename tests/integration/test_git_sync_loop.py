@@ -172,6 +172,11 @@ def test_max_failures_then_exit(run_helper, tmp_path: Path) -> None:
     helper = start(run_helper, missing, tmp_path / "git", FAST, "--max-failures=2", wait=None)
     assert helper.wait_exit(30) == 1
     assert len(events(helper, "sync_failed")) == 3
+    # Before the first success --init-max-failures counts instead (and --init-period).
+    init = start(run_helper, missing, tmp_path / "git1", "--period=1h", "--init-period=100ms",
+                 "--max-failures=-1", "--init-max-failures=1", wait=None)  # fmt: skip
+    assert init.wait_exit(30) == 1
+    assert len(events(init, "sync_failed")) == 2
     # Never: the helper keeps trying, /livez stays up, /readyz never turns 200.
     forever = start(run_helper, missing, tmp_path / "git2", FAST, "--max-failures=-1", wait=None)
     forever.wait_http("livez")
