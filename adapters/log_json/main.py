@@ -68,9 +68,9 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     # writes stay in order, one at a time, and a batch is acknowledged as soon as written.
     in_flight: asyncio.Task[None] | None = None
 
-    async def write(records: bytes | bytearray, batch: Batch) -> None:
+    async def write(records: bytes | bytearray, count: int, batch: Batch) -> None:
         await output.write(records, write_failed, write_recovered)
-        builder.stats.written += records.count(b"\n")
+        builder.stats.written += count
         follower.ack(batch)
 
     async def settle() -> None:
@@ -99,9 +99,11 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                     file_builder = builders.get(key) or builders.setdefault(key, builder.fork())
                 else:
                     file_builder = builder
+                built = builder.stats.records_out  # the stats every fork shares
                 records = file_builder.encode(batch.lines)
+                count = builder.stats.records_out - built
                 await settle()  # the previous batch is written and acknowledged first
-                in_flight = asyncio.create_task(write(records, batch))
+                in_flight = asyncio.create_task(write(records, count, batch))
                 if len(builder.stats.failures) > len(failure_kinds):
                     new_kinds = set(builder.stats.failures) - failure_kinds
                     failure_kinds.update(new_kinds)
