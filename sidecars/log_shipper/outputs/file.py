@@ -79,9 +79,11 @@ class FileOutput(Output):
         # input and output threads do. The batch is settled only once this returns.
         data = batch.ndjson()
         await self._settle()
-        self._writing = asyncio.ensure_future(asyncio.to_thread(_write_blocking, self.fd, data))
+        loop = asyncio.get_running_loop()
+        self._writing = loop.run_in_executor(None, _write_blocking, self.fd, data)
         try:
-            await self._writing
+            # Shielded: a timeout cancels this send, never the record of the running write.
+            await asyncio.shield(self._writing)
         except OSError as exc:
             raise OutputError("write", exc.strerror or str(exc), retryable=True) from None
         if self.options.fsync:
