@@ -15,17 +15,24 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+LEVEL_NAMES = ("trace", "debug", "info", "notice", "warning", "error", "fatal")
+"""The fixed set every `level` is normalised to, least to most severe. OpenTelemetry's
+SeverityText (TRACE DEBUG INFO WARN ERROR FATAL) plus syslog's `notice` (OTel INFO2); Fluent
+Bit passes levels through, so these names are what dashboards and alert rules match on. The
+token the line carried is kept in `level_raw`."""
+
 LEVELS: dict[str, str] = {}
 for canonical, spellings in {
-    "trace": ("trace", "trc", "t", "finest", "finer", "verbose", "v"),
-    "debug": ("debug", "dbg", "d", "fine", "config", "7"),
-    "info": ("info", "inf", "i", "information", "informational", "6"),
+    "trace": ("trace", "trc", "t", "finest", "finer", "verbose", "v", "10"),
+    "debug": ("debug", "dbg", "d", "fine", "config", "7", "debug1", "debug2", "debug3",
+              "debug4", "debug5", "20"),
+    "info": ("info", "inf", "i", "information", "informational", "6", "log", "30"),
     "notice": ("notice", "note", "n", "5"),
-    "warning": ("warning", "warn", "wrn", "w", "4"),
-    "error": ("error", "err", "e", "severe", "3"),
-    "critical": (
-        "critical", "crit", "c", "fatal", "ftl", "f", "panic", "alert", "emerg",
-        "emergency", "0", "1", "2",
+    "warning": ("warning", "warn", "wrn", "w", "4", "40"),
+    "error": ("error", "err", "e", "severe", "3", "50"),
+    "fatal": (
+        "fatal", "critical", "crit", "c", "ftl", "f", "panic", "alert", "emerg",
+        "emergency", "0", "1", "2", "60",
     ),
 }.items():  # fmt: skip
     for spelling in spellings:
@@ -33,7 +40,8 @@ for canonical, spellings in {
 
 
 def normalize_level(value: Any) -> Any:
-    """`WARN`, `warning`, `W`, `<4>`, 4 -> "warning"; an unknown level is kept, lower-cased."""
+    """`WARN`, `warning`, `W`, `<4>`, 4, 40 (pino) -> "warning"; `FATAL`, `crit`, `emerg` ->
+    "fatal"; an unknown level is kept, lower-cased."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int):

@@ -119,6 +119,9 @@ class RecordBuilder:
             raise ValueError(f"unknown field type(s) {sorted(unknown)}: use int, float, bool, str")
         self.types = {name: CONVERTERS[t] for name, t in merged_types.items()}
         self.keep_raw = keep_raw
+        # Parsers whose level is derived (an access log's status), not written, add no
+        # `level_raw`; for the others it keeps the token `level` was normalised from.
+        self._level_raw = not getattr(parser, "derived_level", False)
         self.stats = stats or Stats()
         self._now = self.time.now()
         self._time_cache = self.time._cache
@@ -236,6 +239,8 @@ class RecordBuilder:
                 fields["level"] = _LEVEL_FAST[level]
             except (KeyError, TypeError):
                 fields["level"] = normalize_level(level)
+            if self._level_raw and "level_raw" not in fields:
+                fields["level_raw"] = level  # the token as the line wrote it
         if "message" not in fields:
             fields["message"] = text
         if self.types:

@@ -23,6 +23,8 @@ class BaseParser:
     """How the `timestamp` this parser returns is read, unless the user configures one."""
     types: ClassVar[dict[str, str]] = {}
     """Field types this parser's fields get by default (the user's `types` add to them)."""
+    derived_level: ClassVar[bool] = False
+    """True when `level` is inferred (an HTTP status), not a token of the line: no `level_raw`."""
     stateful: ClassVar[bool] = False
     """True when lines depend on earlier lines (CRI partials): one instance per file."""
 

@@ -22,7 +22,8 @@ FACILITIES = (
     "authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
     "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 )  # fmt: skip
-SEVERITIES = ("critical", "critical", "critical", "error", "warning", "notice", "info", "debug")
+SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+"""Syslog severity keywords by number: the `level_raw`; `level` is their normalised name."""
 
 _RFC3164 = re.compile(
     r"(?:<(\d{1,3})>)?([A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d{1,6})?) "
