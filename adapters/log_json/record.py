@@ -29,7 +29,7 @@ import orjson
 
 from podkit.parsers import ParseError, Parser, Pending
 
-from .normalize import CONVERTERS, LEVELS, TimeError, TimeParser, normalize_level
+from .normalize import CONVERTERS, LEVELS, TimeError, TimeParser, is_partial, normalize_level
 
 DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 MAX_DEPTH = 64
@@ -81,6 +81,8 @@ class Stats:
     """Records built; `written` counts those the output has taken (follow mode)."""
     written: int = 0
     parsed: int = 0
+    partial: int = 0
+    """Parsed, but the level or timestamp stayed in the message (counted apart from parsed)."""
     pending: int = 0
     invalid_utf8: int = 0
     ingest_time: int = 0
@@ -194,13 +196,17 @@ class RecordBuilder:
             if type(fields) is not dict:
                 append(self._failure(raw, text, bad, "bad_result", "parser returned no dict"))
                 continue
+            partial = ("level" not in fields or "timestamp" not in fields) and is_partial(fields)
             record = finish(fields, raw, text, bad)
             try:
                 append(dumps(record, default=_default, option=DUMPS_OPTIONS))
             except orjson.JSONEncodeError as exc:
                 append(self._second_chance(record, raw, text, bad, exc))
                 continue
-            stats.parsed += 1
+            if partial:
+                stats.partial += 1
+            else:
+                stats.parsed += 1
         stats.lines_in += count
         stats.bytes_in += size
         stats.records_out += out.count(b"\n")  # one per record: JSON escapes the others
