@@ -245,8 +245,11 @@ class RecordBuilder:
                 fields["level"] = _LEVEL_FAST[level]
             except (KeyError, TypeError):
                 fields["level"] = normalize_level(level)
-            if self._level_raw and "level_raw" not in fields:
-                fields["level_raw"] = level  # the token as the line wrote it
+            if "level_raw" not in fields:
+                if self._level_raw:
+                    fields["level_raw"] = level  # the token as the line wrote it
+            elif fields["level_raw"] is None:  # `auto` handing on a derived level
+                del fields["level_raw"]
         if "message" not in fields:
             fields["message"] = text
         if self.types:

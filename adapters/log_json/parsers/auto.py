@@ -34,7 +34,7 @@ CANDIDATES = (
     "node", "mongodb", "docker", "json", "k8s-nginx-ingress", "istio-envoy-proxy", "envoy",
     "nginx", "nginx-common", "haproxy", "kmsg-netfilter-log", "syslog", "syslog-rfc3164-local",
     "postgresql", "redis", "mariadb", "nginx_error", "apache_error", "rabbitmq", "nats",
-    "mosquitto", "java", "klog", "python", "go", "docker-daemon", "classic", "logfmt",
+    "mosquitto", "java", "klog", "python", "docker-daemon", "go", "classic", "logfmt",
 )  # fmt: skip
 """The order breaks ties: the more specific format first (pino JSON before any JSON)."""
 
@@ -54,6 +54,7 @@ class _Candidate:
     parse: Callable[[str], dict[str, Any]]
     time: TimeParser
     index: int
+    derived_level: bool = False
     full: int = 0
     parsed: int = 0
     fields: int = 0
@@ -67,6 +68,16 @@ class _Candidate:
 
 
 _SOURCES = itertools.count(1)
+_LOADED: dict[str, Any] = {}
+
+
+def _load(name: str) -> Any:
+    """Candidates are stateless: one instance each, shared by every file's auto parser
+    (finding an entry point scans the installed packages: too slow to do per file)."""
+    parser = _LOADED.get(name)
+    if parser is None:
+        parser = _LOADED[name] = load_parser(name, None)
+    return parser
 
 
 class AutoParser(BaseParser):
@@ -93,12 +104,13 @@ class AutoParser(BaseParser):
         """What the choice is reported for: the adapter sets the file's path."""
         self._candidates: list[_Candidate] = []
         for index, name in enumerate(names):
-            parser = load_parser(name, None)
+            parser = _load(name)
             if getattr(parser, "stateful", False):
                 raise ValueError(f"{name} keeps lines between calls: it cannot be a candidate")
             parse = parser.parse if getattr(parser, "input_type", "str") == "str" else parser
             time = TimeParser(getattr(parser, "time_format", "iso"))
-            self._candidates.append(_Candidate(name, parse, time, index))
+            derived = bool(getattr(parser, "derived_level", False))
+            self._candidates.append(_Candidate(name, parse, time, index, derived))
         self._ranked = list(self._candidates)
         self.chosen: _Candidate | None = None
         self.runner_up: _Candidate | None = None
@@ -124,6 +136,8 @@ class AutoParser(BaseParser):
         if candidate.name == "logfmt" and sum(v is not True for v in fields.values()) < 2:
             return None, False  # every text is logfmt of bare words
         full = not is_partial(fields)
+        if candidate.derived_level and "level" in fields:
+            fields["level_raw"] = None  # no token to keep: the adapter leaves level_raw out
         timestamp = fields.get("timestamp")
         if type(timestamp) is str:
             times = candidate.times
@@ -180,6 +194,7 @@ class AutoParser(BaseParser):
         best: dict[str, Any] | None = None
         best_key: tuple[int, int] = (-1, -1)
         best_name = ""
+        results: dict[str, dict[str, Any]] = {}
         for candidate in self._candidates:
             fields, full = self._try(candidate, text)
             if fields is None:
@@ -189,9 +204,15 @@ class AutoParser(BaseParser):
             candidate.fields += count
             if full:
                 candidate.full += 1
+                results[candidate.name] = fields
             key = (int(full), count)
             if key > best_key:
                 best, best_key, best_name = fields, key, candidate.name
+        # The line goes to the parser leading so far when it reads it fully, so the sampled
+        # lines of one file come out alike; else to whichever read this line best.
+        leader = max(self._candidates, key=_Candidate.key)
+        if leader.name in results:
+            best, best_name = results[leader.name], leader.name
         self._sampled += 1
         if self._sampled >= self.sample_lines:
             self.decide()

@@ -622,6 +622,8 @@ class NodeParser(JsonParser):
         if text[:1] != "{":
             raise ParseError("not a JSON object", kind="bad_json")
         fields = super().parse(text)
+        if type(fields.get("level")) is not int:
+            raise ParseError("no numeric level: not pino or bunyan", kind="not_node")
         timestamp = fields.get("timestamp")
         if type(timestamp) is int:
             fields["timestamp"] = datetime.fromtimestamp(timestamp / 1000, UTC)
