@@ -117,3 +117,8 @@ def run_check(
         auto["lines_by_parser"] = dict(state.lines.most_common())
     print(summary(builder.stats, builder.name, auto), file=err)
     return 1 if builder.stats.failed else 0
+
+
+def oneshot(settings: LogAdapterSettings) -> int | None:
+    """`Helper.oneshot`: with --check, run it and exit with its status; else serve."""
+    return run_check(settings) if settings.check else None
