@@ -170,7 +170,7 @@ class AutoParser(BaseParser):
             if self._misses * 2 > self._window:
                 self._resample()
             self._window = self._misses = 0
-        return fields
+        return fields  # type: ignore[return-value]  # full implies fields
 
     def _fallback(
         self, text: str, chosen: _Candidate, partial: dict[str, Any] | None

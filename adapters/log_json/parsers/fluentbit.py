@@ -343,7 +343,7 @@ class IstioEnvoyProxy(BaseParser):
             if value != "-":
                 fields[name] = value
         _put_numbers(fields, _ENVOY_NUMBERS, g[10:14])
-        names = (
+        names = (  # type: ignore[assignment]
             "x_forwarded_for", "user_agent", "request_id", "authority", "upstream_host",
             "upstream_cluster", "upstream_local_address", "downstream_local_address",
             "downstream_remote_address", "requested_server_name", "route_name",

@@ -39,7 +39,7 @@ _PG_LEVELS = (
 # Lines that explain the line before (an ERROR's STATEMENT): informational on their own.
 _PG_SECONDARY = {"DETAIL", "HINT", "QUERY", "CONTEXT", "STATEMENT", "LOCATION"}
 _PG_TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}"
-_PG_ESCAPES: dict[str, tuple[str | None, str]] = {
+_PG_ESCAPES: dict[str, tuple[str, str]] = {
     # escape: (field, pattern). log_line_prefix's escapes, as PostgreSQL 15 documents them.
     "a": ("application", r".*?"),
     "u": ("user", r"\S*?"),
