@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/bench_log_adapter.py            # 1,000,000 lines, 3 runs each
     .venv/bin/python bench/bench_log_adapter.py --quick    # 100,000 lines, 1 run
+    .venv/bin/python bench/bench_log_adapter.py --quick --parsers redis,auto  # some rows
+
+Then one `--check` row per parser of issue 20 (postgresql, redis, ..., auto) on its golden
+input repeated to --parser-lines lines (default a fifth of --lines).
 
 For the classic `DATE TIME LEVEL MESSAGE` format and nginx `combined`, each run is a
 fresh subprocess:
@@ -156,6 +160,35 @@ def run_busybox(source: Path, lines: int, work: Path) -> Result:
     return Result(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # type: ignore[attr-defined]
 
 
+# Issue 20's parsers: `--check` over their golden inputs (real logs of the programs, see
+# tests/golden/log_adapter/SOURCES.md), repeated; `auto` reads the PostgreSQL log.
+PARSER_ROWS = (
+    "postgresql", "redis", "mariadb", "nginx_error", "apache_error", "rabbitmq", "nats",
+    "mosquitto", "haproxy", "java", "go", "node", "k8s-nginx-ingress", "docker",
+    "docker-daemon", "syslog-rfc3164-local", "mongodb", "envoy", "istio-envoy-proxy",
+    "kmsg-netfilter-log", "auto",
+)  # fmt: skip
+
+
+def golden_input(parser_name: str, lines: int, path: Path) -> None:
+    """The parser's golden lines it parses (no stack trace continuation), repeated."""
+    from podkit.parsers import load_parser
+
+    name = "postgresql" if parser_name == "auto" else parser_name
+    source = ROOT / "tests" / "golden" / "log_adapter" / f"{name}.in"
+    parser = load_parser(name)
+    good = []
+    for line in source.read_bytes().split(b"\n"):
+        try:
+            parser(line)
+        except Exception:
+            continue
+        good.append(line)
+    with open(path, "wb") as out:
+        for i in range(lines):
+            out.write(good[i % len(good)] + b"\n")
+
+
 def median_result(results: list[Result]) -> Result:
     return Result(
         statistics.median(r.seconds for r in results),
@@ -171,6 +204,10 @@ def main() -> int:
     parser.add_argument("--lines", type=int, help="lines per format (default 1,000,000)")
     parser.add_argument("--runs", type=int, help="runs per measurement (default 3)")
     parser.add_argument("--busybox-lines", type=int, help="sample for the busybox loop")
+    parser.add_argument(
+        "--parser-lines", type=int, help="lines per issue-20 parser row (default lines/5)"
+    )
+    parser.add_argument("--parsers", help="only these issue-20 parser rows (comma list; none)")
     args = parser.parse_args()
     lines = args.lines or (100_000 if args.quick else 1_000_000)
     runs = args.runs or (1 if args.quick else 3)
@@ -197,19 +234,29 @@ def main() -> int:
                 ]
                 rows.append((kind, f"podkit {mode}", lines, median_result(results)))
             source.unlink()
+        parser_lines = args.parser_lines or lines // 5
+        wanted = PARSER_ROWS if args.parsers is None else [p for p in args.parsers.split(",") if p]
+        for parser_name in wanted:
+            source = work / f"{parser_name}.log"
+            golden_input(parser_name, parser_lines, source)
+            print(f"{parser_name} check: {parser_lines} lines x {runs} ...", file=sys.stderr)
+            results = [run_check(parser_name, source, work) for _ in range(runs)]
+            rows.append((parser_name, "podkit check", parser_lines, median_result(results)))
+            source.unlink()
 
     busybox_rate = busybox.lines_per_s(busybox_lines)
     # Less CPU per line, times: a ratio a busy machine distorts much less than lines/s.
     busybox_cpu_per_line = busybox.cpu / busybox_lines
     print()
     print(f"log-adapter benchmark ({runs} run(s) each, medians; peak RSS is the max)")
-    header = f"{'format':<16}{'tool':<16}{'lines':>10}{'lines/s':>12}{'CPU s/1M':>10}"
+    print("load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    header = f"{'format':<22}{'tool':<16}{'lines':>10}{'lines/s':>12}{'CPU s/1M':>10}"
     print(header + f"{'peak MiB':>10}{'x busybox':>11}{'CPU x bb':>10}")
     for kind, tool, count, result in rows:
         rate = result.lines_per_s(count)
         cpu_per_million = result.cpu / count * 1_000_000
         print(
-            f"{kind:<16}{tool:<16}{count:>10,}{rate:>12,.0f}{cpu_per_million:>10.1f}"
+            f"{kind:<22}{tool:<16}{count:>10,}{rate:>12,.0f}{cpu_per_million:>10.1f}"
             f"{result.rss_mib:>10.1f}{rate / busybox_rate:>10.0f}x"
             f"{busybox_cpu_per_line / (result.cpu / count):>9.0f}x"
         )
