@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from podkit.adapters.log_json.check import read_lines, run_check
 from podkit.adapters.log_json.parsers.auto import AutoParser
 from podkit.adapters.log_json.record import RecordBuilder
 from podkit.adapters.log_json.settings import LogAdapterSettings
-
 from podkit.config import load_settings
 from podkit.parsers import ParseError, load_parser
 from podkit_dev.servers import PostgresServer, wait_for

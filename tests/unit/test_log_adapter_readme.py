@@ -17,7 +17,6 @@ from pathlib import Path
 
 from podkit.adapters.log_json.normalize import TimeParser
 from podkit.adapters.log_json.record import RecordBuilder
-
 from podkit.parsers import load_parser
 
 from .test_log_adapter_golden import GOLDEN, SHARED_INPUT, builder_for

@@ -413,7 +413,9 @@ _SYSLOG_HEADER = (
     r"([\w.\-/]+)\[(\d+)\]: "
 )
 _HAPROXY_HTTP = re.compile(
-    _SYSLOG_HEADER
+    "(?:"
+    + _SYSLOG_HEADER
+    + ")?"  # none with `log stdout format raw`
     + r"(\S+):(\d+) \[(\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2}\.\d{3})\] (\S+) ([^/\s]+)/(\S+) "
     r"(-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/\+?(-?\d+) (-?\d{1,3}) \+?(\d+) (\S+) (\S+) (\S{4}) "
     r"(\d+)/(\d+)/(\d+)/(\d+)/\+?(\d+) (\d+)/(\d+) "
@@ -483,7 +485,8 @@ class HaproxyParser(BaseParser):
             fields["method"], fields["path"], fields["protocol"] = line.groups()
         if g[2] is not None:
             fields["host"] = g[2]
-        fields["pid"] = int(g[4])
+        if g[4] is not None:
+            fields["pid"] = int(g[4])
         return fields
 
     def _other(self, text: str) -> dict[str, Any]:
