@@ -5,7 +5,9 @@
     .venv/bin/python bench/bench_log_adapter.py --quick --parsers redis,auto  # some rows
 
 Then one `--check` row per parser of issue 20 (postgresql, redis, ..., auto) on its golden
-input repeated to --parser-lines lines (default a fifth of --lines).
+input repeated to --parser-lines lines (default a fifth of --lines). `--cpu-per-line` prints
+only the in-process CPU per line of every parser (no start-up, least of --runs): the figure
+to compare parsers and commits by on a shared machine.
 
 For the classic `DATE TIME LEVEL MESSAGE` format and nginx `combined`, each run is a
 fresh subprocess:
@@ -189,6 +191,41 @@ def golden_input(parser_name: str, lines: int, path: Path) -> None:
             out.write(good[i % len(good)] + b"\n")
 
 
+def cpu_per_line(names: list[str], lines: int, runs: int) -> None:
+    """In-process CPU per line of RecordBuilder.encode (parse + normalise + encode), the
+    least of `runs` runs: start-up excluded, and the least is what a busy machine
+    distorts least. Inputs: golden lines (issue 20 rows) or the generated ones."""
+    from datetime import UTC
+
+    from podkit.adapters.log_json.normalize import TimeParser
+    from podkit.adapters.log_json.record import RecordBuilder
+    from podkit.parsers import load_parser
+
+    print(f"CPU per line, in process ({runs} runs, least; load {os.getloadavg()[0]:.2f})")
+    with tempfile.TemporaryDirectory(prefix="podkit-bench-cpu-") as tmp:
+        for name in names:
+            path = Path(tmp) / "in.log"
+            if name in ("classic", "nginx"):
+                generate(name, lines, path)
+            else:
+                golden_input(name, lines, path)
+            data = path.read_bytes().split(b"\n")[:-1]
+            chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+            best = float("inf")
+            for _ in range(runs):
+                parser = load_parser(name)
+                time_format = getattr(parser, "time_format", "iso")
+                builder = RecordBuilder(parser, time_parser=TimeParser(time_format, UTC))
+                start = time.process_time()
+                for chunk in chunks:
+                    builder.encode(chunk)
+                builder.flush()
+                best = min(best, time.process_time() - start)
+            print(
+                f"  {name:<22}{best / len(data) * 1e6:>7.2f} us/line {len(data) / best:>12,.0f} lines/s"
+            )
+
+
 def median_result(results: list[Result]) -> Result:
     return Result(
         statistics.median(r.seconds for r in results),
@@ -208,7 +245,15 @@ def main() -> int:
         "--parser-lines", type=int, help="lines per issue-20 parser row (default lines/5)"
     )
     parser.add_argument("--parsers", help="only these issue-20 parser rows (comma list; none)")
+    parser.add_argument(
+        "--cpu-per-line",
+        action="store_true",
+        help="only the in-process CPU per line of each parser (classic, nginx, issue 20's)",
+    )
     args = parser.parse_args()
+    if args.cpu_per_line:
+        cpu_per_line(["classic", "nginx", *PARSER_ROWS], args.lines or 100_000, args.runs or 5)
+        return 0
     lines = args.lines or (100_000 if args.quick else 1_000_000)
     runs = args.runs or (1 if args.quick else 3)
     busybox_lines = args.busybox_lines or (300 if args.quick else 2000)

@@ -43,6 +43,9 @@ for _spelling, _canonical in LEVELS.items():
         _LEVEL_FAST[_form] = _canonical
 
 
+_STORE, _KEEP = object(), object()  # how `level_raw` is added: a store, or unless set
+
+
 def _default(value: Any) -> Any:
     """orjson's fallback for types it does not know: make them JSON-able, never fail."""
     if isinstance(value, bytes | bytearray | memoryview):
@@ -123,7 +126,14 @@ class RecordBuilder:
         self.keep_raw = keep_raw
         # Parsers whose level is derived (an access log's status), not written, add no
         # `level_raw`; for the others it keeps the token `level` was normalised from.
-        self._level_raw = not getattr(parser, "derived_level", False)
+        # Parsers that map their own tokens (Redis' `#`) set level_raw themselves: kept.
+        self._level_raw: object = (
+            None
+            if getattr(parser, "derived_level", False)
+            else _KEEP
+            if getattr(parser, "sets_level_raw", True)
+            else _STORE
+        )
         self.stats = stats or Stats()
         self._now = self.time.now()
         self._time_cache = self.time._cache
@@ -147,6 +157,7 @@ class RecordBuilder:
         held = flush() if flush is not None else []
         self._now = self.time.now()
         out = bytearray()
+        partial_before = self.stats.partial
         for fields in held:
             record = self._finish(fields, b"", "", False)
             try:
@@ -154,6 +165,7 @@ class RecordBuilder:
             except orjson.JSONEncodeError as exc:
                 out += self._second_chance(record, b"", "", False, exc)
             self.stats.parsed += 1
+        self.stats.parsed -= self.stats.partial - partial_before
         self.stats.records_out += len(held)
         return out
 
@@ -172,6 +184,7 @@ class RecordBuilder:
         dumps = orjson.dumps
         stats = self.stats
         count = size = 0
+        partial_before = stats.partial
         for raw in lines:
             count += 1
             size += len(raw)
@@ -196,17 +209,14 @@ class RecordBuilder:
             if type(fields) is not dict:
                 append(self._failure(raw, text, bad, "bad_result", "parser returned no dict"))
                 continue
-            partial = ("level" not in fields or "timestamp" not in fields) and is_partial(fields)
             record = finish(fields, raw, text, bad)
             try:
                 append(dumps(record, default=_default, option=DUMPS_OPTIONS))
             except orjson.JSONEncodeError as exc:
                 append(self._second_chance(record, raw, text, bad, exc))
                 continue
-            if partial:
-                stats.partial += 1
-            else:
-                stats.parsed += 1
+            stats.parsed += 1
+        stats.parsed -= stats.partial - partial_before  # _finish counted them apart
         stats.lines_in += count
         stats.bytes_in += size
         stats.records_out += out.count(b"\n")  # one per record: JSON escapes the others
@@ -215,6 +225,8 @@ class RecordBuilder:
     def _finish(self, fields: dict[str, Any], raw: bytes, text: str, bad: bool) -> dict[str, Any]:
         timestamp = fields.get("timestamp")
         if timestamp is None:
+            if is_partial(fields):  # counted apart; taken out of `parsed` by the caller
+                self.stats.partial += 1
             fields = {"timestamp": self._now, **fields, "timestamp_source": "ingest"}
             self.stats.ingest_time += 1
         else:
@@ -245,11 +257,15 @@ class RecordBuilder:
                 fields["level"] = _LEVEL_FAST[level]
             except (KeyError, TypeError):
                 fields["level"] = normalize_level(level)
-            if "level_raw" not in fields:
-                if self._level_raw:
-                    fields["level_raw"] = level  # the token as the line wrote it
-            elif fields["level_raw"] is None:  # `auto` handing on a derived level
+            # The token as the line wrote it, unless the parser set it (None: `auto` handing
+            # on a derived level, which has none).
+            raw_mode = self._level_raw
+            if raw_mode is _STORE:
+                fields["level_raw"] = level
+            elif raw_mode is _KEEP and fields.setdefault("level_raw", level) is None:
                 del fields["level_raw"]
+        elif "timestamp_source" not in fields and is_partial(fields):
+            self.stats.partial += 1  # no level, a time from the line (else counted above)
         if "message" not in fields:
             fields["message"] = text
         if self.types:

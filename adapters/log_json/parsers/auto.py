@@ -82,6 +82,7 @@ def _load(name: str) -> Any:
 
 class AutoParser(BaseParser):
     name = "auto"
+    sets_level_raw = True
     stateful = True
 
     def __init__(

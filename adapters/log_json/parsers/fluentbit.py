@@ -109,6 +109,7 @@ class DockerParser(BaseParser):
     the next record continues it)."""
 
     name = "docker"
+    sets_level_raw = True
 
     def parse(self, text: str) -> dict[str, Any]:
         try:
@@ -196,6 +197,7 @@ class MongodbParser(BaseParser):
     lines ending in `Nms`, as Fluent Bit's `ms`)."""
 
     name = "mongodb"
+    sets_level_raw = True
 
     def parse(self, text: str) -> dict[str, Any]:
         if text[:1] == "{":

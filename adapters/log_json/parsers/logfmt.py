@@ -33,6 +33,7 @@ def _unescape(value: str) -> str:
 
 class LogfmtParser(BaseParser):
     name = "logfmt"
+    sets_level_raw = True
 
     def parse(self, text: str) -> dict[str, Any]:
         fields: dict[str, Any] = {}

@@ -112,6 +112,7 @@ class PostgresqlParser(BaseParser):
     """
 
     name = "postgresql"
+    sets_level_raw = True
     time_format = "zoned"
 
     def __init__(self, log_line_prefix: str = DEFAULT_PG_PREFIX) -> None:
@@ -173,6 +174,7 @@ class RedisParser(BaseParser):
     """
 
     name = "redis"
+    sets_level_raw = True
     time_format = "redis"
 
     def parse(self, text: str) -> dict[str, Any]:
@@ -222,6 +224,7 @@ class MariadbParser(BaseParser):
     """
 
     name = "mariadb"
+    sets_level_raw = True
 
     def parse(self, text: str) -> dict[str, Any]:
         match = _MARIADB.match(text)
@@ -587,6 +590,7 @@ class GoParser(BaseParser):
     level (slog), source (file.go:line), message, and the TextHandler's keys."""
 
     name = "go"
+    sets_level_raw = True
     time_format = "slashed"
 
     def __init__(self) -> None:

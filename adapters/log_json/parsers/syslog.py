@@ -59,8 +59,17 @@ class Syslog3164Parser(BaseParser):
         if match is None:
             raise ParseError("not an RFC 3164 syslog line")
         pri, timestamp, host, app, pid, message = match.groups()
-        fields: dict[str, Any] = {"timestamp": timestamp}
-        _priority(fields, pri)
+        if pri is None:
+            fields: dict[str, Any] = {"timestamp": timestamp}
+        else:
+            value = int(pri)
+            if value > 191:
+                raise ParseError(f"PRI {value} out of range", kind="bad_pri")
+            fields = {
+                "timestamp": timestamp,
+                "level": SEVERITIES[value & 7],
+                "facility": FACILITIES[value >> 3],
+            }
         fields["message"] = message
         fields["host"] = host
         fields["app"] = app
