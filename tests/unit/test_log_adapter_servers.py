@@ -138,3 +138,27 @@ def test_an_unknown_zone_word_uses_the_configured_zone() -> None:
 def test_bad_log_line_prefix_is_refused_at_load() -> None:
     with pytest.raises(ParserLoadError, match="unknown escape %z"):
         load_parser("postgresql", {"log_line_prefix": "%z "})
+
+
+@settings(max_examples=EXAMPLES * 10, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.sampled_from('ab=" \tc\nx'), min_size=1, max_size=6),
+            st.sampled_from(["", "=", '="', "=v", '="q q"']),
+        ),
+        max_size=6,
+    ).map(lambda pairs: " ".join(k + v for k, v in pairs))
+)
+def test_logfmt_fast_path_agrees_with_the_pair_by_pair_one(text: str) -> None:
+    from podkit.adapters.log_json.parsers.logfmt import LogfmtParser
+    from podkit.parsers import ParseError
+
+    parser = LogfmtParser()
+    results = []
+    for parse in (parser.parse, parser.parse_pairs):
+        try:
+            results.append(parse(text))
+        except ParseError as exc:
+            results.append(("error", exc.kind))
+    assert results[0] == results[1], text
