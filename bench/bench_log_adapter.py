@@ -221,9 +221,8 @@ def cpu_per_line(names: list[str], lines: int, runs: int) -> None:
                     builder.encode(chunk)
                 builder.flush()
                 best = min(best, time.process_time() - start)
-            print(
-                f"  {name:<22}{best / len(data) * 1e6:>7.2f} us/line {len(data) / best:>12,.0f} lines/s"
-            )
+            per_line = best / len(data)
+            print(f"  {name:<22}{per_line * 1e6:>7.2f} us/line {1 / per_line:>12,.0f} lines/s")
 
 
 def median_result(results: list[Result]) -> Result:
