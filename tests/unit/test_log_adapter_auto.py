@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from podkit.adapters.log_json.record import RecordBuilder
 from podkit.adapters.log_json.settings import LogAdapterSettings
 from podkit.config import load_settings
 from podkit.parsers import ParseError, load_parser
-from podkit_dev.servers import PostgresServer, wait_for
+from podkit_dev.servers import HelperProcess, PostgresServer, wait_for
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "log_adapter"
 # Inputs and the parser auto must choose for them; `apache` is the `nginx` parser's class.
@@ -204,3 +205,47 @@ def test_postgresql_prefix_of_a_real_server(postgres_server: PostgresServer) -> 
     assert record["database"] == "postgres" and record["remote_host"] == "127.0.0.1"
     assert record["level"] == "error" and record["message"] == "division by zero"
     assert builder.stats.parsed == 1
+
+
+def test_follow_mode_logs_the_choice_per_file_and_labels_the_metric(
+    tmp_path: Path, run_helper: Callable[..., HelperProcess]
+) -> None:
+    """A real `podkit log-adapter --parser auto` following a PostgreSQL and a Redis log."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    out = tmp_path / "out.jsonl"
+    adapter = run_helper(
+        "log-adapter", "--path", str(logs / "*.log"), "--parser", "auto", "--output", "file",
+        "--output-path", str(out), "--refresh-interval", "0.1s",
+        "--parser-options", '{"sample_lines": 10}',
+    )  # fmt: skip
+    pg = (GOLDEN / "postgresql.in").read_bytes() + b"\n"
+    redis = (GOLDEN / "redis.in").read_bytes() + b"\n"
+    (logs / "postgresql.log").write_bytes(pg)
+    (logs / "redis.log").write_bytes(redis)
+    total = pg.count(b"\n") + redis.count(b"\n")
+
+    def written() -> bool:
+        return out.exists() and out.read_bytes().count(b"\n") >= total
+
+    wait_for(written, what=f"{total} records", timeout=30)
+    chosen = {
+        Path(event["path"]).name: event
+        for event in adapter.log_events()
+        if event.get("event") == "parser_chosen"
+    }
+    assert chosen["postgresql.log"]["parser"] == "postgresql"
+    assert chosen["redis.log"]["parser"] == "redis"
+    assert chosen["redis.log"]["runner_up"] is not None
+    metrics = adapter.metrics()
+    for name, parser in (("postgresql.log", "postgresql"), ("redis.log", "redis")):
+        assert [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("log_adapter_auto_parser{")
+            and f'parser="{parser}"' in line
+            and f'{name}"' in line
+            and line.endswith(" 1.0")
+        ], metrics
+    records = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert len(records) == total and not [r for r in records if "parse_error" in r]
