@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -175,16 +176,23 @@ def test_postgresql_prefix_of_a_real_server(postgres_server: PostgresServer) -> 
 
     prefix = "%m [%p] user=%u,db=%d,app=%a,client=%h "
 
+    async def connect(**kwargs: Any) -> Any:
+        # The port opens before the server takes sessions ("starting up"): wait for that.
+        for _ in range(600):
+            try:
+                return await asyncpg.connect(postgres_server.dsn, **kwargs)
+            except asyncpg.CannotConnectNowError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("PostgreSQL did not finish starting up")
+
     async def work() -> None:
-        conn = await asyncpg.connect(postgres_server.dsn)
+        conn = await connect()
         await conn.execute(f"ALTER SYSTEM SET log_line_prefix = '{prefix}'")
         await conn.execute("SELECT pg_reload_conf()")
         await conn.close()
         # The reload is asynchronous: wait for a session that has the new prefix.
         for _ in range(200):
-            conn = await asyncpg.connect(
-                postgres_server.dsn, server_settings={"application_name": "shop-api"}
-            )
+            conn = await connect(server_settings={"application_name": "shop-api"})
             if await conn.fetchval("SHOW log_line_prefix") == prefix:
                 break
             await conn.close()
