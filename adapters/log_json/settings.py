@@ -78,7 +78,7 @@ class LogAdapterSettings(FollowSettings):
 
     @field_validator("parser_options")
     @classmethod
-    def _parser_accepts_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict:
+    def _parser_accepts_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         parser = info.data.get("parser")
         if parser:
             try:
