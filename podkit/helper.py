@@ -49,6 +49,9 @@ class Helper:
     oneshot: str | None = None
     """"module:function" of `def oneshot(settings) -> int | None`: a command-line mode
     (`log-adapter --check`) run instead of the runtime when it returns an exit status."""
+    image_packages: tuple[str, ...] = ()
+    """Debian packages the helper runs (git-sync: git, openssh-client); its image installs
+    them (images/render.py) unless the base image already has them."""
 
     def load_settings_class(self) -> type[HelperSettings]:
         settings_class: type[HelperSettings] = import_attr(self.settings)
