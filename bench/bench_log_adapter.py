@@ -19,6 +19,13 @@ and drops the time it parsed.
 --busybox adds the classic `while read` loop (adapters/log_json/classic_loop.py) on a small
 sample, for the ratio the first version of the adapter was measured by.
 
+`--parsers [a,b,...]` prints instead the in-process CPU per line of each parser of issue 20
+(postgresql, redis, ..., auto; nginx for reference) on its golden input repeated
+(tests/golden/log_adapter/, real logs of the programs): parse + normalise + encode, no
+start-up, the least of --repeat runs, which a shared machine distorts least:
+
+    .venv/bin/python bench/bench_log_adapter.py --parsers [--lines 50000] [--repeat 5]
+
 Targets (issue 17): nginx parse >= 1.5x Fluent Bit's lines/s; peak RSS < 64 MiB on a 1 GB
 file (--gb).
 """
@@ -72,6 +79,60 @@ def busybox(lines: int, work: Path) -> str:
     return f"{lines / seconds:,.0f} lines/s, {cpu / lines * 1e6:,.0f} CPU-s/M"
 
 
+# Issue 20's parsers, each on its golden input; `auto` reads the PostgreSQL log.
+PARSER_ROWS = (
+    "postgresql", "redis", "mariadb", "nginx_error", "apache_error", "rabbitmq", "nats",
+    "mosquitto", "haproxy", "java", "go", "node", "k8s-nginx-ingress", "docker",
+    "docker-daemon", "syslog-rfc3164-local", "mongodb", "envoy", "istio-envoy-proxy",
+    "kmsg-netfilter-log", "auto",
+)  # fmt: skip
+GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "log_adapter"
+
+
+def golden_lines(name: str, lines: int) -> list[bytes]:
+    """The golden lines the parser parses (no stack trace continuations), repeated."""
+    from podkit.parsers import load_parser
+
+    source = "postgresql" if name == "auto" else name
+    parser = load_parser(source)
+    good = []
+    for line in (GOLDEN / f"{source}.in").read_bytes().split(b"\n"):
+        try:
+            parser(line)
+        except Exception:
+            continue
+        good.append(line)
+    return [good[i % len(good)] for i in range(lines)]
+
+
+def cpu_per_line(names: list[str], lines: int, runs: int) -> None:
+    from datetime import UTC
+
+    from podkit.adapters.log_json.normalize import TimeParser
+    from podkit.adapters.log_json.record import RecordBuilder
+    from podkit.parsers import load_parser
+
+    print(f"CPU per line of RecordBuilder.encode, in process, least of {runs}; load {load()}")
+    with tempfile.TemporaryDirectory(prefix="podkit-bench-parsers-") as tmp:
+        nginx = Path(tmp) / "access.log"
+        generate_nginx(nginx, lines)
+        for name in names:
+            data = nginx.read_bytes().splitlines() if name == "nginx" else golden_lines(name, lines)
+            chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+            best = float("inf")
+            for _ in range(runs):
+                parser = load_parser(name)
+                time_parser = TimeParser(getattr(parser, "time_format", "iso"), UTC)
+                builder = RecordBuilder(parser, time_parser=time_parser)
+                start = time.process_time()
+                for chunk in chunks:
+                    builder.encode(chunk)
+                builder.flush()
+                best = min(best, time.process_time() - start)
+            per_line = best / len(data)
+            print(f"  {name:<22}{per_line * 1e6:>7.2f} us/line {1 / per_line:>12,.0f} lines/s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="200,000 lines, 3 runs each")
@@ -83,7 +144,14 @@ def main() -> int:
     parser.add_argument(
         "--adapter-arg", action="append", default=[], help="extra flag for the adapter (=form)"
     )
+    parser.add_argument(
+        "--parsers", nargs="?", const="all", help="CPU per line of issue 20's parsers (a,b,...)"
+    )
     args = parser.parse_args()
+    if args.parsers:
+        names = PARSER_ROWS if args.parsers == "all" else args.parsers.split(",")
+        cpu_per_line(["nginx", *names], args.lines or 50_000, args.repeat or 5)
+        return 0
     lines = args.lines or (200_000 if args.quick else 1_000_000)
     repeat = args.repeat or (3 if args.quick else 5)
 

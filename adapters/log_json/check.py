@@ -1,15 +1,16 @@
 """`--check FILE`: run the parser over a file once, the way a user tests it before deploying.
 
 Lines are joined by the follower's multiline stage when --multiline is set. JSON records
-go to stdout, a summary to stderr (lines, parsed, failed, failures by kind,
-field type errors), and the exit status is 1 if any line failed to parse.
+go to stdout, a summary to stderr (lines, parsed, partial, failed, failures by kind,
+field type errors; with `--parser auto` the parser chosen and the runner-up, with their
+scores on the sampled lines), and the exit status is 1 if any line failed to parse.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from podkit.follow.multiline import MultilineJoiner
 
@@ -50,17 +51,37 @@ def _joiner(settings: LogAdapterSettings) -> MultilineJoiner | None:
     return MultilineJoiner(config, settings.max_line_bytes)
 
 
-def summary(stats: Stats, parser: str) -> str:
+def summary(stats: Stats, parser: str, auto: dict[str, Any] | None = None) -> str:
     lines = [
         f"check: parser={parser} lines={stats.lines_in} records={stats.records_out} "
-        f"parsed={stats.parsed} failed={stats.failed} pending={stats.pending} "
-        f"invalid_utf8={stats.invalid_utf8} ingest_time={stats.ingest_time}"
+        f"parsed={stats.parsed} partial={stats.partial} failed={stats.failed} "
+        f"pending={stats.pending} invalid_utf8={stats.invalid_utf8} "
+        f"ingest_time={stats.ingest_time}"
     ]
+    if auto is not None:
+        lines.append(_auto_line("chose", auto.get("parser"), auto.get("score")))
+        lines.append(_auto_line("runner-up", auto.get("runner_up"), auto.get("runner_up_score")))
+        by_parser = auto.get("lines_by_parser") or {}
+        if by_parser:
+            counts = " ".join(f"{name}={count}" for name, count in by_parser.items())
+            lines.append(f"check:   auto lines by parser: {counts}")
+    if stats.partial:
+        lines.append(f"check:   partial (level or timestamp left in the message): {stats.partial}")
     for kind, count in stats.failures.most_common():
         lines.append(f"check:   failed {kind}: {count}")
     for name, count in stats.type_errors.most_common():
         lines.append(f"check:   field {name} not of its type: {count}")
     return "\n".join(lines)
+
+
+def _auto_line(role: str, name: str | None, score: dict[str, int] | None) -> str:
+    if name is None:
+        return f"check:   auto {role}: none"
+    assert score is not None
+    return (
+        f"check:   auto {role}: {name} (of the sampled lines: {score['full']} parsed fully, "
+        f"{score['parsed']} parsed, {score['fields']} fields)"
+    )
 
 
 def run_check(
@@ -75,6 +96,8 @@ def run_check(
     except OSError as exc:
         print(f"check: cannot read {settings.check}: {exc.strerror}", file=err)
         return 2
+    if hasattr(builder.parser, "source"):
+        builder.parser.source = settings.check  # `auto` reports its choice for this file
     joiner = _joiner(settings)
     with handle:
         chunks = read_lines(handle)
@@ -86,7 +109,13 @@ def run_check(
             out.write(builder.encode(chunk))
     out.write(builder.flush())
     out.flush()
-    print(summary(builder.stats, builder.name), file=err)
+    auto = None
+    report = getattr(builder.parser, "report", None)
+    if report is not None:
+        auto = report()
+        state = builder.parser.state  # type: ignore[attr-defined]
+        auto["lines_by_parser"] = dict(state.lines.most_common())
+    print(summary(builder.stats, builder.name, auto), file=err)
     return 1 if builder.stats.failed else 0
 
 

@@ -31,7 +31,10 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     builder = make_builder(settings)
     lag: dict[str, int] = {}
     failure_kinds: set[str] = set()
-    runtime.registry.register(AdapterCollector(builder.stats, builder.name, lag))
+    auto = getattr(builder.parser, "state", None)  # `--parser auto`: what it chose, per file
+    if auto is not None:
+        auto.on_choice = lambda report: runtime.log.info("parser_chosen", **report)
+    runtime.registry.register(AdapterCollector(builder.stats, builder.name, lag, auto))
     # Stateful parsers (CRI partial lines) keep one builder per file.
     builders: dict[str, RecordBuilder] = {}
     stateful = bool(getattr(builder.parser, "stateful", False))
@@ -96,7 +99,11 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                         )  # fmt: skip
                 if stateful:
                     key = batch.file_id.key()
-                    file_builder = builders.get(key) or builders.setdefault(key, builder.fork())
+                    file_builder = builders.get(key)
+                    if file_builder is None:
+                        file_builder = builders[key] = builder.fork()
+                        if hasattr(file_builder.parser, "source"):
+                            file_builder.parser.source = batch.path
                 else:
                     file_builder = builder
                 built = builder.stats.records_out  # the stats every fork shares

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -11,10 +12,14 @@ from .record import Stats
 
 
 class AdapterCollector(Collector):
-    def __init__(self, stats: Stats, parser: str, lag: dict[str, int]) -> None:
+    def __init__(
+        self, stats: Stats, parser: str, lag: dict[str, int], auto: Any | None = None
+    ) -> None:
         self.stats = stats
         self.parser = parser
         self.lag = lag
+        self.auto = auto
+        """`--parser auto`'s shared state (AutoState): choices per file, lines by parser."""
 
     def collect(self) -> Iterator[Metric]:
         stats = self.stats
@@ -43,6 +48,30 @@ class AdapterCollector(Collector):
         for name, count in sorted(stats.type_errors.items()):
             type_errors.add_metric([name], count)
         yield type_errors
+        partial = CounterMetricFamily(
+            "log_adapter_partial_records",
+            "records parsed with the level or timestamp left in the message (not in parsed)",
+            labels=["parser"],
+        )
+        partial.add_metric([self.parser], stats.partial)
+        yield partial
+        if self.auto is not None:
+            chosen = GaugeMetricFamily(
+                "log_adapter_auto_parser",
+                "1 for the parser --parser auto chose for a file (runner_up: the next best)",
+                labels=["path", "parser", "runner_up"],
+            )
+            for path, (name, runner_up) in sorted(self.auto.choices.items()):
+                chosen.add_metric([path, name, runner_up or ""], 1)
+            yield chosen
+            by_parser = CounterMetricFamily(
+                "log_adapter_auto_lines",
+                "lines --parser auto handed to each parser (the chosen one, or a fallback)",
+                labels=["parser"],
+            )
+            for name, count in sorted(self.auto.lines.items()):
+                by_parser.add_metric([name], count)
+            yield by_parser
         yield CounterMetricFamily(
             "log_adapter_invalid_utf8_lines",
             "lines with invalid UTF-8 (replaced; raw_b64 keeps the bytes)",

@@ -15,17 +15,24 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+LEVEL_NAMES = ("trace", "debug", "info", "notice", "warning", "error", "fatal")
+"""The fixed set every `level` is normalised to, least to most severe. OpenTelemetry's
+SeverityText (TRACE DEBUG INFO WARN ERROR FATAL) plus syslog's `notice` (OTel INFO2); Fluent
+Bit passes levels through, so these names are what dashboards and alert rules match on. The
+token the line carried is kept in `level_raw`."""
+
 LEVELS: dict[str, str] = {}
 for canonical, spellings in {
-    "trace": ("trace", "trc", "t", "finest", "finer", "verbose", "v"),
-    "debug": ("debug", "dbg", "d", "fine", "config", "7"),
-    "info": ("info", "inf", "i", "information", "informational", "6"),
+    "trace": ("trace", "trc", "t", "finest", "finer", "verbose", "v", "10"),
+    "debug": ("debug", "dbg", "d", "fine", "config", "7", "debug1", "debug2", "debug3",
+              "debug4", "debug5", "20"),
+    "info": ("info", "inf", "i", "information", "informational", "6", "log", "30"),
     "notice": ("notice", "note", "n", "5"),
-    "warning": ("warning", "warn", "wrn", "w", "4"),
-    "error": ("error", "err", "e", "severe", "3"),
-    "critical": (
-        "critical", "crit", "c", "fatal", "ftl", "f", "panic", "alert", "emerg",
-        "emergency", "0", "1", "2",
+    "warning": ("warning", "warn", "wrn", "w", "4", "40"),
+    "error": ("error", "err", "e", "severe", "3", "50"),
+    "fatal": (
+        "fatal", "critical", "crit", "c", "ftl", "f", "panic", "alert", "emerg",
+        "emergency", "0", "1", "2", "60",
     ),
 }.items():  # fmt: skip
     for spelling in spellings:
@@ -33,7 +40,8 @@ for canonical, spellings in {
 
 
 def normalize_level(value: Any) -> Any:
-    """`WARN`, `warning`, `W`, `<4>`, 4 -> "warning"; an unknown level is kept, lower-cased."""
+    """`WARN`, `warning`, `W`, `<4>`, 4, 40 (pino) -> "warning"; `FATAL`, `crit`, `emerg` ->
+    "fatal"; an unknown level is kept, lower-cased."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -42,6 +50,26 @@ def normalize_level(value: Any) -> Any:
         return value
     key = value.strip().strip("[]<>").lower()
     return LEVELS.get(key, key)
+
+
+_LEVEL_IN_TEXT = re.compile(
+    r"(?<![\w-])(?:TRACE|DEBUG\d?|INFO|NOTICE|WARN|WARNING|ERROR|FATAL|CRITICAL|PANIC|LOG"
+    r"|INF|WRN|ERR|DBG|TRC|FTL)\b:?"
+    r"|\[(?:trace|debug|info|notice|warn|warning|error|crit|alert|emerg)\]"
+)
+_TIME_IN_TEXT = re.compile(r"\[?(?:\d{2,4}[-/.]\d{2}[-/.]\d{2,4}[ T:]\d{1,2}:\d{2}|\d{10}\b)")
+PEEK = 48
+
+
+def is_partial(fields: dict[str, Any]) -> bool:
+    """A parse that left the level or the timestamp in the message (PostgreSQL's line read
+    as `classic`: message `UTC [2196] LOG:  starting`): counted `partial`, not `parsed`."""
+    message = fields.get("message")
+    if type(message) is not str:
+        return False
+    if "level" not in fields and _LEVEL_IN_TEXT.search(message, 0, PEEK):
+        return True
+    return "timestamp" not in fields and _TIME_IN_TEXT.match(message) is not None
 
 
 class TimeError(ValueError):
@@ -54,7 +82,15 @@ _MONTHS = {
         ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
     )
 }
-_CLF_RE = re.compile(r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2})(?:\s+([+-]\d{4}))?$")
+_CLF_RE = re.compile(
+    r"(\d{1,2})/([A-Za-z]{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?(?:\s+([+-]\d{4}))?$"
+)
+_REDIS_RE = re.compile(r"(\d{1,2}) ([A-Za-z]{3}) (\d{4}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
+_CTIME_RE = re.compile(
+    r"(?:[A-Za-z]{3} )?([A-Za-z]{3}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))? (\d{4})$"
+)
+_CLOCK_RE = re.compile(r"(\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?$")
+_ZONE_WORD_RE = re.compile(r"(.*\d) ([A-Za-z]{1,5}|[+-]\d{2}(?::?\d{2})?)$")
 _SYSLOG_RE = re.compile(r"([A-Za-z]{3})\s+(\d{1,2})\s+(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
 _KLOG_RE = re.compile(r"(\d{2})(\d{2})\s+(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?$")
 _FRACTION_RE = re.compile(r"([.,])(\d{7,})")
@@ -99,7 +135,9 @@ class TimeParser:
     """Reads timestamps in one input format, assumes `zone` when they carry none.
 
     Formats: "iso" (ISO 8601 / RFC 3339, the default), "auto" (each of these in turn),
-    "clf" (10/Oct/2000:13:55:36 -0700),
+    "clf" (10/Oct/2000:13:55:36 -0700), "slashed" (2024/05/01 12:00:00.123, nginx, NATS, Go),
+    "redis" (01 May 2024 12:00:00.123), "ctime" (Wed May 01 12:00:00.123456 2024, Apache),
+    "clock" (12:00:00.123: today), "zoned" (2024-05-01 12:00:00.123 UTC, PostgreSQL),
     "syslog" (Oct 11 22:14:15, year guessed), "klog" (0501 12:00:00.123456, year guessed),
     "epoch" / "epoch_ms" / "epoch_us" / "epoch_ns", or any `strptime` format containing "%".
     """
@@ -118,6 +156,11 @@ class TimeParser:
             "clf": self._clf,
             "syslog": self._syslog,
             "klog": self._klog,
+            "slashed": self._slashed,
+            "redis": self._redis,
+            "ctime": self._ctime,
+            "clock": self._clock,
+            "zoned": self._zoned,
             "auto": self._auto,
         }
         scales = {"epoch": 1, "epoch_ms": 1e3, "epoch_us": 1e6, "epoch_ns": 1e9}
@@ -168,6 +211,13 @@ class TimeParser:
     def now(self) -> str:
         return self._now().isoformat()
 
+    def moment(self, value: str) -> datetime:
+        """The datetime a timestamp text stands for (naive when it names no zone)."""
+        try:
+            return self._read(value.strip())
+        except (ValueError, OverflowError, KeyError) as exc:
+            raise TimeError(f"{value[:64]!r} is not a {self.fmt} timestamp") from exc
+
     # --- readers, each returns a datetime (naive when the text has no zone) ---------------
 
     @staticmethod
@@ -184,14 +234,64 @@ class TimeParser:
         match = _CLF_RE.match(text)
         if not match:
             raise ValueError("not a common log format time")
-        day, month, year, hh, mm, ss, offset = match.groups()
+        day, month, year, hh, mm, ss, frac, offset = match.groups()
         zone = None
         if offset:
             minutes = int(offset[1:3]) * 60 + int(offset[3:5])
             zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
         return datetime(
-            int(year), _MONTHS[month.lower()], int(day), int(hh), int(mm), int(ss), tzinfo=zone
-        )
+            int(year), _MONTHS[month.lower()], int(day), int(hh), int(mm), int(ss),
+            _micro(frac), tzinfo=zone,
+        )  # fmt: skip
+
+    @classmethod
+    def _slashed(cls, text: str) -> datetime:
+        # nginx, NATS, Go's log: 2024/05/01 12:00:00[.123456]
+        return cls._iso(text.replace("/", "-", 2))
+
+    @staticmethod
+    def _redis(text: str) -> datetime:
+        match = _REDIS_RE.match(text)
+        if not match:
+            raise ValueError("not a redis time")
+        day, mon, year, hh, mm, ss, frac = match.groups()
+        month = _MONTHS[mon.lower()]
+        return datetime(int(year), month, int(day), int(hh), int(mm), int(ss), _micro(frac))
+
+    @staticmethod
+    def _ctime(text: str) -> datetime:
+        # Apache's error log: Tue Dec 01 13:25:46.573432 2026
+        match = _CTIME_RE.match(text)
+        if not match:
+            raise ValueError("not a ctime")
+        mon, day, hh, mm, ss, frac, year = match.groups()
+        month = _MONTHS[mon.lower()]
+        return datetime(int(year), month, int(day), int(hh), int(mm), int(ss), _micro(frac))
+
+    def _clock(self, text: str) -> datetime:
+        # Only a time of day (logback's default): today, in the zone of the clock.
+        match = _CLOCK_RE.match(text)
+        if not match:
+            raise ValueError("not hh:mm:ss")
+        hh, mm, ss, frac = match.groups()
+        today = self._now().astimezone(self.zone)
+        return datetime(today.year, today.month, today.day, int(hh), int(mm), int(ss), _micro(frac))
+
+    def _zoned(self, text: str) -> datetime:
+        # PostgreSQL's %m/%t: 2024-05-01 12:00:00.123 UTC (a zone abbreviation or +03).
+        match = _ZONE_WORD_RE.match(text)
+        if not match:
+            return self._iso(text)
+        stamp, zone = match.groups()
+        moment = self._iso(stamp)
+        if zone[0] in "+-":
+            hours = int(zone[1:3])
+            minutes = int(zone[-2:]) if len(zone) > 3 else 0
+            offset = timedelta(hours=hours, minutes=minutes)
+            return moment.replace(tzinfo=timezone(-offset if zone[0] == "-" else offset))
+        if zone.upper() in ("UTC", "GMT", "Z", "UT"):
+            return moment.replace(tzinfo=UTC)
+        return moment  # CET, EST...: ambiguous abbreviations; --timezone says which zone
 
     def _guess_year(self, month: int, day: int) -> int:
         # No year in the line: the current one, unless that puts it far in the future
@@ -220,7 +320,10 @@ class TimeParser:
         return datetime(year, int(mon), int(day), int(hh), int(mm), int(ss), _micro(frac))
 
     def _auto(self, text: str) -> datetime:
-        for reader in (self._iso, self._syslog, self._clf, self._klog):
+        for reader in (
+            self._iso, self._zoned, self._syslog, self._clf, self._slashed, self._redis,
+            self._ctime, self._klog, self._clock,
+        ):  # fmt: skip
             try:
                 return reader(text)
             except (ValueError, KeyError):

@@ -29,7 +29,7 @@ import orjson
 
 from podkit.parsers import ParseError, Parser, Pending
 
-from .normalize import CONVERTERS, LEVELS, TimeError, TimeParser, normalize_level
+from .normalize import CONVERTERS, LEVELS, TimeError, TimeParser, is_partial, normalize_level
 
 DUMPS_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 MAX_DEPTH = 64
@@ -41,6 +41,9 @@ _LEVEL_FAST: dict[Any, str] = {}
 for _spelling, _canonical in LEVELS.items():
     for _form in (_spelling, _spelling.upper(), _spelling.capitalize()):
         _LEVEL_FAST[_form] = _canonical
+
+
+_STORE, _KEEP = object(), object()  # how `level_raw` is added: a store, or unless set
 
 
 def _default(value: Any) -> Any:
@@ -81,6 +84,8 @@ class Stats:
     """Records built; `written` counts those the output has taken (follow mode)."""
     written: int = 0
     parsed: int = 0
+    partial: int = 0
+    """Parsed, but the level or timestamp stayed in the message (counted apart from parsed)."""
     pending: int = 0
     invalid_utf8: int = 0
     ingest_time: int = 0
@@ -119,6 +124,16 @@ class RecordBuilder:
             raise ValueError(f"unknown field type(s) {sorted(unknown)}: use int, float, bool, str")
         self.types = {name: CONVERTERS[t] for name, t in merged_types.items()}
         self.keep_raw = keep_raw
+        # Parsers whose level is derived (an access log's status), not written, add no
+        # `level_raw`; for the others it keeps the token `level` was normalised from.
+        # Parsers that map their own tokens (Redis' `#`) set level_raw themselves: kept.
+        self._level_raw: object = (
+            None
+            if getattr(parser, "derived_level", False)
+            else _KEEP
+            if getattr(parser, "sets_level_raw", True)
+            else _STORE
+        )
         self.stats = stats or Stats()
         self._now = self.time.now()
         self._time_cache = self.time._cache
@@ -142,6 +157,7 @@ class RecordBuilder:
         held = flush() if flush is not None else []
         self._now = self.time.now()
         out = bytearray()
+        partial_before = self.stats.partial
         for fields in held:
             record = self._finish(fields, b"", "", False)
             try:
@@ -149,6 +165,7 @@ class RecordBuilder:
             except orjson.JSONEncodeError as exc:
                 out += self._second_chance(record, b"", "", False, exc)
             self.stats.parsed += 1
+        self.stats.parsed -= self.stats.partial - partial_before
         self.stats.records_out += len(held)
         return out
 
@@ -167,6 +184,7 @@ class RecordBuilder:
         dumps = orjson.dumps
         stats = self.stats
         count = size = pending = 0
+        partial_before = stats.partial
         for raw in lines:
             count += 1
             size += len(raw)
@@ -198,6 +216,7 @@ class RecordBuilder:
                 append(self._second_chance(record, raw, text, bad, exc))
                 continue
             stats.parsed += 1
+        stats.parsed -= stats.partial - partial_before  # _finish counted them apart
         stats.lines_in += count
         stats.bytes_in += size
         stats.pending += pending
@@ -209,6 +228,8 @@ class RecordBuilder:
     def _finish(self, fields: dict[str, Any], raw: bytes, text: str, bad: bool) -> dict[str, Any]:
         timestamp = fields.get("timestamp")
         if timestamp is None:
+            if is_partial(fields):  # counted apart; taken out of `parsed` by the caller
+                self.stats.partial += 1
             fields = {"timestamp": self._now, **fields, "timestamp_source": "ingest"}
             self.stats.ingest_time += 1
         else:
@@ -239,6 +260,15 @@ class RecordBuilder:
                 fields["level"] = _LEVEL_FAST[level]
             except (KeyError, TypeError):
                 fields["level"] = normalize_level(level)
+            # The token as the line wrote it, unless the parser set it (None: `auto` handing
+            # on a derived level, which has none).
+            raw_mode = self._level_raw
+            if raw_mode is _STORE:
+                fields["level_raw"] = level
+            elif raw_mode is _KEEP and fields.setdefault("level_raw", level) is None:
+                del fields["level_raw"]
+        elif "timestamp_source" not in fields and is_partial(fields):
+            self.stats.partial += 1  # no level, a time from the line (else counted above)
         if "message" not in fields:
             fields["message"] = text
         if self.types:

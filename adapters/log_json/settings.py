@@ -19,18 +19,22 @@ ADMIN_PORT = 9702
 class LogAdapterSettings(FollowSettings):
     parser: str = Field(
         "classic",
-        description="parser: a built-in name (classic, nginx, syslog, logfmt, json, cri, klog, "
-        "python, regex, grok, ...), an installed podkit.parsers plugin, module:attr or a .py file",
+        description="parser: auto (chosen per file from its first lines), a built-in name "
+        "(classic, nginx, syslog, logfmt, json, cri, klog, python, postgresql, redis, mariadb, "
+        "nginx_error, apache_error, haproxy, java, go, node, Fluent Bit's names, regex, grok, "
+        "...), an installed podkit.parsers plugin, module:attr or a .py file",
         json_schema_extra={"metavar": "NAME"},
     )
     parser_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="options of the parser (YAML: pattern for regex/grok, mode for json, ...)",
+        description="options of the parser (YAML: pattern for regex/grok, mode for json, "
+        "log_line_prefix for postgresql, candidates/sample_lines/recheck_lines for auto, ...)",
     )
     time_format: str | None = Field(
         None,
-        description="how timestamps in lines are read: iso, auto, clf, syslog, klog, epoch, "
-        "epoch_ms or a strptime format (default: the parser's)",
+        description="how timestamps in lines are read: iso, auto, clf, syslog, klog, slashed, "
+        "redis, ctime, clock, zoned, epoch, epoch_ms or a strptime format (default: the "
+        "parser's)",
         json_schema_extra={"metavar": "FORMAT"},
     )
     timezone: str = Field(
@@ -74,7 +78,7 @@ class LogAdapterSettings(FollowSettings):
 
     @field_validator("parser_options")
     @classmethod
-    def _parser_accepts_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict:
+    def _parser_accepts_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         parser = info.data.get("parser")
         if parser:
             try:

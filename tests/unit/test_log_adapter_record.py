@@ -136,12 +136,24 @@ def test_types_are_applied_and_bad_values_counted() -> None:
     ("given_level", "expected"),
     [
         ("WARN", "warning"), ("warning", "warning"), ("W", "warning"), ("[ERROR]", "error"),
-        ("err", "error"), ("Fatal", "critical"), ("panic", "critical"), (3, "error"),
+        ("err", "error"), ("Fatal", "fatal"), ("panic", "fatal"), ("CRITICAL", "fatal"),
+        (60, "fatal"), (30, "info"), (3, "error"),
         ("<4>", "warning"), ("TRACE", "trace"), ("Informational", "info"), ("weird", "weird"),
     ],
 )  # fmt: skip
 def test_levels_are_normalised(given_level: Any, expected: str) -> None:
     assert normalize_level(given_level) == expected
+
+
+def test_level_raw_keeps_the_token_and_derived_levels_add_none() -> None:
+    builder = RecordBuilder(load_parser("classic"))
+    record = json.loads(builder.encode([b"2024-05-01 12:00:00 FATAL disk gone"]))
+    assert record["level"] == "fatal" and record["level_raw"] == "FATAL"
+    record = json.loads(RecordBuilder(load_parser("json")).encode([b'{"level":60,"msg":"x"}']))
+    assert record["level"] == "fatal" and record["level_raw"] == 60
+    line = b'1.2.3.4 - - [01/May/2024:12:00:00 +0000] "GET / HTTP/1.1" 503 1 "-" "curl"'
+    record = json.loads(RecordBuilder(load_parser("nginx")).encode([line]))
+    assert record["level"] == "error" and "level_raw" not in record
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,7 @@ _LEVEL_BY_CLASS = {"1": "info", "2": "info", "3": "info", "4": "warning", "5": "
 class AccessLogParser(BaseParser):
     name = "nginx"
     time_format = "clf"
+    derived_level = True
     formats: ClassVar[dict[str, tuple[re.Pattern[str], re.Pattern[str]]]] = {
         "common": (re.compile(_PLAIN_COMMON + r"\s*$"), re.compile(_COMMON + r"\s*$")),
         # Lenient at the end: nginx setups often append fields after the user agent.

@@ -23,6 +23,10 @@ class BaseParser:
     """How the `timestamp` this parser returns is read, unless the user configures one."""
     types: ClassVar[dict[str, str]] = {}
     """Field types this parser's fields get by default (the user's `types` add to them)."""
+    sets_level_raw: ClassVar[bool] = False
+    """True when the parser may set `level_raw` itself (it maps its own level tokens)."""
+    derived_level: ClassVar[bool] = False
+    """True when `level` is inferred (an HTTP status), not a token of the line: no `level_raw`."""
     stateful: ClassVar[bool] = False
     """True when lines depend on earlier lines (CRI partials): one instance per file."""
 
@@ -58,6 +62,7 @@ class RegexParser(BaseParser):
     """
 
     name = "regex"
+    sets_level_raw = True
 
     def __init__(self, pattern: str, time_format: str = "iso", search: bool = False) -> None:
         self.regex = compile_pattern(pattern)

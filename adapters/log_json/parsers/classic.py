@@ -23,6 +23,10 @@ _CLASSIC = re.compile(
 )
 
 
+# The spellings seen in logs, so the common case is one lookup without lower().
+_KNOWN = frozenset(f(word) for word in LEVELS for f in (str, str.upper, str.capitalize))
+
+
 class ClassicParser(BaseParser):
     name = "classic"
 
@@ -34,7 +38,7 @@ class ClassicParser(BaseParser):
         if match is None:
             raise ParseError("expected DATE TIME LEVEL MESSAGE")
         timestamp, level, message = match.groups()
-        if level.lower() not in LEVELS:
+        if level not in _KNOWN and level.lower() not in LEVELS:
             # `2024-05-01 12:00:00 disk full`: no level word; all of it is the message.
             return {"timestamp": timestamp, "message": text[match.end(1) :].lstrip(" \t")}
         return {"timestamp": timestamp, "level": level, "message": message}

@@ -76,6 +76,7 @@ MAX_DEPTH = 20
 
 class GrokParser(BaseParser):
     name = "grok"
+    sets_level_raw = True
 
     def __init__(
         self, pattern: str, patterns: dict[str, str] | None = None, time_format: str = "auto"

@@ -18,7 +18,6 @@ from .base import BaseParser
 _KLOG = re.compile(
     r"([IWEF])(\d{4} \d{2}:\d{2}:\d{2}(?:\.\d{1,9})?) +(\d+) ([^\]\s]+)\] ?(.*)", re.DOTALL
 )
-_LEVELS = {"I": "info", "W": "warning", "E": "error", "F": "critical"}
 
 
 class KlogParser(BaseParser):
@@ -32,7 +31,7 @@ class KlogParser(BaseParser):
         level, timestamp, thread, source, message = match.groups()
         return {
             "timestamp": timestamp,
-            "level": _LEVELS[level],
+            "level": level,
             "message": message,
             "thread": int(thread),
             "source": source,

@@ -14,6 +14,10 @@ from podkit.parsers import ParseError
 from .base import BaseParser
 
 _PAIR = re.compile(r'\s*([^\s="]+)(?:=(?:"((?:[^"\\]|\\.)*)"|([^\s"]*)))?(?=\s|$)', re.DOTALL)
+# Without backslashes: the same pairs, whole-line check and split.
+_PLAIN = r'[^\s="]+(?:=(?:"[^"]*"|[^\s"]*))?'
+_WHOLE = re.compile(r"\s*(?:" + _PLAIN + r"(?=\s|$)\s*)*")
+_PLAIN_PAIR = re.compile(r'([^\s="]+)(?:(=)(?:"([^"]*)"|([^\s"]*)))?')
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 ALIASES = {
@@ -33,8 +37,22 @@ def _unescape(value: str) -> str:
 
 class LogfmtParser(BaseParser):
     name = "logfmt"
+    sets_level_raw = True
 
     def parse(self, text: str) -> dict[str, Any]:
+        if "\\" not in text and _WHOLE.fullmatch(text):
+            # The common line (no escapes): checked whole by one match, split by one
+            # findall, instead of a match per pair.
+            fields = {}
+            for key, equals, quoted, plain in _PLAIN_PAIR.findall(text):
+                fields[ALIASES.get(key, key)] = (quoted or plain) if equals else True
+            if fields:
+                return fields
+            raise ParseError("empty line", kind="empty")
+        return self.parse_pairs(text)
+
+    def parse_pairs(self, text: str) -> dict[str, Any]:
+        """Pair by pair (escapes, and the reference the fast path is tested against)."""
         fields: dict[str, Any] = {}
         position, end = 0, len(text.rstrip())
         while position < end:

@@ -22,7 +22,8 @@ FACILITIES = (
     "authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
     "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 )  # fmt: skip
-SEVERITIES = ("critical", "critical", "critical", "error", "warning", "notice", "info", "debug")
+SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+"""Syslog severity keywords by number: the `level_raw`; `level` is their normalised name."""
 
 _RFC3164 = re.compile(
     r"(?:<(\d{1,3})>)?([A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}(?:\.\d{1,6})?) "
@@ -58,8 +59,17 @@ class Syslog3164Parser(BaseParser):
         if match is None:
             raise ParseError("not an RFC 3164 syslog line")
         pri, timestamp, host, app, pid, message = match.groups()
-        fields: dict[str, Any] = {"timestamp": timestamp}
-        _priority(fields, pri)
+        if pri is None:
+            fields: dict[str, Any] = {"timestamp": timestamp}
+        else:
+            value = int(pri)
+            if value > 191:
+                raise ParseError(f"PRI {value} out of range", kind="bad_pri")
+            fields = {
+                "timestamp": timestamp,
+                "level": SEVERITIES[value & 7],
+                "facility": FACILITIES[value >> 3],
+            }
         fields["message"] = message
         fields["host"] = host
         fields["app"] = app

@@ -1,0 +1,11 @@
+const pino = require('pino')();
+pino.info('server listening on %d', 8080);
+pino.warn({ user: 'ann', took: 1834 }, 'slow request');
+pino.error(new Error('card declined'), 'order 43 failed');
+pino.child({ module: 'db' }).fatal('cannot connect');
+const bunyan = require('bunyan');
+const log = bunyan.createLogger({ name: 'orders' });
+log.info('server listening');
+log.warn({ user: 'ann' }, 'slow request');
+log.error(new Error('card declined'), 'order 43 failed');
+log.trace('not shown at the default level');
