@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def make_builder(settings: LogAdapterSettings, stats: Stats | None = None) -> RecordBuilder:
     parser = load_parser(settings.parser, settings.parser_options)
-    time_format = settings.time_format or getattr(parser, "time_format", "iso")
+    time_format = str(settings.time_format or getattr(parser, "time_format", "iso"))
     time_parser = TimeParser(time_format, resolve_zone(settings.timezone))
     return RecordBuilder(
         parser,

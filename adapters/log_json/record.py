@@ -115,7 +115,7 @@ class RecordBuilder:
         # Built-ins take the already-decoded text through `parse`, skipping their own check.
         self._str_input = getattr(parser, "input_type", "str") == "str"
         self._parse: Callable[[Any], dict[str, Any]] = (
-            parse_str if self._str_input and getattr(parser, "trusted", False) else parser
+            parse_str if self._str_input and getattr(parser, "trusted", False) else parser  # type: ignore[assignment]
         )
         self.time = time_parser or TimeParser(getattr(parser, "time_format", "iso"))
         merged_types = {**getattr(parser, "types", {}), **(types or {})}
@@ -283,6 +283,10 @@ class RecordBuilder:
             fields["raw"] = text
         if bad:
             fields["raw_b64"] = base64.b64encode(raw).decode("ascii")
+        elif "raw_b64" in fields:
+            # podkit's own field (the original bytes of a line that was not UTF-8): a
+            # parser's field of that name is kept, under another name.
+            fields["parser_raw_b64"] = fields.pop("raw_b64")
         return fields
 
     def _failure(self, raw: bytes, text: str, bad: bool, kind: str, detail: str) -> bytes:

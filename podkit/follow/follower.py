@@ -135,8 +135,11 @@ class Follower:
             if not self._draining and (scanner.due or now >= scanner.next_scan):
                 self._scan(now)
             if book.budget_spent():
-                # A slow consumer: wait for acknowledgements instead of reading more.
+                # A slow consumer: wait for acknowledgements instead of reading more, but
+                # keep looking at the files' sizes: what a truncation cuts while we wait
+                # is then counted up to what was seen, not up to where reading stopped.
                 book.maybe_save(now)
+                self._refresh_lag()
                 await self._sleep(self.config.poll_interval)
                 continue
             if self._reader.poll(now):
@@ -236,6 +239,11 @@ class Follower:
         }
 
     def _refresh_lag(self) -> None:
+        """Look at each open file's size: the lag gauge, and the ledger's "size seen"."""
         for t in list(self._files.open.values()):
             with contextlib.suppress(OSError):
-                t.stats.lag_bytes = max(os.fstat(t.fd).st_size - t.read_pos, 0)
+                size = os.fstat(t.fd).st_size
+                if size >= t.size_seen:
+                    t.saw_size(size)  # a shrink is the reader's to find: it is a truncation
+                else:
+                    t.stats.lag_bytes = max(size - t.read_pos, 0)

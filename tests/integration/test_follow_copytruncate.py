@@ -295,3 +295,33 @@ async def test_torture_renames_copytruncate_and_kills_while_writing_lose_nothing
     from_copy = {n for run in runs for path, n in run if "app.log.ct#" in path}
     assert from_copy, "the copy gave the lines only it held"
     print(f"{total} lines, 0 lost, {again} bytes again, {len(from_copy)} lines from the copy")
+
+
+async def test_truncation_while_waiting_for_acks_counts_what_was_seen_not_what_was_read(
+    tmp_path,
+):
+    """A slow consumer holds the follower at its budget; the file grows, then is truncated
+    with no copy left. The ledger counts every byte the follower saw and never delivered,
+    not only those up to where its reading had stopped (found by the dashboard test)."""
+    log = tmp_path / "app.log"
+    first = numbered("a", 0, 200)
+    log.write_bytes(first)
+    cfg = config(tmp_path, "app.log", buffer_bytes=2048, batch_max_lines=10)
+    async with Follower(cfg) as follower:
+        recorder = BatchRecorder(follower, auto_ack=False).start()
+        await until(lambda: follower.waiting_for_acks, what="the budget spent")
+        more = numbered("a", 200, 400)
+        append(log, more)
+        size = len(first) + len(more)
+        read_before = max(b.end_offset for b in recorder.batches)  # reading stopped here
+        await until(
+            lambda: follower.stats[str(log)].lag_bytes == size - read_before,
+            what="the follower to see the file grow while it waits",
+        )
+        os.truncate(log, 0)  # nothing kept: no copytruncate copy to recover from
+        for batch in list(recorder.batches):
+            follower.ack(batch)
+        recorder.auto_ack = True
+        await until(lambda: follower.stats[str(log)].truncations == 1, what="the truncation")
+        await recorder.stop()
+    assert follower.stats[str(log)].lost == {"truncated_unread": size - read_before}

@@ -251,3 +251,14 @@ def test_failure_kinds_are_capped() -> None:
     assert out.count(b"\n") == MAX_FAILURE_KINDS + 20
     assert len(builder.stats.failures) == MAX_FAILURE_KINDS + 1
     assert builder.stats.failures["other"] == 20
+
+
+def test_a_parser_field_named_raw_b64_never_poses_as_the_original_bytes() -> None:
+    def parser(line: bytes) -> dict[str, Any]:
+        return {"raw_b64": None, "message": "m"}
+
+    builder = RecordBuilder(user_parser(parser))
+    valid = json.loads(builder.encode([b"fine"]))
+    assert "raw_b64" not in valid and valid["parser_raw_b64"] is None
+    invalid = json.loads(builder.encode([b"\xffbad"]))
+    assert base64.b64decode(invalid["raw_b64"]) == b"\xffbad"
