@@ -28,6 +28,8 @@ CLOSE_FLUSH_GRACE = 5.0
 LOG_EVERY = 1.0
 NO_MASTER_REPLY = b"-ERR podkit redis-ambassador: no Redis master is known, try again\r\n"
 UPSTREAM_DOWN_REPLY = b"-ERR podkit redis-ambassador: the Redis master refused the connection\r\n"
+# What redis-server itself answers past its maxclients, so clients handle it the same way.
+MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 
 
 class ProxyStats:
@@ -38,6 +40,8 @@ class ProxyStats:
         "bytes_from_master",
         "bytes_to_master",
         "closed_by_failover",
+        "closed_idle",
+        "refused_max_clients",
         "refused_no_master",
         "total",
         "upstream_errors",
@@ -49,6 +53,8 @@ class ProxyStats:
         self.bytes_to_master = 0
         self.bytes_from_master = 0
         self.closed_by_failover = 0
+        self.closed_idle = 0
+        self.refused_max_clients = 0
         self.refused_no_master = 0
         self.upstream_errors = 0
 
@@ -68,6 +74,7 @@ class MasterSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.stats.bytes_from_master += len(data)
+        self.client.ticks += 1
         self.client.transport.write(data)
 
     def eof_received(self) -> bool:
@@ -106,11 +113,24 @@ class ClientSide(asyncio.Protocol):
         self.client_eof = False
         self.master_eof = False
         self.closed = False
+        self.refused = False
+        self.ticks = 0  # chunks moved either way; the idle sweep compares it
+        self.seen_ticks = -1
+        self.quiet_since = 0.0
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        proxy = self.proxy
+        if len(proxy.clients) >= proxy.max_clients:
+            self.refused = True
+            self.closed = True
+            self.stats.refused_max_clients += 1
+            proxy.warn("client_refused", reason="max_clients", limit=proxy.max_clients)
+            transport.write(MAX_CLIENTS_REPLY)  # type: ignore[attr-defined]
+            transport.close()
+            return
         self.stats.total += 1
         self.stats.active += 1
         self.proxy.clients.add(self)
@@ -119,7 +139,10 @@ class ClientSide(asyncio.Protocol):
         self.connecting = self.proxy.loop.create_task(self._connect())
 
     def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
         self.stats.bytes_to_master += len(data)
+        self.ticks += 1
         master = self.master
         if master is None:
             # uvloop may deliver data before the pause in connection_made takes effect:
@@ -130,6 +153,8 @@ class ClientSide(asyncio.Protocol):
         master.write(data)
 
     def eof_received(self) -> bool:
+        if self.refused:
+            return False
         self.client_eof = True
         master = self.master
         if master is None:
@@ -143,6 +168,8 @@ class ClientSide(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            return
         self.closed = True
         self.stats.active -= 1
         self.proxy.forget(self)
@@ -246,8 +273,13 @@ class Proxy:
         connect_timeout: float,
         ssl_context: ssl.SSLContext | None,
         on_upstream_error: Any = None,
+        max_clients: int = 10000,
+        idle_timeout: float = 0.0,
     ) -> None:
         self.listen = listen
+        self.max_clients = max_clients
+        self.idle_timeout = idle_timeout
+        self.sweeper: asyncio.Task[None] | None = None
         self.connect_wait = connect_wait
         self.connect_timeout = connect_timeout
         self.ssl_context = ssl_context
@@ -281,7 +313,26 @@ class Proxy:
             lambda: ClientSide(self), host, port, backlog=4096, reuse_address=True
         )
         bound = self.server.sockets[0].getsockname()
+        if self.idle_timeout > 0:
+            self.sweeper = self.loop.create_task(self._sweep_idle(), name="idle sweep")
         return f"{bound[0]}:{bound[1]}"
+
+    async def _sweep_idle(self) -> None:
+        """Close connections that moved no byte either way for --client-idle-timeout."""
+        period = max(self.idle_timeout / 4, 0.01)
+        while True:
+            await asyncio.sleep(period)
+            now = self.loop.time()
+            for client in list(self.clients):
+                if client.master is None:
+                    continue  # still waiting for a master: --connect-wait governs it
+                if client.ticks != client.seen_ticks:
+                    client.seen_ticks = client.ticks
+                    client.quiet_since = now
+                elif now - client.quiet_since >= self.idle_timeout:
+                    self.stats.closed_idle += 1
+                    self.warn("client_idle_closed", timeout=self.idle_timeout)
+                    client.close()
 
     def set_master(self, addr: str | None) -> int:
         """Route new connections to `addr` (None: make them wait); cut the old master's."""
@@ -319,6 +370,8 @@ class Proxy:
         self.draining = True
         if self.server is not None:
             self.server.close()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         started = time.monotonic()
         if self.clients:
             self.log.info("draining_connections", connections=len(self.clients))
