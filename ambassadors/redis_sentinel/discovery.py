@@ -435,6 +435,11 @@ class Discovery:
         self.hurry()
         return fo
 
+    @staticmethod
+    def _abandoned(fo: Failover) -> bool:
+        """Every attempt aborted and nothing was promoted: the old master stays."""
+        return not fo.attempts and not fo.switched and fo.promoted is None
+
     def _end(self, old: str, outcome: str) -> None:
         fo = self.failovers.pop(old, None)
         if fo is None:
@@ -471,9 +476,8 @@ class Discovery:
                 self.log.warning("failover_hold_expired", master=old, attempts=list(fo.attempts),
                                  promoted=fo.promoted, limit=self._hold_limit())  # fmt: skip
                 self._end(old, "expired")
-            elif not fo.attempts and not fo.switched and fo.promoted is None:
-                if not found.busy_with(old) and found.started > fo.started:
-                    self._end(old, "aborted")
+            elif self._abandoned(fo) and not found.busy_with(old) and found.started > fo.started:
+                self._end(old, "aborted")
         if self.master is not None and self.master not in self.failovers:
             busy = found.busy_with(self.master)
             if busy:
@@ -532,12 +536,12 @@ class Discovery:
             fo = self.failovers.get(old)
             if fo is not None:
                 fo.attempts.pop(sentinel, None)
-                if not fo.attempts and not fo.switched and fo.promoted is None:
+                if self._abandoned(fo):
                     self._end(old, "aborted")
             self.hurry()
         elif channel == "-odown":
             fo = self.failovers.get(old)
-            if fo is not None and not fo.attempts and not fo.switched and fo.promoted is None:
+            if fo is not None and self._abandoned(fo):
                 self._end(old, "aborted")
             self.hurry()
         elif channel == "+sdown":
