@@ -254,12 +254,20 @@ class SentinelServer(RedisServer):
         quorum: int = 2,
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 5000,
+        announce_hostname: str | None = None,
     ) -> None:
         super().__init__()
         self.config = self.dir.path / "sentinel.conf"
+        # With a hostname, Sentinel resolves it and names every node by it (announce-hostnames).
+        hostnames = (
+            f"sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n"
+            f"sentinel announce-ip {announce_hostname}\n"
+            if announce_hostname
+            else ""
+        )
         self.config.write_text(
-            f"port {self.port}\nbind {HOST}\ndir {self.dir.path}\n"
-            f"sentinel monitor {master_name} {HOST} {master.port} {quorum}\n"
+            f"port {self.port}\nbind {HOST}\ndir {self.dir.path}\n{hostnames}"
+            f"sentinel monitor {master_name} {announce_hostname or HOST} {master.port} {quorum}\n"
             f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
             f"sentinel failover-timeout {master_name} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {master_name} 1\n"
@@ -273,14 +281,32 @@ class SentinelCluster:
     """A master, replicas and Sentinels, all real, on loopback. Fast failover settings."""
 
     def __init__(
-        self, master_name: str = "mymaster", *, replicas: int = 2, sentinels: int = 3
+        self,
+        master_name: str = "mymaster",
+        *,
+        replicas: int = 2,
+        sentinels: int = 3,
+        node_args: Sequence[str] = (),
+        failover_timeout_ms: int = 5000,
+        announce_hostname: str | None = None,
     ) -> None:
+        """`node_args`: extra redis-server arguments for every node (`--repl-diskless-sync-delay
+        0`...); `announce_hostname`: nodes and Sentinels name each other by this hostname
+        (`localhost`), as with `sentinel announce-hostnames yes`."""
         self.master_name = master_name
-        self.nodes: list[RedisServer] = [RedisServer()]
+        host = announce_hostname or HOST
+        announce = ["--replica-announce-ip", announce_hostname] if announce_hostname else []
+        self.nodes: list[RedisServer] = [RedisServer(args=[*node_args, *announce])]
         master = self.nodes[0]
         for _ in range(replicas):
-            self.nodes.append(RedisServer(args=["--replicaof", HOST, str(master.port)]))
-        self.sentinels = [SentinelServer(master_name, master) for _ in range(sentinels)]
+            self.nodes.append(RedisServer(
+                args=[*node_args, *announce, "--replicaof", host, str(master.port)]
+            ))  # fmt: skip
+        self.sentinels = [
+            SentinelServer(master_name, master, failover_timeout_ms=failover_timeout_ms,
+                           announce_hostname=announce_hostname)  # fmt: skip
+            for _ in range(sentinels)
+        ]
 
     def start(self) -> SentinelCluster:
         for node in self.nodes:
@@ -323,7 +349,9 @@ class SentinelCluster:
         raise ServerError("no sentinel answered")
 
     def node(self, addr: str) -> RedisServer:
-        return next(n for n in self.nodes if n.addr == addr)
+        """The node at `addr` (an IP or an announced hostname, with its port)."""
+        port = int(addr.rsplit(":", 1)[1])
+        return next(n for n in self.nodes if n.port == port)
 
     def cleanup(self) -> None:
         for server in [*self.sentinels, *self.nodes]:
