@@ -303,8 +303,12 @@ class SentinelCluster:
                 args=[*node_args, *announce, "--replicaof", host, str(master.port)]
             ))  # fmt: skip
         self.sentinels = [
-            SentinelServer(master_name, master, failover_timeout_ms=failover_timeout_ms,
-                           announce_hostname=announce_hostname)  # fmt: skip
+            SentinelServer(
+                master_name,
+                master,
+                failover_timeout_ms=failover_timeout_ms,
+                announce_hostname=announce_hostname,
+            )  # fmt: skip
             for _ in range(sentinels)
         ]
 
