@@ -308,7 +308,7 @@ class SentinelCluster:
                 master,
                 failover_timeout_ms=failover_timeout_ms,
                 announce_hostname=announce_hostname,
-            )  # fmt: skip
+            )
             for _ in range(sentinels)
         ]
 

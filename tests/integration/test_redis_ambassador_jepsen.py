@@ -150,7 +150,8 @@ def _failover_command(cluster: SentinelCluster) -> None:
 
 
 def _stopped(node: RedisServer) -> bool:
-    stat = open(f"/proc/{node.process.pid}/stat").read()  # type: ignore[union-attr]
+    with open(f"/proc/{node.process.pid}/stat") as file:  # type: ignore[union-attr]
+        stat = file.read()
     return stat.rsplit(")", 1)[1].split()[0] == "T"
 
 

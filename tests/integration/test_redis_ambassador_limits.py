@@ -56,9 +56,11 @@ def test_max_client_conn_refuses_with_a_redis_error(run_helper, steady_cluster):
             assert extra.makefile("rb").readline() == b"-ERR max number of clients reached\r\n"
             assert _closed(extra)
         # redis-py sees the same error as from a full redis-server.
-        with redis.Redis(host=HOST, port=port, socket_timeout=5) as client:
-            with pytest.raises(redis.ConnectionError, match="max number of clients"):
-                client.ping()
+        with (
+            redis.Redis(host=HOST, port=port, socket_timeout=5) as client,
+            pytest.raises(redis.ConnectionError, match="max number of clients"),
+        ):
+            client.ping()
         assert sample(helper, REFUSED_MAX) >= 2.0  # (redis-py retries a few times)
         assert sample(helper, "redis_ambassador_client_connections_active") == 3.0
         # A slot freed is a slot usable.
