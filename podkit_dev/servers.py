@@ -357,6 +357,91 @@ class SentinelCluster:
         port = int(addr.rsplit(":", 1)[1])
         return next(n for n in self.nodes if n.port == port)
 
+    # --- repeated failovers (tests and bench) -----------------------------------------------
+
+    def _replication(self, node: RedisServer) -> dict[str, str]:
+        text = node.command("INFO", "replication").decode(errors="replace")
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def _sentinel_knows_a_good_replica(self, sentinel: RedisServer) -> bool:
+        import redis  # dev-only dependency, needed only here
+
+        with redis.Redis(host=HOST, port=sentinel.port, decode_responses=True) as client:
+            reply = client.execute_command("SENTINEL", "REPLICAS", self.master_name)
+        for entry in reply:
+            fields = (
+                entry
+                if isinstance(entry, dict)
+                else dict(zip(entry[::2], entry[1::2], strict=True))
+            )
+            if fields.get("flags") == "slave" and fields.get("master-link-status") == "ok":
+                return True
+        return False
+
+    def settled(self) -> str | None:
+        """The master's address once every Sentinel names it, every other node is its synced
+        replica and every Sentinel knows a healthy replica to promote; else None."""
+        try:
+            names = {
+                s.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+                for s in self.sentinels
+            }
+            if len(names) != 1:
+                return None
+            addr = self.master_addr()
+            master = self.node(addr)
+            if self._replication(master).get("role") != "master":
+                return None
+            for node in self.nodes:
+                info = self._replication(node) if node is not master else {}
+                if node is not master and (
+                    info.get("role") != "slave"
+                    or info.get("master_port") != str(master.port)
+                    or info.get("master_link_status") != "up"
+                    or info.get("master_sync_in_progress") != "0"
+                ):
+                    return None
+            if not all(self._sentinel_knows_a_good_replica(s) for s in self.sentinels):
+                return None
+            return addr
+        except (OSError, ServerError, StopIteration):
+            return None
+
+    def wait_settled(self, timeout: float = 60.0) -> str:
+        return str(wait_for(self.settled, timeout=timeout, what="the Sentinel cluster to settle"))
+
+    def failover_command(self, timeout: float = 20.0) -> None:
+        """`SENTINEL FAILOVER`, again while a Sentinel answers -NOGOODSLAVE (still refreshing
+        what it knows of the replicas)."""
+        wait_for(
+            lambda: (
+                self.sentinels[0]
+                .command("SENTINEL", "FAILOVER", self.master_name)
+                .startswith(b"+OK")
+            ),
+            timeout=timeout,
+            what="Sentinel to accept SENTINEL FAILOVER",
+        )
+
+    def make_replica(self, old: RedisServer, master: RedisServer) -> RedisServer:
+        """Turn a replaced master into a replica of `master` (what Sentinel does some 10 s
+        later); a killed one is started again as a replica. Returns the node."""
+        if old.process is not None and old.process.alive():
+            old.command("REPLICAOF", HOST, str(master.port), timeout=10)
+            return old
+        old.cleanup()
+        fresh = RedisServer(port=old.port, args=[*old.extra_args, "--replicaof", HOST,
+                                                  str(master.port)])  # fmt: skip
+        self.nodes[self.nodes.index(old)] = fresh
+        return fresh.start()
+
+    @staticmethod
+    def stopped(node: RedisServer) -> bool:
+        """True once a SIGSTOP sent to the node has taken effect."""
+        assert node.process is not None
+        with open(f"/proc/{node.process.pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] == "T"
+
     def cleanup(self) -> None:
         for server in [*self.sentinels, *self.nodes]:
             server.cleanup()

@@ -77,57 +77,6 @@ class SentinelEvents:
             thread.join(2)
 
 
-def _info(node: RedisServer) -> dict[str, str]:
-    with redis.Redis(host=HOST, port=node.port, socket_timeout=2) as client:
-        return {k: str(v) for k, v in client.info("replication").items()}
-
-
-def _replica_entries(cluster: SentinelCluster, sentinel: RedisServer) -> list[dict[str, str]]:
-    with redis.Redis(host=HOST, port=sentinel.port, decode_responses=True) as client:
-        reply = client.execute_command("SENTINEL", "REPLICAS", cluster.master_name)
-    return [
-        {str(k): str(v) for k, v in entry.items()}
-        if isinstance(entry, dict)
-        else dict(zip(entry[::2], entry[1::2], strict=True))
-        for entry in reply
-    ]
-
-
-def settle(cluster: SentinelCluster) -> str:
-    """Wait until every Sentinel names one master, every other node is its synced replica,
-    and every Sentinel knows a healthy replica to promote; return the master's address."""
-
-    def steady() -> str | None:
-        with contextlib.suppress(OSError, redis.RedisError, StopIteration):
-            names = set()
-            for sentinel in cluster.sentinels:
-                reply = sentinel.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")
-                names.add(reply)
-            if len(names) != 1:
-                return None
-            addr = cluster.master_addr()
-            master = cluster.node(addr)
-            if _info(master).get("role") != "master":
-                return None
-            for node in cluster.nodes:
-                if node is master:
-                    continue
-                info = _info(node)
-                if (info.get("role") != "slave" or info.get("master_port") != str(master.port)
-                        or info.get("master_link_status") != "up"
-                        or info.get("master_sync_in_progress") != "0"):  # fmt: skip
-                    return None
-            for sentinel in cluster.sentinels:
-                entries = _replica_entries(cluster, sentinel)
-                if not any(e.get("flags") == "slave" and e.get("master-link-status") == "ok"
-                           for e in entries):  # fmt: skip
-                    return None
-            return addr
-        return None
-
-    return str(wait_for(steady, timeout=60, what="the cluster to settle"))
-
-
 def keys_on(node: RedisServer, prefix: str) -> set[str]:
     with redis.Redis(host=HOST, port=node.port, decode_responses=True, socket_timeout=30) as c:
         return set(c.scan_iter(match=f"{prefix}:*", count=10000))
@@ -138,32 +87,6 @@ def _flush_monitor(node: RedisServer, monitor: Monitor) -> None:
     marker = f"flush-{time.monotonic_ns()}"
     node.command("ECHO", marker, timeout=10)
     wait_for(lambda: any(marker.encode() in line for line in monitor.lines), what="MONITOR")
-
-
-def _failover_command(cluster: SentinelCluster) -> None:
-    def accepted() -> bool:
-        # -NOGOODSLAVE while a Sentinel still refreshes what it knows of the replicas.
-        reply = cluster.sentinels[0].command("SENTINEL", "FAILOVER", "mymaster")
-        return reply.startswith(b"+OK")
-
-    wait_for(accepted, timeout=20, what="Sentinel to accept SENTINEL FAILOVER")
-
-
-def _stopped(node: RedisServer) -> bool:
-    with open(f"/proc/{node.process.pid}/stat") as file:  # type: ignore[union-attr]
-        stat = file.read()
-    return stat.rsplit(")", 1)[1].split()[0] == "T"
-
-
-def _make_replica(node: RedisServer, master: RedisServer) -> None:
-    node.command("REPLICAOF", HOST, str(master.port), timeout=10)
-
-
-def _restart_as_replica(cluster: SentinelCluster, old: RedisServer, master: RedisServer) -> None:
-    old.cleanup()
-    fresh = RedisServer(port=old.port, args=["--replicaof", HOST, str(master.port)])
-    cluster.nodes[cluster.nodes.index(old)] = fresh
-    fresh.start()
 
 
 SCENARIOS = ["failover_command", "sigkill", "sigstop"]
@@ -186,7 +109,7 @@ def test_no_acknowledged_write_lost_after_the_failover_started(
         lost_before: set[str] = set()
         acked_after_total = 0
         for number in range(ROUNDS):
-            old_addr = settle(cluster)
+            old_addr = cluster.wait_settled()
             old = cluster.node(old_addr)
             wait_for(lambda old_addr=old_addr: current_master(helper) == old_addr,  # type: ignore[misc]
                      timeout=30, what="the ambassador to route to the settled master")  # fmt: skip
@@ -200,13 +123,13 @@ def test_no_acknowledged_write_lost_after_the_failover_started(
             # read later, and its replication may not have left: that is a write from before).
             started = time.time()
             if kind == "failover_command":
-                _failover_command(cluster)
+                cluster.failover_command()
             elif kind == "sigkill":
                 old.stop(signal.SIGKILL)  # returns once the process is gone
                 started = time.time()
             else:
                 old.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
-                wait_for(lambda old=old: _stopped(old), what="the master to stop")
+                wait_for(lambda old=old: cluster.stopped(old), what="the master to stop")
                 started = time.time()
             try:
                 new_addr = str(wait_for(
@@ -246,10 +169,7 @@ def test_no_acknowledged_write_lost_after_the_failover_started(
                 late = [(source, key, sent) for source, key, sent in seen if sent > cut]
                 assert not late, f"{len(late)} writes reached the old master after the cut"
             monitor.close()
-            if kind == "sigkill":
-                _restart_as_replica(cluster, old, new)
-            else:
-                _make_replica(old, new)
+            cluster.make_replica(old, new)
         writer.stop()
         summary = (
             f"{kind}: {ROUNDS} failovers, {acked_after_total} writes acknowledged after a "
