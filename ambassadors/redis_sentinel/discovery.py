@@ -366,10 +366,17 @@ class Discovery:
             self._set(None, "sentinels_disagree")
             return
         self.last_disagreement = None
-        if candidate in self.failovers or found.busy_with(candidate):
+        replacing = candidate in self.failovers or bool(found.busy_with(candidate))
+        switched_away = self.suspect.get(candidate, 0.0) > now
+        if (replacing or switched_away) and self.master not in (None, candidate):
+            # The majority still names the node being replaced while we already use the
+            # promoted one (the leader's word): keep it while it says ROLE master.
+            await self._keep_promoted()
+            return
+        if replacing:
             self._set(None, "failover_in_progress")
             return
-        if self.suspect.get(candidate, 0.0) > now:
+        if switched_away:
             self._set(None, "switch_announced")
             return
         role = await self.role(candidate)
@@ -386,6 +393,16 @@ class Discovery:
         self.suspect.pop(candidate, None)
         self._end_failovers_other_than(candidate, "majority")
         self._set(candidate, "sentinel_majority")
+
+    async def _keep_promoted(self) -> None:
+        master = self.master
+        if master is None:
+            return
+        role = await self.role(master)
+        if role != "master" and self.master == master:
+            self.metrics.role_check_failures.labels(role.lstrip("!")).inc()
+            self.log.warning("promoted_master_lost", master=master, role=role)
+            self._set(None, "candidate_not_master")
 
     def _keeping_without_sentinels(self, keeping: bool) -> None:
         if keeping and not self.kept_without_sentinels:
@@ -512,7 +529,7 @@ class Discovery:
         if event is None or event.master_name != self.settings.master_name:
             return
         self.metrics.sentinel_events.labels(channel).inc()
-        self.log.info("sentinel_event", sentinel=sentinel, event=channel, master=event.master,
+        self.log.info("sentinel_event", sentinel=sentinel, channel=channel, master=event.master,
                       instance=event.instance)  # fmt: skip
         now = time.monotonic()
         old = event.master

@@ -141,6 +141,15 @@ def test_no_acknowledged_write_lost_after_the_failover_started(
                 wait_for(lambda cut=cut: len(writer.keys_after(cut)) > 200,  # type: ignore[union-attr]
                          timeout=30, what="writes through the new master")  # fmt: skip
                 acked = writer.acked()
+                # One clean switch: let go of the old node, then use the new one, no flapping.
+                changes = [
+                    (e["event"], e.get("old"), e.get("new"))
+                    for e in helper.log_events()  # type: ignore[attr-defined]
+                    if e.get("event") in ("master_lost", "master_changed")
+                    and float(e.get("at", 0)) >= cut
+                ]
+                assert changes == [("master_lost", old_addr, None),
+                                   ("master_changed", None, new_addr)], changes  # fmt: skip
             finally:
                 if kind == "sigstop":
                     old.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
