@@ -50,6 +50,7 @@ from redis.retry import Retry
 
 from podkit.ambassadors.redis_sentinel.metrics import AmbassadorMetrics
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
+from podkit.backoff import Backoff
 from podkit.config import split_host_port
 from podkit.logs import get_logger
 
@@ -579,7 +580,8 @@ class Discovery:
         self.wake.set()
 
     async def subscribe(self, addr: str) -> None:
-        backoff = self.settings.poll_interval
+        backoff = Backoff(min(self.settings.poll_interval, RESUBSCRIBE_MAX_BACKOFF),
+                          RESUBSCRIBE_MAX_BACKOFF)  # fmt: skip
         while True:
             client = self._client(addr, sentinel=True)
             # A subscription waits for messages indefinitely; only connects time out.
@@ -589,7 +591,7 @@ class Discovery:
                 await pubsub.subscribe(*FAILOVER_EVENTS, *OTHER_EVENTS)
                 await pubsub.psubscribe(ABORT_PATTERN)
                 self.log.debug("subscribed", sentinel=addr)
-                backoff = self.settings.poll_interval
+                backoff.reset()
                 async for message in pubsub.listen():
                     if message.get("type") in ("message", "pmessage"):
                         self.on_event(addr, str(message.get("channel", "")),
@@ -608,8 +610,7 @@ class Discovery:
                     await client.aclose()
             # Events may have been missed meanwhile: a round right away looks at the flags.
             self.wake.set()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RESUBSCRIBE_MAX_BACKOFF)
+            await asyncio.sleep(backoff.next())
 
     # --- the loop ------------------------------------------------------------------------
 

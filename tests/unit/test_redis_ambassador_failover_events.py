@@ -9,6 +9,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
 from podkit.ambassadors.redis_sentinel.discovery import (
     FAILOVER_EVENTS,
     Discovery,
@@ -19,7 +21,6 @@ from podkit.ambassadors.redis_sentinel.discovery import (
 )
 from podkit.ambassadors.redis_sentinel.metrics import AmbassadorMetrics
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
-from prometheus_client import CollectorRegistry
 
 OLD, NEW, OTHER = "10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"
 S1, S2, S3 = "s1:26379", "s2:26379", "s3:26379"
