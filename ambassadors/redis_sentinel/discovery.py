@@ -81,6 +81,12 @@ FAILOVER_EVENTS = (
 )
 OTHER_EVENTS = ("+switch-master", "+odown", "-odown", "+sdown")
 ABORT_PATTERN = "-failover-abort-*"
+# The aborts Redis 7 publishes (a metric label; others are counted as "-failover-abort-other").
+ABORTS = (
+    "-failover-abort-not-elected",
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
+)
 
 
 def _reason(exc: BaseException) -> str:
@@ -529,7 +535,10 @@ class Discovery:
         event = parse_event(channel, data)
         if event is None or event.master_name != self.settings.master_name:
             return
-        self.metrics.sentinel_events.labels(channel).inc()
+        known = channel in FAILOVER_EVENTS or channel in OTHER_EVENTS or channel in ABORTS
+        self.metrics.sentinel_events.labels(channel if known else "-failover-abort-other").inc()
+        if channel == "+switch-master":
+            self.metrics.switch_announcements.labels(sentinel).inc()
         self.log.info("sentinel_event", sentinel=sentinel, channel=channel, master=event.master,
                       instance=event.instance)  # fmt: skip
         now = time.monotonic()
@@ -541,7 +550,6 @@ class Discovery:
                 self.suspect[old] = now + SUSPECT_HOLD
             return
         if channel == "+switch-master":
-            self.metrics.switch_announcements.labels(sentinel).inc()
             new = event.instance
             if new is None or new == old:
                 self.hurry()
