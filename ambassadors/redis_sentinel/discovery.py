@@ -44,9 +44,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from podkit.ambassadors.redis_sentinel.metrics import AmbassadorMetrics
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
@@ -163,7 +163,7 @@ def _parse_masters(reply: Any, name: str) -> View:
             _addr(fields.get("ip"), fields.get("port")),
             failing_over="failover_in_progress" in flags,
             odown="o_down" in flags,
-            failover_timeout=int(timeout) / 1000 if str(timeout).isdigit() else None,
+            failover_timeout=int(str(timeout)) / 1000 if str(timeout).isdigit() else None,
         )
     return View(None)
 
@@ -297,7 +297,8 @@ class Discovery:
 
     async def _ask(self, addr: str, client: Redis) -> View:
         reply = await asyncio.wait_for(
-            client.execute_command("SENTINEL", "MASTERS"), self.settings.sentinel_timeout * 2
+            client.execute_command("SENTINEL", "MASTERS"),  # type: ignore[no-untyped-call]
+            self.settings.sentinel_timeout * 2,
         )
         return _parse_masters(reply, self.settings.master_name)
 
@@ -336,7 +337,8 @@ class Discovery:
         client = self._client(addr, sentinel=False)
         try:
             reply = await asyncio.wait_for(
-                client.execute_command("ROLE"), self.settings.sentinel_timeout * 2
+                client.execute_command("ROLE"),  # type: ignore[no-untyped-call]
+                self.settings.sentinel_timeout * 2,
             )
             if isinstance(reply, list | tuple) and reply and isinstance(reply[0], str):
                 return reply[0]
@@ -559,15 +561,15 @@ class Discovery:
             fo.attempts.clear()
             self.suspect[old] = now + SUSPECT_HOLD
         elif channel.startswith("-failover-abort"):
-            fo = self.failovers.get(old)
-            if fo is not None:
-                fo.attempts.pop(sentinel, None)
-                if self._abandoned(fo):
+            aborted = self.failovers.get(old)
+            if aborted is not None:
+                aborted.attempts.pop(sentinel, None)
+                if self._abandoned(aborted):
                     self._end(old, "aborted")
             self.hurry()
         elif channel == "-odown":
-            fo = self.failovers.get(old)
-            if fo is not None and self._abandoned(fo):
+            recovered = self.failovers.get(old)
+            if recovered is not None and self._abandoned(recovered):
                 self._end(old, "aborted")
             self.hurry()
         elif channel == "+sdown":
@@ -613,7 +615,7 @@ class Discovery:
                                  error=str(exc)[:200] or type(exc).__name__)  # fmt: skip
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 with contextlib.suppress(Exception):
                     await client.aclose()
             # Events may have been missed meanwhile: a round right away looks at the flags.

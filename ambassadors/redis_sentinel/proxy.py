@@ -226,7 +226,7 @@ class ClientSide(asyncio.Protocol):
                 # The master changed while connecting; nothing was sent yet, so retry.
                 transport.abort()
                 continue
-            self.master = transport  # type: ignore[assignment]
+            self.master = transport
             self.master_addr = addr
             proxy.bind(self, addr)
             if self.pending:

@@ -54,12 +54,15 @@ def demo(narrator: Narrator) -> None:
                         return line.split('"')[1]
                 return None
 
+            def written_since(when: float) -> int:
+                return sum(1 for at, _ in acked[-500:] if at > when)
+
             results = []
             for how in ("SENTINEL FAILOVER", "SIGKILL"):
                 old = cluster.wait_settled()
-                wait_for(lambda old=old: master() == old, what="the ambassador on the master")
+                wait_for(lambda: master() == old, what="the ambassador on the master")  # noqa: B023
                 mark = time.time()
-                wait_for(lambda mark=mark: sum(1 for at, _ in acked[-500:] if at > mark) > 200,
+                wait_for(lambda: written_since(mark) > 200,  # noqa: B023
                          what="writes through the ambassador")  # fmt: skip
                 narrator.step(f"{how} of the master {old} while 4 clients keep writing")
                 started = time.time()
@@ -67,11 +70,11 @@ def demo(narrator: Narrator) -> None:
                     cluster.node(old).stop(signal.SIGKILL)
                 else:
                     cluster.failover_command()
-                new = wait_for(lambda old=old: (m := master()) not in (None, old) and m,
+                new = wait_for(lambda: (m := master()) not in (None, old) and m,  # noqa: B023
                                timeout=30, what="the ambassador to switch")  # fmt: skip
                 took = time.time() - started
                 since = started + took
-                wait_for(lambda since=since: sum(1 for at, _ in acked[-500:] if at > since) > 200,
+                wait_for(lambda: written_since(since) > 200,  # noqa: B023
                          what="writes on the new master")  # fmt: skip
                 after = [key for at, key in list(acked) if at > started]
                 with redis.Redis(host=HOST, port=cluster.node(str(new)).port) as client:
