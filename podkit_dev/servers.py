@@ -291,6 +291,7 @@ class SentinelCluster:
         node_args: Sequence[str] = (),
         failover_timeout_ms: int = 5000,
         announce_hostname: str | None = None,
+        down_after_ms: int = 1000,
     ) -> None:
         """`node_args`: extra redis-server arguments for every node (`--repl-diskless-sync-delay
         0`...); `announce_hostname`: nodes and Sentinels name each other by this hostname
@@ -310,6 +311,7 @@ class SentinelCluster:
                 master,
                 failover_timeout_ms=failover_timeout_ms,
                 announce_hostname=announce_hostname,
+                down_after_ms=down_after_ms,
             )
             for _ in range(sentinels)
         ]

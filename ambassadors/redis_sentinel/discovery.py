@@ -54,6 +54,15 @@ from podkit.backoff import Backoff
 from podkit.config import split_host_port
 from podkit.logs import get_logger
 
+try:  # redis-py >= 8 asks every new connection for maintenance notifications: not needed
+    from redis.maint_notifications import MaintNotificationsConfig
+
+    NO_MAINT_NOTIFICATIONS: dict[str, Any] = {
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False)
+    }
+except ImportError:  # older redis-py: nothing to turn off
+    NO_MAINT_NOTIFICATIONS = {}
+
 FAST_POLL = 0.02
 FAST_POLL_FOR = 10.0
 # After a +switch-master away from a master, it is not taken back for this long even if
@@ -290,6 +299,7 @@ class Discovery:
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
             client_name="podkit-redis-ambassador",
+            **NO_MAINT_NOTIFICATIONS,
             **options,
         )
 
