@@ -279,9 +279,10 @@ class Outcome:
 
 
 def judge(acked: list[tuple[float, str, float]], present: set[str], started: float,
-          after_by_sent: bool, promoted: float, until: float) -> Outcome:  # fmt: skip
+          after_by_sent: bool, promoted: float, until: float, since: float) -> Outcome:  # fmt: skip
     """`promoted`: when Sentinel sent SLAVEOF NO ONE (a write that survives and was sent
-    after it went to the new master); `until`: the end of the observation window."""
+    after it went to the new master); `until`: the end of the observation window; `since`: the
+    end of the previous failover's (writes lost before it are that failover's)."""
     out = Outcome()
     last_before = max((at for _, _, at in acked if at <= started), default=started)
     times = [last_before]
@@ -297,7 +298,7 @@ def judge(acked: list[tuple[float, str, float]], present: set[str], started: flo
                     out.first_on_new = at - started
             else:
                 out.lost_after += 1
-        elif key not in present and at > started - 10:
+        elif key not in present and at > since:
             out.lost_before += 1
     times.append(until)
     times.sort()
@@ -334,6 +335,7 @@ def failovers(kinds: list[str], count: int) -> None:
         events = SentinelEvents(cluster)
         writers = {"podkit": Writers(proxy_port, "pod"), "haproxy": Writers(haproxy_port, "hap")}
         done = 0
+        previous_until = 0.0
         pending = dict.fromkeys(kinds, count)
         while any(pending.values()):
             for kind in kinds:
@@ -389,7 +391,13 @@ def failovers(kinds: list[str], count: int) -> None:
                 for name, w in writers.items():
                     present = keys_on(new.port, w.prefix)
                     outcome = judge(
-                        snapshots[name], present, started, kind != "command", promoted, until
+                        snapshots[name],
+                        present,
+                        started,
+                        kind != "command",
+                        promoted,
+                        until,
+                        previous_until,
                     )
                     results.setdefault((kind, name), []).append(outcome)
                 hold = hold_seconds(helper, old_addr, started - 1)
@@ -400,6 +408,7 @@ def failovers(kinds: list[str], count: int) -> None:
                 if switch is not None and first is not None:
                     switch_lag.setdefault(kind, []).append(started + first - switch)
                 cluster.make_replica(old, cluster.node(agreed_master(cluster)))
+                previous_until = until
                 done += 1
                 pod = results[(kind, "podkit")][-1]
                 hap = results[(kind, "haproxy")][-1]
