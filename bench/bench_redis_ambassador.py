@@ -34,6 +34,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -242,9 +243,18 @@ def agreed_master(cluster: SentinelCluster) -> str:
     return str(wait_for(agreed, timeout=30, what="the Sentinels to agree"))
 
 
-def keys_on(port: int, prefix: str) -> set[str]:
+def present_on(port: int, keys: list[str]) -> set[str]:
+    """Which of `keys` the node has (EXISTS in pipelined batches: only the keys that matter,
+    so a long soak does not rescan everything written so far)."""
+    found: set[str] = set()
     with redis.Redis(host=HOST, port=port, decode_responses=True, socket_timeout=60) as client:
-        return set(client.scan_iter(match=f"{prefix}:*", count=10000))
+        for i in range(0, len(keys), 1000):
+            batch = keys[i : i + 1000]
+            pipe = client.pipeline(transaction=False)
+            for key in batch:
+                pipe.exists(key)
+            found.update(key for key, there in zip(batch, pipe.execute(), strict=True) if there)
+    return found
 
 
 def current_master(helper: HelperProcess) -> str | None:
@@ -388,8 +398,9 @@ def failovers(kinds: list[str], count: int) -> None:
                 pending[kind] -= 1
                 new = cluster.node(new_addr)
                 promoted = events.first("+failover-state-send-slaveof-noone", started) or started
-                for name, w in writers.items():
-                    present = keys_on(new.port, w.prefix)
+                for name in writers:
+                    relevant = [key for _, key, at in snapshots[name] if at > previous_until]
+                    present = present_on(new.port, relevant)
                     outcome = judge(
                         snapshots[name],
                         present,
@@ -467,6 +478,8 @@ def report(kinds: list[str], count: int, results: dict[tuple[str, str], list[Out
 
 
 def main() -> None:
+    # SIGTERM ends the run like Ctrl-C: the servers it started are stopped (finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (smaller -n, 1 round)")
     parser.add_argument("--only", choices=["throughput", "failover"])

@@ -378,13 +378,13 @@ class SentinelCluster:
                 if isinstance(entry, dict)
                 else dict(zip(entry[::2], entry[1::2], strict=True))
             )
-            if fields.get("flags") == "slave" and fields.get("master-link-status") == "ok":
+            if fields.get("flags") == "slave":  # not down, not disconnected: promotable
                 return True
         return False
 
     def settled(self) -> str | None:
         """The master's address once every Sentinel names it, every other node is its synced
-        replica and every Sentinel knows a healthy replica to promote; else None."""
+        replica and every Sentinel knows a replica that is up (one it can promote); else None."""
         try:
             names = {
                 s.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
