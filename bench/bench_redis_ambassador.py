@@ -193,6 +193,11 @@ class Writers:
         with self.lock:
             return list(self.ok)
 
+    def forget_before(self, when: float) -> None:
+        """Drop what was acknowledged before `when` (judged already): a soak stays linear."""
+        with self.lock:
+            self.ok = [entry for entry in self.ok if entry[2] > when]
+
     def close(self) -> None:
         self.stop.set()
         for thread in self.threads:
@@ -420,6 +425,8 @@ def failovers(kinds: list[str], count: int) -> None:
                     switch_lag.setdefault(kind, []).append(started + first - switch)
                 cluster.make_replica(old, cluster.node(agreed_master(cluster)))
                 previous_until = until
+                for w in writers.values():
+                    w.forget_before(until - 1)
                 done += 1
                 pod = results[(kind, "podkit")][-1]
                 hap = results[(kind, "haproxy")][-1]
