@@ -74,7 +74,6 @@ class MasterSide(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.stats.bytes_from_master += len(data)
-        self.client.ticks += 1
         self.client.transport.write(data)
 
     def eof_received(self) -> bool:
@@ -100,6 +99,8 @@ class MasterSide(asyncio.Protocol):
 
 class ClientSide(asyncio.Protocol):
     """One application connection. Reading is paused until the master side is connected."""
+
+    master_side: type[MasterSide] = MasterSide
 
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
@@ -139,10 +140,8 @@ class ClientSide(asyncio.Protocol):
         self.connecting = self.proxy.loop.create_task(self._connect())
 
     def data_received(self, data: bytes) -> None:
-        if self.refused:
-            return
+        # (A refused connection is closed in connection_made: no data reaches it.)
         self.stats.bytes_to_master += len(data)
-        self.ticks += 1
         master = self.master
         if master is None:
             # uvloop may deliver data before the pause in connection_made takes effect:
@@ -153,8 +152,6 @@ class ClientSide(asyncio.Protocol):
         master.write(data)
 
     def eof_received(self) -> bool:
-        if self.refused:
-            return False
         self.client_eof = True
         master = self.master
         if master is None:
@@ -209,7 +206,7 @@ class ClientSide(asyncio.Protocol):
             try:
                 transport, _ = await asyncio.wait_for(
                     proxy.loop.create_connection(
-                        lambda: MasterSide(self), host, port, ssl=proxy.ssl_context,
+                        lambda: self.master_side(self), host, port, ssl=proxy.ssl_context,
                         server_hostname=host if proxy.ssl_context else None,
                     ),
                     proxy.connect_timeout,
@@ -262,6 +259,26 @@ class ClientSide(asyncio.Protocol):
         self.close()
 
 
+class CountingMasterSide(MasterSide):
+    """MasterSide that counts chunks for the idle sweep (only with --client-idle-timeout)."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        self.client.ticks += 1
+        super().data_received(data)
+
+
+class CountingClientSide(ClientSide):
+    """ClientSide that counts chunks for the idle sweep (only with --client-idle-timeout)."""
+
+    master_side = CountingMasterSide
+
+    def data_received(self, data: bytes) -> None:
+        self.ticks += 1
+        super().data_received(data)
+
+
 class Proxy:
     """Accepts application connections and binds each to the master known at that moment."""
 
@@ -309,8 +326,10 @@ class Proxy:
 
     async def start(self) -> str:
         host, port = split_host_port(self.listen)
+        # The idle sweep needs chunk counts; without it the hot path does not count.
+        client_side = CountingClientSide if self.idle_timeout > 0 else ClientSide
         self.server = await self.loop.create_server(
-            lambda: ClientSide(self), host, port, backlog=4096, reuse_address=True
+            lambda: client_side(self), host, port, backlog=4096, reuse_address=True
         )
         bound = self.server.sockets[0].getsockname()
         if self.idle_timeout > 0:
