@@ -1,237 +1,138 @@
-"""Benchmark: `podkit log-adapter` against the classic busybox `while read` loop.
+"""`podkit log-adapter --parser nginx` beside a real Fluent Bit `Parser nginx`, in one run.
 
-    .venv/bin/python bench/bench_log_adapter.py            # 1,000,000 lines, 3 runs each
-    .venv/bin/python bench/bench_log_adapter.py --quick    # 100,000 lines, 1 run
+Rows (the same 1,000,000-line nginx `combined` file; each tool parses every line with a
+regex and writes one JSON object per line to a file):
+  nginx parse          the whole file appears at once, read from its head
+  nginx parse, follow  a writer appends the file flat out (64 KiB writes)
+  nginx parse, rotation  the same writer renames app.log away every 100,000 lines
 
-For the classic `DATE TIME LEVEL MESSAGE` format and nginx `combined`, each run is a
-fresh subprocess:
+Fluent Bit (tail -> `Parser nginx` from its own parsers.conf -> file Format plain) runs
+only when FLUENT_BIT=/path/to/fluent-bit is set; the tools alternate, podkit, Fluent Bit,
+podkit, ..., medians and ratios podkit/Fluent Bit are printed with the load average.
+Method: bench/side_by_side.py. The records differ: podkit's carry typed status/bytes, an
+RFC 3339 timestamp and a level; Fluent Bit's plain format writes the captures as strings
+and drops the time it parsed.
 
-- follow: `podkit log-adapter` following a directory with --output file; the input file
-  is hard-linked into it once the adapter is ready, and the clock runs until
-  /metrics says every record is written. CPU seconds and peak RSS come from /proc.
-- check:  `podkit log-adapter --check FILE > out` (parser and encoder, no follower);
-  CPU and peak RSS from wait4().
+    FLUENT_BIT=/path/to/fluent-bit .venv/bin/python bench/bench_log_adapter.py [--quick]
+        [--lines N] [--repeat R] [--only parse|follow|rotation] [--gb] [--busybox]
 
-The busybox loop (adapters/log_json/classic_loop.py, reading with cat so it ends) runs on
-a small sample, extrapolated per line. Medians are printed with the ratio to busybox; the
-machine is shared, so compare ratios, not absolute numbers, between runs.
+--busybox adds the classic `while read` loop (adapters/log_json/classic_loop.py) on a small
+sample, for the ratio the first version of the adapter was measured by.
+
+Targets (issue 17): nginx parse >= 1.5x Fluent Bit's lines/s; peak RSS < 64 MiB on a 1 GB
+file (--gb).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
-import re
-import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from podkit_dev.classic_loop import ClassicLoop  # noqa: E402
-from podkit_dev.servers import HelperProcess, http_get, podkit_argv, wait_for  # noqa: E402
+from side_by_side import (
+    FLUENT_BIT,
+    FluentBit,
+    Podkit,
+    Row,
+    fluent_bit_note,
+    generate_nginx,
+    load,
+    ratios,
+    run_rows,
+    table,
+)
 
-TARGET_NGINX_LINES_PER_S = 230_000
-TARGET_RATIO = 100
-TARGET_RSS_MIB = 48
-LEVELS = ["INFO"] * 6 + ["DEBUG", "WARN", "ERROR"]
-AGENTS = [
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0",
-    "curl/8.5.0",
-    "kube-probe/1.29",
-    'Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) "quoted" AppleWebKit/605.1.15',
-]  # fmt: skip
+ROWS = {"parse": ("nginx parse", "batch"), "follow": ("nginx parse, follow", "follow"),
+        "rotation": ("nginx parse, rotation", "rotation")}  # fmt: skip
 
 
-def generate(kind: str, lines: int, path: Path) -> None:
-    rng = random.Random(42)
-    with open(path, "w") as out:
+def busybox(lines: int, work: Path) -> str:
+    """The classic loop on a `classic`-format sample: lines/s and CPU-s per million."""
+    from podkit_dev.classic_loop import ClassicLoop
+
+    sample = work / "busybox.log"
+    with open(sample, "w") as out:
         for i in range(lines):
-            second = i // 200  # ~200 lines per second, as a busy app writes
-            hh, mm, ss = (second // 3600) % 24, (second // 60) % 60, second % 60
-            if kind == "classic":
-                out.write(
-                    f"2024-05-01 {hh:02d}:{mm:02d}:{ss:02d} {rng.choice(LEVELS)} request {i} "
-                    f'for user "u{rng.randrange(1000)}" took {rng.randrange(1, 900)}ms\n'
-                )
-            else:
-                status = rng.choice([200] * 8 + [301, 404, 500])
-                out.write(
-                    f"10.{i % 256}.{rng.randrange(256)}.{rng.randrange(256)} - - "
-                    f"[01/May/2024:{hh:02d}:{mm:02d}:{ss:02d} +0000] "
-                    f'"GET /api/v1/items/{rng.randrange(10000)}?page={rng.randrange(9)} HTTP/1.1" '
-                    f"{status} {rng.randrange(50000)} "
-                    f'"https://example.com/page/{rng.randrange(50)}" "{rng.choice(AGENTS)}"\n'
-                )
-
-
-@dataclass
-class Result:
-    seconds: float
-    cpu: float
-    rss_mib: float
-    idle_mib: float = float("nan")
-    """Peak RSS once ready, before the first line: the runtime's share (imports)."""
-
-    def lines_per_s(self, lines: int) -> float:
-        return lines / self.seconds
-
-
-def _proc_cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _proc_hwm_mib(pid: int) -> float:
-    match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(match.group(1)) / 1024 if match else float("nan")
-
-
-def run_follow(parser: str, source: Path, lines: int, work: Path) -> Result:
-    watch = work / "watch"
-    watch.mkdir(exist_ok=True)
-    out = work / "follow-out.jsonl"
-    helper = HelperProcess(
-        "log-adapter", "--path", str(watch / "*.log"), "--parser", parser, "--output", "file",
-        "--output-path", str(out), "--refresh-interval", "0.1s", "--log-level", "warning",
-    )  # fmt: skip
-    try:
-        helper.start(wait="readyz", timeout=30)
-        pid = helper.process.popen.pid  # type: ignore[union-attr]
-        idle = _proc_hwm_mib(pid)
-        cpu0, start = _proc_cpu(pid), time.perf_counter()
-        os.link(source, watch / "in.log")
-
-        def written() -> bool:
-            text = http_get(f"{helper.admin}/metrics", timeout=5)[1].decode()
-            match = re.search(r"^log_adapter_records_out_total (\S+)$", text, re.M)
-            return bool(match) and float(match.group(1)) >= lines
-
-        wait_for(written, timeout=3600, interval=0.1, what=f"{lines} records")
-        seconds = time.perf_counter() - start
-        result = Result(seconds, _proc_cpu(pid) - cpu0, _proc_hwm_mib(pid), idle)
-    finally:
-        helper.cleanup()
-        (watch / "in.log").unlink(missing_ok=True)
-        out.unlink(missing_ok=True)
-    return result
-
-
-def run_check(parser: str, source: Path, work: Path) -> Result:
-    out = work / "check-out.jsonl"
-    with open(out, "wb") as handle:
-        start = time.perf_counter()
-        process = subprocess.Popen(
-            [*podkit_argv(), "log-adapter", "--parser", parser, "--check", str(source)],
-            stdout=handle,
-            stderr=subprocess.DEVNULL,
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-    out.unlink(missing_ok=True)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"--check {parser} exited {os.waitstatus_to_exitcode(status)}")
-    return Result(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
-
-
-def run_busybox(source: Path, lines: int, work: Path) -> Result:
-    loop = ClassicLoop(source, workdir=work, follow=False)
+            out.write(f"2024-05-01 00:00:{i % 60:02d} INFO request {i} took {i % 900}ms\n")
+    loop = ClassicLoop(sample, workdir=work, follow=False)
     try:
         start = time.perf_counter()
         loop.start()
         _, usage = loop.wait()
         seconds = time.perf_counter() - start
-        produced = loop.output().count(b"\n")
     finally:
         loop.cleanup()
-    if produced != lines:
-        raise RuntimeError(f"busybox loop wrote {produced} records for {lines} lines")
-    return Result(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)  # type: ignore[attr-defined]
-
-
-def median_result(results: list[Result]) -> Result:
-    return Result(
-        statistics.median(r.seconds for r in results),
-        statistics.median(r.cpu for r in results),
-        max(r.rss_mib for r in results),
-        max(r.idle_mib for r in results),
-    )
+    cpu = usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
+    return f"{lines / seconds:,.0f} lines/s, {cpu / lines * 1e6:,.0f} CPU-s/M"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 lines, one run")
-    parser.add_argument("--lines", type=int, help="lines per format (default 1,000,000)")
-    parser.add_argument("--runs", type=int, help="runs per measurement (default 3)")
-    parser.add_argument("--busybox-lines", type=int, help="sample for the busybox loop")
-    args = parser.parse_args()
-    lines = args.lines or (100_000 if args.quick else 1_000_000)
-    runs = args.runs or (1 if args.quick else 3)
-    busybox_lines = args.busybox_lines or (300 if args.quick else 2000)
-
-    rows: list[tuple[str, str, int, Result]] = []
-    with tempfile.TemporaryDirectory(prefix="podkit-bench-log-adapter-") as tmp:
-        work = Path(tmp)
-        sample = work / "busybox-sample.log"
-        generate("classic", busybox_lines, sample)
-        print(f"busybox loop: {busybox_lines} classic lines ...", file=sys.stderr)
-        busybox = median_result([run_busybox(sample, busybox_lines, work) for _ in range(runs)])
-        rows.append(("classic", "busybox loop", busybox_lines, busybox))
-        for kind, parser_name in (("classic", "classic"), ("nginx combined", "nginx")):
-            source = work / f"{parser_name}.log"
-            generate("classic" if parser_name == "classic" else "nginx", lines, source)
-            for mode in ("follow", "check"):
-                print(f"{kind} {mode}: {lines} lines x {runs} ...", file=sys.stderr)
-                results = [
-                    run_follow(parser_name, source, lines, work)
-                    if mode == "follow"
-                    else run_check(parser_name, source, work)
-                    for _ in range(runs)
-                ]
-                rows.append((kind, f"podkit {mode}", lines, median_result(results)))
-            source.unlink()
-
-    busybox_rate = busybox.lines_per_s(busybox_lines)
-    # Less CPU per line, times: a ratio a busy machine distorts much less than lines/s.
-    busybox_cpu_per_line = busybox.cpu / busybox_lines
-    print()
-    print(f"log-adapter benchmark ({runs} run(s) each, medians; peak RSS is the max)")
-    header = f"{'format':<16}{'tool':<16}{'lines':>10}{'lines/s':>12}{'CPU s/1M':>10}"
-    print(header + f"{'peak MiB':>10}{'x busybox':>11}{'CPU x bb':>10}")
-    for kind, tool, count, result in rows:
-        rate = result.lines_per_s(count)
-        cpu_per_million = result.cpu / count * 1_000_000
-        print(
-            f"{kind:<16}{tool:<16}{count:>10,}{rate:>12,.0f}{cpu_per_million:>10.1f}"
-            f"{result.rss_mib:>10.1f}{rate / busybox_rate:>10.0f}x"
-            f"{busybox_cpu_per_line / (result.cpu / count):>9.0f}x"
-        )
-    nginx_follow = next(r for k, t, _, r in rows if k.startswith("nginx") and t.endswith("follow"))
-    nginx_rate = nginx_follow.lines_per_s(lines)
-    classic_rate = next(
-        r.lines_per_s(lines) for k, t, _, r in rows if k == "classic" and t.endswith("follow")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200,000 lines, 3 runs each")
+    parser.add_argument("--lines", type=int, help="default 1,000,000 (--quick 200,000)")
+    parser.add_argument("--repeat", type=int, help="runs per tool and row (default 5)")
+    parser.add_argument("--only", action="append", choices=sorted(ROWS))
+    parser.add_argument("--gb", action="store_true", help="also a 1 GB file, once (peak RSS)")
+    parser.add_argument("--busybox", action="store_true", help="also the busybox loop")
+    parser.add_argument(
+        "--adapter-arg", action="append", default=[], help="extra flag for the adapter (=form)"
     )
-    peak = max(r.rss_mib for _, t, _, r in rows if t.startswith("podkit"))
-    idle = max(r.idle_mib for _, t, _, r in rows if t.endswith("follow"))
+    args = parser.parse_args()
+    lines = args.lines or (200_000 if args.quick else 1_000_000)
+    repeat = args.repeat or (3 if args.quick else 5)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="podkit-bench-adapter-") as tmp:
+        source = Path(tmp) / "access.log"
+        generate_nginx(source, lines)
+        size_mb = source.stat().st_size / 1e6
+        print(f"log-adapter beside Fluent Bit: {lines:,} nginx combined lines ({size_mb:.0f} MB),"
+              f" {repeat} run(s) per tool and row, alternating, medians; load at start {load()}"
+              f" on {os.cpu_count()} CPUs")  # fmt: skip
+        print(fluent_bit_note())
+        adapter_args = ["--parser", "nginx", *args.adapter_arg]
+        rows = [
+            Row(label, mode, Podkit("log-adapter", adapter_args),
+                FluentBit(FLUENT_BIT, parser="nginx") if FLUENT_BIT else None)
+            for key, (label, mode) in ROWS.items() if not args.only or key in args.only
+        ]  # fmt: skip
+        started = time.monotonic()
+        loads = run_rows(rows, source, lines, repeat, log)
+        if args.gb:
+            source.unlink()
+            big = Path(tmp) / "big.log"
+            big_lines = 1_000_000_000 // 176
+            log(f"generating 1 GB ({big_lines:,} lines) ...")
+            generate_nginx(big, big_lines)
+            gb = Row("nginx parse, 1 GB", "batch", rows[0].podkit, rows[0].fluent_bit)
+            loads += run_rows([gb], big, big_lines, 1, log)
+            rows.append(gb)
+            big.unlink()
+        classic = busybox(300 if args.quick else 2000, Path(tmp)) if args.busybox else ""
     print()
-    ratio = classic_rate / busybox_rate
-    checks = [
-        (f"nginx combined >= {TARGET_NGINX_LINES_PER_S:,} lines/s",
-         nginx_rate >= TARGET_NGINX_LINES_PER_S, f"{nginx_rate:,.0f}"),
-        (f">= {TARGET_RATIO}x the busybox loop (classic)", ratio >= TARGET_RATIO, f"{ratio:,.0f}x"),
-        (f"peak RSS < {TARGET_RSS_MIB} MiB", peak < TARGET_RSS_MIB,
-         f"{peak:.1f} MiB; idle after startup {idle:.1f} MiB"),
-    ]  # fmt: skip
-    for text, ok, value in checks:
-        print(f"target {text:<40} {'met' if ok else 'NOT met':<8} ({value})")
-    print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
+    print(table(rows))
+    print(f"\nload average after each pair of runs: {'; '.join(loads)} "
+          f"({time.monotonic() - started:.0f} s in all)")  # fmt: skip
+    if classic:
+        print(f"busybox `while read` loop (classic format sample): {classic}")
+    parse = next((r for r in rows if r.mode == "batch"), None)
+    if parse is not None and (found := ratios(parse)) is not None:
+        speed = found[0]
+        print(f"target nginx parse lines/s >= 1.5x Fluent Bit: "
+              f"{'met' if speed >= 1.5 else 'NOT met'} ({speed:.2f}x)")  # fmt: skip
+    for row in rows:
+        if "1 GB" in row.label:
+            rss = max(r.rss_mib for r in row.results["podkit"])
+            print(f"target peak RSS < 64 MiB on 1 GB: {'met' if rss < 64 else 'NOT met'} "
+                  f"({rss:.1f} MiB)")  # fmt: skip
     return 0
 
 

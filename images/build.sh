@@ -95,6 +95,7 @@ for machine in "${machines[@]}"; do
     "$PYTHON" images/slim_wheels.py --strip "$strip" "$CONTEXT/wheels/$machine"
 done
 rm -rf "$CONTEXT/wheels/src"
+cp images/prune.py "$CONTEXT/prune.py"
 
 built=()
 for line in "${SPECS[@]}"; do
@@ -104,13 +105,19 @@ for line in "${SPECS[@]}"; do
     fi
     image="$REGISTRY/$helper"
     log "building $image:$VERSION"
+    # A base of the helper's own (tests/e2e/base-image.sh: BASE-HELPER:TAG, with the Debian
+    # packages it runs) wins over the shared one when it exists.
+    helper_base=()
+    if [ -n "$BASE_IMAGE" ] && $ENGINE image inspect "${BASE_IMAGE%:*}-$helper:${BASE_IMAGE##*:}" >/dev/null 2>&1; then
+        helper_base=(--build-arg "BASE_IMAGE=${BASE_IMAGE%:*}-$helper:${BASE_IMAGE##*:}")
+    fi
     if [ -n "$PLATFORMS" ]; then
         # One manifest list with an image per platform (needs qemu-user-static or buildx).
         $ENGINE build --platform "$PLATFORMS" --manifest "$image:$VERSION" \
-            "${base_args[@]}" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
-            -f "images/$helper.Containerfile" "$CONTEXT"
+            "${base_args[@]}" "${helper_base[@]}" --build-arg "VERSION=$VERSION" \
+            --build-arg "REVISION=$REVISION" -f "images/$helper.Containerfile" "$CONTEXT"
     else
-        $ENGINE build --quiet "${base_args[@]}" \
+        $ENGINE build --quiet "${base_args[@]}" "${helper_base[@]}" \
             --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
             -t "$image:$VERSION" -t "$image:latest" \
             -f "images/$helper.Containerfile" "$CONTEXT" >/dev/null

@@ -27,6 +27,7 @@ class ImageSpec:
     extras: str
     admin_port: int
     description: str
+    packages: tuple[str, ...] = ()
 
     @property
     def containerfile(self) -> Path:
@@ -45,13 +46,27 @@ def specs() -> list[ImageSpec]:
             extras=name if name in extras else "",
             admin_port=helper.admin_port,
             description=f"podkit {name}: {helper.summary}".replace('"', "'"),
+            packages=tuple(getattr(helper, "image_packages", ())),
         )
         for name, helper in sorted(helpers().items())
     ]
 
 
+def packages_step(packages: tuple[str, ...]) -> str:
+    """The Debian packages a helper runs, installed in its final stage (as root, before
+    USER). A base that has them already (tests/e2e/base-image.sh base) needs no network."""
+    names = " ".join(packages)
+    return (
+        "# Debian packages the helper runs (Helper.image_packages).\n"
+        f"RUN dpkg-query -W {names} >/dev/null 2>&1 || {{ apt-get update -qq && \\\n"
+        f"    apt-get install -y -qq --no-install-recommends {names} >/dev/null && \\\n"
+        "    rm -rf /var/lib/apt/lists/* /var/cache/apt/*; }\n"
+    )
+
+
 def render(spec: ImageSpec) -> str:
     text = TEMPLATE.read_text()
+    text = text.replace("@PACKAGES@\n", packages_step(spec.packages) if spec.packages else "")
     for key, value in {
         "@HELPER@": spec.helper,
         "@EXTRAS@": spec.extras,

@@ -55,8 +55,20 @@ class AdminServer:
             on_error=lambda exc: runtime.log.exception("admin_handler_failed", exc_info=exc),
         )
 
-    def add_route(self, method: str, path: str, handler: Handler) -> None:
-        """Let a helper serve an extra path on the admin port, at any time."""
+    def add_route(
+        self, method: str, path: str, handler: Handler, *, loopback_only: bool = False
+    ) -> None:
+        """Let a helper serve an extra path on the admin port, at any time.
+
+        loopback_only: requests from other addresses get 403 (like POST /drain)."""
+        if loopback_only:
+            inner = handler
+
+            async def handler(request: Request) -> Response:
+                if not _is_loopback(request.peer):
+                    return json_response({"error": f"{path} is accepted from loopback only"}, 403)
+                return await inner(request)
+
         self.http.add_route(method, path, handler)
 
     async def start(self) -> None:

@@ -43,9 +43,15 @@ class Helper:
     """Default port of the admin server (/livez, /readyz, /startupz, /metrics)."""
     demo: str | None = None
     """"module:function" of `def demo(narrator)` for `podkit demo` (in podkit_dev), if any."""
+    uses: tuple[str, ...] = ()
+    """Other helper packages this one needs at run time (the log-shipper runs the
+    log-adapter's parsers); its image keeps them and drops every other helper."""
     oneshot: str | None = None
     """"module:function" of `def oneshot(settings) -> int | None`: a command-line mode
     (`log-adapter --check`) run instead of the runtime when it returns an exit status."""
+    image_packages: tuple[str, ...] = ()
+    """Debian packages the helper runs (git-sync: git, openssh-client); its image installs
+    them (images/render.py) unless the base image already has them."""
 
     def load_settings_class(self) -> type[HelperSettings]:
         settings_class: type[HelperSettings] = import_attr(self.settings)

@@ -9,6 +9,7 @@ with everything in its temporary directory. `HelperProcess` does the same for
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pwd
@@ -705,6 +706,253 @@ class ApacheServer:
             what=f"apache2 on {self.port}",
             timeout=15,
         )
+        return self
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            self.process.stop(signal.SIGTERM)
+        self.dir.cleanup()
+
+
+# --- git: a repository to push to, served over file://, http (git http-backend) and ssh -------
+
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "podkit",
+    "GIT_AUTHOR_EMAIL": "podkit@example.invalid",
+    "GIT_COMMITTER_NAME": "podkit",
+    "GIT_COMMITTER_EMAIL": "podkit@example.invalid",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+def git(*args: str, cwd: str | Path | None = None, input: bytes | None = None) -> str:
+    """Run the real git (no user config) and return its stdout; raise on failure."""
+    binary = find_binary("git")
+    result = subprocess.run(
+        [binary, *args], cwd=cwd, input=input, capture_output=True,
+        env={**os.environ, **GIT_ENV}, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ServerError(f"git {' '.join(args)}: {result.stderr.decode(errors='replace')}")
+    return result.stdout.decode()
+
+
+class GitRepo:
+    """A bare repository (the "remote") and a work clone that commits and pushes to it."""
+
+    def __init__(self, name: str = "repo", branch: str = "main") -> None:
+        find_binary("git")
+        self.dir = TempDir("git")
+        self.name = name
+        self.branch = branch
+        self.bare = self.dir.path / f"{name}.git"
+        self.work = self.dir.path / f"{name}-work"
+        git("init", "-q", "--bare", "-b", branch, str(self.bare))
+        # Shallow fetches of any commit by SHA, as hosted servers allow.
+        git("config", "uploadpack.allowAnySHA1InWant", "true", cwd=self.bare)
+        git("config", "uploadpack.allowFilter", "true", cwd=self.bare)
+        git("init", "-q", "-b", branch, str(self.work))
+        git("remote", "add", "origin", str(self.bare), cwd=self.work)
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.bare}"
+
+    def commit(
+        self, files: dict[str, str | bytes | None], message: str = "change", branch: str = ""
+    ) -> str:
+        """Write (None: delete) files, commit, push to branch; returns the new commit."""
+        branch = branch or self.branch
+        for rel, content in files.items():
+            path = self.work / rel
+            if content is None:
+                path.unlink(missing_ok=True)
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content)
+        git("add", "-A", cwd=self.work)
+        git("commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
+        git("push", "-q", "--force", "origin", f"HEAD:refs/heads/{branch}", cwd=self.work)
+        return self.head()
+
+    def head(self) -> str:
+        return git("rev-parse", "HEAD", cwd=self.work).strip()
+
+    def checkout(self, branch: str, start: str = "HEAD") -> None:
+        git("checkout", "-q", "-B", branch, start, cwd=self.work)
+
+    def tag(self, name: str, *, annotated: bool = False, commit: str = "HEAD") -> str:
+        """Tag a commit and push the tag; returns the tag's object (a tag object if annotated)."""
+        args = ["-a", "-m", f"tag {name}"] if annotated else []
+        git("tag", "-f", *args, name, commit, cwd=self.work)
+        git("push", "-q", "--force", "origin", f"refs/tags/{name}", cwd=self.work)
+        return git("rev-parse", f"refs/tags/{name}", cwd=self.work).strip()
+
+    def cleanup(self) -> None:
+        self.dir.cleanup()
+
+
+def _read_chunked(stream: io.BufferedIOBase) -> bytes:
+    body = bytearray()
+    while True:
+        size = int(stream.readline().split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while stream.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            return bytes(body)
+        body += stream.read(size)
+        stream.readline()
+
+
+class GitHttpServer:
+    """The real `git http-backend` (CGI) behind a small threaded HTTP server on loopback,
+    with optional basic auth. `password` may be changed while it runs (token rotation);
+    `stall_fetch` makes fetches (not ls-remote's ls-refs) hang until it is cleared."""
+
+    def __init__(self, project_root: Path, username: str = "", password: str = "") -> None:
+        import http.server
+        import threading
+
+        self.backend = find_binary("git-http-backend", "/usr/lib/git-core")
+        self.project_root = Path(project_root)
+        self.username = username
+        self.password = password
+        self.stall_fetch = threading.Event()
+        self.requests: list[tuple[str, str, int]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _authorized(self) -> bool:
+                if not server.username:
+                    return True
+                import base64
+
+                want = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+                return self.headers.get("Authorization", "") == f"Basic {want}"
+
+            def _handle(self) -> None:
+                path, _, query = self.path.partition("?")
+                if not self._authorized():
+                    server.requests.append((self.command, path, 401))
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    body = _read_chunked(self.rfile)
+                else:
+                    body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fetch = path.endswith("/git-upload-pack") and b"command=ls-refs" not in body
+                if fetch and self.command == "POST":
+                    while server.stall_fetch.is_set():
+                        time.sleep(0.05)
+                env = {
+                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "GIT_PROJECT_ROOT": str(server.project_root),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "GIT_CONFIG_GLOBAL": "/dev/null",
+                    "REQUEST_METHOD": self.command,
+                    "PATH_INFO": path,
+                    "QUERY_STRING": query,
+                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                    "CONTENT_LENGTH": str(len(body)),
+                    "REMOTE_USER": server.username,
+                    "REMOTE_ADDR": self.client_address[0],
+                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                    "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                }
+                result = subprocess.run(
+                    [server.backend], input=body, env=env, capture_output=True, check=False
+                )
+                head, _, payload = result.stdout.partition(b"\r\n\r\n")
+                if not _:
+                    head, _, payload = result.stdout.partition(b"\n\n")
+                status = 200
+                headers = []
+                for line in head.decode("latin-1").splitlines():
+                    name, _, value = line.partition(":")
+                    if name.lower() == "status":
+                        status = int(value.strip().split()[0])
+                    elif name:
+                        headers.append((name, value.strip()))
+                server.requests.append((self.command, path, status))
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _handle
+            do_POST = _handle
+
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer((HOST, self.port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, repo_path: str) -> str:
+        return f"http://{HOST}:{self.port}/{repo_path.lstrip('/')}"
+
+    def start(self) -> GitHttpServer:
+        self.thread.start()
+        return self
+
+    def cleanup(self) -> None:
+        self.stall_fetch.clear()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class SshServer:
+    """Debian's sshd on a free loopback port with its own host key; one client key pair is
+    authorized for the current user (git over ssh runs git-upload-pack through it)."""
+
+    def __init__(self) -> None:
+        self.binary = find_binary("sshd", "/usr/sbin")
+        keygen = find_binary("ssh-keygen")
+        self.port = free_port()
+        self.dir = TempDir(f"sshd-{self.port}")
+        path = self.dir.path
+        os.chmod(path, 0o755)
+        self.host_key = path / "host_ed25519"
+        self.client_key = path / "client_ed25519"
+        for key in (self.host_key, self.client_key):
+            subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        (path / "authorized_keys").write_text((path / "client_ed25519.pub").read_text())
+        os.chmod(path / "authorized_keys", 0o600)
+        host_pub = (path / "host_ed25519.pub").read_text().split()[:2]
+        self.known_hosts = path / "known_hosts"
+        self.known_hosts.write_text(f"[{HOST}]:{self.port} {' '.join(host_pub)}\n")
+        self.user = pwd.getpwuid(os.getuid()).pw_name
+        self.config = path / "sshd_config"
+        self.config.write_text(
+            f"Port {self.port}\nListenAddress {HOST}\nHostKey {self.host_key}\n"
+            f"PidFile {path}/sshd.pid\nAuthorizedKeysFile {path}/authorized_keys\n"
+            "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+            f"AllowUsers {self.user}\nLogLevel ERROR\n"
+        )
+        self.process: Process | None = None
+
+    def url(self, repo: Path) -> str:
+        return f"ssh://{self.user}@{HOST}:{self.port}{repo}"
+
+    def start(self) -> SshServer:
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+        argv = [self.binary, "-D", "-e", "-f", str(self.config)]
+        self.process = Process(argv, self.dir.path / "sshd.log").start()
+        wait_for(lambda: port_open(self.port), what=f"sshd on {self.port}", timeout=15)
         return self
 
     def cleanup(self) -> None:

@@ -15,6 +15,8 @@ import pytest
 from podkit_dev import servers as devservers
 from podkit_dev.servers import (
     ApacheServer,
+    GitHttpServer,
+    GitRepo,
     HAProxyServer,
     HelperProcess,
     MissingBinary,
@@ -22,6 +24,7 @@ from podkit_dev.servers import (
     PostgresServer,
     RedisServer,
     SentinelCluster,
+    SshServer,
 )
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -130,6 +133,44 @@ def run_helper() -> Iterator[Callable[..., HelperProcess]]:
     yield start
     for helper in started:
         helper.cleanup()
+
+
+@pytest.fixture
+def git_repo() -> Iterator[GitRepo]:
+    """A bare git repository with one commit on main, and a work clone to push from."""
+    try:
+        repo = GitRepo()
+    except MissingBinary as exc:
+        _missing(exc)
+    repo.commit({"README": "hello\n"}, "first")
+    yield repo
+    repo.cleanup()
+
+
+@pytest.fixture
+def git_http() -> Iterator[Callable[..., GitHttpServer]]:
+    """`git_http(project_root, username=, password=)`: git http-backend over loopback."""
+    started: list[GitHttpServer] = []
+
+    def make(project_root: object, **kwargs: str) -> GitHttpServer:
+        try:
+            server = GitHttpServer(project_root, **kwargs)  # type: ignore[arg-type]
+        except MissingBinary as exc:
+            _missing(exc)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.cleanup()
+
+
+@pytest.fixture
+def sshd() -> Iterator[SshServer]:
+    """Debian's sshd on a free loopback port, its host key in `known_hosts`."""
+    server = _start(SshServer)
+    yield server
+    server.cleanup()
 
 
 @pytest.fixture

@@ -166,7 +166,7 @@ class RecordBuilder:
         finish = self._finish
         dumps = orjson.dumps
         stats = self.stats
-        count = size = 0
+        count = size = pending = 0
         for raw in lines:
             count += 1
             size += len(raw)
@@ -180,7 +180,7 @@ class RecordBuilder:
             try:
                 fields = parse(text if str_input else raw)
             except Pending:
-                stats.pending += 1
+                pending += 1
                 continue
             except ParseError as exc:
                 append(self._failure(raw, text, bad, exc.kind, str(exc)))
@@ -200,7 +200,10 @@ class RecordBuilder:
             stats.parsed += 1
         stats.lines_in += count
         stats.bytes_in += size
-        stats.records_out += out.count(b"\n")  # one per record: JSON escapes the others
+        stats.pending += pending
+        # Every line but a pending one appended exactly one record (counting the newlines
+        # instead walked the whole output byte by byte: ~4% of the adapter's CPU).
+        stats.records_out += count - pending
         return out
 
     def _finish(self, fields: dict[str, Any], raw: bytes, text: str, bad: bool) -> dict[str, Any]:

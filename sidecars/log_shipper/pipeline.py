@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, SendRe
 from podkit.sidecars.log_shipper.records import Chunk, OutBatch, Slice
 
 DETAIL_LIMIT = 500
+_FROZEN = False
 
 
 class Delivery:
@@ -348,6 +350,14 @@ class Pipeline:
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        global _FROZEN
+        if not _FROZEN:
+            # Start-up's objects (settings, plugins, metrics) live as long as the process:
+            # frozen out of the cyclic collector, whose full passes would walk them again
+            # and again while lines stream through. Once per process.
+            _FROZEN = True
+            gc.collect()
+            gc.freeze()
         self.tasks = [
             asyncio.create_task(runner.run(), name=f"output-{runner.name}")
             for runner in self.runners

@@ -8,7 +8,7 @@ here, so a mistake exits 2 with one line naming the flag or the YAML key.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from podkit import plugins
-from podkit.config import ByteSize, Duration, SecretFile
+from podkit.config import ByteSize, Duration, ForeignConfig, SecretFile
 from podkit.follow.settings import FollowSettings
 
 # Flag prefix of each built-in output's own settings: --http-url -> http output's `url`.
@@ -47,6 +47,7 @@ COMMON_OUTPUT_FLAGS = (
 )
 
 if TYPE_CHECKING:
+    from podkit.follow import MultilineConfig
     from podkit.sidecars.log_shipper.outputs.base import Output
 
 
@@ -64,6 +65,22 @@ class LogShipperSettings(FollowSettings):
         ge=4096,
         description="lines read but not yet delivered by every output; reading pauses here "
         "(bounds memory: the classic pod limits the shipper to 128Mi)",
+    )
+    fluent_bit_config: Annotated[
+        str | None,
+        ForeignConfig(
+            reader="podkit.sidecars.log_shipper.fluentbit:read",
+            default_path="/fluent-bit/etc/fluent-bit.conf",
+        ),
+    ] = Field(
+        None,
+        description="read this Fluent Bit classic config (fluent-bit.conf: [INPUT] tail, "
+        "[OUTPUT] stdout/file/http/es/loki, @INCLUDE, Parsers_File); default: "
+        "/fluent-bit/etc/fluent-bit.conf if it exists. podkit's own settings win over it",
+        json_schema_extra={"metavar": "FILE"},
+    )
+    multiline: Literal["off", "python", "java", "go"] = Field(
+        "off", description="join stack traces into one record (the follower's multiline stage)"
     )
     parser: str | None = Field(
         None,
@@ -149,6 +166,14 @@ class LogShipperSettings(FollowSettings):
 
     _output_specs: list[tuple[type, Any]] = PrivateAttr(default_factory=list)
     _parser: Any = PrivateAttr(None)
+
+    def multiline_config(self) -> MultilineConfig | None:
+        """The follower's multiline stage (None: one record per line)."""
+        if self.multiline == "off":
+            return None
+        from podkit.follow import MultilineConfig
+
+        return MultilineConfig(mode=self.multiline, flush_timeout=self.flush_timeout)
 
     @property
     def loaded_parser(self) -> Any:

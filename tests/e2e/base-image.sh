@@ -17,6 +17,13 @@ PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 BASE_TAG=localhost/podkit-base:$SUITE
 BASE_PACKAGES=python3,python3-venv,ca-certificates
+# Helpers whose image needs Debian packages (Helper.image_packages; a unit test keeps this
+# in step) get a base of their own, localhost/podkit-base-HELPER:SUITE, which
+# images/build.sh picks for them: their image build then needs no network, and no other
+# helper's image carries their packages.
+HELPER_PACKAGES=(
+    "git-sync=git,openssh-client,libnss-wrapper"
+)
 # The stand-ins only need to run the same commands as the images the manifests name.
 STANDIN_TAG=localhost/podkit-standins:$SUITE
 STANDIN_PACKAGES=nginx-light,redis-server,redis-sentinel,redis-tools,busybox,wget,ca-certificates
@@ -92,6 +99,12 @@ import_image() {  # name packages tag [extra --change...]
 
 build_base() {
     import_image base "$BASE_PACKAGES" "$BASE_TAG" --change 'CMD ["python3"]'
+    local entry helper
+    for entry in "${HELPER_PACKAGES[@]}"; do
+        helper=${entry%%=*}
+        import_image "base-$helper" "$BASE_PACKAGES,${entry#*=}" \
+            "localhost/podkit-base-$helper:$SUITE" --change 'CMD ["python3"]'
+    done
 }
 
 build_standins() {

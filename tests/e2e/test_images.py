@@ -15,6 +15,7 @@ from images.render import specs
 from tests.e2e.harness import SMOKE_ARGS, Podman, label
 
 HELPERS = [spec.helper for spec in specs()]
+PACKAGES = {spec.helper: spec.packages for spec in specs()}
 ADMIN_PORTS = {spec.helper: spec.admin_port for spec in specs()}
 
 # Walks the image's filesystem as the helper's user; prints what it could write to.
@@ -37,9 +38,10 @@ print(json.dumps(found))
 """
 
 LEFTOVERS = """
-import json, os, shutil
+import json, os, shutil, sys
 paths = ["/wheels", "/root/.cache", "/tmp/pip", "/opt/podkit/bin/pip", "/state"]
-tools = ["pip", "pip3", "gcc", "cc", "make", "git"]
+# A tool the helper runs (Helper.image_packages: git-sync's git) is no leftover.
+tools = [t for t in ["pip", "pip3", "gcc", "cc", "make", "git"] if t not in sys.argv[1:]]
 found = [p for p in paths if os.path.exists(p)] + [t for t in tools if shutil.which(t)]
 for top, dirs, _ in os.walk("/opt/podkit"):
     found += [os.path.join(top, d) for d in dirs if d in ("tests", "pip", "setuptools")]
@@ -155,10 +157,11 @@ def test_nothing_writable_outside_declared_paths(podman: Podman, helper: tuple[s
 
 
 def test_no_build_tools_caches_or_tests(podman: Podman, helper: tuple[str, str]) -> None:
-    _, image = helper
+    name, image = helper
     result = podman.out(
-        "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", LEFTOVERS
-    )
+        "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", LEFTOVERS,
+        *PACKAGES[name],
+    )  # fmt: skip
     assert json.loads(result) == []
 
 
@@ -170,3 +173,50 @@ def test_rendered_containerfiles_are_current() -> None:
         assert spec.containerfile.read_text() == render(spec), (
             f"{spec.containerfile.name} is stale: run images/build.sh render"
         )
+
+
+ONLY_ITS_HELPER = """
+import json, os, podkit
+from podkit.cli import helpers
+site = os.path.dirname(os.path.dirname(podkit.__file__))
+packages = sorted(
+    f"podkit.{root}.{name}"
+    for root in ("sidecars", "ambassadors", "adapters")
+    for name in os.listdir(os.path.join(site, "podkit", root))
+    if os.path.isdir(os.path.join(site, "podkit", root, name)) and name != "__pycache__"
+)
+print(json.dumps({
+    "helpers": sorted(helpers()),
+    "packages": packages,
+    "dev_kit": os.path.exists(os.path.join(site, "podkit_dev")),
+}))
+"""
+
+
+def test_image_carries_only_its_helper_and_no_dev_kit(
+    podman: Podman, helper: tuple[str, str]
+) -> None:
+    name, image = helper
+    from podkit.cli import helpers
+
+    declared = helpers()[name]
+    own = declared.run.partition(":")[0].rpartition(".")[0]
+    expected = sorted(
+        p
+        for p in {own, *declared.uses}
+        if p.startswith(("podkit.sidecars.", "podkit.ambassadors.", "podkit.adapters."))
+    )
+    found = json.loads(
+        podman.out(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            ONLY_ITS_HELPER,
+        )
+    )
+    assert found == {"helpers": [name], "packages": expected, "dev_kit": False}

@@ -11,7 +11,7 @@ import orjson
 
 from podkit.follow import CUT_MARKER, FollowConfig, Follower
 from podkit_dev.follow import (
-    Collector,
+    BatchRecorder,
     ack_first,
     append,
     expected,
@@ -37,7 +37,7 @@ async def test_reads_from_head_then_follows_appends(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("a", 0, 100))
     async with Follower(config(tmp_path, "*.log")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 100, what="existing lines")
         append(log, numbered("a", 100, 150))
         await until(lambda: len(c.lines()) == 150, what="appended lines")
@@ -52,7 +52,7 @@ async def test_tail_start_skips_existing_lines_but_new_files_start_at_head(tmp_p
     old = tmp_path / "old.log"
     old.write_bytes(numbered("old", 0, 10))
     async with Follower(config(tmp_path, "*.log", read_from="tail")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         append(old, b"old new\n")
         new = tmp_path / "new.log"
         new.write_bytes(numbered("new", 0, 3))
@@ -70,7 +70,7 @@ async def test_include_and_exclude_globs(tmp_path):
     (tmp_path / "c.txt").write_bytes(b"c\n")
     cfg = config(tmp_path, "*.log", "sub/*.log", exclude=("skip.*",))
     async with Follower(cfg) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 2, what="two files")
         (tmp_path / "sub" / "late.log").write_bytes(b"late\n")
         await until(lambda: len(c.lines()) == 3, what="file created later")
@@ -82,7 +82,7 @@ async def test_partial_line_waits_for_newline_then_flush_timeout_then_drain(tmp_
     log = tmp_path / "app.log"
     log.write_bytes(b"first\nhal")
     async with Follower(config(tmp_path, "*.log", flush_timeout=30)) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: c.lines() == [b"first"], what="first line")
         append(log, b"f line\nno newline at the end")
         await until(lambda: len(c.lines()) == 2, what="the completed line")
@@ -96,7 +96,7 @@ async def test_partial_line_flushed_after_flush_timeout(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(b"no newline yet")
     async with Follower(config(tmp_path, "*.log", flush_timeout=0.2)) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: c.lines() == [b"no newline yet"], what="flush timeout")
         await c.stop()
 
@@ -117,7 +117,7 @@ async def test_rename_rotation_reads_old_file_to_end_and_new_from_start(tmp_path
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 10))
     async with Follower(config(tmp_path, "app.log")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 10, what="first lines")
         append(log, numbered("x", 10, 20))  # maybe not read before the rename
         os.rename(log, tmp_path / "app.log.1")
@@ -135,7 +135,7 @@ async def test_copytruncate_restarts_at_zero(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 50))
     async with Follower(config(tmp_path, "app.log")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 50, what="first lines")
         shutil.copy(log, tmp_path / "app.log.1")
         os.truncate(log, 0)
@@ -157,7 +157,7 @@ async def test_checkpoint_moves_only_past_acked_batches_and_restart_resumes_ther
     log.write_bytes(numbered("x", 0, 30))
     cfg = config(tmp_path, "app.log", batch_max_lines=10)
     async with Follower(cfg) as follower:
-        c = Collector(follower, auto_ack=False).start()
+        c = BatchRecorder(follower, auto_ack=False).start()
         await until(lambda: len(c.batches) == 3, what="three batches")
         first, second, third = c.batches
         follower.ack(first)
@@ -168,7 +168,7 @@ async def test_checkpoint_moves_only_past_acked_batches_and_restart_resumes_ther
     # __aexit__ saved again: still only past `first`.
     assert saved_offsets(tmp_path)[str(log)] == first.end_offset
     async with Follower(cfg) as follower:
-        c2 = Collector(follower).start()
+        c2 = BatchRecorder(follower).start()
         await until(lambda: len(c2.lines()) == 20, what="the unacked lines again")
         follower.ack(second)  # an ack from an earlier run is ignored, not an error
         await c2.stop()
@@ -181,7 +181,7 @@ async def test_checkpoint_moves_only_past_acked_batches_and_restart_resumes_ther
 async def test_drain_reads_everything_written_before_it(tmp_path):
     log = tmp_path / "app.log"
     async with Follower(config(tmp_path, "app.log", poll_interval=5.0)) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         log.write_bytes(numbered("x", 0, 1000) + b"last")
         await c.stop()
     assert c.lines() == [*expected("x", 0, 1000), b"last"]
@@ -192,7 +192,7 @@ async def test_backpressure_pauses_reading_until_acks(tmp_path):
     log.write_bytes(numbered("x", 0, 20_000))  # ~170 KB
     cfg = config(tmp_path, "app.log", buffer_bytes=16384, batch_max_bytes=4096)
     async with Follower(cfg) as follower:
-        c = Collector(follower, auto_ack=False).start()
+        c = BatchRecorder(follower, auto_ack=False).start()
         await until(lambda: c.batches, what="first batches")
         held = len(c.batches)
         # The budget stops reading: it never holds more than 16 KiB unacked.
@@ -212,7 +212,7 @@ async def test_backpressure_pauses_reading_until_acks(tmp_path):
 async def test_watchfiles_events_find_new_files_and_appends_without_polling(tmp_path):
     cfg = config(tmp_path, "*.log", poll_interval=60.0, refresh_interval=60.0)
     async with Follower(cfg) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         # The watcher thread starts in the background: poke until it reports (polling and
         # rescans are a minute away, so only an inotify event can make this line arrive).
         probe = tmp_path / "probe.log"
@@ -228,7 +228,7 @@ async def test_watchfiles_events_find_new_files_and_appends_without_polling(tmp_
 async def test_directory_created_later_is_watched_and_followed(tmp_path):
     cfg = config(tmp_path, "later/*.log", poll_interval=60.0, refresh_interval=0.2)
     async with Follower(cfg) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         (tmp_path / "later").mkdir()
         log = tmp_path / "later" / "a.log"
         log.write_bytes(b"one\n")

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from podkit.follow import CUT_MARKER, FollowConfig, Follower, MultilineConfig
-from podkit_dev.follow import Collector, until
+from podkit_dev.follow import BatchRecorder, until
 from tests.servers import require_binary
 
 
@@ -34,7 +34,7 @@ async def test_ledger_metrics_count_reads_cuts_truncations_and_pass_promtool(tmp
     log.write_bytes(b"a\n" + b"x" * 300 + b"\nb\n")
     registry = CollectorRegistry(auto_describe=True)  # as the runtime makes it
     async with Follower(config(tmp_path, max_line_bytes=100), registry=registry) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 3, what="lines")
         log.write_bytes(b"c\n")  # truncated below our offset, then written
         await until(lambda: c.lines()[-1:] == [b"c"], what="line after truncation")
@@ -65,7 +65,7 @@ async def test_multiline_records_on_a_file_with_flush_timeout(tmp_path):
     ml = MultilineConfig(mode="python", flush_timeout=0.3)
     cfg = config(tmp_path, flush_timeout=30, multiline=ml)  # lines end in newlines here
     async with Follower(cfg) as follower:
-        c = Collector(follower, auto_ack=False).start()
+        c = BatchRecorder(follower, auto_ack=False).start()
         # The trace is the last record: it is handed out by the flush timeout.
         await until(lambda: len(c.lines()) == 2, what="two records")
         assert c.lines() == [b"INFO start", trace.rstrip(b"\n")]

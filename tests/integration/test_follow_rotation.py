@@ -12,7 +12,7 @@ from pathlib import Path
 
 from podkit.follow import FollowConfig, Follower
 from podkit_dev.follow import (
-    Collector,
+    BatchRecorder,
     ack_first,
     append,
     expected,
@@ -66,7 +66,7 @@ class Writer:
 async def test_rename_rotation_twice_in_a_row_while_a_writer_appends(tmp_path):
     log = tmp_path / "app.log"
     async with Follower(config(tmp_path, "app.log")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         writer = await Writer(log).start()
         for _ in range(2):
             await until(lambda: len(c.lines()) > 200, what="some lines before rotating")
@@ -92,7 +92,7 @@ async def test_rename_rotation_twice_in_a_row_while_a_writer_appends(tmp_path):
 async def test_copytruncate_while_a_writer_appends_loses_only_at_the_truncations(tmp_path):
     log = tmp_path / "app.log"
     async with Follower(config(tmp_path, "app.log")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         writer = await Writer(log).start()
         for i in range(2):
             want = 300 * (i + 1)
@@ -117,7 +117,7 @@ async def test_copytruncate_while_a_writer_appends_loses_only_at_the_truncations
 async def test_deleted_file_is_read_to_its_end_through_the_open_handle(tmp_path):
     log = tmp_path / "app.log"
     async with Follower(config(tmp_path, "app.log")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         writer = await Writer(log).start()
         await until(lambda: len(c.lines()) > 100, what="some lines")
         log.unlink()
@@ -215,7 +215,7 @@ async def test_two_hundred_files_at_once(tmp_path):
     for i in range(200):
         (tmp_path / f"f{i:03d}.log").write_bytes(numbered(f"f{i}", 0, 50))
     async with Follower(config(tmp_path, "*.log")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 200 * 50, what="all files read")
         for i in range(0, 200, 7):
             append(tmp_path / f"f{i:03d}.log", numbered(f"f{i}", 50, 60))
@@ -230,7 +230,7 @@ async def test_rename_to_another_matched_name_goes_on_under_the_new_name(tmp_pat
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 10))
     async with Follower(config(tmp_path, "app.log*")) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 10, what="first lines")
         os.rename(log, tmp_path / "app.log.1")
         append(tmp_path / "app.log.1", numbered("x", 10, 15))
@@ -254,7 +254,7 @@ async def test_symlinked_logs_follow_the_link_through_rotation(tmp_path):
     (links / "app.log").symlink_to(target)
     cfg = FollowConfig(include=(str(links / "*.log"),), state_dir=tmp_path / "state", **FAST)
     async with Follower(cfg) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 5, what="lines through the link")
         os.rename(target, pods / "0.log.20261125")
         append(pods / "0.log.20261125", numbered("x", 5, 8))
@@ -286,7 +286,7 @@ async def test_stats_of_paths_long_gone_are_bounded(tmp_path, monkeypatch):
     # Each file has the same content, and ext4 usually hands the next one the inode of the
     # one just deleted: a deleted file's inode must not make its successor look read.
     async with Follower(config(tmp_path, "*.log", rotate_wait=0.1)) as follower:
-        c = Collector(follower).start()
+        c = BatchRecorder(follower).start()
         for i in range(8):
             path = tmp_path / f"pod-{i}.log"
             path.write_bytes(b"hello\n")

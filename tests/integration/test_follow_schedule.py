@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from podkit.follow import FollowConfig, Follower
-from podkit_dev.follow import Collector, until
+from podkit_dev.follow import BatchRecorder, until
 from podkit_dev.follow import append as append_file
 
 
@@ -28,7 +28,7 @@ class Run:
 
     def __init__(self, config: FollowConfig, after_kill: bool) -> None:
         self.follower = Follower(config)
-        self.collector = Collector(self.follower)
+        self.collector = BatchRecorder(self.follower)
         self.after_kill = after_kill
 
 

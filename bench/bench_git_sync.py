@@ -1,0 +1,240 @@
+"""Benchmark: `podkit git-sync` on a local bare repo of 10,000 files, against plain git.
+
+Prints (medians over rounds; the machine is shared and noisy, so read ratios, not ms):
+- push -> published link, when the push is followed by `POST /sync`, and when it waits
+  for the poll (--period P: a push waits P/2 on average for the next poll, the "floor");
+- CPU per idle poll of the helper (its own + its git children's, from /proc), against a
+  bare `git fetch` of the same repo and ref in an up-to-date clone (the reference);
+- peak RSS (VmHWM) of the helper process, and of the git children of one sync measured
+  apart (the same fetch + worktree add + reset --hard run by this script).
+
+    .venv/bin/python bench/bench_git_sync.py [--quick] [--files N] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from podkit_dev.servers import GIT_ENV, GitRepo, HelperProcess, find_binary, git, wait_for
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process and of its waited-for children (git commands)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(fields[i]) for i in (11, 12, 13, 14))
+    return (utime + stime + cutime + cstime) / CLK_TCK
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def noop_polls(helper: HelperProcess) -> float:
+    for line in helper.metrics().splitlines():
+        if line.startswith('git_sync_count_total{status="noop"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def make_repo(files: int) -> GitRepo:
+    repo = GitRepo(name="big")
+    for i in range(files):
+        path = repo.work / f"d{i % 100:02d}" / f"file{i:05d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"file {i}\n" * 8)
+    repo.commit({"VERSION": "0\n"}, f"{files} files")
+    return repo
+
+
+def post_sync(helper: HelperProcess) -> None:
+    request = urllib.request.Request(f"{helper.admin}/sync", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        response.read()
+
+
+def published(link: Path) -> str:
+    try:
+        return os.readlink(link).rsplit("/", 1)[-1]
+    except OSError:
+        return ""
+
+
+def syncs_done(helper: HelperProcess) -> float:
+    total = 0.0
+    for line in helper.metrics().splitlines():
+        if line.startswith("git_sync_count_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def push_to_publish(repo: GitRepo, helper: HelperProcess, link: Path, n: int, *, post: bool):
+    """Seconds from the end of each push to the link pointing at it (the helper idle
+    before each push: the previous sync, old-tree removal included, has finished)."""
+    import threading
+
+    times = []
+    for i in range(n):
+        done = syncs_done(helper)
+        sha = repo.commit({"VERSION": f"{time.time()} {i}\n"}, f"change {i}")
+        pushed = time.monotonic()
+        if post:
+            threading.Thread(target=post_sync, args=(helper,), daemon=True).start()
+        wait_for(lambda sha=sha: published(link) == sha, what="publish", timeout=300,
+                 interval=0.002)  # fmt: skip
+        times.append(time.monotonic() - pushed)
+        wait_for(lambda done=done: syncs_done(helper) > done, what="sync finished", timeout=300)
+    return times
+
+
+def plain_git_checkout(url: str, n: int) -> list[float]:
+    """The reference: the same fetch + worktree add + reset --hard by hand, per round."""
+    times = []
+    with tempfile.TemporaryDirectory(prefix="podkit-bench-plain-") as tmp:
+        root = f"{tmp}/root"
+        git("init", "-q", root)
+        for i in range(n):
+            started = time.monotonic()
+            git("fetch", "-q", url, "HEAD", "--depth=1", "--no-auto-gc", cwd=root)
+            sha = git("rev-parse", "FETCH_HEAD", cwd=root).strip()
+            git("worktree", "add", "-q", "--force", "--detach", "--no-checkout",
+                f"{tmp}/wt{i}", sha, cwd=root)  # fmt: skip
+            git("reset", "-q", "--hard", sha, cwd=f"{tmp}/wt{i}")
+            times.append(time.monotonic() - started)
+            import shutil
+
+            shutil.rmtree(f"{tmp}/wt{i}")
+            git("worktree", "prune", cwd=root)
+    return times
+
+
+def git_fetch_cpu(url: str, rounds: int) -> float:
+    """CPU seconds of one `git fetch URL HEAD` in an up-to-date clone (median)."""
+    with tempfile.TemporaryDirectory(prefix="podkit-bench-fetch-") as tmp:
+        git("init", "-q", tmp)
+        git("fetch", "-q", url, "HEAD", cwd=tmp)
+        samples = []
+        binary = find_binary("git")
+        for _ in range(rounds):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            subprocess.run([binary, "fetch", "-q", url, "HEAD", "--prune", "--no-auto-gc",
+                            "--depth=1"], cwd=tmp, env={**os.environ, **GIT_ENV},
+                           check=True)  # fmt: skip
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            samples.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        return statistics.median(samples)
+
+
+def git_children_rss(url: str) -> float:
+    """Peak RSS (MiB) of the git commands of one sync, run here as our children."""
+    with tempfile.TemporaryDirectory(prefix="podkit-bench-rss-") as tmp:
+        code = (
+            "import resource, subprocess, sys\n"
+            "url, root = sys.argv[1], sys.argv[2]\n"
+            "run = lambda *a, **k: subprocess.run(['git', *a], check=True, **k)\n"
+            "run('init', '-q', root)\n"
+            "run('fetch', '-q', url, 'HEAD', '--depth=1', cwd=root)\n"
+            "run('worktree', 'add', '-q', '--detach', '--no-checkout', root + '/wt', "
+            "'FETCH_HEAD', cwd=root)\n"
+            "run('reset', '-q', '--hard', 'HEAD', cwd=root + '/wt')\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code, url, f"{tmp}/root"],
+                             env={**os.environ, **GIT_ENV}, capture_output=True, text=True,
+                             check=True)  # fmt: skip
+        return int(out.stdout.strip()) / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 30 s)")
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--period", type=float, default=1.0, help="poll period, seconds")
+    parser.add_argument("--idle-polls", type=int, default=40)
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.idle_polls = 3, 15
+    print(f"load average before: {os.getloadavg()}")
+    started = time.monotonic()
+    repo = make_repo(args.files)
+    print(f"repo: {args.files} files, made in {time.monotonic() - started:.1f}s")
+    root = Path(tempfile.mkdtemp(prefix="podkit-bench-git-sync-"))
+    link = root / "current"
+    results: dict[str, float] = {}
+    try:
+        # 1. POST /sync right after the push (period long: only the request triggers).
+        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
+                               "--link=current", "--period=1h", "--git-gc=off")  # fmt: skip
+        helper.start(timeout=120)
+        on_post = push_to_publish(repo, helper, link, args.rounds, post=True)
+        results["post_sync_s"] = statistics.median(on_post)
+        results["plain_git_s"] = statistics.median(plain_git_checkout(repo.url, args.rounds))
+        helper.stop()
+        # 2. The poll: push at whatever moment, wait for the next poll.
+        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
+                               "--link=current", f"--period={args.period}s",
+                               "--git-gc=off")  # fmt: skip
+        helper.start(timeout=120)
+        on_poll = push_to_publish(repo, helper, link, args.rounds, post=False)
+        results["poll_s"] = statistics.median(on_poll)
+        helper.stop()
+        # 3. Idle polls: nothing changes; CPU of the helper and its git children per poll.
+        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
+                               "--link=current", "--period=100ms", "--git-gc=off")  # fmt: skip
+        helper.start(timeout=120)
+        pid = helper.process.pid
+        wait_for(lambda: noop_polls(helper) >= 2, what="first idle polls", timeout=60)
+        polls0, cpu0 = noop_polls(helper), cpu_seconds(pid)
+        wait_for(lambda: noop_polls(helper) >= polls0 + args.idle_polls, what="idle polls",
+                 timeout=600)  # fmt: skip
+        polls1, cpu1 = noop_polls(helper), cpu_seconds(pid)
+        results["idle_poll_cpu_s"] = (cpu1 - cpu0) / (polls1 - polls0)
+        results["helper_rss_mib"] = peak_rss_mib(pid)
+        helper.stop()
+        results["git_fetch_cpu_s"] = git_fetch_cpu(repo.url, args.idle_polls)
+        results["git_children_rss_mib"] = git_children_rss(repo.url)
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        repo.cleanup()
+
+    floor = args.period / 2
+    print(f"\npush -> published (median of {args.rounds}, {args.files} files):")
+    print(f"  after POST /sync        {results['post_sync_s'] * 1000:8.1f} ms   target < 1000 ms")
+    print(
+        f"  plain git, same steps   {results['plain_git_s'] * 1000:8.1f} ms   ratio "
+        f"{results['post_sync_s'] / results['plain_git_s']:.2f} (fetch+worktree add+reset)"
+    )
+    print(f"  waiting for the poll    {results['poll_s'] * 1000:8.1f} ms   interval floor "
+          f"(period/2) {floor * 1000:.0f} ms, ratio {results['poll_s'] / floor:.2f}")  # fmt: skip
+    ratio = results["idle_poll_cpu_s"] / results["git_fetch_cpu_s"]
+    print("idle poll CPU (helper + its git children):")
+    print(f"  podkit git-sync poll    {results['idle_poll_cpu_s'] * 1000:8.2f} ms")
+    print(f"  bare git fetch          {results['git_fetch_cpu_s'] * 1000:8.2f} ms")
+    print(f"  ratio podkit/git fetch  {ratio:8.2f}      target <= 1.2")
+    print("peak RSS:")
+    print(f"  helper (VmHWM)          {results['helper_rss_mib']:8.1f} MiB  target < 48 MiB")
+    print(f"  git children of a sync  {results['git_children_rss_mib']:8.1f} MiB  (apart)")
+    print(f"load average after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""git-sync v4's layout on the shared volume, and the only code that changes what readers see.
+
+    ROOT/.git                 the root repo: fetched objects, never checked out
+    ROOT/.worktrees/<sha>     one detached worktree per synced commit
+    LINK -> .worktrees/<sha>  a relative symlink, replaced atomically (temp link + rename(2))
+
+A reader who opens files through LINK sees the old tree or the new one, never a mix: the
+new worktree is complete before the link moves, and the old one stays until
+`--stale-worktree-timeout` has passed since it was replaced (its mtime is set at that
+moment, so the wait survives a restart). Nothing here awaits, so a cancellation (SIGTERM)
+can never stop a publish half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+
+SHA_NAME = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+WORKTREES = ".worktrees"
+
+
+@dataclass(frozen=True)
+class Stale:
+    name: str
+    path: str
+    age: float
+
+
+class Layout:
+    def __init__(self, root: str, link: str) -> None:
+        self.root = os.path.abspath(root)
+        self.git_dir = os.path.join(self.root, ".git")
+        self.worktrees = os.path.join(self.root, WORKTREES)
+        self.link = os.path.normpath(link if os.path.isabs(link) else os.path.join(self.root, link))
+
+    def worktree(self, sha: str) -> str:
+        return os.path.join(self.worktrees, sha)
+
+    # --- what is published ----------------------------------------------------------------
+
+    def published(self) -> str | None:
+        """The sha the link points at, if it points into our worktrees."""
+        try:
+            target = os.readlink(self.link)
+        except OSError:
+            return None
+        path = os.path.normpath(os.path.join(os.path.dirname(self.link), target))
+        name = os.path.basename(path)
+        if os.path.dirname(path) != self.worktrees or not SHA_NAME.match(name):
+            return None
+        return name
+
+    def worktree_ok(self, sha: str) -> bool:
+        """Cheap check (two stats) that a worktree exists and git still knows it."""
+        path = self.worktree(sha)
+        return os.path.isfile(os.path.join(path, ".git")) and os.path.isdir(
+            os.path.join(self.git_dir, "worktrees", sha)
+        )
+
+    def publish(self, sha: str) -> str | None:
+        """Point the link at the worktree of sha, atomically; returns the sha it replaced."""
+        old = self.published()
+        link_dir = os.path.dirname(self.link)
+        os.makedirs(link_dir, exist_ok=True)
+        target = os.path.relpath(self.worktree(sha), link_dir)
+        temp = os.path.join(link_dir, f".{os.path.basename(self.link)}.tmp-{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        os.symlink(target, temp)
+        os.replace(temp, self.link)
+        # The link's directory entry must reach the disk before the old tree may go.
+        _fsync_dir(link_dir)
+        if old and old != sha:
+            # The replaced worktree's stale timer starts now, and survives a restart.
+            with contextlib.suppress(OSError):
+                os.utime(self.worktree(old))
+        return old
+
+    # --- cleaning up ----------------------------------------------------------------------
+
+    def temp_links(self) -> list[str]:
+        """Temporary links a killed publish may have left (never the link itself)."""
+        link_dir = os.path.dirname(self.link)
+        prefix = f".{os.path.basename(self.link)}.tmp-"
+        try:
+            names = os.listdir(link_dir)
+        except OSError:
+            return []
+        return [
+            os.path.join(link_dir, n)
+            for n in names
+            if n.startswith(prefix) and os.path.islink(os.path.join(link_dir, n))
+        ]
+
+    def stale(self, keep: set[str], timeout: float, now: float | None = None) -> list[Stale]:
+        """Entries of .worktrees not in keep, with their age (seconds since mtime)."""
+        now = time.time() if now is None else now
+        out = []
+        try:
+            names = os.listdir(self.worktrees)
+        except FileNotFoundError:
+            return []
+        for name in names:
+            if name in keep:
+                continue
+            path = os.path.join(self.worktrees, name)
+            try:
+                age = now - os.lstat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            # Leftovers that are not worktrees (a crash mid-add) go at once.
+            if not SHA_NAME.match(name) or age >= timeout:
+                out.append(Stale(name, path, age))
+        return out
+
+    def pending_stale(self, keep: set[str]) -> bool:
+        try:
+            return any(name not in keep for name in os.listdir(self.worktrees))
+        except FileNotFoundError:
+            return False
+
+    def is_shallow(self) -> bool:
+        return os.path.exists(os.path.join(self.git_dir, "shallow"))
+
+    @staticmethod
+    def exists(path: str) -> bool:
+        return os.path.lexists(path)
+
+    def remove_tree(self, path: str) -> None:
+        if not os.path.lexists(path):
+            return
+        if os.path.islink(path) or os.path.isfile(path):
+            os.unlink(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def remove_stale_locks(self) -> list[str]:
+        """Remove every *.lock under the root repo. Only call while no git of ours runs:
+        git-sync is the only writer, so a lock then is one a killed git left behind."""
+        removed = []
+        for directory, dirs, files in os.walk(self.git_dir):
+            if directory == os.path.join(self.git_dir, "objects"):
+                dirs[:] = [d for d in dirs if d in ("info", "pack")]
+            for name in files:
+                if name.endswith(".lock"):
+                    path = os.path.join(directory, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                        removed.append(os.path.relpath(path, self.root))
+        return removed
+
+    def root_problem(self) -> str | None:
+        """Why the root repo cannot be used as it is (None: fine). Cheap: stats only."""
+        if not os.path.isdir(self.git_dir):
+            return "no .git directory"
+        for name in ("HEAD", "config"):
+            if not os.path.isfile(os.path.join(self.git_dir, name)):
+                return f".git/{name} is missing"
+        if not os.path.isdir(os.path.join(self.git_dir, "objects")):
+            return ".git/objects is missing"
+        return None
+
+
+def _fsync_dir(path: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write a whole file by temp file + rename: readers see the old content or the new."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    temp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+
+
+def touch(path: str) -> None:
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "a"):
+        pass
+    os.utime(path)
