@@ -258,12 +258,20 @@ class SentinelServer(RedisServer):
         quorum: int = 2,
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 5000,
+        announce_hostname: str | None = None,
     ) -> None:
         super().__init__()
         self.config = self.dir.path / "sentinel.conf"
+        # With a hostname, Sentinel resolves it and names every node by it (announce-hostnames).
+        hostnames = (
+            f"sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n"
+            f"sentinel announce-ip {announce_hostname}\n"
+            if announce_hostname
+            else ""
+        )
         self.config.write_text(
-            f"port {self.port}\nbind {HOST}\ndir {self.dir.path}\n"
-            f"sentinel monitor {master_name} {HOST} {master.port} {quorum}\n"
+            f"port {self.port}\nbind {HOST}\ndir {self.dir.path}\n{hostnames}"
+            f"sentinel monitor {master_name} {announce_hostname or HOST} {master.port} {quorum}\n"
             f"sentinel down-after-milliseconds {master_name} {down_after_ms}\n"
             f"sentinel failover-timeout {master_name} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {master_name} 1\n"
@@ -277,14 +285,38 @@ class SentinelCluster:
     """A master, replicas and Sentinels, all real, on loopback. Fast failover settings."""
 
     def __init__(
-        self, master_name: str = "mymaster", *, replicas: int = 2, sentinels: int = 3
+        self,
+        master_name: str = "mymaster",
+        *,
+        replicas: int = 2,
+        sentinels: int = 3,
+        node_args: Sequence[str] = (),
+        failover_timeout_ms: int = 5000,
+        announce_hostname: str | None = None,
+        down_after_ms: int = 1000,
     ) -> None:
+        """`node_args`: extra redis-server arguments for every node (`--repl-diskless-sync-delay
+        0`...); `announce_hostname`: nodes and Sentinels name each other by this hostname
+        (`localhost`), as with `sentinel announce-hostnames yes`."""
         self.master_name = master_name
-        self.nodes: list[RedisServer] = [RedisServer()]
+        host = announce_hostname or HOST
+        announce = ["--replica-announce-ip", announce_hostname] if announce_hostname else []
+        self.nodes: list[RedisServer] = [RedisServer(args=[*node_args, *announce])]
         master = self.nodes[0]
         for _ in range(replicas):
-            self.nodes.append(RedisServer(args=["--replicaof", HOST, str(master.port)]))
-        self.sentinels = [SentinelServer(master_name, master) for _ in range(sentinels)]
+            self.nodes.append(RedisServer(
+                args=[*node_args, *announce, "--replicaof", host, str(master.port)]
+            ))  # fmt: skip
+        self.sentinels = [
+            SentinelServer(
+                master_name,
+                master,
+                failover_timeout_ms=failover_timeout_ms,
+                announce_hostname=announce_hostname,
+                down_after_ms=down_after_ms,
+            )
+            for _ in range(sentinels)
+        ]
 
     def start(self) -> SentinelCluster:
         for node in self.nodes:
@@ -327,7 +359,94 @@ class SentinelCluster:
         raise ServerError("no sentinel answered")
 
     def node(self, addr: str) -> RedisServer:
-        return next(n for n in self.nodes if n.addr == addr)
+        """The node at `addr` (an IP or an announced hostname, with its port)."""
+        port = int(addr.rsplit(":", 1)[1])
+        return next(n for n in self.nodes if n.port == port)
+
+    # --- repeated failovers (tests and bench) -----------------------------------------------
+
+    def _replication(self, node: RedisServer) -> dict[str, str]:
+        text = node.command("INFO", "replication").decode(errors="replace")
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def _sentinel_knows_a_good_replica(self, sentinel: RedisServer) -> bool:
+        import redis  # dev-only dependency, needed only here
+
+        with redis.Redis(host=HOST, port=sentinel.port, decode_responses=True) as client:
+            reply = client.execute_command("SENTINEL", "REPLICAS", self.master_name)
+        for entry in reply:
+            fields = (
+                entry
+                if isinstance(entry, dict)
+                else dict(zip(entry[::2], entry[1::2], strict=True))
+            )
+            if fields.get("flags") == "slave":  # not down, not disconnected: promotable
+                return True
+        return False
+
+    def settled(self) -> str | None:
+        """The master's address once every Sentinel names it, every other node is its synced
+        replica and every Sentinel knows a replica that is up (one it can promote); else None."""
+        try:
+            names = {
+                s.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+                for s in self.sentinels
+            }
+            if len(names) != 1:
+                return None
+            addr = self.master_addr()
+            master = self.node(addr)
+            if self._replication(master).get("role") != "master":
+                return None
+            for node in self.nodes:
+                info = self._replication(node) if node is not master else {}
+                if node is not master and (
+                    info.get("role") != "slave"
+                    or info.get("master_port") != str(master.port)
+                    or info.get("master_link_status") != "up"
+                    or info.get("master_sync_in_progress") != "0"
+                ):
+                    return None
+            if not all(self._sentinel_knows_a_good_replica(s) for s in self.sentinels):
+                return None
+            return addr
+        except (OSError, ServerError, StopIteration):
+            return None
+
+    def wait_settled(self, timeout: float = 60.0) -> str:
+        return str(wait_for(self.settled, timeout=timeout, what="the Sentinel cluster to settle"))
+
+    def failover_command(self, timeout: float = 20.0) -> None:
+        """`SENTINEL FAILOVER`, again while a Sentinel answers -NOGOODSLAVE (still refreshing
+        what it knows of the replicas)."""
+        wait_for(
+            lambda: (
+                self.sentinels[0]
+                .command("SENTINEL", "FAILOVER", self.master_name)
+                .startswith(b"+OK")
+            ),
+            timeout=timeout,
+            what="Sentinel to accept SENTINEL FAILOVER",
+        )
+
+    def make_replica(self, old: RedisServer, master: RedisServer) -> RedisServer:
+        """Turn a replaced master into a replica of `master` (what Sentinel does some 10 s
+        later); a killed one is started again as a replica. Returns the node."""
+        if old.process is not None and old.process.alive():
+            old.command("REPLICAOF", HOST, str(master.port), timeout=10)
+            return old
+        old.cleanup()
+        fresh = RedisServer(port=old.port, args=[*old.extra_args, "--replicaof", HOST,
+                                                  str(master.port)])  # fmt: skip
+        self.nodes[self.nodes.index(old)] = fresh
+        return fresh.start()
+
+    @staticmethod
+    def stopped(node: RedisServer) -> bool:
+        """True once a SIGSTOP sent to the node has taken effect."""
+        assert node.process is not None
+        with open(f"/proc/{node.process.pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] == "T"
 
     def cleanup(self) -> None:
         for server in [*self.sentinels, *self.nodes]:

@@ -1,14 +1,33 @@
-"""Finding the master: ask every Sentinel, take what a majority says, check it with ROLE.
+"""Finding the master, and following Sentinel's failovers as they happen.
 
-One round asks every Sentinel `SENTINEL GET-MASTER-ADDR-BY-NAME` at once. An address is
-a candidate when at least `need` of the Sentinels that answered name it (`need` is a
-majority of the reachable Sentinels, or `--quorum`); the candidate becomes the master
-only if it answers `ROLE` with `master`. Rounds run every `--poll-interval`, and at once
-(then every FAST_POLL until settled) when a Sentinel publishes `+switch-master`.
+**Rounds.** One round asks every Sentinel `SENTINEL MASTERS` at once and reads our
+master's entry: its address, its flags (`failover_in_progress`, `o_down`) and the
+failover-timeout. An address is a candidate when at least `need` of the Sentinels that
+answered name it (`need` is a majority of the reachable Sentinels, or `--quorum`); the
+candidate becomes the master only if no failover of it is in progress and it answers
+`ROLE` with `master`. Rounds run every `--poll-interval`, and every FAST_POLL while no
+master is known after a failover event.
 
-A `+switch-master` away from the current master takes that master out of service at
-once, even before the other Sentinels agree: a node that one Sentinel has demoted must get
-no more writes. The new address is adopted when the majority and ROLE say so.
+**Failovers.** Every Sentinel is subscribed to the failover events of our master
+(`+try-failover`, `+elected-leader`, `+failover-state-*`, `+selected-slave`,
+`+promoted-slave`, `+failover-end`, `-failover-abort-*`, `+switch-master`,
+`+odown`/`-odown`, `+sdown`). The first sign that a failover of the current master has
+started (any Sentinel, any of these events, or a round that finds `failover_in_progress`
+or `o_down` on it) takes the master out of service at once: its connections are closed
+and new ones wait. The hold ends when:
+
+- the promoted node is known (`+promoted-slave` from the Sentinel that announced
+  `+elected-leader`, or `+switch-master` from any) and answers `ROLE` master: it is used;
+- or a majority names another address that answers `ROLE` master: it is used;
+- or every Sentinel that started an attempt aborted it (`-failover-abort-*`, or a later
+  round finds it no longer failing over and still naming the old master) and no reachable
+  Sentinel says a failover or `o_down` is in progress: the old master is verified again;
+- or nothing was heard of the failover for the failover-timeout (the Sentinels' own, or
+  `--failover-hold-timeout`): a lost event cannot hold traffic forever. The rounds still
+  refuse a master that a reachable Sentinel says is being failed over.
+
+A node switched away from (`+switch-master`) is not taken back for SUSPECT_HOLD even if
+the majority still names it: the announcing Sentinel's peers are catching up.
 
 When no Sentinel answers, the current master is kept as long as it still says ROLE
 master (metric `redis_ambassador_master_kept_without_sentinels`).
@@ -25,14 +44,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from podkit.ambassadors.redis_sentinel.metrics import AmbassadorMetrics
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
+from podkit.backoff import Backoff
 from podkit.config import split_host_port
 from podkit.logs import get_logger
+
+try:  # redis-py >= 8 asks every new connection for maintenance notifications: not needed
+    from redis.maint_notifications import MaintNotificationsConfig
+
+    NO_MAINT_NOTIFICATIONS: dict[str, Any] = {
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False)
+    }
+except ImportError:  # older redis-py: nothing to turn off
+    NO_MAINT_NOTIFICATIONS = {}
 
 FAST_POLL = 0.02
 FAST_POLL_FOR = 10.0
@@ -40,6 +69,33 @@ FAST_POLL_FOR = 10.0
 # the majority still names it: the announcing Sentinel's peers are catching up.
 SUSPECT_HOLD = 5.0
 RESUBSCRIBE_MAX_BACKOFF = 5.0
+# Sentinel's own default failover-timeout, used until a Sentinel tells us its value.
+DEFAULT_FAILOVER_TIMEOUT = 180.0
+
+# Events that say a failover of the master they name has started or is running.
+FAILOVER_EVENTS = (
+    "+try-failover",
+    "+elected-leader",
+    "+failover-state-select-slave",
+    "+selected-slave",
+    "+failover-state-send-slaveof-noone",
+    "+failover-state-wait-promotion",
+    "+promoted-slave",
+    "+failover-state-reconf-slaves",
+    "+slave-reconf-sent",
+    "+slave-reconf-inprog",
+    "+slave-reconf-done",
+    "+failover-end-for-timeout",
+    "+failover-end",
+)
+OTHER_EVENTS = ("+switch-master", "+odown", "-odown", "+sdown")
+ABORT_PATTERN = "-failover-abort-*"
+# The aborts Redis 7 publishes (a metric label; others are counted as "-failover-abort-other").
+ABORTS = (
+    "-failover-abort-not-elected",
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
+)
 
 
 def _reason(exc: BaseException) -> str:
@@ -58,12 +114,105 @@ def _reason(exc: BaseException) -> str:
     }.get(name, "other")
 
 
+def _addr(host: Any, port: Any) -> str:
+    if not str(port).isdigit():
+        raise ValueError(f"unexpected port {port!r:.40}")
+    host = str(host)
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"unexpected host {host!r:.40}")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _parse_addr(reply: Any) -> str | None:
+    """A `SENTINEL GET-MASTER-ADDR-BY-NAME` reply: [host, port] or nil."""
+    if reply is None:
+        return None
+    if not isinstance(reply, list | tuple) or len(reply) != 2:
+        raise ValueError(f"unexpected reply {reply!r:.80}")
+    return _addr(*reply)
+
+
+@dataclass(frozen=True)
+class View:
+    """One Sentinel's view of our master."""
+
+    addr: str | None
+    failing_over: bool = False  # flags: failover_in_progress
+    odown: bool = False  # flags: o_down
+    failover_timeout: float | None = None  # seconds
+
+    @property
+    def busy(self) -> bool:
+        return self.failing_over or self.odown
+
+
+def _fields(entry: Any) -> dict[str, Any]:
+    if isinstance(entry, dict):
+        return {str(k): v for k, v in entry.items()}
+    if isinstance(entry, list | tuple) and len(entry) % 2 == 0:
+        keys = entry[::2]
+        if all(isinstance(k, str) for k in keys):
+            return dict(zip(keys, entry[1::2], strict=True))
+    raise ValueError(f"unexpected master entry {entry!r:.80}")
+
+
+def _parse_masters(reply: Any, name: str) -> View:
+    """Our master's entry in a `SENTINEL MASTERS` reply (View(None) if not monitored)."""
+    if reply is None:
+        return View(None)
+    if not isinstance(reply, list | tuple):
+        raise ValueError(f"unexpected reply {reply!r:.80}")
+    for entry in reply:
+        fields = _fields(entry)
+        if fields.get("name") != name:
+            continue
+        flags = str(fields.get("flags", "")).split(",")
+        timeout = fields.get("failover-timeout")
+        return View(
+            _addr(fields.get("ip"), fields.get("port")),
+            failing_over="failover_in_progress" in flags,
+            odown="o_down" in flags,
+            failover_timeout=int(str(timeout)) / 1000 if str(timeout).isdigit() else None,
+        )
+    return View(None)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Sentinel event about one master: `<type> <name> <ip> <port> [@ <master> <ip> <port>]`."""
+
+    channel: str
+    master_name: str
+    master: str  # the address of the master the event is about
+    instance: str | None  # the replica it names (selected, promoted...), if any
+
+
+def parse_event(channel: str, data: str) -> Event | None:
+    """The event, or None if it is not one about a master (or is malformed)."""
+    parts = data.split()
+    try:
+        if channel == "+switch-master":
+            if len(parts) != 5:
+                return None
+            name, old_host, old_port, new_host, new_port = parts
+            return Event(channel, name, _addr(old_host, old_port), _addr(new_host, new_port))
+        if len(parts) >= 8 and parts[4] == "@":
+            return Event(channel, parts[5], _addr(parts[6], parts[7]), _addr(parts[2], parts[3]))
+        if len(parts) >= 4 and parts[0] == "master":
+            return Event(channel, parts[1], _addr(parts[2], parts[3]), None)
+    except ValueError:
+        return None
+    return None
+
+
 @dataclass
 class Round:
     """What one round of questions found."""
 
     votes: dict[str, str | None] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    views: dict[str, View] = field(default_factory=dict)
+    started: float = 0.0  # monotonic time the questions were sent
 
     @property
     def reachable(self) -> int:
@@ -80,17 +229,24 @@ class Round:
             return None, votes
         return best, votes
 
+    def busy_with(self, addr: str) -> list[str]:
+        """Sentinels that say a failover of `addr` is in progress (or that it is o_down)."""
+        return [s for s, view in self.views.items() if view.addr == addr and view.busy]
 
-def _parse_addr(reply: Any) -> str | None:
-    if reply is None:
-        return None
-    if not isinstance(reply, list | tuple) or len(reply) != 2:
-        raise ValueError(f"unexpected reply {reply!r:.80}")
-    host, port = reply
-    if not str(port).isdigit():
-        raise ValueError(f"unexpected port {port!r:.40}")
-    host = str(host)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+@dataclass
+class Failover:
+    """A failover of `old` that some Sentinel said has started."""
+
+    old: str
+    started: float  # monotonic
+    started_at: float  # unix time
+    deadline: float  # monotonic; pushed back by every piece of news
+    attempts: dict[str, float] = field(default_factory=dict)  # Sentinel -> since (monotonic)
+    leader: str | None = None
+    promoted: str | None = None  # named by the leader's +promoted-slave or a +switch-master
+    switched: bool = False
+    trigger: str = ""
 
 
 class Discovery:
@@ -106,6 +262,8 @@ class Discovery:
         self.log = get_logger("redis_ambassador.discovery")
         self.master: str | None = None
         self.suspect: dict[str, float] = {}
+        self.failovers: dict[str, Failover] = {}
+        self.failover_timeout = DEFAULT_FAILOVER_TIMEOUT
         self.wake = asyncio.Event()
         self.fast_until = 0.0
         self.first_round = asyncio.Event()
@@ -141,20 +299,21 @@ class Discovery:
             retry=Retry(NoBackoff(), 0),
             decode_responses=True,
             client_name="podkit-redis-ambassador",
+            **NO_MAINT_NOTIFICATIONS,
             **options,
         )
 
     # --- one round -------------------------------------------------------------------------
 
-    async def _ask(self, addr: str, client: Redis) -> str | None:
-        query = ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.settings.master_name)
+    async def _ask(self, addr: str, client: Redis) -> View:
         reply = await asyncio.wait_for(
-            client.execute_command(*query), self.settings.sentinel_timeout * 2
+            client.execute_command("SENTINEL", "MASTERS"),  # type: ignore[no-untyped-call]
+            self.settings.sentinel_timeout * 2,
         )
-        return _parse_addr(reply)
+        return _parse_masters(reply, self.settings.master_name)
 
     async def ask_all(self) -> Round:
-        result = Round()
+        result = Round(started=time.monotonic())
         names = list(self.clients)
         replies = await asyncio.gather(
             *(self._ask(addr, self.clients[addr]) for addr in names), return_exceptions=True
@@ -174,9 +333,13 @@ class Discovery:
                 with contextlib.suppress(Exception):
                     await self.clients[addr].connection_pool.disconnect()
             else:
-                result.votes[addr] = reply
+                result.votes[addr] = reply.addr
+                result.views[addr] = reply
                 if self.sentinel_errors.pop(addr, None) is not None:
                     self.log.info("sentinel_recovered", sentinel=addr)
+        timeouts = [v.failover_timeout for v in result.views.values() if v.failover_timeout]
+        if timeouts:
+            self.failover_timeout = max(timeouts)
         return result
 
     async def role(self, addr: str) -> str:
@@ -184,7 +347,8 @@ class Discovery:
         client = self._client(addr, sentinel=False)
         try:
             reply = await asyncio.wait_for(
-                client.execute_command("ROLE"), self.settings.sentinel_timeout * 2
+                client.execute_command("ROLE"),  # type: ignore[no-untyped-call]
+                self.settings.sentinel_timeout * 2,
             )
             if isinstance(reply, list | tuple) and reply and isinstance(reply[0], str):
                 return reply[0]
@@ -199,6 +363,9 @@ class Discovery:
         found = await self.ask_all()
         m = self.metrics
         m.sentinels_reachable.set(found.reachable)
+        self._follow_polled(found)
+        if await self._adopt_promoted():
+            return
         candidate, votes = found.candidate(self.settings.quorum)
         m.sentinels_agreeing.set(votes if candidate else 0)
         now = time.monotonic()
@@ -218,7 +385,17 @@ class Discovery:
             self._set(None, "sentinels_disagree")
             return
         self.last_disagreement = None
-        if self.suspect.get(candidate, 0.0) > now:
+        replacing = candidate in self.failovers or bool(found.busy_with(candidate))
+        switched_away = self.suspect.get(candidate, 0.0) > now
+        if (replacing or switched_away) and self.master not in (None, candidate):
+            # The majority still names the node being replaced while we already use the
+            # promoted one (the leader's word): keep it while it says ROLE master.
+            await self._keep_promoted()
+            return
+        if replacing:
+            self._set(None, "failover_in_progress")
+            return
+        if switched_away:
             self._set(None, "switch_announced")
             return
         role = await self.role(candidate)
@@ -229,9 +406,22 @@ class Discovery:
                 self.log.warning("candidate_not_master", candidate=candidate, role=role)
             self._set(None, "candidate_not_master")
             return
+        if candidate in self.failovers:  # an event came while ROLE was asked
+            return
         self.last_rejected = None
         self.suspect.pop(candidate, None)
+        self._end_failovers_other_than(candidate, "majority")
         self._set(candidate, "sentinel_majority")
+
+    async def _keep_promoted(self) -> None:
+        master = self.master
+        if master is None:
+            return
+        role = await self.role(master)
+        if role != "master" and self.master == master:
+            self.metrics.role_check_failures.labels(role.lstrip("!")).inc()
+            self.log.warning("promoted_master_lost", master=master, role=role)
+            self._set(None, "candidate_not_master")
 
     def _keeping_without_sentinels(self, keeping: bool) -> None:
         if keeping and not self.kept_without_sentinels:
@@ -258,22 +448,151 @@ class Discovery:
             self.master = addr
             self.apply(addr, reason)
 
-    # --- +switch-master ------------------------------------------------------------------
+    # --- failovers -------------------------------------------------------------------------
 
-    def announced(self, sentinel: str, data: str) -> None:
-        parts = data.split()
-        if len(parts) != 5 or parts[0] != self.settings.master_name:
-            return
-        _, old_host, old_port, new_host, new_port = parts
-        old = f"{old_host}:{old_port}"
-        new = f"{new_host}:{new_port}"
-        self.metrics.switch_announcements.labels(sentinel).inc()
-        self.log.info("switch_master_announced", sentinel=sentinel, old=old, new=new)
-        if old != new:
-            self.suspect[old] = time.monotonic() + SUSPECT_HOLD
-            if self.master == old:
-                self._set(None, "switch_announced")
+    def _hold_limit(self) -> float:
+        return self.settings.failover_hold_timeout or self.failover_timeout
+
+    def _failover(self, old: str, trigger: str) -> Failover:
+        """The failover of `old` (started now if it is news); the current master is cut."""
+        now = time.monotonic()
+        fo = self.failovers.get(old)
+        if fo is None:
+            fo = Failover(old, now, time.time(), now + self._hold_limit(), trigger=trigger)
+            self.failovers[old] = fo
+            current = self.master == old
+            self.metrics.failover_holds.labels(trigger).inc()
+            self.log.warning("failover_started", master=old, trigger=trigger, current=current)
+        else:
+            fo.deadline = now + self._hold_limit()
+        self.metrics.failover_in_progress.set(1)
+        if self.master == old:
+            self._set(None, "failover_started")
         self.hurry()
+        return fo
+
+    @staticmethod
+    def _abandoned(fo: Failover) -> bool:
+        """Every attempt aborted and nothing was promoted: the old master stays."""
+        return not fo.attempts and not fo.switched and fo.promoted is None
+
+    def _end(self, old: str, outcome: str) -> None:
+        fo = self.failovers.pop(old, None)
+        if fo is None:
+            return
+        self.metrics.failover_holds_ended.labels(outcome).inc()
+        self.log.info("failover_ended", master=old, outcome=outcome, promoted=fo.promoted,
+                      seconds=round(time.monotonic() - fo.started, 3))  # fmt: skip
+        if not self.failovers:
+            self.metrics.failover_in_progress.set(0)
+
+    def _end_failovers_other_than(self, addr: str, outcome: str) -> None:
+        """`addr` is verified as the master: failovers away from other nodes are over."""
+        for old, fo in list(self.failovers.items()):
+            if old != addr and (fo.promoted in (None, addr)):
+                if fo.promoted is not None or fo.switched:
+                    self.suspect[old] = time.monotonic() + SUSPECT_HOLD
+                self._end(old, outcome)
+
+    def _follow_polled(self, found: Round) -> None:
+        """What the rounds see of failovers: a fallback for lost or late events."""
+        now = time.monotonic()
+        for old, fo in list(self.failovers.items()):
+            for sentinel, since in list(fo.attempts.items()):
+                view = found.views.get(sentinel)
+                if view is None or found.started <= since:
+                    continue  # unreachable, or asked before its attempt was heard of
+                if view.addr not in (None, old):
+                    # It has switched to another master: the failover is done there.
+                    fo.promoted = fo.promoted or view.addr
+                    fo.switched = True
+                elif not view.failing_over:
+                    del fo.attempts[sentinel]  # it gave up without us hearing the abort
+            if now > fo.deadline:
+                self.log.warning("failover_hold_expired", master=old, attempts=list(fo.attempts),
+                                 promoted=fo.promoted, limit=self._hold_limit())  # fmt: skip
+                self._end(old, "expired")
+            elif self._abandoned(fo) and not found.busy_with(old) and found.started > fo.started:
+                self._end(old, "aborted")
+        if self.master is not None and self.master not in self.failovers:
+            busy = found.busy_with(self.master)
+            if busy:
+                fo = self._failover(self.master, "poll")
+                for sentinel in busy:
+                    if found.views[sentinel].failing_over:
+                        fo.attempts.setdefault(sentinel, found.started)
+
+    async def _adopt_promoted(self) -> bool:
+        """Use a promoted node as soon as it is known and answers ROLE master."""
+        for old, fo in list(self.failovers.items()):
+            new = fo.promoted
+            if new is None or new == old or new in self.failovers:
+                continue
+            role = await self.role(new)
+            if role != "master":
+                self.metrics.role_check_failures.labels(role.lstrip("!")).inc()
+                continue
+            if self.failovers.get(old) is not fo or new in self.failovers:
+                continue  # an event changed things while ROLE was asked
+            self.suspect[old] = time.monotonic() + SUSPECT_HOLD
+            self._end(old, "switched" if fo.switched else "promoted")
+            self.suspect.pop(new, None)
+            self._set(new, "failover_promoted")
+            return True
+        return False
+
+    # --- events ----------------------------------------------------------------------------
+
+    def on_event(self, sentinel: str, channel: str, data: str) -> None:
+        event = parse_event(channel, data)
+        if event is None or event.master_name != self.settings.master_name:
+            return
+        known = channel in FAILOVER_EVENTS or channel in OTHER_EVENTS or channel in ABORTS
+        self.metrics.sentinel_events.labels(channel if known else "-failover-abort-other").inc()
+        if channel == "+switch-master":
+            self.metrics.switch_announcements.labels(sentinel).inc()
+        self.log.info("sentinel_event", sentinel=sentinel, channel=channel, master=event.master,
+                      instance=event.instance)  # fmt: skip
+        now = time.monotonic()
+        old = event.master
+        if self.master is not None and old != self.master:
+            # About a node we do not route to (a late or stale Sentinel): it only must not
+            # be taken back soon if it was switched away from.
+            if channel == "+switch-master" and event.instance != old:
+                self.suspect[old] = now + SUSPECT_HOLD
+            return
+        if channel == "+switch-master":
+            new = event.instance
+            if new is None or new == old:
+                self.hurry()
+                return
+            fo = self._failover(old, "event")
+            fo.promoted, fo.switched = new, True
+            fo.attempts.clear()
+            self.suspect[old] = now + SUSPECT_HOLD
+        elif channel.startswith("-failover-abort"):
+            aborted = self.failovers.get(old)
+            if aborted is not None:
+                aborted.attempts.pop(sentinel, None)
+                if self._abandoned(aborted):
+                    self._end(old, "aborted")
+            self.hurry()
+        elif channel == "-odown":
+            recovered = self.failovers.get(old)
+            if recovered is not None and self._abandoned(recovered):
+                self._end(old, "aborted")
+            self.hurry()
+        elif channel == "+sdown":
+            if old == self.master:
+                self.hurry()
+        elif channel == "+odown" or channel in FAILOVER_EVENTS:
+            fo = self._failover(old, "event")
+            if channel != "+odown":
+                fo.attempts.setdefault(sentinel, now)
+            if channel == "+elected-leader":
+                fo.leader = sentinel
+            elif channel == "+promoted-slave" and sentinel == fo.leader and event.instance:
+                fo.promoted = event.instance
 
     def hurry(self) -> None:
         """Ask again now, and keep asking quickly until a master is verified."""
@@ -281,19 +600,22 @@ class Discovery:
         self.wake.set()
 
     async def subscribe(self, addr: str) -> None:
-        backoff = self.settings.poll_interval
+        backoff = Backoff(min(self.settings.poll_interval, RESUBSCRIBE_MAX_BACKOFF),
+                          RESUBSCRIBE_MAX_BACKOFF)  # fmt: skip
         while True:
             client = self._client(addr, sentinel=True)
             # A subscription waits for messages indefinitely; only connects time out.
             client.connection_pool.connection_kwargs["socket_timeout"] = None
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe("+switch-master")
+                await pubsub.subscribe(*FAILOVER_EVENTS, *OTHER_EVENTS)
+                await pubsub.psubscribe(ABORT_PATTERN)
                 self.log.debug("subscribed", sentinel=addr)
-                backoff = self.settings.poll_interval
+                backoff.reset()
                 async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self.announced(addr, str(message.get("data", "")))
+                    if message.get("type") in ("message", "pmessage"):
+                        self.on_event(addr, str(message.get("channel", "")),
+                                      str(message.get("data", "")))  # fmt: skip
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -303,11 +625,12 @@ class Discovery:
                                  error=str(exc)[:200] or type(exc).__name__)  # fmt: skip
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 with contextlib.suppress(Exception):
                     await client.aclose()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RESUBSCRIBE_MAX_BACKOFF)
+            # Events may have been missed meanwhile: a round right away looks at the flags.
+            self.wake.set()
+            await asyncio.sleep(backoff.next())
 
     # --- the loop ------------------------------------------------------------------------
 

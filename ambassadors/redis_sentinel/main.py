@@ -39,6 +39,8 @@ class Ambassador:
             connect_timeout=settings.connect_timeout,
             ssl_context=tls_context(settings) if settings.redis_tls else None,
             on_upstream_error=self.upstream_error,
+            max_clients=settings.max_client_conn,
+            idle_timeout=settings.client_idle_timeout,
         )
         runtime.registry.register(ProxyCollector(self.proxy.stats, self.clock))
         self.discovery = Discovery(settings, self.metrics, self.apply)

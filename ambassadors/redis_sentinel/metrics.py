@@ -60,6 +60,25 @@ class AmbassadorMetrics:
             "master_kept_without_sentinels",
             "1 while no Sentinel answers and the master is kept because it still says ROLE master",
         )
+        self.sentinel_events = counter(
+            "sentinel_events",
+            "failover events received for our master, by event (channel)",
+            ("event",),
+        )
+        self.failover_holds = counter(
+            "failover_holds",
+            "failovers of the master that held traffic, by what noticed it first (event, poll)",
+            ("trigger",),
+        )
+        self.failover_holds_ended = counter(
+            "failover_holds_ended",
+            "failover holds that ended, by outcome (promoted, switched, majority, aborted, "
+            "expired)",
+            ("outcome",),
+        )
+        self.failover_in_progress = gauge(
+            "failover_in_progress", "1 while a failover holds traffic"
+        )
         self.switch_announcements = counter(
             "switch_master_announcements",
             "+switch-master messages received for our master, by Sentinel",
@@ -114,8 +133,14 @@ class ProxyCollector(Collector):
             labels=["reason"],
         )  # fmt: skip
         refused.add_metric(["no_master"], s.refused_no_master)
+        refused.add_metric(["max_clients"], s.refused_max_clients)
         refused.add_metric(["master_connect_failed"], s.upstream_errors)
         yield refused
+        yield CounterMetricFamily(
+            P + "connections_closed_idle",
+            "client connections closed after --client-idle-timeout without traffic",
+            value=s.closed_idle,
+        )
         yield GaugeMetricFamily(
             P + "seconds_without_master",
             "seconds since the verified master was lost (0 while one is known)",

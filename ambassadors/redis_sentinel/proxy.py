@@ -28,6 +28,8 @@ CLOSE_FLUSH_GRACE = 5.0
 LOG_EVERY = 1.0
 NO_MASTER_REPLY = b"-ERR podkit redis-ambassador: no Redis master is known, try again\r\n"
 UPSTREAM_DOWN_REPLY = b"-ERR podkit redis-ambassador: the Redis master refused the connection\r\n"
+# What redis-server itself answers past its maxclients, so clients handle it the same way.
+MAX_CLIENTS_REPLY = b"-ERR max number of clients reached\r\n"
 
 
 class ProxyStats:
@@ -38,6 +40,8 @@ class ProxyStats:
         "bytes_from_master",
         "bytes_to_master",
         "closed_by_failover",
+        "closed_idle",
+        "refused_max_clients",
         "refused_no_master",
         "total",
         "upstream_errors",
@@ -49,6 +53,8 @@ class ProxyStats:
         self.bytes_to_master = 0
         self.bytes_from_master = 0
         self.closed_by_failover = 0
+        self.closed_idle = 0
+        self.refused_max_clients = 0
         self.refused_no_master = 0
         self.upstream_errors = 0
 
@@ -94,6 +100,8 @@ class MasterSide(asyncio.Protocol):
 class ClientSide(asyncio.Protocol):
     """One application connection. Reading is paused until the master side is connected."""
 
+    master_side: type[MasterSide] = MasterSide
+
     def __init__(self, proxy: Proxy) -> None:
         self.proxy = proxy
         self.stats = proxy.stats
@@ -106,11 +114,24 @@ class ClientSide(asyncio.Protocol):
         self.client_eof = False
         self.master_eof = False
         self.closed = False
+        self.refused = False
+        self.ticks = 0  # chunks moved either way; the idle sweep compares it
+        self.seen_ticks = -1
+        self.quiet_since = 0.0
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        proxy = self.proxy
+        if len(proxy.clients) >= proxy.max_clients:
+            self.refused = True
+            self.closed = True
+            self.stats.refused_max_clients += 1
+            proxy.warn("client_refused", reason="max_clients", limit=proxy.max_clients)
+            transport.write(MAX_CLIENTS_REPLY)  # type: ignore[attr-defined]
+            transport.close()
+            return
         self.stats.total += 1
         self.stats.active += 1
         self.proxy.clients.add(self)
@@ -119,6 +140,7 @@ class ClientSide(asyncio.Protocol):
         self.connecting = self.proxy.loop.create_task(self._connect())
 
     def data_received(self, data: bytes) -> None:
+        # (A refused connection is closed in connection_made: no data reaches it.)
         self.stats.bytes_to_master += len(data)
         master = self.master
         if master is None:
@@ -143,6 +165,8 @@ class ClientSide(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            return
         self.closed = True
         self.stats.active -= 1
         self.proxy.forget(self)
@@ -182,7 +206,7 @@ class ClientSide(asyncio.Protocol):
             try:
                 transport, _ = await asyncio.wait_for(
                     proxy.loop.create_connection(
-                        lambda: MasterSide(self), host, port, ssl=proxy.ssl_context,
+                        lambda: self.master_side(self), host, port, ssl=proxy.ssl_context,
                         server_hostname=host if proxy.ssl_context else None,
                     ),
                     proxy.connect_timeout,
@@ -199,7 +223,7 @@ class ClientSide(asyncio.Protocol):
                 # The master changed while connecting; nothing was sent yet, so retry.
                 transport.abort()
                 continue
-            self.master = transport  # type: ignore[assignment]
+            self.master = transport
             self.master_addr = addr
             proxy.bind(self, addr)
             if self.pending:
@@ -235,6 +259,26 @@ class ClientSide(asyncio.Protocol):
         self.close()
 
 
+class CountingMasterSide(MasterSide):
+    """MasterSide that counts chunks for the idle sweep (only with --client-idle-timeout)."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        self.client.ticks += 1
+        super().data_received(data)
+
+
+class CountingClientSide(ClientSide):
+    """ClientSide that counts chunks for the idle sweep (only with --client-idle-timeout)."""
+
+    master_side = CountingMasterSide
+
+    def data_received(self, data: bytes) -> None:
+        self.ticks += 1
+        super().data_received(data)
+
+
 class Proxy:
     """Accepts application connections and binds each to the master known at that moment."""
 
@@ -246,8 +290,13 @@ class Proxy:
         connect_timeout: float,
         ssl_context: ssl.SSLContext | None,
         on_upstream_error: Any = None,
+        max_clients: int = 10000,
+        idle_timeout: float = 0.0,
     ) -> None:
         self.listen = listen
+        self.max_clients = max_clients
+        self.idle_timeout = idle_timeout
+        self.sweeper: asyncio.Task[None] | None = None
         self.connect_wait = connect_wait
         self.connect_timeout = connect_timeout
         self.ssl_context = ssl_context
@@ -277,11 +326,32 @@ class Proxy:
 
     async def start(self) -> str:
         host, port = split_host_port(self.listen)
+        # The idle sweep needs chunk counts; without it the hot path does not count.
+        client_side = CountingClientSide if self.idle_timeout > 0 else ClientSide
         self.server = await self.loop.create_server(
-            lambda: ClientSide(self), host, port, backlog=4096, reuse_address=True
+            lambda: client_side(self), host, port, backlog=4096, reuse_address=True
         )
         bound = self.server.sockets[0].getsockname()
+        if self.idle_timeout > 0:
+            self.sweeper = self.loop.create_task(self._sweep_idle(), name="idle sweep")
         return f"{bound[0]}:{bound[1]}"
+
+    async def _sweep_idle(self) -> None:
+        """Close connections that moved no byte either way for --client-idle-timeout."""
+        period = max(self.idle_timeout / 4, 0.01)
+        while True:
+            await asyncio.sleep(period)
+            now = self.loop.time()
+            for client in list(self.clients):
+                if client.master is None:
+                    continue  # still waiting for a master: --connect-wait governs it
+                if client.ticks != client.seen_ticks:
+                    client.seen_ticks = client.ticks
+                    client.quiet_since = now
+                elif now - client.quiet_since >= self.idle_timeout:
+                    self.stats.closed_idle += 1
+                    self.warn("client_idle_closed", timeout=self.idle_timeout)
+                    client.close()
 
     def set_master(self, addr: str | None) -> int:
         """Route new connections to `addr` (None: make them wait); cut the old master's."""
@@ -319,6 +389,8 @@ class Proxy:
         self.draining = True
         if self.server is not None:
             self.server.close()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         started = time.monotonic()
         if self.clients:
             self.log.info("draining_connections", connections=len(self.clients))

@@ -44,6 +44,23 @@ class AmbassadorSettings(HelperSettings):
         5.0, description="how long a new connection waits for a master while none is known"
     )
     connect_timeout: Duration = Field(2.0, gt=0, description="timeout of a connect to the master")
+    failover_hold_timeout: Duration | None = Field(
+        None,
+        gt=0,
+        description="longest a failover holds traffic without news from Sentinel (a lost "
+        "abort event); default: the Sentinels' failover-timeout",
+    )
+    max_client_conn: int = Field(
+        10000,
+        ge=1,
+        description="client connections open at once; more are refused with "
+        "-ERR max number of clients reached",
+    )
+    client_idle_timeout: Duration = Field(
+        0.0,
+        description="close a client connection after this long without a byte either way "
+        "(0: never; blocking commands and subscribers look idle)",
+    )
     sentinel_timeout: Duration = Field(
         0.5, gt=0, description="timeout of one Sentinel query or ROLE check"
     )

@@ -54,23 +54,29 @@ def event_time(event: dict) -> float:
     return datetime.datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
 
 
-def switched_away_at(helper: HelperProcess, old: str) -> float | None:
-    """When the ambassador stopped routing to `old` (lost or replaced it), from its log."""
+def switched_away_at(helper: HelperProcess, old: str, after: float = 0.0) -> float | None:
+    """When the ambassador stopped routing to `old` (lost or replaced it), from its log:
+    the first time after `after` (unix time)."""
     for event in helper.log_events():
         if event.get("event") in ("master_lost", "master_changed") and event.get("old") == old:
             # `at` is the exact unix time the connections were cut (`ts` is in ms).
-            return float(event["at"]) if "at" in event else event_time(event)
+            at = float(event["at"]) if "at" in event else event_time(event)
+            if at > after:
+                return at
     return None
 
 
 @dataclass
 class Writer:
-    """Threads that SET through the ambassador continuously, reconnecting on errors."""
+    """Threads that SET through the ambassador continuously, reconnecting on errors.
+
+    Every acknowledged write is kept as (time sent, key, time acknowledged)."""
 
     port: int
     threads: int = 4
     prefix: str = "amb"
-    ok: list[tuple[float, str]] = field(default_factory=list)
+    socket_timeout: float = 2.0
+    ok: list[tuple[float, str, float]] = field(default_factory=list)
     errors: int = 0
     stop_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,7 +90,8 @@ class Writer:
         return self
 
     def _run(self, number: int) -> None:
-        client = redis.Redis(host=HOST, port=self.port, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis(host=HOST, port=self.port, socket_timeout=self.socket_timeout,
+                             socket_connect_timeout=2)  # fmt: skip
         seq = 0
         while not self.stop_event.is_set():
             seq += 1
@@ -97,8 +104,9 @@ class Writer:
                     self.errors += 1
                 time.sleep(0.005)
                 continue
+            acked = time.time()
             with self.lock:
-                self.ok.append((sent, key))
+                self.ok.append((sent, key, acked))
         client.close()
 
     def count(self) -> int:
@@ -108,7 +116,11 @@ class Writer:
     def keys_after(self, when: float) -> list[str]:
         """Keys of acknowledged writes that were *sent* after `when`."""
         with self.lock:
-            return [key for at, key in self.ok if at > when]
+            return [key for at, key, _ in self.ok if at > when]
+
+    def acked(self) -> list[tuple[float, str, float]]:
+        with self.lock:
+            return list(self.ok)
 
     def stop(self) -> None:
         self.stop_event.set()

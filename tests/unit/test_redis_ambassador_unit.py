@@ -99,3 +99,17 @@ def test_bad_settings_exit_2_with_one_line():
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "--quorum" in result.stderr
+
+
+def test_limits_and_hold_settings():
+    settings = load("--sentinels", "a:1")
+    assert settings.client_idle_timeout == 0  # off unless asked for
+    assert settings.max_client_conn == 10000
+    assert settings.failover_hold_timeout is None  # the Sentinels' failover-timeout
+    settings = load("--sentinels", "a:1", "--max-client-conn", "50", "--client-idle-timeout",
+                    "5m", "--failover-hold-timeout", "30s")  # fmt: skip
+    assert (settings.max_client_conn, settings.client_idle_timeout) == (50, 300.0)
+    assert settings.failover_hold_timeout == 30.0
+    for bad in (("--max-client-conn", "0"), ("--failover-hold-timeout", "0")):
+        with pytest.raises(ConfigError, match=bad[0].replace("-", r"\-")):
+            load("--sentinels", "a:1", *bad)
