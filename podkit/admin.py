@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.exposition import choose_encoder
 
@@ -23,7 +23,28 @@ from podkit.config import split_host_port
 from podkit.httpserver import Handler, HttpServer, Request, Response
 
 if TYPE_CHECKING:
-    from podkit.runtime import Runtime
+    from prometheus_client import CollectorRegistry
+
+    from podkit.logs import EventLogger
+
+
+class Health(Protocol):
+    """All the admin server needs of the runtime: its state, its metrics, a drain request."""
+
+    @property
+    def helper_name(self) -> str: ...
+    @property
+    def registry(self) -> CollectorRegistry: ...
+    @property
+    def log(self) -> EventLogger: ...
+    @property
+    def started(self) -> bool: ...
+    @property
+    def draining(self) -> bool: ...
+    def readiness(self) -> tuple[bool, str]: ...
+    def loop_health(self) -> tuple[bool, float]: ...
+    def request_drain(self, source: str) -> None: ...
+
 
 StatusCallback = Callable[[], dict[str, object]]
 """Returns a helper's key figures for /status: names to JSON values, cheap to compute."""
@@ -50,8 +71,8 @@ def _status(ok: bool, **body: object) -> Response:
 
 
 class AdminServer:
-    def __init__(self, runtime: Runtime, addr: str) -> None:
-        self.runtime = runtime
+    def __init__(self, health: Health, addr: str) -> None:
+        self.health = health
         self.host, self.port = split_host_port(addr)
         self.created = time.monotonic()
         self.status_callbacks: list[StatusCallback] = []
@@ -65,7 +86,7 @@ class AdminServer:
                 "/status": {"GET": self.status},
                 "/drain": {"POST": self.drain},
             },
-            on_error=lambda exc: runtime.log.exception("admin_handler_failed", exc_info=exc),
+            on_error=lambda exc: health.log.exception("admin_handler_failed", exc_info=exc),
         )
 
     def add_route(
@@ -89,9 +110,9 @@ class AdminServer:
         self.status_callbacks.append(callback)
 
     def status_report(self) -> dict[str, object]:
-        runtime = self.runtime
-        ready, reason = runtime.readiness()
-        live, lag = runtime.loop_health()
+        health = self.health
+        ready, reason = health.readiness()
+        live, lag = health.loop_health()
         figures: dict[str, object] = {}
         for callback in self.status_callbacks:
             try:
@@ -99,14 +120,14 @@ class AdminServer:
             except Exception as exc:  # a figure must never break the status page
                 figures["error"] = f"{type(exc).__name__}: {exc}"
         return {
-            "helper": runtime.helper.name,
+            "helper": health.helper_name,
             "version": __version__,
             "pid": os.getpid(),
             "live": live,
-            "started": runtime.started,
+            "started": health.started,
             "ready": ready,
             "reason": reason,
-            "draining": runtime.draining,
+            "draining": health.draining,
             "uptime_seconds": round(time.monotonic() - self.created, 3),
             "event_loop_lag_seconds": round(lag, 6),
             "figures": figures,
@@ -123,20 +144,20 @@ class AdminServer:
     # --- endpoints ------------------------------------------------------------------------
 
     async def livez(self, request: Request) -> Response:
-        healthy, lag = self.runtime.loop_health()
+        healthy, lag = self.health.loop_health()
         return _status(healthy, event_loop_lag_seconds=round(lag, 6))
 
     async def readyz(self, request: Request) -> Response:
-        ready, reason = self.runtime.readiness()
+        ready, reason = self.health.readiness()
         return _status(ready, reason=reason) if reason else _status(ready)
 
     async def startupz(self, request: Request) -> Response:
-        return _status(self.runtime.started)
+        return _status(self.health.started)
 
     async def metrics(self, request: Request) -> Response:
         accept = request.headers.get(b"accept", b"").decode("latin-1")
         encoder, content_type = choose_encoder(accept)
-        return Response(200, encoder(self.runtime.registry), content_type.encode())
+        return Response(200, encoder(self.health.registry), content_type.encode())
 
     async def status(self, request: Request) -> Response:
         return json_response(self.status_report())
@@ -144,5 +165,5 @@ class AdminServer:
     async def drain(self, request: Request) -> Response:
         if not _is_loopback(request.peer):
             return json_response({"error": "drain is accepted from loopback only"}, 403)
-        self.runtime.request_drain(source="admin")
+        self.health.request_drain(source="admin")
         return json_response({"status": "draining"}, 202)

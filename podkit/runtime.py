@@ -94,6 +94,10 @@ class Runtime:
         self.loop_lag = 0.0
         self._last_tick = time.monotonic()
 
+    @property
+    def helper_name(self) -> str:
+        return self.helper.name
+
     # --- state the helper sets ------------------------------------------------------------
 
     def set_started(self) -> None:
