@@ -8,12 +8,12 @@ becomes a `SourceError` whose message says what went wrong in words a user can a
 from __future__ import annotations
 
 import asyncio
-import ssl
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from podkit.adapters.prometheus.api import SourceError
 from podkit.adapters.prometheus.http1 import Http1Pool
+from podkit.tls import client_context
 
 if TYPE_CHECKING:
     import aiohttp
@@ -44,11 +44,7 @@ def check_uri(uri: str) -> str:
 class HttpClient:
     def __init__(self, max_body_size: int, *, verify: bool = True, ca_file: str = "") -> None:
         self.max_body_size = max_body_size
-        self._ssl: ssl.SSLContext | bool = True
-        if ca_file:
-            self._ssl = ssl.create_default_context(cafile=ca_file)
-        elif not verify:
-            self._ssl = False
+        self._ssl = client_context(verify=verify, ca_file=ca_file)
         self._tcp: aiohttp.ClientSession | None = None
         self._unix: dict[str, aiohttp.ClientSession] = {}
         self._plain = Http1Pool(max_body_size)

@@ -16,14 +16,16 @@ from podkit.ambassadors.redis_sentinel.metrics import (
 from podkit.ambassadors.redis_sentinel.proxy import Proxy
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
 from podkit.runtime import Runtime, StartupError
+from podkit.tls import client_context
 
 
 def tls_context(settings: AmbassadorSettings) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=settings.tls_ca_file)
-    context.check_hostname = settings.tls_verify_hostname
-    if settings.tls_cert_file:
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
-    return context
+    return client_context(
+        ca_file=settings.tls_ca_file,
+        cert_file=settings.tls_cert_file,
+        key_file=settings.tls_key_file,
+        check_hostname=settings.tls_verify_hostname,
+    )
 
 
 class Ambassador:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import ssl
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -16,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from podkit.config import SecretFile
 from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions
+from podkit.tls import client_context
 from podkit.urls import hide_userinfo
 
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -100,11 +100,7 @@ class HttpOutput(Output):
         if self.session is not None:
             return
         opts = self.options
-        ssl_context: ssl.SSLContext | bool = True
-        if not opts.tls_verify:
-            ssl_context = False
-        elif opts.ca_file:
-            ssl_context = ssl.create_default_context(cafile=opts.ca_file)
+        ssl_context = client_context(verify=opts.tls_verify, ca_file=opts.ca_file)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=ssl_context, limit=4),
             timeout=aiohttp.ClientTimeout(total=opts.request_timeout),
