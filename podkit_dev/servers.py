@@ -374,6 +374,32 @@ class PostgresServer:
             self.process.stop(signal.SIGINT)  # fast shutdown
         self.dir.cleanup()
 
+    def accepting(self) -> bool:
+        """True once the server accepts connections (past "the database system is starting up")."""
+        isready = find_binary("pg_isready", *(str(d) for d in _PG_DIRS))
+        argv = [isready, "-q", "-h", HOST, "-p", str(self.port), "-U", "postgres"]
+        return subprocess.run(argv, capture_output=True).returncode == 0
+
+    def wait_accepting(self, timeout: float = 30.0) -> PostgresServer:
+        wait_for(self.accepting, what=f"postgres on {self.port} accepting", timeout=timeout)
+        return self
+
+    def psql(self, sql: str, *, db: str = "postgres", user: str = "postgres") -> str:
+        """Run SQL with psql over the Unix socket; returns unaligned tuples-only output."""
+        binary = find_binary("psql", *(str(d) for d in _PG_DIRS))
+        argv = [binary, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.dir.path),
+                "-p", str(self.port), "-U", user, "-d", db, "-c", sql]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=True, user=self.user)
+        return done.stdout
+
+    def restart(self) -> PostgresServer:
+        """Fast shutdown and start again on the same port and data directory."""
+        if self.process is not None:
+            self.process.stop(signal.SIGINT)
+        self.process = Process(self.process.argv if self.process else [], self.dir.path /
+                               "postgres.log", user=self.user).start()  # fmt: skip
+        return self.wait_accepting()
+
 
 # --- nginx and haproxy ---------------------------------------------------------------------
 
