@@ -85,15 +85,15 @@ class ClientConn(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
         amb.clients.add(self)
+        # Refusals are answered after the startup packet (and SSLRequest), as PostgreSQL does,
+        # so that drivers read them as what they are.
         if amb.draining:
             self.stats.refused("draining")
-            self.fatal("57P01", ADMIN_SHUTDOWN)
-            return
-        if len(amb.clients) > self.settings.max_client_conn:
+            self.refusal = ("57P01", ADMIN_SHUTDOWN)
+        elif len(amb.clients) > self.settings.max_client_conn:
             self.stats.refused("max_client_conn")
             amb.warn("client_refused", reason="max_client_conn", addr=self.addr)
-            self.fatal("53300", "pg-ambassador: no more connections allowed (max_client_conn)")
-            return
+            self.refusal = ("53300", "pg-ambassador: no more connections allowed (max_client_conn)")
         self.login_timer = amb.loop.call_later(
             self.settings.client_login_timeout, self._login_timeout
         )
@@ -113,7 +113,7 @@ class ClientConn(asyncio.Protocol):
                 self.process(messages)
             elif self.console:
                 self.amb.console.handle(self, messages)
-            else:
+            elif self.waiting or not self.answer_locally(messages):
                 self.pending.extend(messages)
                 if not self.waiting:
                     self.need_server()
@@ -199,7 +199,12 @@ class ClientConn(asyncio.Protocol):
                 return
             self._startup(startup)
 
+    refusal: tuple[str, str] | None = None
+
     def _startup(self, startup: pq.Startup) -> None:
+        if self.refusal is not None:
+            self.fatal(*self.refusal)
+            return
         params = startup.params
         self.user = params["user"]
         self.database = params.get("database") or self.user
@@ -388,6 +393,48 @@ class ClientConn(asyncio.Protocol):
         if self.server is server:
             self.server = None
             self.fatal("08006", "pg-ambassador: the server connection was lost")
+
+    def answer_locally(self, messages: list[tuple[int, bytes]]) -> bool:
+        """Parse/Close of statements and Sync with no server held: answer without one.
+
+        A Parse of a statement some server of the pool already parsed is only recorded
+        (the server that runs it gets it on Bind). Without this, a client that prepares
+        with a blocking call (pgbench -M prepared, libpq's PQprepare) while its other
+        connections hold every server would wait forever.
+        """
+        pool = self.pool
+        assert pool is not None
+        known = pool.known
+        stmts = self.stmts
+        for kind, msg in messages:
+            if kind == 80:  # P
+                name, pos = pq.cstr(msg, 5)
+                if not name or name in stmts or msg[pos:] not in known:
+                    return False
+            elif kind == 67:  # C
+                if msg[5] != 83 or msg[6] == 0:
+                    return False
+            elif kind not in (83, 72):  # S H
+                return False
+        if messages[-1][0] != 83:
+            return False
+        out: list[bytes] = []
+        for kind, msg in messages:
+            if kind == 80:
+                name, pos = pq.cstr(msg, 5)
+                if name in stmts:  # twice in this batch: let the server path refuse it
+                    return False
+                stmts[name] = msg[pos:]
+                self.stats.prepared_hits += 1
+                out.append(pq.PARSE_COMPLETE)
+            elif kind == 67:
+                name, _ = pq.cstr(msg, 6)
+                stmts.pop(name, None)
+                out.append(pq.CLOSE_COMPLETE)
+            elif kind == 83:
+                out.append(pq.READY_IDLE)
+        self.transport.writelines(out)
+        return True
 
     # --- messages to the server ------------------------------------------------------------
 

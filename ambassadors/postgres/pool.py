@@ -13,7 +13,7 @@ import asyncio
 import bisect
 import contextlib
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from podkit.ambassadors.postgres import protocol as pq
@@ -65,6 +65,7 @@ REPLAYED = frozenset(
 )
 
 
+KNOWN_STATEMENTS = 10000
 WAIT_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -137,11 +138,19 @@ class Pool:
         self.last_error = ""
         self.tasks: set[asyncio.Task[None]] = set()
         self.retired_addrs: set[tuple[str, int]] = set()
+        # statements (Parse bodies) some server of this pool parsed without error
+        self.known: OrderedDict[bytes, None] = OrderedDict()
         self.good_addrs: set[tuple[str, int]] = set()
 
     @property
     def label(self) -> str:
         return f"{self.database}/{self.user}"
+
+    def parsed(self, key: bytes) -> None:
+        known = self.known
+        known[key] = None
+        if len(known) > KNOWN_STATEMENTS:
+            known.popitem(last=False)
 
     def total(self) -> int:
         return len(self.idle) + len(self.active) + self.connecting

@@ -161,8 +161,14 @@ class ServerConn(asyncio.Protocol):
                         release = True
             elif kind == 49:  # 1 ParseComplete
                 expect = self.expect
-                if expect and expect[0][0] <= P_SWALLOW and expect.popleft()[0] == P_SWALLOW:
-                    forward = False
+                if expect and expect[0][0] <= P_SWALLOW:
+                    entry = expect.popleft()
+                    if entry[0] == P_SWALLOW:
+                        forward = False
+                        if entry[1] is not None:
+                            self.pool.parsed(entry[1])
+                    elif entry[2] is not None and entry[2][1] is not None:
+                        self.pool.parsed(entry[2][1])
             elif kind == 51:  # 3 CloseComplete
                 expect = self.expect
                 if expect and expect[0][0] in (C_FWD, C_SWALLOW):
