@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
 import uvloop
 from podkit.ambassadors.postgres.main import Ambassador
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
@@ -96,8 +95,8 @@ class AmbassadorThread:
         return self.call(read)
 
 
-@pytest.fixture
-def pg() -> Iterator[PostgresServer]:
+def pg_server() -> Iterator[PostgresServer]:
+    """For a `pg` fixture: a PostgreSQL that accepts connections."""
     server = _start(PostgresServer)
     try:
         server.wait_accepting()
@@ -106,9 +105,8 @@ def pg() -> Iterator[PostgresServer]:
         server.cleanup()
 
 
-@pytest.fixture
-def ambassador(pg: PostgresServer) -> Iterator[Callable[..., AmbassadorThread]]:
-    """`ambassador(pool_size=2, ...)`: an ambassador in front of `pg`."""
+def ambassadors(pg: PostgresServer) -> Iterator[Callable[..., AmbassadorThread]]:
+    """For an `ambassador` fixture: `ambassador(pool_size=2, ...)` in front of `pg`."""
     started: list[AmbassadorThread] = []
 
     def make(**settings: Any) -> AmbassadorThread:

@@ -12,14 +12,23 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.integration.pg_ambassador_kit import (  # noqa: F401 - fixtures
-    ambassador,
-    pg,
+from tests.integration import pg_ambassador_kit as kit
+from tests.integration.pg_ambassador_kit import (
     pg_binary,
     run_pg_tool,
     server_backends,
     wait_for,
 )
+
+
+@pytest.fixture
+def pg():
+    yield from kit.pg_server()
+
+
+@pytest.fixture
+def ambassador(pg):
+    yield from kit.ambassadors(pg)
 
 
 async def test_asyncpg_default_statement_cache_through_a_small_pool(ambassador) -> None:
@@ -147,10 +156,12 @@ def test_copy_in_and_out_with_psql_and_psycopg(ambassador, pg, tmp_path) -> None
         assert len(lines) == 6000
         assert conn.execute("select count(*) from items").fetchone() == (6000,)
         # a COPY that fails half-way leaves the connection usable
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            with conn.cursor().copy("copy items from stdin") as copy:
-                copy.write_row((1, "x"))
-                raise psycopg.errors.QueryCanceled("client gives up")
+        with (
+            pytest.raises(psycopg.errors.QueryCanceled),
+            conn.cursor().copy("copy items from stdin") as copy,
+        ):
+            copy.write_row((1, "x"))
+            raise psycopg.errors.QueryCanceled("client gives up")
         assert conn.execute("select count(*) from items").fetchone() == (6000,)
     target = tmp_path / "out.csv"
     done = run_pg_tool("psql", "-X", amb.dsn(), "-c", f"\\copy items to '{target}' csv")
