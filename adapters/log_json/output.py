@@ -13,6 +13,8 @@ import asyncio
 import os
 from collections.abc import Callable
 
+from podkit.backoff import Backoff
+
 RETRY_FIRST = 0.5
 RETRY_MAX = 30.0
 
@@ -52,7 +54,9 @@ def _drop_torn_record(fd: int) -> int:
     return size - keep
 
 
-class Output:
+class RecordWriter:
+    """Where the adapter's JSON records go: stdout or an appended file (not a shipper Output)."""
+
     def __init__(self, kind: str, path: str | None = None) -> None:
         self.kind = kind
         self.path = path
@@ -73,7 +77,7 @@ class Output:
         on_recovered: Callable[[], None] | None = None,
     ) -> None:
         view = memoryview(data)
-        delay = RETRY_FIRST
+        backoff = Backoff(RETRY_FIRST, RETRY_MAX)
         failed = False
         while view:
             done, error = await asyncio.to_thread(_write_all, self.fd, view)
@@ -83,8 +87,7 @@ class Output:
             failed = True
             if on_error is not None:
                 on_error(error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+            await asyncio.sleep(backoff.next())
         if failed and on_recovered is not None:
             on_recovered()
 

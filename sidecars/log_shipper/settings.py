@@ -8,7 +8,7 @@ here, so a mistake exits 2 with one line naming the flag or the YAML key.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -45,6 +45,9 @@ COMMON_OUTPUT_FLAGS = (
     "retry_max_attempts",
     "request_timeout",
 )
+
+if TYPE_CHECKING:
+    from podkit.sidecars.log_shipper.outputs.base import Output
 
 
 class OutputEntry(BaseModel):
@@ -179,7 +182,9 @@ class LogShipperSettings(FollowSettings):
     @model_validator(mode="after")
     def _build_outputs(self) -> LogShipperSettings:
         if self.outputs:
-            entries = [(("outputs", i), entry.model_dump()) for i, entry in enumerate(self.outputs)]
+            entries: list[tuple[tuple[str | int, ...], dict[str, Any]]] = [
+                (("outputs", i), entry.model_dump()) for i, entry in enumerate(self.outputs)
+            ]
             flag_map: dict[str, str] | None = None
         else:
             entries = [(("output",), self._single_output())]
@@ -231,8 +236,8 @@ class LogShipperSettings(FollowSettings):
         return mapping
 
     @staticmethod
-    def _load_output(loc: tuple[Any, ...], raw: dict[str, Any]) -> type:
-        from podkit.sidecars.log_shipper.outputs.base import Output
+    def _load_output(loc: tuple[Any, ...], raw: dict[str, Any]) -> type[Output]:
+        from podkit.sidecars.log_shipper.outputs.base import Output as OutputClass
 
         kind = raw.get("type")
         if not isinstance(kind, str) or not kind:
@@ -241,7 +246,7 @@ class LogShipperSettings(FollowSettings):
             cls = plugins.load("output", kind)
         except plugins.PluginError as exc:
             raise _error(loc if loc == ("output",) else (*loc, "type"), kind, str(exc)) from None
-        if not (isinstance(cls, type) and issubclass(cls, Output)):
+        if not (isinstance(cls, type) and issubclass(cls, OutputClass)):
             raise _error(loc, kind, "is not an output class (subclass Output)")
         return cls
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from podkit.sidecars.log_shipper.outputs.base import OutputError, SendResult
-from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
-from podkit.sidecars.log_shipper.records import OutBatch
 from pydantic import Field
 
 from podkit.config import SecretFile
+from podkit.sidecars.log_shipper.outputs.base import OutputError, SendResult
+from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
+from podkit.sidecars.log_shipper.records import OutBatch
 
 
 class ElasticsearchOptions(HttpOptions):
@@ -32,7 +32,7 @@ class ElasticsearchOutput(HttpOutput):
     idempotent = True
 
     def __init__(self, options: ElasticsearchOptions, **kwargs: object) -> None:
-        super().__init__(options, **kwargs)  # type: ignore[arg-type]
+        super().__init__(options, **kwargs)
         self.url = options.url.rstrip("/") + "/_bulk"
         if options.pipeline:
             self.url += f"?pipeline={options.pipeline}"

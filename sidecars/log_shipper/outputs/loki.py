@@ -11,9 +11,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import orjson
+from pydantic import Field, field_validator
+
 from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
 from podkit.sidecars.log_shipper.records import OutBatch
-from pydantic import Field, field_validator
 
 PUSH_PATH = "/loki/api/v1/push"
 
@@ -42,7 +43,7 @@ class LokiOutput(HttpOutput):
     options: LokiOptions
 
     def __init__(self, options: LokiOptions, **kwargs: object) -> None:
-        super().__init__(options, **kwargs)  # type: ignore[arg-type]
+        super().__init__(options, **kwargs)
         parts = urlsplit(options.url)
         self.url = (
             options.url if parts.path not in ("", "/") else options.url.rstrip("/") + PUSH_PATH
