@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import ssl
 import struct
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from podkit.ambassadors.postgres.auth import (
     AuthError,
@@ -239,3 +241,27 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         pass
     finally:
         writer.close()
+
+
+# --- a throwaway PKI --------------------------------------------------------------------------
+
+
+def make_pki(directory: Path, openssl: str, name: str = "ca") -> dict[str, Path]:
+    """A CA and one certificate it signs for 127.0.0.1 and localhost (server and client use)."""
+    ca_key, ca_cert = directory / f"{name}.key", directory / f"{name}.crt"
+    key, csr, cert = (directory / f"{name}-node.{ext}" for ext in ("key", "csr", "crt"))
+    ext_file = directory / f"{name}-san.ext"
+    ext_file.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n"
+    )
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-days", "2", "-subj", f"/CN=podkit-{name}",
+        "-keyout", str(ca_key), "-out", str(ca_cert))  # fmt: skip
+    run("req", *ec, "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext_file), "-out", str(cert))  # fmt: skip
+    return {"ca": ca_cert, "cert": cert, "key": key}
