@@ -310,3 +310,21 @@ def test_server_auth_survives_garbage(messages):
         except AuthError as exc:
             assert SECRET not in str(exc)
             return
+
+
+def userlist_field(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), min_size=1),
+        st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"))),
+        max_size=5,
+    )
+)
+def test_userlist_round_trip(users):
+    users = {u: p for u, p in users.items() if not p.startswith("SCRAM-SHA-256$")}
+    text = "".join(f"{userlist_field(u)} {userlist_field(p)}\n" for u, p in users.items())
+    assert parse_userlist(text) == users
