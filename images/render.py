@@ -11,7 +11,6 @@ from its registration alone: `images/build.sh render` (or `make images`) writes 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -35,21 +34,20 @@ class ImageSpec:
 
 
 def specs() -> list[ImageSpec]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = project.get("optional-dependencies", {})
-    found = []
-    for name, target in sorted(project["entry-points"]["podkit.helpers"].items()):
-        module, _, attr = target.partition(":")
-        helper = getattr(importlib.import_module(module), attr)
-        found.append(
-            ImageSpec(
-                helper=name,
-                extras=name if name in extras else "",
-                admin_port=helper.admin_port,
-                description=f"podkit {name}: {helper.summary}".replace('"', "'"),
-            )
+    from podkit.cli import helpers
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get(
+        "optional-dependencies", {}
+    )
+    return [
+        ImageSpec(
+            helper=name,
+            extras=name if name in extras else "",
+            admin_port=helper.admin_port,
+            description=f"podkit {name}: {helper.summary}".replace('"', "'"),
         )
-    return found
+        for name, helper in sorted(helpers().items())
+    ]
 
 
 def render(spec: ImageSpec) -> str:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from podkit import __version__
+
+if TYPE_CHECKING:
+    from podkit.helper import Helper
 
 USAGE = """usage: podkit ROLE [settings...]           run a helper (ROLE --help: its settings)
        podkit ctl status|drain --admin URL   talk to a running helper
@@ -19,7 +23,8 @@ USAGE = """usage: podkit ROLE [settings...]           run a helper (ROLE --help:
 """
 
 
-def _helpers() -> dict[str, object]:
+def helpers() -> dict[str, Helper]:
+    """Every registered helper by name (its declaration only: no helper code is imported)."""
     found = {}
     for entry_point in entry_points(group="podkit.helpers"):
         try:
@@ -30,40 +35,45 @@ def _helpers() -> dict[str, object]:
 
 
 def _print_help() -> None:
-    helpers = _helpers()
+    found = helpers()
     lines = [USAGE, "helpers:"]
-    for name, helper in sorted(helpers.items()):
-        lines.append(f"  {name:<18} {helper.summary} (admin :{helper.admin_port})")  # type: ignore[attr-defined]
+    for name, helper in sorted(found.items()):
+        lines.append(f"  {name:<18} {helper.summary} (admin :{helper.admin_port})")
     print("\n".join(lines))
 
 
 def run_helper(name: str, argv: list[str]) -> int:
-    from podkit.config import ConfigError, environ_snapshot, load_settings
+    from podkit.config import ConfigError, Notice, environ_snapshot, load_settings
 
-    helper = _helpers().get(name)
+    helper = helpers().get(name)
     if helper is None:
-        known = ", ".join(sorted(_helpers())) or "none"
+        known = ", ".join(sorted(helpers())) or "none"
         print(f"podkit: unknown helper {name!r}; available: {known}", file=sys.stderr)
         return 2
     prog = f"podkit {name}"
+    notices: list[Notice] = []
     try:
         settings = load_settings(
-            helper.load_settings_class(),  # type: ignore[attr-defined]
+            helper.load_settings_class(),
             argv,
             environ_snapshot(),
             prog=prog,
-            description=helper.summary,  # type: ignore[attr-defined]
-            admin_default=f"0.0.0.0:{helper.admin_port}",  # type: ignore[attr-defined]
+            description=helper.summary,
+            admin_default=f"0.0.0.0:{helper.admin_port}",
+            notices=notices,
         )
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    code = helper.run_oneshot(settings)
+    if code is not None:
+        return code
 
     from podkit.init import become_init_if_pid1
     from podkit.runtime import serve
 
     become_init_if_pid1()
-    return serve(helper, settings)  # type: ignore[arg-type]
+    return serve(helper, settings, notices)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,11 @@ field is at once a flag (`--some-flag`), an environment variable (`PODKIT_SOME_F
 a key of the config file (`some_flag:`). Any problem ends in `ConfigError`, which the CLI
 prints as one line naming the setting, where the value came from, the value (unless it
 is a secret) and what is wrong, and exits with status 2.
+
+Drop-in names are declared here too, not in each helper: `Alias` gives a field the flag
+and env spellings of the image it replaces (`-nginx.scrape-uri`, `GITSYNC_REPO`,
+`DATABASES_HOST`), and `ForeignConfig` reads a foreign config file (Fluent Bit's) into
+the same settings dict, so every spelling is validated the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,10 +40,61 @@ from pydantic.fields import FieldInfo
 ENV_PREFIX = "PODKIT_"
 
 S = typing.TypeVar("S", bound="HelperSettings")
+_M = typing.TypeVar("_M")
 
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message is the single line shown to the user."""
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Other spellings of one setting, as `Annotated` metadata on its field.
+
+    Flags may be GNU (`--repo`), pflag (`--repo=V`) or Go single-dash long flags
+    (`-nginx.scrape-uri=V`, `-web.listen-address V`). Env names are read as they are, not
+    under PODKIT_. Deprecated spellings work and log a `deprecated_setting` warning.
+    """
+
+    flags: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    deprecated_flags: tuple[str, ...] = ()
+    deprecated_env: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for flag in self.flags + self.deprecated_flags:
+            if not flag.startswith("-") or flag.startswith("---"):
+                raise ValueError(f"alias flag {flag!r} must start with - or --")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something worth one log line at start-up (a deprecated name, an ignored key)."""
+
+    event: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ForeignSettings:
+    """What a foreign config reader found: settings by field name, and notices to log."""
+
+    settings: dict[str, Any]
+    notices: list[Notice] = dataclass_field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ForeignConfig:
+    """Metadata on a path setting: `reader(path) -> ForeignSettings` reads that file.
+
+    The settings it returns rank as a config file's (below PODKIT_* env and flags, below
+    podkit's own --config too). `default_path` is read when the setting is unset and that
+    file exists (an image's conventional mount point). A reader raises ConfigError naming
+    the file, line, section and key of a problem.
+    """
+
+    reader: str
+    default_path: str = ""
 
 
 # --- value types shared by every helper -------------------------------------------------
@@ -153,12 +210,21 @@ def env_name(field: str) -> str:
 class Origin:
     kind: Literal["default", "file", "env", "flag"]
     detail: str = ""
+    """file: which file; env: the variable's name; flag: the spelling typed."""
+
+    def spelling(self, field: str) -> str:
+        """The setting's name as the user wrote it (an alias, if they used one)."""
+        if self.kind == "flag" and self.detail:
+            return self.detail
+        if self.kind == "env" and self.detail and not self.detail.startswith(ENV_PREFIX):
+            return self.detail  # a drop-in env name (SCRAPE_URI, GITSYNC_REPO)
+        return flag_name(field)
 
     def describe(self, field: str) -> str:
         if self.kind == "flag":
-            return f"from {flag_name(field)}"
+            return f"from {self.spelling(field)}"
         if self.kind == "env":
-            return f"from env {env_name(field)}"
+            return f"from env {self.detail or env_name(field)}"
         if self.kind == "file":
             return f"from {self.detail}"
         return "default"
@@ -204,6 +270,14 @@ def _extra(info: FieldInfo) -> dict[str, Any]:
         if isinstance(meta_extra, dict):
             merged.update(meta_extra)
     return merged
+
+
+def _meta(info: FieldInfo, kind: type[_M]) -> _M | None:
+    return next((meta for meta in info.metadata if isinstance(meta, kind)), None)
+
+
+def aliases(info: FieldInfo) -> Alias:
+    return _meta(info, Alias) or Alias()
 
 
 def is_secret(info: FieldInfo) -> bool:
@@ -255,6 +329,61 @@ class _OneLineParser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
+_SPELLINGS = "_podkit_spellings"
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+
+def _note_spelling(namespace: argparse.Namespace, dest: str, option_string: str | None) -> None:
+    spellings = getattr(namespace, _SPELLINGS, None)
+    if spellings is None:
+        spellings = {}
+        setattr(namespace, _SPELLINGS, spellings)
+    spellings[dest] = (option_string or "").split("=", 1)[0]
+
+
+class _Store(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        setattr(namespace, self.dest, values)
+        _note_spelling(namespace, self.dest, option_string)
+
+
+class _Append(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append(values)
+        setattr(namespace, self.dest, items)
+        _note_spelling(namespace, self.dest, option_string)
+
+
+class _Bool(argparse.Action):
+    """`--flag`, `--flag=true|false` (pflag and Go style) and `--no-flag`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        if option_string and option_string.startswith("--no-"):
+            value = False
+        elif values is None or str(values).lower() in _TRUE:
+            value = True
+        elif str(values).lower() in _FALSE:
+            value = False
+        else:
+            raise argparse.ArgumentError(self, f"expected true or false, got {values!r}")
+        setattr(namespace, self.dest, value)
+        _note_spelling(namespace, self.dest, option_string)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each setting once, under its podkit name; its aliases are listed in its help text."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        name = action.option_strings[0]
+        if isinstance(action, _Bool):
+            return f"{name}[=BOOL], --no-{name.removeprefix('--')}"
+        return f"{name} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
+
 def _help_default(name: str, info: FieldInfo, admin_default: str) -> str:
     if name == "admin_addr":
         return admin_default
@@ -274,12 +403,14 @@ def build_parser(
     parser = _OneLineParser(
         prog=prog,
         description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
+        allow_abbrev=False,  # a prefix of one spelling must not silently mean another
         epilog=(
             "Every flag --some-flag is also the environment variable PODKIT_SOME_FLAG and the\n"
             "key some_flag: of the --config file. Flags win over env, env over the file.\n"
             "Durations take 250ms, 5s, 2m; sizes take 64KiB, 10MB; lists are repeated flags\n"
-            "or comma-separated env values."
+            "or comma-separated env values. 'also:' lists the names of the image a helper\n"
+            "replaces, which work as they are."
         ),
     )
     parser.add_argument(
@@ -294,7 +425,11 @@ def build_parser(
         group = common if name in COMMON_FIELDS else own
         kind = _field_kind(info)
         extra = _extra(info)
-        notes = [f"env: {env_name(name)}"]
+        alias = aliases(info)
+        spellings = [flag_name(name), *alias.flags, *alias.deprecated_flags]
+        notes = [f"env: {', '.join([env_name(name), *alias.env])}"]
+        if alias.flags:
+            notes.append(f"also: {' '.join(alias.flags)}")
         default = _help_default(name, info, admin_default)
         if info.is_required():
             notes.append("required")
@@ -303,37 +438,31 @@ def build_parser(
         description = (info.description or "").replace("%", "%%")
         if kind == "structured":
             group.add_argument(
-                flag_name(name),
-                help=argparse.SUPPRESS,
+                *spellings, dest=name, action=_Store, help=argparse.SUPPRESS,
                 default=argparse.SUPPRESS,
-            )
+            )  # fmt: skip
             continue
         help_text = f"{description} [{'; '.join(notes)}]"
         metavar = extra.get("metavar") or name.upper()
         if kind == "bool":
+            negations = [f"--no-{name.replace('_', '-')}"]
             group.add_argument(
-                flag_name(name),
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
+                *spellings, *negations, dest=name, action=_Bool, nargs="?", metavar="BOOL",
+                default=argparse.SUPPRESS, help=help_text,
+            )  # fmt: skip
         elif kind == "list":
             group.add_argument(
-                flag_name(name),
-                action="append",
-                metavar=metavar,
-                default=argparse.SUPPRESS,
-                help=help_text + " (repeatable)",
-            )
+                *spellings, dest=name, action=_Append, metavar=metavar,
+                default=argparse.SUPPRESS, help=help_text + " (repeatable)",
+            )  # fmt: skip
         else:
             choices = typing.get_args(_strip_optional(info.annotation))
             literal = typing.get_origin(_strip_optional(info.annotation)) is Literal
             group.add_argument(
-                flag_name(name),
+                *spellings, dest=name, action=_Store,
                 metavar="{" + ",".join(map(str, choices)) + "}" if literal else metavar,
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
+                default=argparse.SUPPRESS, help=help_text,
+            )  # fmt: skip
     return parser
 
 
@@ -354,15 +483,17 @@ def _describe_error(
         where = origin.detail or "the config"
         return f"unknown setting {field!r} in {where}"
     if error["type"] == "missing" and len(loc) == 1:
+        alias = aliases(info) if info is not None else Alias()
+        also = "".join(f", or env {name}" for name in alias.env)
         return (
             f"missing required setting {flag_name(field)} "
-            f"(or env {env_name(field)}, or {field}: in --config)"
+            f"(or env {env_name(field)}{also}, or {field}: in --config)"
         )
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    setting = flag_name(field) + path
+    setting = origin.spelling(field) + path
     if info is not None and (is_secret(info) and not _is_secret_file(info)):
         return f"invalid setting {setting} ({origin.describe(field)}): {message}"
     value = error.get("input", merged.get(field))
@@ -370,6 +501,46 @@ def _describe_error(
     if len(shown) > 200:
         shown = shown[:200] + "..."
     return f"invalid setting {setting}={shown} ({origin.describe(field)}): {message}"
+
+
+def _env_names(name: str, info: FieldInfo) -> list[tuple[str, bool]]:
+    """(variable, deprecated) in the order they count: PODKIT_* first, then the aliases."""
+    alias = aliases(info)
+    return [
+        (env_name(name), False),
+        *((env, False) for env in alias.env),
+        *((env, True) for env in alias.deprecated_env),
+    ]
+
+
+def _read_foreign(
+    settings_cls: type[HelperSettings],
+    merged: dict[str, Any],
+    origins: dict[str, Origin],
+    notices: list[Notice],
+) -> dict[str, tuple[Any, Origin]]:
+    """Run each ForeignConfig reader whose path is set (or whose default file exists)."""
+    found: dict[str, tuple[Any, Origin]] = {}
+    for name, info in settings_cls.model_fields.items():
+        foreign = _meta(info, ForeignConfig)
+        if foreign is None:
+            continue
+        path = merged.get(name) or (
+            foreign.default_path if foreign.default_path and os.path.isfile(foreign.default_path)
+            else ""
+        )  # fmt: skip
+        if not path:
+            continue
+        from podkit.helper import import_attr
+
+        result: ForeignSettings = import_attr(foreign.reader)(str(path))
+        notices.extend(result.notices)
+        origin = Origin("file", f"{flag_name(name).removeprefix('--')} file {path}")
+        for key, value in result.settings.items():
+            found[key] = (value, origin)
+        if name not in merged:
+            found[name] = (str(path), Origin("default"))
+    return found
 
 
 def load_settings(
@@ -380,10 +551,18 @@ def load_settings(
     prog: str,
     description: str = "",
     admin_default: str = "",
+    notices: list[Notice] | None = None,
 ) -> S:
-    """Merge defaults < file < env < flags and validate. Raises ConfigError."""
+    """Merge defaults < foreign file < --config file < env < flags and validate.
+
+    Raises ConfigError. `notices` collects what deserves a log line once logging is set
+    up (deprecated spellings used, keys a foreign config reader ignored).
+    """
+    notices = notices if notices is not None else []
     parser = build_parser(prog, settings_cls, description=description, admin_default=admin_default)
-    flags = vars(parser.parse_args(list(argv)))
+    namespace = parser.parse_args(list(argv))
+    spellings: dict[str, str] = getattr(namespace, _SPELLINGS, {})
+    flags = {k: v for k, v in vars(namespace).items() if k != _SPELLINGS}
     origins: dict[str, Origin] = {}
     merged: dict[str, Any] = {"admin_addr": admin_default}
 
@@ -394,28 +573,44 @@ def load_settings(
             origins[key] = Origin("file", f"config file {config_path}")
 
     for name, info in settings_cls.model_fields.items():
-        raw = environ.get(env_name(name))
-        if raw is not None:
+        for variable, deprecated in _env_names(name, info):
+            raw = environ.get(variable)
+            if raw is None:
+                continue
             try:
                 merged[name] = _env_value(info, raw)
             except yaml.YAMLError:
                 raise ConfigError(
-                    f"invalid setting {flag_name(name)} (from env {env_name(name)}): "
+                    f"invalid setting {flag_name(name)} (from env {variable}): "
                     "expected a YAML/JSON value"
                 ) from None
-            origins[name] = Origin("env")
+            origins[name] = Origin("env", variable)
+            if deprecated:
+                notices.append(
+                    Notice("deprecated_setting", {"name": variable, "use": env_name(name)})
+                )
+            break
 
     for name, value in flags.items():
         info = settings_cls.model_fields[name]
+        spelling = spellings.get(name, flag_name(name))
         if _field_kind(info) == "structured":
             try:
                 value = yaml.safe_load(value)
             except yaml.YAMLError:
                 raise ConfigError(
-                    f"invalid setting {flag_name(name)}: expected a YAML/JSON value"
+                    f"invalid setting {spelling}: expected a YAML/JSON value"
                 ) from None
         merged[name] = value
-        origins[name] = Origin("flag")
+        origins[name] = Origin("flag", spelling)
+        if spelling in aliases(info).deprecated_flags:
+            notices.append(Notice("deprecated_setting", {"name": spelling, "use": flag_name(name)}))
+
+    # A foreign file ranks below everything the user set in podkit's own terms.
+    for key, (value, origin) in _read_foreign(settings_cls, merged, origins, notices).items():
+        if key not in merged:
+            merged[key] = value
+            origins[key] = origin
 
     try:
         return settings_cls.model_validate(merged)
@@ -425,4 +620,5 @@ def load_settings(
 
 
 def environ_snapshot() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if key.startswith(ENV_PREFIX)}
+    """The whole environment: aliases read names outside PODKIT_* (GITSYNC_*, DATABASES_*)."""
+    return dict(os.environ)

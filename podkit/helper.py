@@ -42,10 +42,17 @@ class Helper:
     admin_port: int
     """Default port of the admin server (/livez, /readyz, /startupz, /metrics)."""
     demo: str | None = None
-    """"module:function" of `async def demo(narrator)` for `podkit demo`, if it has one."""
+    """"module:function" of `def demo(narrator)` for `podkit demo` (in podkit_dev), if any."""
+    oneshot: str | None = None
+    """"module:function" of `def oneshot(settings) -> int | None`: a command-line mode
+    (`log-adapter --check`) run instead of the runtime when it returns an exit status."""
 
     def load_settings_class(self) -> type[HelperSettings]:
         return import_attr(self.settings)
 
     def load_run(self) -> RunFunction:
         return import_attr(self.run)
+
+    def run_oneshot(self, settings: HelperSettings) -> int | None:
+        """The exit status of the helper's one-shot mode, or None to run as a service."""
+        return None if self.oneshot is None else import_attr(self.oneshot)(settings)

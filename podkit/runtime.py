@@ -16,7 +16,8 @@ import platform
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,7 +31,7 @@ from podkit import __version__, logs
 from podkit.admin import AdminServer
 
 if TYPE_CHECKING:
-    from podkit.config import HelperSettings
+    from podkit.config import HelperSettings, Notice
     from podkit.helper import Helper
 
 LAG_CHECK_INTERVAL = 0.25
@@ -38,6 +39,20 @@ LAG_CHECK_INTERVAL = 0.25
 LIVENESS_MAX_LAG = 5.0
 CANCEL_GRACE = 2.0
 EXIT_CODE_CRASH = 1
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StartupError(Exception):
+    """The helper cannot start (cannot listen, unusable output...): one log line, exit 1.
+
+    `event` and `fields` become that line, as `runtime.log.error(event, **fields)` would
+    write it; no traceback, since the cause is the environment, not a bug.
+    """
+
+    def __init__(self, event: str, **fields: Any) -> None:
+        super().__init__(event)
+        self.event = event
+        self.fields = fields
 
 
 class Runtime:
@@ -125,6 +140,29 @@ class Runtime:
         """Returns once a drain was requested: stop taking new work, finish, return."""
         await self._drain.wait()
 
+    @contextlib.asynccontextmanager
+    async def on_drain(self, callback: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+        """While inside, a drain request runs `await callback()` once (stop taking work).
+
+        What the callback raises is raised again when the block ends normally; when the
+        block ends first, the callback is not run.
+        """
+
+        async def call_on_drain() -> None:
+            await self._drain.wait()
+            await callback()
+
+        task = asyncio.create_task(call_on_drain(), name="on-drain")
+        try:
+            yield
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
     def request_drain(self, source: str) -> None:
         if not self._drain.is_set():
             self.log.info("drain_requested", source=source)
@@ -149,24 +187,30 @@ class Runtime:
 
 
 class Server:
-    def __init__(self, helper: Helper, settings: HelperSettings) -> None:
+    """uvicorn's shape: startup(), main_loop(), shutdown(); signals drain, then force."""
+
+    def __init__(
+        self, helper: Helper, settings: HelperSettings, notices: list[Notice] | None = None
+    ) -> None:
         self.helper = helper
         self.settings = settings
+        self.notices = notices or []
         self.runtime = Runtime(helper, settings)
         self.log = self.runtime.log
         self.signals_seen = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self.helper_task: asyncio.Task[None] | None = None
 
     async def serve(self) -> int:
         if not await self.startup():
+            self.restore_signal_handlers()
             return EXIT_CODE_CRASH
-        code = await self.main_loop()
-        await self.shutdown()
-        return code
+        await self.main_loop()
+        return await self.shutdown()
 
     async def startup(self) -> bool:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in SIGNALS:
             loop.add_signal_handler(sig, self.handle_exit, sig)
         self.runtime.admin = AdminServer(self.runtime, self.settings.admin_addr)
         try:
@@ -181,17 +225,26 @@ class Server:
             admin_addr=f"{self.runtime.admin.host}:{self.runtime.admin.port}",
             event_loop=type(loop).__module__.split(".")[0],
         )
+        for notice in self.notices:
+            self.log.warning(notice.event, **notice.fields)
         run = self.helper.load_run()
         self._tasks.append(asyncio.create_task(self.runtime._watch_loop_lag(), name="loop-lag"))
         self.helper_task = asyncio.create_task(run(self.settings, self.runtime), name="helper")
         return True
 
-    async def main_loop(self) -> int:
+    async def main_loop(self) -> None:
+        """Until the helper ends by itself or a drain is requested."""
+        assert self.helper_task is not None
         drain = asyncio.ensure_future(self.runtime.wait_drain())
         try:
             await asyncio.wait({self.helper_task, drain}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             drain.cancel()
+
+    async def shutdown(self) -> int:
+        """Give a draining helper --shutdown-timeout to finish, cancel it after; clean up."""
+        assert self.helper_task is not None
+        code: int | None = None
         if not self.helper_task.done():
             timeout = self.settings.shutdown_timeout
             done, _ = await asyncio.wait({self.helper_task}, timeout=timeout)
@@ -199,27 +252,33 @@ class Server:
                 self.log.warning("drain_timed_out", shutdown_timeout=timeout)
                 self.helper_task.cancel()
                 await asyncio.wait({self.helper_task}, timeout=CANCEL_GRACE)
-                return 0
-        return self._helper_result()
+                code = 0
+        for task in self._tasks:
+            task.cancel()
+        if self.runtime.admin is not None:
+            await self.runtime.admin.stop()
+        self.restore_signal_handlers()
+        return self._helper_result() if code is None else code
 
     def _helper_result(self) -> int:
         task = self.helper_task
-        if task.cancelled():
+        assert task is not None
+        if not task.done() or task.cancelled():
             return 0
         exc = task.exception()
         if exc is None:
             self.log.info("stopped", reason="drained" if self.runtime.draining else "finished")
             return 0
-        if isinstance(exc, SystemExit):
-            return int(exc.code or 0)
+        if isinstance(exc, StartupError):
+            self.log.error(exc.event, **exc.fields)
+            return EXIT_CODE_CRASH
         self.log.error("helper_crashed", exc_info=(type(exc), exc, exc.__traceback__))
         return EXIT_CODE_CRASH
 
-    async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self.runtime.admin is not None:
-            await self.runtime.admin.stop()
+    def restore_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
 
     def handle_exit(self, sig: int) -> None:
         self.signals_seen += 1
@@ -233,7 +292,7 @@ class Server:
         os._exit(128 + sig)
 
 
-def _loop_factory():  # type: ignore[no-untyped-def]
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
     except ImportError:
@@ -241,20 +300,13 @@ def _loop_factory():  # type: ignore[no-untyped-def]
     return uvloop.new_event_loop
 
 
-def serve(helper: Helper, settings: HelperSettings) -> int:
+def serve(helper: Helper, settings: HelperSettings, notices: list[Notice] | None = None) -> int:
     """Run a helper until it finishes or drains; returns the process exit code."""
     logs.configure(helper.name, fmt=settings.log_format, level=settings.log_level)
-    server = Server(helper, settings)
+    server = Server(helper, settings, notices)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         try:
             return runner.run(server.serve())
-        except SystemExit as exc:
-            # A helper's run() may end the process with a status (log-adapter --check).
-            # asyncio re-raises SystemExit out of the loop instead of keeping it in the task;
-            # reading it marks it retrieved, so no "Task exception was never retrieved".
-            with contextlib.suppress(Exception):
-                server.helper_task.exception()
-            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except Exception:
             server.log.exception("runtime_crashed")
             return EXIT_CODE_CRASH

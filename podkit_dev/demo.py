@@ -12,8 +12,8 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 
+from podkit.cli import helpers as registered_helpers
 from podkit.helper import import_attr
 from podkit_dev.servers import HelperProcess, MissingBinary
 
@@ -71,9 +71,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", action="append", help="run only this helper's demo")
     args = parser.parse_args(argv)
     narrator = Narrator(color=sys.stdout.isatty())
-    helpers = sorted(
-        (ep.load() for ep in entry_points(group="podkit.helpers")), key=lambda h: h.name
-    )
+    helpers = sorted(registered_helpers().values(), key=lambda h: h.name)
     ran = 0
     started = time.monotonic()
     for helper in helpers:

@@ -6,7 +6,8 @@ helper = Helper(
     name="log-adapter",
     summary="turns a legacy text log into one JSON object per line, with pluggable parsers",
     settings="podkit.adapters.log_json.settings:LogAdapterSettings",
-    run="podkit.adapters.log_json.app:run",
+    run="podkit.adapters.log_json.main:run",
     admin_port=9702,
     demo="podkit_dev.demos.log_adapter:demo",
+    oneshot="podkit.adapters.log_json.check:oneshot",
 )

@@ -88,3 +88,8 @@ def run_check(
     out.flush()
     print(summary(builder.stats, builder.name), file=err)
     return 1 if builder.stats.failed else 0
+
+
+def oneshot(settings: LogAdapterSettings) -> int | None:
+    """`Helper.oneshot`: with --check, run it and exit with its status; else serve."""
+    return run_check(settings) if settings.check else None

@@ -13,6 +13,8 @@ import asyncio
 import os
 from collections.abc import Callable
 
+from podkit.backoff import Backoff
+
 RETRY_FIRST = 0.5
 RETRY_MAX = 30.0
 
@@ -73,7 +75,7 @@ class Output:
         on_recovered: Callable[[], None] | None = None,
     ) -> None:
         view = memoryview(data)
-        delay = RETRY_FIRST
+        backoff = Backoff(RETRY_FIRST, RETRY_MAX)
         failed = False
         while view:
             done, error = await asyncio.to_thread(_write_all, self.fd, view)
@@ -83,8 +85,7 @@ class Output:
             failed = True
             if on_error is not None:
                 on_error(error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+            await asyncio.sleep(backoff.next())
         if failed and on_recovered is not None:
             on_recovered()
 

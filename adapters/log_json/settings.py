@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from podkit.follow.settings import FollowSettings
 from podkit.parsers import load_parser
@@ -62,17 +62,6 @@ class LogAdapterSettings(FollowSettings):
         "any failed line; then exit",
         json_schema_extra={"metavar": "FILE"},
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check_mode_is_quiet(cls, data: Any) -> Any:
-        # --check is a command-line tool: no admin port to collide with, no info logs
-        # between the summary lines.
-        if isinstance(data, dict) and data.get("check"):
-            if data.get("admin_addr") in (None, "", f"0.0.0.0:{ADMIN_PORT}"):
-                data["admin_addr"] = "127.0.0.1:0"
-            data.setdefault("log_level", "warning")
-        return data
 
     @field_validator("parser")
     @classmethod

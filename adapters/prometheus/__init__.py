@@ -6,7 +6,7 @@ helper = Helper(
     name="stats-exporter",
     summary="serves nginx/Apache/HAProxy/Redis stats as Prometheus metrics on :9113",
     settings="podkit.adapters.prometheus.settings:ExporterSettings",
-    run="podkit.adapters.prometheus.exporter:run",
+    run="podkit.adapters.prometheus.main:run",
     admin_port=9706,
     demo="podkit_dev.demos.stats_exporter:demo",
 )

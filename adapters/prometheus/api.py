@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from podkit.adapters.prometheus.model import Family
 from pydantic import BaseModel, ConfigDict, Field
+
+from podkit.adapters.prometheus.model import Family
 
 if TYPE_CHECKING:
     from podkit.adapters.prometheus.fetch import HttpClient

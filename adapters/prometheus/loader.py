@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from podkit import plugins
 from podkit.adapters.prometheus.api import Source, SourceContext, SourceSpec
 from podkit.adapters.prometheus.fetch import HttpClient
-
-from podkit import plugins
 
 
 def check_context() -> SourceContext:

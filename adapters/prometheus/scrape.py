@@ -13,9 +13,10 @@ import asyncio
 import time
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
 from podkit.adapters.prometheus.api import Source, SourceError
 from podkit.adapters.prometheus.model import Family, merge, render
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class Scraper:

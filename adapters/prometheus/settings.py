@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from podkit.adapters.prometheus.api import SourceSpec, check_label_name
 from podkit.adapters.prometheus.loader import build_source, check_context
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
-
-from podkit.config import ByteSize, Duration, HelperSettings, HostPort, SecretFile
+from podkit.config import Alias, ByteSize, Duration, HelperSettings, HostPort, SecretFile
 
 DEFAULT_NGINX_URI = "http://127.0.0.1:8080/stub_status"
 # Source type -> the flag (field) that lists its targets.
@@ -33,19 +33,28 @@ def parse_const_labels(text: str) -> dict[str, str]:
 
 
 class ExporterSettings(HelperSettings):
-    web_listen_address: HostPort = Field(
+    web_listen_address: Annotated[
+        HostPort,
+        Alias(flags=("-web.listen-address", "--web.listen-address"), env=("LISTEN_ADDRESS",)),
+    ] = Field(
         ":9113",
         description="address of the metrics listener (landing page at /)",
         json_schema_extra={"metavar": "HOST:PORT"},
     )
-    web_telemetry_path: str = Field("/metrics", description="path of the metrics on the listener")
-    timeout: Duration = Field(5.0, gt=0, description="longest a scrape waits for any target")
+    web_telemetry_path: Annotated[
+        str, Alias(flags=("-web.telemetry-path", "--web.telemetry-path"), env=("TELEMETRY_PATH",))
+    ] = Field("/metrics", description="path of the metrics on the listener")
+    timeout: Annotated[
+        Duration, Alias(flags=("-nginx.timeout", "--nginx.timeout"), env=("TIMEOUT",))
+    ] = Field(5.0, gt=0, description="longest a scrape waits for any target")
     naming: Literal["compat", "strict"] = Field(
         "strict",
         description="nginx metric names: strict (promtool-clean, counters end in _total) or "
         "compat (nginx-prometheus-exporter's exact names)",
     )
-    nginx_scrape_uri: list[str] = Field(
+    nginx_scrape_uri: Annotated[
+        list[str], Alias(flags=("-nginx.scrape-uri", "--nginx.scrape-uri"), env=("SCRAPE_URI",))
+    ] = Field(
         default_factory=list,
         description="nginx stub_status: http(s)://host:port/stub_status or "
         f"unix:/path.sock:/stub_status (default {DEFAULT_NGINX_URI} when no source is set)",
@@ -67,7 +76,17 @@ class ExporterSettings(HelperSettings):
         json_schema_extra={"metavar": "URL"},
     )
     redis_password_file: SecretFile = Field(None, description="file with the Redis password")
-    const_labels: str = Field(
+    const_labels: Annotated[
+        str,
+        Alias(
+            flags=(
+                "-prometheus.const-labels",
+                "--prometheus.const-labels",
+                "--prometheus.const-label",
+            ),
+            env=("CONST_LABELS",),
+        ),
+    ] = Field(
         "",
         description="labels on every series: name=value,name=value",
         json_schema_extra={"metavar": "LABELS"},
@@ -75,8 +94,12 @@ class ExporterSettings(HelperSettings):
     max_body_size: ByteSize = Field(
         1024 * 1024, ge=256, description="largest stats answer read from a target"
     )
-    ssl_verify: bool = Field(True, description="verify the certificates of https targets")
-    ssl_ca_cert: str = Field("", description="CA bundle (PEM) for https targets")
+    ssl_verify: Annotated[
+        bool, Alias(flags=("-nginx.ssl-verify", "--nginx.ssl-verify"), env=("SSL_VERIFY",))
+    ] = Field(True, description="verify the certificates of https targets")
+    ssl_ca_cert: Annotated[
+        str, Alias(flags=("-nginx.ssl-ca-cert", "--nginx.ssl-ca-cert"), env=("SSL_CA_CERT",))
+    ] = Field("", description="CA bundle (PEM) for https targets")
     sources: list[SourceSpec] = Field(
         default_factory=list,
         description="YAML only: more sources (generic regex/key-value, or plugins)",

@@ -11,7 +11,7 @@ helper = Helper(
     name="redis-ambassador",
     summary="localhost:6379 that always reaches the current Redis master, found through Sentinel",
     settings="podkit.ambassadors.redis_sentinel.settings:AmbassadorSettings",
-    run="podkit.ambassadors.redis_sentinel.service:run",
+    run="podkit.ambassadors.redis_sentinel.main:run",
     admin_port=9704,
     demo="podkit_dev.demos.redis_ambassador:demo",
 )

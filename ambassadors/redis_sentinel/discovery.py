@@ -24,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from podkit.ambassadors.redis_sentinel.metrics import AmbassadorMetrics
-from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from podkit.ambassadors.redis_sentinel.metrics import AmbassadorMetrics
+from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
 from podkit.config import split_host_port
 from podkit.logs import get_logger
 

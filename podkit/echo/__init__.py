@@ -11,7 +11,7 @@ helper = Helper(
     name="echo",
     summary="line-echo TCP server that proves the runtime (template for new helpers)",
     settings="podkit.echo.settings:EchoSettings",
-    run="podkit.echo.server:run",
+    run="podkit.echo.main:run",
     admin_port=9700,
     demo="podkit_dev.demos.echo:demo",
 )

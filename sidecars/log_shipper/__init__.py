@@ -6,7 +6,7 @@ helper = Helper(
     name="log-shipper",
     summary="follows log files on a shared volume and ships every line to its outputs",
     settings="podkit.sidecars.log_shipper.settings:LogShipperSettings",
-    run="podkit.sidecars.log_shipper.shipper:run",
+    run="podkit.sidecars.log_shipper.main:run",
     admin_port=9701,
     demo="podkit_dev.demos.log_shipper:demo",
 )

@@ -16,12 +16,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from podkit.backoff import Backoff
+from podkit.follow.api import Batch
+from podkit.logs import EventLogger
 from podkit.sidecars.log_shipper.metrics import ShipperMetrics
 from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, SendResult
 from podkit.sidecars.log_shipper.records import Chunk, OutBatch, Slice
-
-from podkit.follow.api import Batch
-from podkit.logs import EventLogger
 
 DETAIL_LIMIT = 500
 
@@ -41,12 +41,6 @@ class Delivery:
         self.pending -= records
         if self.pending == 0:
             self.on_done(self)
-
-
-def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Exponential backoff with "equal jitter": half fixed, half random, capped."""
-    ceiling = min(maximum, initial * (2 ** max(attempt - 1, 0)))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 def _fit(chunk: Chunk, start: int, stop: int, room: int) -> int:
@@ -213,7 +207,7 @@ class OutputRunner:
 
     async def _deliver(self, batch: OutBatch) -> None:
         opts = self.options
-        attempt = 0
+        backoff = Backoff(opts.retry_initial, opts.retry_max, rng=self._rng)
         pending: OutBatch | None = batch
         while pending is not None:
             try:
@@ -241,10 +235,7 @@ class OutputRunner:
                 if pending is None:
                     self._m_retry.set(0)
                     return
-                attempt += 1
-                await asyncio.sleep(
-                    backoff_delay(attempt, opts.retry_initial, opts.retry_max, self._rng)
-                )
+                await asyncio.sleep(backoff.next())
                 continue
 
             self.opened = False
@@ -260,7 +251,8 @@ class OutputRunner:
                 self._drop(pending, error.reason)
                 self._m_retry.set(0)
                 return
-            attempt += 1
+            delay = backoff.next()
+            attempt = backoff.attempt
             if opts.retry_max_attempts and attempt >= opts.retry_max_attempts:
                 self.log.error(
                     "batch_given_up",
@@ -273,7 +265,6 @@ class OutputRunner:
                 self._drop(pending, "retries_exhausted")
                 self._m_retry.set(0)
                 return
-            delay = backoff_delay(attempt, opts.retry_initial, opts.retry_max, self._rng)
             if error.retry_after is not None:
                 delay = min(max(delay, error.retry_after), max(opts.retry_max, delay))
             self._m_retry.set(len(pending))

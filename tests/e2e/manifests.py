@@ -11,7 +11,6 @@ import copy
 import re
 import sys
 import tempfile
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,17 +90,10 @@ def all_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def registered_helpers() -> dict[str, Any]:
-    """helper name -> Helper, from pyproject's entry points (whatever is importable)."""
-    from podkit.helper import import_attr
+    """helper name -> Helper, from the installed entry points."""
+    from podkit.cli import helpers
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    found = {}
-    for name, target in project["entry-points"]["podkit.helpers"].items():
-        try:
-            found[name] = import_attr(target)
-        except ImportError:
-            continue
-    return found
+    return dict(helpers())
 
 
 def podkit_helper(container: dict[str, Any]) -> tuple[str, str] | None:

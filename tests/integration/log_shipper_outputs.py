@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from podkit.sidecars.log_shipper.metrics import ShipperMetrics
-from podkit.sidecars.log_shipper.outputs.base import Output
-from podkit.sidecars.log_shipper.pipeline import Pipeline
-from podkit.sidecars.log_shipper.records import RecordEncoder
 from prometheus_client import CollectorRegistry
 
 from podkit.follow.api import Batch, FileId
 from podkit.logs import get_logger
+from podkit.sidecars.log_shipper.metrics import ShipperMetrics
+from podkit.sidecars.log_shipper.outputs.base import Output
+from podkit.sidecars.log_shipper.pipeline import Pipeline
+from podkit.sidecars.log_shipper.records import RecordEncoder
 
 LOG = get_logger("test")
 

@@ -7,13 +7,13 @@ import asyncio
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
 from podkit.sidecars.log_shipper.metrics import ShipperMetrics
 from podkit.sidecars.log_shipper.outputs.postgres import PostgresOptions, PostgresOutput
 from podkit.sidecars.log_shipper.outputs.redis import RedisOptions, RedisOutput
 from podkit.sidecars.log_shipper.pipeline import Pipeline
 from podkit.sidecars.log_shipper.records import RecordEncoder
-from prometheus_client import CollectorRegistry
-
 from podkit_dev.follow import until
 from tests.integration.log_shipper_outputs import LOG, batches, ship
 

@@ -12,6 +12,8 @@ import base64
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry
+
 from podkit.sidecars.log_shipper.metrics import ShipperMetrics
 from podkit.sidecars.log_shipper.outputs.base import OutputError
 from podkit.sidecars.log_shipper.outputs.elasticsearch import (
@@ -21,8 +23,6 @@ from podkit.sidecars.log_shipper.outputs.elasticsearch import (
 from podkit.sidecars.log_shipper.outputs.http import PlainHttpOutput
 from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions
 from podkit.sidecars.log_shipper.outputs.loki import LokiOptions, LokiOutput
-from prometheus_client import CollectorRegistry
-
 from podkit_dev.follow import until
 from tests.integration.log_shipper_outputs import LOG, batches, ship
 from tests.integration.log_shipper_standins import StandInReceiver

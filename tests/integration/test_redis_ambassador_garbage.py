@@ -12,10 +12,11 @@ import contextlib
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
 from podkit.ambassadors.redis_sentinel.discovery import Discovery
 from podkit.ambassadors.redis_sentinel.metrics import AmbassadorMetrics
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
-from prometheus_client import CollectorRegistry
 
 RESP_PIECES = st.sampled_from(
     [b"*2\r\n", b"*-1\r\n", b"$9\r\n127.0.0.1\r\n", b"$4\r\n6379\r\n", b"$-1\r\n", b":12\r\n",

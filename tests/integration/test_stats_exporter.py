@@ -473,3 +473,39 @@ def test_sigterm_drains_and_exits_0(nginx_server, exporter) -> None:  # type: ig
     assert scrape(port).value("nginx_up") == 1
     assert helper.stop(signal.SIGTERM) == 0
     assert not port_open(port)
+
+
+# --- drop-in: nginx-prometheus-exporter's own flags and env ---------------------------------
+
+
+def test_the_seed_pods_args_line_loads_as_is() -> None:
+    """The classic pod's exact `args:` for nginx/nginx-prometheus-exporter."""
+    from podkit.adapters.prometheus.settings import ExporterSettings
+    from podkit.config import load_settings
+
+    settings = load_settings(
+        ExporterSettings,
+        ["-nginx.scrape-uri=http://localhost:8080/nginx_status"],
+        {},
+        prog="podkit stats-exporter",
+        admin_default="0.0.0.0:9706",
+    )
+    assert settings.nginx_scrape_uri == ["http://localhost:8080/nginx_status"]
+    assert settings.web_listen_address == ":9113"
+
+
+def test_go_exporter_spellings_scrape_a_real_nginx(nginx_server, run_helper, free_port) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    helper = run_helper(
+        "stats-exporter",
+        f"-nginx.scrape-uri={nginx_server.url}/stub_status",
+        "-web.listen-address",
+        f"{HOST}:{port}",
+        "--web.telemetry-path=/prom",
+        "-nginx.timeout=2s",
+        env={"CONST_LABELS": "pod=seed"},
+    )
+    status, body = http_get(f"http://{HOST}:{port}/prom")
+    assert status == 200
+    assert 'nginx_up{pod="seed"} 1' in body.decode()
+    assert not [e for e in helper.log_events() if e.get("event") == "deprecated_setting"]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from podkit.adapters.log_json.check import run_check
 from podkit.adapters.log_json.settings import LogAdapterSettings
-
 from podkit.config import load_settings
 
 TRACE = (

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from podkit.adapters.log_json.check import read_lines
 from podkit.adapters.log_json.normalize import TimeParser
 from podkit.adapters.log_json.record import RecordBuilder
-
 from podkit.parsers import load_parser
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "log_adapter"

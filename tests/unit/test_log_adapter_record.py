@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from podkit.adapters.log_json.normalize import TimeParser, normalize_level
 from podkit.adapters.log_json.record import RecordBuilder
-
 from podkit.parsers import InputType, LoadedParser, ParseError, load_parser
 
 PARSERS = ["classic", "json", "logfmt", "nginx", "syslog", "cri", "klog", "python"]

@@ -7,20 +7,19 @@ are exercised in tests/integration/test_outputs_*.py.
 from __future__ import annotations
 
 import asyncio
-import random
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from podkit.sidecars.log_shipper.metrics import ShipperMetrics
-from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
-from podkit.sidecars.log_shipper.pipeline import Pipeline, backoff_delay
-from podkit.sidecars.log_shipper.records import OutBatch, RecordEncoder, Slice, decode_lines
 from prometheus_client import CollectorRegistry
 
 from podkit.follow.api import Batch, FileId
 from podkit.logs import get_logger
+from podkit.sidecars.log_shipper.metrics import ShipperMetrics
+from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
+from podkit.sidecars.log_shipper.pipeline import Pipeline
+from podkit.sidecars.log_shipper.records import OutBatch, RecordEncoder, Slice, decode_lines
 from podkit_dev.follow import until
 
 LOG = get_logger("test")
@@ -224,13 +223,6 @@ async def test_stalled_output_is_reported_for_readiness() -> None:
     assert pipeline.stalled(0.05) == "memory"
     for task in pipeline.tasks:
         task.cancel()
-
-
-@given(st.integers(1, 60), st.floats(0.001, 5), st.floats(0.01, 120))
-def test_backoff_stays_within_bounds(attempt: int, initial: float, maximum: float) -> None:
-    delay = backoff_delay(attempt, initial, maximum, random.Random(attempt))
-    ceiling = min(maximum, initial * 2 ** (attempt - 1))
-    assert ceiling / 2 <= delay <= ceiling
 
 
 @settings(max_examples=200)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from podkit.sidecars.log_shipper.settings import LogShipperSettings
 
 from podkit.config import ConfigError, load_settings
+from podkit.sidecars.log_shipper.settings import LogShipperSettings
 
 
 def load(argv: list[str], env: dict[str, str] | None = None) -> LogShipperSettings:

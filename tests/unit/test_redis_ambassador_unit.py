@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from podkit.ambassadors.redis_sentinel.discovery import Round, _parse_addr
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
-
 from podkit.config import ConfigError, load_settings
 from podkit_dev.servers import podkit_argv
 

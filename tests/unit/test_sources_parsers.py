@@ -7,6 +7,7 @@ import contextlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from podkit.adapters.prometheus.api import SourceContext, SourceError, SourceSpec, hide_userinfo
 from podkit.adapters.prometheus.fetch import HttpClient, split_unix_uri
 from podkit.adapters.prometheus.model import Family, merge, render

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from podkit.adapters.prometheus.api import SourceError
 from podkit.adapters.prometheus.http1 import Http1Pool, _Connection
 

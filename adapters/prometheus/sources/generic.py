@@ -21,10 +21,11 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
 from podkit.adapters.prometheus.api import SourceError, SourceSpec, check_metric_name
 from podkit.adapters.prometheus.model import Family
 from podkit.adapters.prometheus.sources._text import HttpSource, decode, number
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class MetricRule(BaseModel):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from podkit.adapters.prometheus.api import Source, SourceError, SourceSpec
 from podkit.adapters.prometheus.model import Family
 from podkit.adapters.prometheus.settings import secret_text
-from pydantic import TypeAdapter, ValidationError
-
 from podkit.config import SecretFile
 
 _SECRET_FILE: TypeAdapter[Any] = TypeAdapter(SecretFile)

@@ -18,11 +18,11 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from podkit.sidecars.log_shipper.records import OutBatch
 from pydantic import BaseModel, ConfigDict, Field
 
 from podkit.config import ByteSize, Duration
 from podkit.logs import EventLogger
+from podkit.sidecars.log_shipper.records import OutBatch
 
 
 class OutputError(Exception):

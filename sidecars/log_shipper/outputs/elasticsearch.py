@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from podkit.sidecars.log_shipper.outputs.base import OutputError, SendResult
-from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
-from podkit.sidecars.log_shipper.records import OutBatch
 from pydantic import Field
 
 from podkit.config import SecretFile
+from podkit.sidecars.log_shipper.outputs.base import OutputError, SendResult
+from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
+from podkit.sidecars.log_shipper.records import OutBatch
 
 
 class ElasticsearchOptions(HttpOptions):

@@ -6,9 +6,10 @@ import asyncio
 import os
 from pathlib import Path
 
+from pydantic import Field
+
 from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions
 from podkit.sidecars.log_shipper.records import OutBatch
-from pydantic import Field
 
 
 async def write_all(fd: int, data: bytes) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from podkit.config import SecretFile
+from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions
 
 RETRYABLE_STATUS = frozenset({408, 429})
 BODY_LIMIT = 2000

@@ -11,9 +11,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import orjson
+from pydantic import Field, field_validator
+
 from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions, HttpOutput
 from podkit.sidecars.log_shipper.records import OutBatch
-from pydantic import Field, field_validator
 
 PUSH_PATH = "/loki/api/v1/push"
 

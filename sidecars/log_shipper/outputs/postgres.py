@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
-from podkit.sidecars.log_shipper.records import OutBatch
 from pydantic import Field, field_validator
 
 from podkit.config import SecretFile
+from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
+from podkit.sidecars.log_shipper.records import OutBatch
 
 COLUMNS = ("id", "ingest_time", "path", "file_offset", "message", "record")
 # SQLSTATE classes that mean "not now": connection, resources, operator, transaction.

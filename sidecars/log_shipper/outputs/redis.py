@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
-from podkit.sidecars.log_shipper.records import OutBatch
 from pydantic import Field, field_validator
 
 from podkit.config import SecretFile
+from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
+from podkit.sidecars.log_shipper.records import OutBatch
 
 # Errors a Redis server gives while it cannot write *now*; anything else is permanent.
 TRANSIENT = ("OOM", "LOADING", "BUSY", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")

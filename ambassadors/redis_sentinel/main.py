@@ -15,8 +15,7 @@ from podkit.ambassadors.redis_sentinel.metrics import (
 )
 from podkit.ambassadors.redis_sentinel.proxy import Proxy
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
-
-from podkit.runtime import Runtime
+from podkit.runtime import Runtime, StartupError
 
 
 def tls_context(settings: AmbassadorSettings) -> ssl.SSLContext:
@@ -85,8 +84,9 @@ class Ambassador:
         try:
             bound = await self.proxy.start()
         except OSError as exc:
-            self.log.error("listen_failed", addr=self.settings.listen, error=str(exc))
-            raise
+            raise StartupError(
+                "listen_failed", addr=self.settings.listen, error=exc.strerror or str(exc)
+            ) from None
         self.log.info(
             "listening",
             addr=bound,

@@ -17,10 +17,9 @@ from podkit.adapters.prometheus.loader import build_sources
 from podkit.adapters.prometheus.model import CONTENT_TYPE
 from podkit.adapters.prometheus.scrape import Scraper
 from podkit.adapters.prometheus.settings import ExporterSettings, parse_const_labels
-
 from podkit.config import split_host_port
 from podkit.httpserver import HttpServer, Request, Response
-from podkit.runtime import Runtime
+from podkit.runtime import Runtime, StartupError
 
 LANDING = """<!DOCTYPE html>
 <html><head><title>podkit stats-exporter</title></head>
@@ -92,10 +91,9 @@ async def run(settings: ExporterSettings, runtime: Runtime) -> None:
     try:
         await listener.start()
     except OSError as exc:
-        runtime.log.error(
+        raise StartupError(
             "listen_failed", addr=settings.web_listen_address, error=exc.strerror or str(exc)
-        )
-        raise SystemExit(1) from None
+        ) from None
     runtime.log.info(
         "listening",
         addr=settings.web_listen_address,

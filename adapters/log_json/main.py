@@ -7,25 +7,19 @@ rather than losing it (at-least-once, like the classic pod but without its losse
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-from typing import TYPE_CHECKING
+
+from podkit.runtime import Runtime, StartupError
 
 from .build import make_builder, multiline_config
-from .check import run_check
 from .metrics import AdapterCollector
 from .output import Output
 from .record import RecordBuilder
 from .settings import LogAdapterSettings
 
-if TYPE_CHECKING:
-    from podkit.runtime import Runtime
-
 
 async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
-    if settings.check:
-        raise SystemExit(run_check(settings))
     from podkit.follow import FollowConfig, Follower
 
     builder = make_builder(settings)
@@ -39,8 +33,9 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     try:
         output = Output(settings.output, settings.output_path)
     except OSError as exc:
-        runtime.log.error("output_unwritable", path=settings.output_path, error=exc.strerror)
-        raise SystemExit(2) from None
+        raise StartupError(
+            "output_unwritable", path=settings.output_path, error=exc.strerror or str(exc)
+        ) from None
     if output.repaired_bytes:
         runtime.log.warning(
             "torn_record_removed", path=settings.output_path, bytes=output.repaired_bytes
@@ -63,16 +58,10 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
         runtime.log.info("output_write_recovered", output=settings.output)
         runtime.set_ready(True)
 
-    async def drain_on_request() -> None:
-        # SIGTERM: the follower reads every file to its end, then the iteration below ends.
-        await runtime.wait_drain()
-        await follower.drain()
-
-    drainer: asyncio.Task[None] | None = None
     try:
-        async with follower:
+        # SIGTERM: the follower reads every file to its end, then the iteration below ends.
+        async with follower, runtime.on_drain(follower.drain):
             runtime.set_ready(True)
-            drainer = asyncio.create_task(drain_on_request(), name="log-adapter-drain")
             async for batch in follower:
                 for event in batch.events:
                     if event.lost_bytes:
@@ -104,14 +93,10 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                     lag[batch.path] = behind
                 else:  # caught up (or rotated away): no entry, so the dict stays small
                     lag.pop(batch.path, None)
-            if drainer.done() and drainer.exception() is not None:
-                raise drainer.exception()  # type: ignore[misc]
         # The files are read to their end: what a stateful parser still holds goes out too.
         for held in {id(b): b for b in [builder, *builders.values()]}.values():
             records = held.flush()
             await output.write(records, write_failed, write_recovered)
             builder.stats.written += records.count(b"\n")
     finally:
-        if drainer is not None and not drainer.done():
-            drainer.cancel()
         output.close()

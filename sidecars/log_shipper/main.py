@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from podkit.follow import Batch, FollowConfig, Follower
+from podkit.runtime import Runtime
 from podkit.sidecars.log_shipper.metrics import ShipperMetrics
 from podkit.sidecars.log_shipper.outputs.base import Output
 from podkit.sidecars.log_shipper.pipeline import Pipeline
 from podkit.sidecars.log_shipper.records import RecordEncoder, k8s_metadata
 from podkit.sidecars.log_shipper.settings import LogShipperSettings
-
-from podkit.follow import Batch, FollowConfig, Follower
-from podkit.runtime import Runtime
 
 READY_CHECK_INTERVAL = 1.0
 
@@ -80,15 +79,13 @@ async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
         "outputs", outputs=[runner.name for runner in pipeline.runners], paths=settings.path
     )
 
-    async def drain_on_request() -> None:
-        await runtime.wait_drain()
+    async def drain() -> None:
         runtime.log.info("draining", queued=sum(r.queued_records for r in pipeline.runners))
         await follower.drain()
 
     tasks: list[asyncio.Task[None]] = []
     try:
-        async with follower:
-            tasks.append(asyncio.create_task(drain_on_request(), name="drain"))
+        async with follower, runtime.on_drain(drain):
             tasks.append(asyncio.create_task(watch_readiness(pipeline, settings, runtime)))
             async for batch in follower:
                 if batch.events:
