@@ -23,7 +23,6 @@ from podkit.ambassadors.postgres.auth import (
 )
 from podkit.ambassadors.postgres.scram import ScramKeys
 from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, after_ssl_answer
-
 from podkit_dev.servers import HOST
 
 PROTOCOL_3 = 196608

@@ -16,9 +16,9 @@ import subprocess
 import asyncpg
 import psycopg
 import pytest
+
 from podkit.ambassadors.postgres.auth import AuthError, Credentials, md5_inner
 from podkit.ambassadors.postgres.scram import make_verifier
-
 from podkit_dev.servers import HOST, PostgresServer
 from tests.integration.pg_auth_kit import AuthProxy, login
 from tests.servers import _start as start_server

@@ -14,6 +14,7 @@ import subprocess
 
 import asyncpg
 import pytest
+
 from podkit.ambassadors.postgres.auth import AuthError, Credentials
 from podkit.ambassadors.postgres.tls import (
     ServerTls,
@@ -24,7 +25,6 @@ from podkit.ambassadors.postgres.tls import (
     server_tls,
     ssl_answer,
 )
-
 from podkit_dev.servers import HOST, PostgresServer
 from tests.integration.pg_auth_kit import AuthProxy, login, make_pki
 from tests.servers import _start as start_server

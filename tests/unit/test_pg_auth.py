@@ -14,6 +14,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from podkit.ambassadors.postgres import scram
 from podkit.ambassadors.postgres.auth import (
     AuthError,
