@@ -23,6 +23,7 @@ key or proof never appears in a message, a repr or a log line.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -265,6 +266,40 @@ class ServerAuth:
 
     def _scram_failed(self, exc: ScramError) -> AuthError:
         return AuthError(f"SCRAM login as {self.user!r} failed: {exc}", sqlstate=exc.sqlstate)
+
+
+MAX_AUTH_MESSAGE = 64 * 1024  # an Authentication message is a few hundred bytes
+
+
+async def authenticate_to_server(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    user: str,
+    password: str | None,
+    first: bytes,
+    *,
+    scram_keys: ScramKeys | None = None,
+) -> ServerAuth:
+    """Finish a SASL login on a stream whose AuthenticationSASL body (`first`) was just read.
+
+    Returns after SASLFinal was verified (AuthenticationOk is left for the caller's loop);
+    raises AuthError (the server's own ErrorResponse included) or IncompleteReadError.
+    Callers that read every login message themselves can feed them all to
+    `ServerAuth.handle` instead: it answers cleartext, md5 and SCRAM alike.
+    """
+    auth = ServerAuth(user, password, scram_keys=scram_keys)
+    reply = auth.handle(b"R", first)
+    assert auth._scram is not None and reply is not None  # AuthenticationSASL always replies
+    writer.write(reply)
+    while not auth._scram.done:
+        head = await reader.readexactly(5)
+        (length,) = _INT32.unpack_from(head, 1)
+        if not 4 <= length <= MAX_AUTH_MESSAGE:
+            raise auth._protocol(f"message length {length} during SASL")
+        reply = auth.handle(head[:1], await reader.readexactly(length - 4))
+        if reply is not None:
+            writer.write(reply)
+    return auth
 
 
 # --- credentials ------------------------------------------------------------------------------

@@ -329,3 +329,14 @@ def test_userlist_round_trip(users):
     users = {u: p for u, p in users.items() if not p.startswith("SCRAM-SHA-256$")}
     text = "".join(f"{userlist_field(u)} {userlist_field(p)}\n" for u, p in users.items())
     assert parse_userlist(text) == users
+
+
+def test_server_auth_with_only_a_hash_says_so():
+    verifier = scram.make_verifier(SECRET)
+    with pytest.raises(AuthError, match="only a SCRAM verifier") as caught:
+        ServerAuth("app", verifier).handle(b"R", sasl_request("SCRAM-SHA-256"))
+    assert verifier not in str(caught.value)
+    md5_hash = "md5" + md5_inner(SECRET, "app")
+    with pytest.raises(AuthError, match="only a hash") as caught:
+        ServerAuth("app", md5_hash).handle(b"R", struct.pack("!i", 3))
+    assert md5_hash not in str(caught.value)
