@@ -202,9 +202,14 @@ def _decode(data: bytes, what: str) -> str:
         text = data.decode()
     except UnicodeDecodeError:
         raise ScramError(f"SCRAM {what} is not valid UTF-8") from None
-    if not text.isprintable():
-        raise ScramError(f"SCRAM {what} holds non-printable characters")
+    if "\0" in text:
+        raise ScramError(f"SCRAM {what} holds a NUL byte")
     return text
+
+
+def _printable_nonce(nonce: str) -> bool:
+    """RFC 5802: printable ASCII (0x21-0x7E) except ','."""
+    return bool(nonce) and all("!" <= c <= "~" and c != "," for c in nonce)
 
 
 def _b64decode(value: str, what: str) -> bytes:
@@ -254,6 +259,8 @@ class ScramClient:
         nonce, salt_b64, iterations_text = (v for _, v in attrs[:3])
         if not nonce.startswith(self.nonce) or len(nonce) == len(self.nonce):
             raise ScramError("SCRAM server nonce does not extend the client nonce")
+        if not _printable_nonce(nonce):
+            raise ScramError("SCRAM server nonce is not printable ASCII")
         salt = _b64decode(salt_b64, "salt")
         try:
             iterations = int(iterations_text)
@@ -338,8 +345,8 @@ class ScramServer:
         if keys[:2] != ["n", "r"]:
             raise ScramError("malformed SCRAM client-first-message")
         client_nonce = attrs[1][1]
-        if not client_nonce:
-            raise ScramError("empty SCRAM client nonce")
+        if not _printable_nonce(client_nonce):
+            raise ScramError("SCRAM client nonce is empty or not printable ASCII")
         self._gs2_header = f"{cbind},,"
         self._client_first_bare = bare
         self._nonce = client_nonce + _nonce()

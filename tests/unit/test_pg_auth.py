@@ -340,3 +340,16 @@ def test_server_auth_with_only_a_hash_says_so():
     with pytest.raises(AuthError, match="only a hash") as caught:
         ServerAuth("app", md5_hash).handle(b"R", struct.pack("!i", 3))
     assert md5_hash not in str(caught.value)
+
+
+def test_scram_server_ignores_the_user_name_but_checks_the_nonce():
+    verifier = ScramVerifier.from_password(SECRET)
+    assert ScramServer(verifier).first("n,,n=tab\there \u00e9,r=abc".encode()).startswith(b"r=abc")
+    for bad in [
+        b"n,,n=,r=",
+        b"n,,n=,r=a\x01b",
+        b"p=tls-server-end-point,,n=,r=abc",
+        b"n,a=x,n=,r=a",
+    ]:
+        with pytest.raises(scram.ScramError):
+            ScramServer(verifier).first(bad)
