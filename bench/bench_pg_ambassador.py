@@ -10,7 +10,8 @@ interleaved in rounds:
 3. c1 latency: `pgbench -S -c 1 -j 1`.
 
 Per run: tps, p50/p99 latency from pgbench's per-transaction logs (`--log`), the pooler's
-CPU seconds (utime+stime from /proc) during the run; medians over the rounds. Memory of
+CPU seconds (utime+stime from /proc) during the run and per transaction (the number of
+transactions from the same logs); medians over the rounds. Memory of
 each pooler: RSS idle after start, RSS with 1,000 idle clients logged in, peak RSS
 (VmHWM) at the end. Ratios podkit/PgBouncer and podkit/direct (PgBouncer/direct too).
 
@@ -163,6 +164,7 @@ class Run:
     p50_ms: float | None = None
     p99_ms: float | None = None
     cpu_s: float | None = None
+    cpu_us_tx: float | None = None  # pooler CPU microseconds per transaction
     error: str = ""
 
 
@@ -225,7 +227,8 @@ def pgbench(target: Target, mode: str, duration: int) -> Run:
             if latencies
             else None
         )
-        return Run(float(match.group(1)), p50, p99, cpu)
+        per_tx = cpu * 1e6 / len(latencies) if cpu is not None and latencies else None
+        return Run(float(match.group(1)), p50, p99, cpu, per_tx)
 
 
 # --- idle clients ---------------------------------------------------------------------------------
@@ -303,11 +306,12 @@ def report(results: Results, targets: list[str], rounds: int, duration: int) -> 
         print(f"{MODE_LABEL[mode]:<13}{cells} {ratio(tps.get('podkit'), tps.get('pgbouncer')):>7} "
               f"{ratio(tps.get('podkit'), tps.get('direct')):>7} "
               f"{ratio(tps.get('pgbouncer'), tps.get('direct')):>8}")  # fmt: skip
-    print("\nlatency ms p50 / p99 (from pgbench --log), pooler CPU seconds per run")
+    print("\nlatency ms p50 / p99 (from pgbench --log); pooler CPU seconds per run and CPU "
+          "microseconds per transaction")  # fmt: skip
     header = (
         f"{'mode':<13}"
         + "".join(f"{t + ' p50/p99':>22}" for t in targets)
-        + "".join(f"{t + ' CPU s':>17}" for t in targets if t != "direct")
+        + "".join(f"{t + ' CPU s, us/tx':>24}" for t in targets if t != "direct")
         + f" {'p50 pk/pgb':>11}"
     )
     print(header)
@@ -319,7 +323,10 @@ def report(results: Results, targets: list[str], rounds: int, duration: int) -> 
             for t in targets
         )
         cpu = "".join(
-            f"{fmt(results.median(t, mode, 'cpu_s'), '.1f'):>17}" for t in targets if t != "direct"
+            f"{fmt(results.median(t, mode, 'cpu_s'), '.1f')}, "
+            f"{fmt(results.median(t, mode, 'cpu_us_tx'), '.0f')}".rjust(24)
+            for t in targets
+            if t != "direct"
         )
         p50 = ratio(
             results.median("podkit", mode, "p50_ms"), results.median("pgbouncer", mode, "p50_ms")
