@@ -22,6 +22,7 @@ from podkit.ambassadors.postgres.tls import (
     TlsError,
     after_ssl_answer,
     client_tls_context,
+    reload_client_tls,
     server_tls,
     ssl_answer,
 )
@@ -200,3 +201,18 @@ def test_bad_tls_settings_are_config_errors(pki, tmp_path):
         client_tls_context(good["cert"], other["key"])  # key of another certificate
     with pytest.raises(TlsConfigError, match="go together"):
         server_tls("require", cert_file=good["cert"])
+
+
+async def test_a_renewed_certificate_is_used_for_new_connections(pg, pki):
+    """A Secret with a new certificate (another CA here): reload_client_tls swaps it live."""
+    good, other = pki["good"], pki["other"]
+    context = client_tls_context(good["cert"], good["key"])
+    creds = Credentials.single("app", PASSWORD)
+    async with AuthProxy("scram", creds, pg.port, PASSWORD, client_tls=context) as proxy:
+        before = server_tls("verify-full", other["ca"])
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await login(proxy.port, "app", PASSWORD, tls=before)
+        reload_client_tls(context, other["cert"], other["key"])
+        conn = await login(proxy.port, "app", PASSWORD, tls=before)
+        assert conn.tls
+        await conn.close()
