@@ -136,7 +136,7 @@ def run_pg_tool(
 
 def server_backends(pg: PostgresServer) -> int:
     """Client backends connected to PostgreSQL (not counting the one asking)."""
-    out = pg.psql(
+    out = pg.sql(
         "select count(*) from pg_stat_activity where backend_type = 'client backend' "
         "and pid <> pg_backend_pid()"
     )

@@ -139,7 +139,7 @@ def test_pgbench_protocol_modes(ambassador, pg, mode: str) -> None:
 
 def test_copy_in_and_out_with_psql_and_psycopg(ambassador, pg, tmp_path) -> None:
     amb = ambassador(pool_size=1)
-    pg.psql("create table items (id int, name text)")
+    pg.sql("create table items (id int, name text)")
     source = tmp_path / "in.csv"
     source.write_text("".join(f"{i},name {i}\n" for i in range(5000)))
     done = run_pg_tool("psql", "-X", "-v", "ON_ERROR_STOP=1", amb.dsn(),
@@ -171,7 +171,7 @@ def test_copy_in_and_out_with_psql_and_psycopg(ambassador, pg, tmp_path) -> None
 
 async def test_client_gone_mid_transaction_server_rolled_back_and_reused(ambassador, pg) -> None:
     amb = ambassador(pool_size=1)
-    pg.psql("create table t (v int)")
+    pg.sql("create table t (v int)")
     first = await asyncpg.connect(amb.dsn())
     tx = first.transaction()
     await tx.start()
@@ -251,7 +251,7 @@ def test_psql_ctrl_c_cancels_through_the_ambassador(ambassador, pg) -> None:
     )  # fmt: skip
     try:
         wait_for(
-            lambda: "pg_sleep" in pg.psql("select query from pg_stat_activity"),
+            lambda: "pg_sleep" in pg.sql("select query from pg_stat_activity"),
             what="the query running on the server",
             timeout=15,
         )
