@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import struct
 import time
 from typing import TYPE_CHECKING
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres import session
+from podkit.ambassadors.postgres.auth import AuthError, ClientAuth
 from podkit.ambassadors.postgres.pool import REPLAYED, Pool, quote_ident, quote_literal
 from podkit.ambassadors.postgres.server import (
     C_FWD,
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 _pack_u32 = struct.Struct("!I").pack
 ADMIN_SHUTDOWN = "terminating connection due to administrator command"
 
-STARTUP, LOGIN, READY, CLOSED = range(4)
+STARTUP, HANDSHAKE, AUTH, LOGIN, READY, CLOSED = range(6)
 
 
 class ClientConn(asyncio.Protocol):
@@ -75,6 +77,8 @@ class ClientConn(asyncio.Protocol):
         self.login_timer: asyncio.TimerHandle | None = None
         self.read_paused = False
         self.login_task: asyncio.Task[None] | None = None
+        self.tls = False
+        self.authenticator: ClientAuth = None  # type: ignore[assignment]
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -120,6 +124,8 @@ class ClientConn(asyncio.Protocol):
             return
         if self.state == STARTUP:
             self._startup_data(data)
+        elif self.state == AUTH:
+            self._auth_data(data)
         elif self.state == LOGIN:
             # Bytes before ReadyForQuery (pipelined queries, or auth answers): keep them.
             self.startup_buf += data
@@ -166,7 +172,7 @@ class ClientConn(asyncio.Protocol):
     # --- startup and login ---------------------------------------------------------------------
 
     def _login_timeout(self) -> None:
-        if self.state in (STARTUP, LOGIN):
+        if self.state in (STARTUP, HANDSHAKE, AUTH, LOGIN):
             self.stats.refused("login_timeout")
             self.fatal("08P01", "pg-ambassador: client_login_timeout: login not finished in time")
 
@@ -190,6 +196,12 @@ class ClientConn(asyncio.Protocol):
                     # (CVE-2021-23214); PostgreSQL refuses them too.
                     self.protocol_error(pq.ProtocolError("unexpected data after SSLRequest"))
                     return
+                context = self.amb.client_tls
+                if startup.kind == "ssl" and context is not None and not self.tls:
+                    self.transport.write(b"S")
+                    self.state = HANDSHAKE
+                    self.login_task = self.amb.loop.create_task(self._start_tls(context))
+                    return
                 self.transport.write(b"N")
                 continue
             if startup.kind == "cancel":
@@ -200,6 +212,21 @@ class ClientConn(asyncio.Protocol):
             self._startup(startup)
 
     refusal: tuple[str, str] | None = None
+
+    async def _start_tls(self, context: ssl.SSLContext) -> None:
+        try:
+            transport = await self.amb.loop.start_tls(
+                self.transport, self, context, server_side=True
+            )
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            self.amb.warn("client_tls_failed", addr=self.addr, error=str(exc))
+            self.transport.abort()
+            return
+        if transport is None:
+            return
+        self.transport = transport  # type: ignore[assignment]
+        self.tls = True
+        self.state = STARTUP
 
     def _startup(self, startup: pq.Startup) -> None:
         if self.refusal is not None:
@@ -223,6 +250,46 @@ class ClientConn(asyncio.Protocol):
                     self.wanted[name.lower()] = val
                 continue
             self.wanted[lower] = value
+        self.authenticator = ClientAuth(self.settings.client_auth, self.amb.lookup)
+        try:
+            reply = self.authenticator.start(self.user)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return
+        self.transport.write(reply)
+        if self.authenticator.done:
+            self._authenticated()
+        else:
+            self.state = AUTH
+
+    def _auth_data(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except pq.ProtocolError as exc:
+            self.protocol_error(exc)
+            return
+        for i, (kind, msg) in enumerate(messages):
+            if self.state != AUTH:
+                # pipelined after the password: keep for after the welcome
+                self.startup_buf += b"".join(m for _, m in messages[i:])
+                return
+            try:
+                reply = self.authenticator.handle(kind, msg[5:])
+            except AuthError as exc:
+                self._auth_failed(exc)
+                return
+            self.transport.write(reply)
+            if self.authenticator.done:
+                self._authenticated()
+
+    def _auth_failed(self, exc: AuthError) -> None:
+        self.stats.refused("auth_failed")
+        self.amb.warn("client_auth_failed", user=self.user, addr=self.addr, error=str(exc))
+        self.fatal(exc.sqlstate, exc.client_message or str(exc))
+
+    def _authenticated(self) -> None:
+        self.state = LOGIN
+        keys = self.authenticator.scram_keys
         if self.database == "pgbouncer":
             admins = self.settings.admin_users
             if admins and self.user not in admins:
@@ -235,6 +302,8 @@ class ClientConn(asyncio.Protocol):
                            "integer_datetimes": "on"})  # fmt: skip
             return
         self.pool = self.amb.pool_for(self.database, self.user)
+        if keys is not None and self.pool.scram_keys is None:
+            self.pool.scram_keys = keys
         self.login_task = self.amb.loop.create_task(self._login())
 
     async def _login(self) -> None:
@@ -279,8 +348,7 @@ class ClientConn(asyncio.Protocol):
         if self.closed:
             return
         self.amb.assign_cancel_key(self)
-        out = [pq.AUTH_OK]
-        out += [pq.parameter_status(k, v) for k, v in params.items()]
+        out = [pq.parameter_status(k, v) for k, v in params.items()]
         out.append(pq.backend_key_data(self.process_id, self.secret_key))
         out.append(pq.READY_IDLE)
         self.transport.writelines(out)

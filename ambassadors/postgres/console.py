@@ -12,9 +12,8 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from podkit.ambassadors.postgres import protocol as pq
-
 from podkit import __version__
+from podkit.ambassadors.postgres import protocol as pq
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.client import ClientConn

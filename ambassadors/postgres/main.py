@@ -10,6 +10,7 @@ import secrets
 import time
 from typing import Any
 
+from podkit.ambassadors.postgres import auth, tls
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.client import ADMIN_SHUTDOWN, ClientConn
 from podkit.ambassadors.postgres.console import Console
@@ -17,21 +18,9 @@ from podkit.ambassadors.postgres.metrics import PgCollector
 from podkit.ambassadors.postgres.pool import Pool, Stats
 from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
-
 from podkit.config import split_host_port
 from podkit.logs import get_logger
-from podkit.runtime import Runtime
-
-try:
-    from podkit.runtime import StartupError
-except ImportError:  # until the conventions commit is merged
-
-    class StartupError(Exception):  # type: ignore[no-redef]
-        def __init__(self, event: str, **fields: Any) -> None:
-            super().__init__(event)
-            self.event = event
-            self.fields = fields
-
+from podkit.runtime import Runtime, StartupError
 
 LOG_EVERY = 1.0
 ADDRESS_CHECK_EVERY = 10.0
@@ -62,8 +51,39 @@ class Ambassador:
         else:
             # The pgbouncer image's env var, for the classic pod (a file is the better way).
             self.server_password = os.environ.get("DATABASES_PASSWORD") or None
+        try:
+            self.server_tls = tls.server_tls(settings.server_tls_mode, settings.server_tls_ca_file)
+            self.client_tls = (
+                tls.client_tls_context(
+                    settings.client_tls_cert_file,
+                    settings.client_tls_key_file,  # type: ignore[arg-type]
+                    settings.client_tls_ca_file,
+                )
+                if settings.client_tls_cert_file
+                else None
+            )
+        except tls.TlsError as exc:
+            raise StartupError("tls_config_invalid", error=str(exc)) from None
+        self.credentials: auth.Credentials | None = None
+        try:
+            if settings.auth_file:
+                self.credentials = auth.Credentials.from_auth_file(settings.auth_file)
+            elif settings.password_file is not None or self.server_password:
+                user = settings.server_user or "postgres"
+                self.credentials = auth.Credentials.single(user, self.server_password or "")
+        except auth.CredentialsError as exc:
+            raise StartupError("auth_file_invalid", error=str(exc)) from None
+        if settings.client_auth != "trust" and self.credentials is None:
+            raise StartupError(
+                "no_client_credentials",
+                error=f"--client-auth {settings.client_auth} needs --auth-file, or "
+                "--password-file with --server-user",
+            )
         if runtime is not None:
             runtime.registry.register(PgCollector(self))
+
+    def lookup(self, user: str) -> str | None:
+        return self.credentials(user) if self.credentials is not None else None
 
     def warn(self, event: str, **fields: Any) -> None:
         """Log a per-connection problem at most once a second; the metrics count them all."""

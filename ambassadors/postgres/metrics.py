@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from podkit.ambassadors.postgres.pool import WAIT_BUCKETS
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -13,6 +12,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from podkit.ambassadors.postgres.pool import WAIT_BUCKETS
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.main import Ambassador

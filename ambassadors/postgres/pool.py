@@ -25,24 +25,7 @@ from podkit.ambassadors.postgres.server import (
     resolve,
     send_cancel,
 )
-
-try:
-    from podkit.backoff import Backoff
-except ImportError:  # until the conventions commit is merged
-    import random
-
-    class Backoff:  # type: ignore[no-redef]
-        def __init__(self, initial: float, maximum: float, jitter: bool = True) -> None:
-            self.initial, self.maximum, self.current = initial, maximum, initial
-
-        def next(self) -> float:
-            value = self.current
-            self.current = min(self.current * 2, self.maximum)
-            return value / 2 + random.uniform(0, value / 2)
-
-        def reset(self) -> None:
-            self.current = self.initial
-
+from podkit.backoff import Backoff
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.client import ClientConn
@@ -140,6 +123,9 @@ class Pool:
         self.retired_addrs: set[tuple[str, int]] = set()
         # statements (Parse bodies) some server of this pool parsed without error
         self.known: OrderedDict[bytes, None] = OrderedDict()
+        # SCRAM keys of an application that logged in: lets the pool log in to PostgreSQL
+        # as that user without a password of its own (same verifier on both sides)
+        self.scram_keys: Any = None
         self.good_addrs: set[tuple[str, int]] = set()
 
     @property
@@ -318,7 +304,8 @@ class Pool:
                     user=self.server_user,
                     database=self.server_database,
                     password=self.amb.server_password,
-                    ssl_context=None,
+                    tls=self.amb.server_tls,
+                    scram_keys=self.scram_keys,
                 ),
                 settings.server_connect_timeout,
             )

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import socket
-import ssl
 import struct
 import time
 from collections import OrderedDict, deque
@@ -28,6 +26,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from podkit.ambassadors.postgres import protocol as pq
+from podkit.ambassadors.postgres.auth import AuthError, ServerAuth
+from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, TlsError, after_ssl_answer
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.client import ClientConn
@@ -102,6 +102,7 @@ class ServerConn(asyncio.Protocol):
         self.query_started = 0.0
         self.cancel_sent = False
         self.writer: asyncio.StreamWriter | None = None
+        self.tls = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -355,11 +356,6 @@ async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return header[:1], await reader.readexactly(length - 4)
 
 
-def md5_password(user: str, password: str, salt: bytes) -> bytes:
-    inner = hashlib.md5((password + user).encode()).hexdigest().encode()
-    return b"md5" + hashlib.md5(inner + salt).hexdigest().encode()
-
-
 async def resolve(host: str, port: int) -> list[tuple[str, int]]:
     """Every address `host` has now (looked up again for each new server connection)."""
     loop = asyncio.get_running_loop()
@@ -380,7 +376,8 @@ async def login(
     user: str,
     database: str,
     password: str | None,
-    ssl_context: ssl.SSLContext | None = None,
+    tls: ServerTls,
+    scram_keys: Any = None,
 ) -> ServerConn:
     """Connect, log in and return the logged-in connection (its transport switched over)."""
     addrs = await resolve(host, port)
@@ -392,7 +389,18 @@ async def login(
             error = exc
             continue
         try:
-            return await _login_on(pool, addr, reader, writer, user, database, password)
+            if tls.request:
+                writer.write(SSL_REQUEST)
+                answer = await reader.read(1)
+                if after_ssl_answer(tls, answer + bytes(reader._buffer)):  # type: ignore[attr-defined]
+                    await writer.start_tls(
+                        tls.context,  # type: ignore[arg-type]
+                        server_hostname=tls.server_hostname(host),
+                    )
+            return await _login_on(pool, addr, reader, writer, user, database, password, scram_keys)
+        except TlsError as exc:
+            writer.transport.abort()
+            raise ServerLoginError(f"TLS with {host}:{port}: {exc}") from None
         except BaseException:
             writer.transport.abort()
             raise
@@ -407,29 +415,20 @@ async def _login_on(
     user: str,
     database: str,
     password: str | None,
+    scram_keys: Any,
 ) -> ServerConn:
     conn = ServerConn(pool, addr)
+    authenticator = ServerAuth(user, password, scram_keys=scram_keys)
     writer.write(pq.startup_message({"user": user, "database": database}))
     while True:
         kind, body = await _read_message(reader)
         if kind == b"R":
-            code = _unpack_u32(body, 0)[0]
-            if code == 0:
-                continue
-            if code in (3, 5) and password is None:
-                raise ServerLoginError(
-                    f"PostgreSQL asks a password for user {user} and none is configured "
-                    "(--password-file)",
-                    "28P01",
-                )
-            if code == 3:
-                writer.write(pq.message(b"p", password.encode() + b"\x00"))  # type: ignore[union-attr]
-            elif code == 5:
-                writer.write(pq.message(b"p", md5_password(user, password, body[4:8]) + b"\x00"))  # type: ignore[arg-type]
-            elif code == 10:
-                await _sasl(reader, writer, user, password, body)
-            else:
-                raise ServerLoginError(f"unsupported authentication method {code} asked by server")
+            try:
+                reply = authenticator.handle(kind, body)
+            except AuthError as exc:
+                raise ServerLoginError(str(exc), exc.sqlstate) from None
+            if reply is not None:
+                writer.write(reply)
         elif kind == b"E":
             fields = pq.parse_error_fields(kind + b"\x00\x00\x00\x00" + body)
             raise ServerLoginError(
@@ -448,28 +447,11 @@ async def _login_on(
     leftover = bytes(reader._buffer)  # type: ignore[attr-defined]
     conn.transport = transport  # type: ignore[assignment]
     conn.writer = writer  # a StreamWriter closes its transport when garbage-collected
+    conn.tls = transport.get_extra_info("sslcontext") is not None
     transport.set_protocol(conn)
     if leftover:
         conn.data_received(leftover)
     return conn
-
-
-async def _sasl(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    user: str,
-    password: str | None,
-    first: bytes,
-) -> None:
-    try:
-        from podkit.ambassadors.postgres import auth
-    except ImportError:
-        raise ServerLoginError("PostgreSQL asks for SCRAM-SHA-256, not available yet") from None
-    if password is None:
-        raise ServerLoginError(
-            f"PostgreSQL asks a password for user {user} and none is configured", "28P01"
-        )
-    await auth.authenticate_to_server(reader, writer, user, password, first)  # type: ignore[attr-defined]
 
 
 def send_cancel(addr: tuple[str, int], process_id: int, secret_key: int) -> None:

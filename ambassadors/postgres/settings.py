@@ -6,20 +6,12 @@ settings, so the classic pod runs with only its image changed.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from podkit.config import ByteSize, Duration, HelperSettings, HostPort, SecretFile
-
-try:
-    from podkit.config import Alias
-except ImportError:  # until the conventions commit is merged
-
-    class Alias:  # type: ignore[no-redef]
-        def __init__(self, **_: object) -> None:
-            pass
-
+from podkit.config import Alias, ByteSize, Duration, HelperSettings, HostPort, SecretFile
 
 PoolMode = Literal["transaction", "session"]
 
@@ -54,6 +46,37 @@ class PgAmbassadorSettings(HelperSettings):
         description="file with the PostgreSQL password of the server user "
         "(env DATABASES_PASSWORD is the fallback)",
     )
+    client_auth: Literal["scram", "md5", "trust"] = Field(
+        "scram",
+        description="how applications prove who they are: scram (SCRAM-SHA-256), md5, or trust "
+        "(no password); checked against --auth-file, else the server user's --password-file",
+    )
+    auth_file: str | None = Field(
+        None,
+        description='PgBouncer userlist.txt ("user" "password, md5 hash or SCRAM verifier" '
+        "per line) with the applications' credentials",
+        json_schema_extra={"metavar": "PATH"},
+    )
+    server_tls_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="TLS towards PostgreSQL (libpq's sslmode names)"
+    )
+    server_tls_ca_file: str | None = Field(
+        None, description="CA bundle for verify-ca / verify-full (default: the system CAs)",
+        json_schema_extra={"metavar": "PATH"},
+    )  # fmt: skip
+    client_tls_cert_file: str | None = Field(
+        None, description="certificate (PEM) offered to applications that ask for TLS",
+        json_schema_extra={"metavar": "PATH"},
+    )  # fmt: skip
+    client_tls_key_file: str | None = Field(
+        None,
+        description="key of --client-tls-cert-file (PEM)",
+        json_schema_extra={"metavar": "PATH"},
+    )
+    client_tls_ca_file: str | None = Field(
+        None, description="applications must show a certificate signed by this CA",
+        json_schema_extra={"metavar": "PATH"},
+    )  # fmt: skip
     pool_mode: Annotated[PoolMode, Alias(env=("PGBOUNCER_POOL_MODE",))] = Field(
         "transaction",
         description="transaction: a server per transaction; session: a server per client "
@@ -130,6 +153,23 @@ class PgAmbassadorSettings(HelperSettings):
     stats_period: Duration = Field(
         1.0, gt=0, description="how often pools are checked for timeouts and idle servers"
     )
+
+    @field_validator(
+        "auth_file", "server_tls_ca_file", "client_tls_cert_file", "client_tls_key_file",
+        "client_tls_ca_file",
+    )  # fmt: skip
+    @classmethod
+    def _file_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+    @field_validator("client_tls_key_file")
+    @classmethod
+    def _cert_and_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if bool(value) != bool(info.data.get("client_tls_cert_file")):
+            raise ValueError("--client-tls-cert-file and --client-tls-key-file go together")
+        return value
 
     @field_validator("server_reset_query")
     @classmethod

@@ -31,6 +31,7 @@ class AmbassadorThread:
         self.port = free_port()
         settings.setdefault("admin_addr", "127.0.0.1:0")
         settings.setdefault("stats_period", 0.1)
+        settings.setdefault("client_auth", "trust")
         self.settings = PgAmbassadorSettings(listen=f"{HOST}:{self.port}", **settings)
         self.loop = uvloop.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
