@@ -201,9 +201,15 @@ async def run(settings: PgAmbassadorSettings, runtime: Runtime) -> None:
     )
     runtime.set_ready(True)
     checks = asyncio.create_task(amb.check_loop(), name="pool-checks")
-    try:
-        await runtime.wait_drain()
+    drained = asyncio.Event()
+
+    async def drain() -> None:
         await amb.drain()
+        drained.set()
+
+    try:
+        async with runtime.on_drain(drain):
+            await drained.wait()
     finally:
         amb.close()
         checks.cancel()
