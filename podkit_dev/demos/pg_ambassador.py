@@ -46,7 +46,8 @@ def demo(narrator: Narrator) -> None:
             narrator.result(
                 ok and not leaked,
                 "8 asyncpg clients with the default statement cache shared 2 server connections "
-                f"without one prepared-statement error; the SET stayed with its client ({pinned_line})",
+                "without one prepared-statement error; the SET stayed with its client "
+                f"({pinned_line})",
             )
     finally:
         pg.cleanup()
