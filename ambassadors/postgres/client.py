@@ -224,7 +224,7 @@ class ClientConn(asyncio.Protocol):
             return
         if transport is None:
             return
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport
         self.tls = True
         self.state = STARTUP
 
@@ -709,7 +709,7 @@ class ClientConn(asyncio.Protocol):
         self.stmts.pop(name, None)  # (a Parse of a known name is refused, never sent)
 
     def restore_statement(self, undo: tuple[bytes, bytes | None]) -> None:
-        name, key = undo  # type: ignore[misc]
+        name, key = undo
         if key is not None:
             self.stmts.setdefault(name, key)
 

@@ -392,7 +392,7 @@ class Pool:
         query_timeout = settings.query_timeout
         idle_txn = settings.idle_transaction_timeout
         for server in list(self.active):
-            client = server.client
+            client = server.client  # type: ignore[assignment]
             if client is None or isinstance(client, Orphan):
                 continue
             if (

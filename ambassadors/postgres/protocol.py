@@ -56,7 +56,7 @@ def startup_length(buffer: bytes | bytearray) -> int | None:
     """Length of the startup packet at the start of buffer (None: not enough bytes yet)."""
     if len(buffer) < 4:
         return None
-    length = unpack_u32(buffer, 0)[0]
+    length: int = unpack_u32(buffer, 0)[0]
     if length < 8 or length > MAX_STARTUP_PACKET:
         raise ProtocolError(f"invalid length of startup packet: {length}")
     return length

@@ -62,7 +62,7 @@ _unpack_u32 = struct.Struct("!I").unpack_from
 class ServerLoginError(Exception):
     """PostgreSQL refused the login (its ErrorResponse fields) or could not be reached."""
 
-    def __init__(self, message: str, sqlstate: str = "08006", fatal_fields: dict | None = None):
+    def __init__(self, message: str, sqlstate: str = "08006", fatal_fields: dict[str, str] | None = None):
         super().__init__(message)
         self.sqlstate = sqlstate
         self.fields = fatal_fields or {}
@@ -188,7 +188,7 @@ class ServerConn(asyncio.Protocol):
                 if pos > start:
                     pieces.append(data[start:pos])
                 if forward:
-                    pieces.append(forward)  # type: ignore[arg-type]
+                    pieces.append(forward)
                 start = end
             pos = end
         if pos < n:
