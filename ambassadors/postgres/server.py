@@ -62,7 +62,9 @@ _unpack_u32 = struct.Struct("!I").unpack_from
 class ServerLoginError(Exception):
     """PostgreSQL refused the login (its ErrorResponse fields) or could not be reached."""
 
-    def __init__(self, message: str, sqlstate: str = "08006", fatal_fields: dict[str, str] | None = None):
+    def __init__(
+        self, message: str, sqlstate: str = "08006", fatal_fields: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.sqlstate = sqlstate
         self.fields = fatal_fields or {}

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvloop
+
 from podkit.ambassadors.postgres.main import Ambassador
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
-
 from podkit_dev.servers import HOST, PostgresServer, find_binary, free_port, wait_for
 from tests.servers import _start
 

@@ -12,6 +12,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.session import classify, split_statements
 
