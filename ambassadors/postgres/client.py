@@ -76,6 +76,9 @@ class ClientConn(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self.login_timer: asyncio.TimerHandle | None = None
         self.read_paused = False
+        self.params_version = 0  # bumped whenever params change
+        self.replay_items: list[tuple[str, str]] = []
+        self.replay_version = -1
         self.login_task: asyncio.Task[None] | None = None
         self.tls = False
         self.authenticator: ClientAuth = None  # type: ignore[assignment]
@@ -157,16 +160,28 @@ class ClientConn(asyncio.Protocol):
             self.server = None
             pool.orphan(server, self)
 
+    # Reading is paused only when needed (each pause/resume is a system call): while the
+    # client waits for a server, and while its server cannot take more.
     def pause_writing(self) -> None:
-        if self.server is not None:
-            self.server.transport.pause_reading()
+        server = self.server
+        if server is not None and not server.read_paused:
+            server.read_paused = True
+            server.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.server is not None and not self.server.closed:
-            self.server.transport.resume_reading()
+        server = self.server
+        if server is not None and server.read_paused and not server.closed:
+            server.read_paused = False
+            server.transport.resume_reading()
+
+    def pause(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def resume(self) -> None:
-        if not self.waiting and not self.closed:
+        if self.read_paused and not self.waiting and not self.closed:
+            self.read_paused = False
             self.transport.resume_reading()
 
     # --- startup and login ---------------------------------------------------------------------
@@ -358,7 +373,7 @@ class ClientConn(asyncio.Protocol):
             self.login_timer = None
         if self.pool is not None:
             self.pool.clients.add(self)
-        self.transport.resume_reading()
+        self.resume()
         if self.amb.draining:
             self.fatal("57P01", ADMIN_SHUTDOWN)
             return
@@ -372,8 +387,9 @@ class ClientConn(asyncio.Protocol):
     def need_server(self) -> None:
         assert self.pool is not None
         self.waiting = True
-        self.transport.pause_reading()
         self.pool.request(self)
+        if self.waiting:  # queued: read nothing more until a server is attached
+            self.pause()
 
     def attach(self, server: ServerConn) -> None:
         """The pool gave us `server`: set our settings on it, then send what waited."""
@@ -386,12 +402,16 @@ class ClientConn(asyncio.Protocol):
         self._attached()
 
     def _replay_sql(self, server: ServerConn) -> str:
-        pool = self.pool
-        assert pool is not None
+        version = self.params_version
+        if server.synced == (self, version):
+            return ""  # nobody else used it since our settings were last set there
+        if self.replay_version != version:
+            self.replay_items = [(k, v) for k, v in self.params.items() if k.lower() in REPLAYED]
+            self.replay_version = version
         statements = []
         sparams = server.params
-        for name, value in self.params.items():
-            if name.lower() in REPLAYED and sparams.get(name, value) != value:
+        for name, value in self.replay_items:
+            if sparams.get(name, value) != value:
                 statements.append(f"SET {quote_ident(name)} TO {quote_literal(value)}")
         for key, value in self.extra.items():
             if server.extra.get(key) != value:
@@ -399,6 +419,8 @@ class ClientConn(asyncio.Protocol):
         for key in server.extra:
             if key not in self.extra:
                 statements.append(f"RESET {quote_ident(key)}")
+        if not statements:
+            server.synced = (self, version)
         return ";".join(statements)
 
     def _replayed(self, ok: bool, status: bytes, error: str) -> None:
@@ -431,7 +453,10 @@ class ClientConn(asyncio.Protocol):
             self._login_done()
             return
         if changed:
+            self.params_version += 1
             self.transport.writelines(changed)
+        if ok:
+            server.synced = (self, self.params_version)
         self._attached()
 
     def _attached(self) -> None:
@@ -439,8 +464,7 @@ class ClientConn(asyncio.Protocol):
             self._replayed(True, b"I", "")
             return
         pending = self.pending
-        if self.read_paused is False:
-            self.transport.resume_reading()
+        self.resume()
         if pending:
             self.pending = []
             self.process(pending)

@@ -183,8 +183,9 @@ class Pool:
             return
         now = time.monotonic()
         server.last_used = now
-        transport = server.transport
-        transport.resume_reading()
+        if server.read_paused:
+            server.read_paused = False
+            server.transport.resume_reading()
         if server.dirty or server.status != b"I":
             self._reset(server)
             return
@@ -230,6 +231,7 @@ class Pool:
             server.run_internal("ROLLBACK", after)
         else:
             server.dirty = False
+            server.synced = None
             server.forget_prepared()
             server.extra.clear()
             server.run_internal(self.settings.server_reset_query, after)
@@ -242,7 +244,9 @@ class Pool:
         sink = Orphan(self, server)
         server.client = sink  # type: ignore[assignment]
         transport = server.transport
-        transport.resume_reading()
+        if server.read_paused:
+            server.read_paused = False
+            transport.resume_reading()
         if client.pinned or self.settings.pool_mode == "session":
             server.dirty = True
         if server.copy_in:
@@ -441,6 +445,7 @@ class Orphan:
     closed = True
     unsynced = False
     pinned = None
+    params_version = 0
 
     def __init__(self, pool: Pool, server: ServerConn) -> None:
         self.pool = pool
@@ -456,6 +461,9 @@ class Orphan:
         self.pool.active.discard(server)
 
     def resume(self) -> None:
+        pass
+
+    def pause(self) -> None:
         pass
 
     def forget_statement(self, name: bytes) -> None:

@@ -105,6 +105,8 @@ class ServerConn(asyncio.Protocol):
         self.cancel_sent = False
         self.writer: asyncio.StreamWriter | None = None
         self.tls = False
+        self.read_paused = False
+        self.synced: tuple[object, int] | None = None  # (client, its settings version) set
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -182,6 +184,7 @@ class ServerConn(asyncio.Protocol):
                 name, value = pq.parse_parameter_status(data[pos:end])
                 self.params[name] = value
                 client.params[name] = value
+                client.params_version += 1
             elif kind == 71:  # G CopyInResponse
                 self.copy_in = True
             if forward is not True:
@@ -256,7 +259,7 @@ class ServerConn(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.client is not None:
-            self.client.transport.pause_reading()
+            self.client.pause()
 
     def resume_writing(self) -> None:
         if self.client is not None:
