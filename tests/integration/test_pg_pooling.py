@@ -296,3 +296,25 @@ def test_sqlalchemy_psycopg_and_asyncpg_dialects(ambassador) -> None:
         await aengine.dispose()
 
     asyncio.run(with_asyncpg())
+
+
+async def test_prepared_statement_lru_eviction_with_many_statements(ambassador) -> None:
+    amb = ambassador(pool_size=2, max_prepared_statements=3)
+    conns = [await asyncpg.connect(amb.dsn()) for _ in range(4)]
+    try:
+
+        async def work(conn: asyncpg.Connection, i: int) -> None:
+            for j in range(60):
+                k = (i + j) % 9  # 9 statements, 3 per server at most
+                assert await conn.fetchval(f"select {k}::int + $1::int", j) == k + j
+                async with conn.transaction():
+                    cursor = await conn.cursor(f"select {k}::int + g from generate_series(1, 3) g")
+                    assert [r[0] for r in await cursor.fetch(3)] == [k + 1, k + 2, k + 3]
+
+        await asyncio.gather(*(work(c, i) for i, c in enumerate(conns)))
+    finally:
+        for conn in conns:
+            await conn.close()
+    stats = amb.amb.stats
+    assert stats.prepared_evictions > 0 and stats.prepared_reparses > 0
+    assert all(len(s.prepared) <= 3 for p in amb.amb.pools.values() for s in p.idle)

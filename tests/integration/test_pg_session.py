@@ -139,3 +139,17 @@ async def test_on_session_state_error_refuses_and_connection_stays_usable(ambass
         assert sum(amb.amb.pinned.values()) == 0
     finally:
         await conn.close()
+
+
+async def test_session_mode_keeps_the_server_and_resets_it(ambassador) -> None:
+    amb = ambassador(pool_mode="session", pool_size=1, query_wait_timeout=30)
+    a = await asyncpg.connect(amb.dsn())
+    await a.execute("set statement_timeout = '1234ms'")
+    pid = await a.fetchval("select pg_backend_pid()")
+    assert amb.amb.pinned["set"] == 1  # (counted, though session mode keeps it anyway)
+    b_task = asyncio.ensure_future(_show_timeout(amb))
+    await asyncio.sleep(0.2)
+    assert not b_task.done()  # session mode: the only server stays with a
+    await a.close()
+    pid_b, timeout_b = await asyncio.wait_for(b_task, 30)
+    assert (pid_b, timeout_b) == (pid, "0")
