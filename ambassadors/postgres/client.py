@@ -319,7 +319,10 @@ class ClientConn(asyncio.Protocol):
         self.pool = self.amb.pool_for(self.database, self.user)
         if keys is not None and self.pool.scram_keys is None:
             self.pool.scram_keys = keys
-        self.login_task = self.amb.loop.create_task(self._login())
+        if self.pool.params is not None:
+            self._login_with(self.pool.params)  # the usual case: no task, no await
+        else:
+            self.login_task = self.amb.loop.create_task(self._login())
 
     async def _login(self) -> None:
         pool = self.pool
@@ -329,9 +332,13 @@ class ClientConn(asyncio.Protocol):
         except ServerLoginError as exc:
             self.fatal(exc.sqlstate, str(exc))
             return
-        if self.closed:
-            return
-        self.params = {k: v for k, v in params.items()}
+        if not self.closed:
+            self._login_with(params)
+
+    def _login_with(self, params: dict[str, str]) -> None:
+        pool = self.pool
+        assert pool is not None
+        self.params = dict(params)
         lower = {k.lower(): k for k in params}
         unknown = False
         for key, value in self.wanted.items():
