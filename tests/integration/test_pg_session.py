@@ -104,8 +104,12 @@ async def test_other_session_state_pins(ambassador, statement: str, reason: str)
     kit.wait_for(lambda: amb.amb.pinned[reason] == 0, what="unpinned", timeout=5)
     other = await asyncpg.connect(amb.dsn())
     try:
-        assert await other.fetchval("select count(*) from pg_prepared_statements where from_sql") == 0
-        assert await other.fetchval("select count(*) from pg_locks where locktype = 'advisory'") == 0
+        assert (
+            await other.fetchval("select count(*) from pg_prepared_statements where from_sql") == 0
+        )
+        assert (
+            await other.fetchval("select count(*) from pg_locks where locktype = 'advisory'") == 0
+        )
         assert await other.fetchval("select count(*) from pg_class where relpersistence = 't'") == 0
     finally:
         await other.close()
