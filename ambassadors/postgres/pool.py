@@ -149,7 +149,8 @@ class Pool:
             return self.params
         if self.params_future is None or self.params_future.done():
             self.params_future = asyncio.get_running_loop().create_future()
-            self._start_connect()
+            # A client is logging in: try now, backoff or not (it waits for this answer).
+            self._start_connect(force=True)
         return await asyncio.shield(self.params_future)
 
     # --- giving out servers --------------------------------------------------------------------
@@ -287,9 +288,9 @@ class Pool:
                 break
             need -= 1
 
-    def _start_connect(self) -> bool:
+    def _start_connect(self, force: bool = False) -> bool:
         now = time.monotonic()
-        if now < self.next_connect:
+        if now < self.next_connect and not force:
             return False
         self.connecting += 1
         task = asyncio.get_running_loop().create_task(self._connect())
