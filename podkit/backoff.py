@@ -11,10 +11,10 @@ import random
 
 def delay_for(attempt: int, initial: float, maximum: float, rng: random.Random | None) -> float:
     """The delay before retry number `attempt` (1 is the first retry)."""
-    ceiling = min(maximum, initial * (2 ** max(attempt - 1, 0)))
+    ceiling: float = min(maximum, initial * (2 ** max(attempt - 1, 0)))
     if rng is None:
         return ceiling
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+    return ceiling / 2 + float(rng.uniform(0, ceiling / 2))
 
 
 class Backoff:

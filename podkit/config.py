@@ -36,6 +36,7 @@ from pydantic import (
     ValidationError,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 ENV_PREFIX = "PODKIT_"
 
@@ -471,7 +472,7 @@ def build_parser(
 
 def _describe_error(
     settings_cls: type[HelperSettings],
-    error: dict[str, Any],
+    error: ErrorDetails,
     origins: dict[str, Origin],
     merged: dict[str, Any],
 ) -> str:

@@ -43,15 +43,20 @@ class Helper:
     """Default port of the admin server (/livez, /readyz, /startupz, /metrics)."""
     demo: str | None = None
     """"module:function" of `def demo(narrator)` for `podkit demo` (in podkit_dev), if any."""
+    uses: tuple[str, ...] = ()
+    """Other helper packages this one needs at run time (the log-shipper runs the
+    log-adapter's parsers); its image keeps them and drops every other helper."""
     oneshot: str | None = None
     """"module:function" of `def oneshot(settings) -> int | None`: a command-line mode
     (`log-adapter --check`) run instead of the runtime when it returns an exit status."""
 
     def load_settings_class(self) -> type[HelperSettings]:
-        return import_attr(self.settings)
+        settings_class: type[HelperSettings] = import_attr(self.settings)
+        return settings_class
 
     def load_run(self) -> RunFunction:
-        return import_attr(self.run)
+        run: RunFunction = import_attr(self.run)
+        return run
 
     def run_oneshot(self, settings: HelperSettings) -> int | None:
         """The exit status of the helper's one-shot mode, or None to run as a service."""

@@ -68,7 +68,7 @@ class TextFormatter(logging.Formatter):
         return f"{line}\n{tb.rstrip()}" if tb else line
 
 
-class EventLogger(logging.LoggerAdapter):
+class EventLogger(logging.LoggerAdapter[logging.Logger]):
     """`log.info("event_name", key=value, ...)`: the event is the message, kwargs are fields."""
 
     def __init__(self, logger: logging.Logger) -> None:

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from podkit import plugins
 
@@ -190,6 +190,7 @@ def load_parser(spec: str, options: dict[str, Any] | None = None) -> Parser:
         obj = plugins.load("parser", spec, default_attr="parser")
     except plugins.PluginError as exc:
         raise ParserLoadError(str(exc)) from None
+    instance: Any
     if inspect.isclass(obj):
         try:
             instance = obj(**options)
@@ -207,5 +208,5 @@ def load_parser(spec: str, options: dict[str, Any] | None = None) -> Parser:
         raise ParserLoadError(f"parser {spec!r} is a {type(obj).__name__}, not a callable")
     input_type = _input_type(instance)
     if getattr(instance, "trusted", False):
-        return instance  # type: ignore[no-any-return]
+        return cast(Parser, instance)
     return LoadedParser(instance, getattr(instance, "name", None) or spec, input_type)

@@ -18,6 +18,8 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
+from podkit.helper import import_attr
+
 GROUPS = {
     "parser": "podkit.parsers",
     "output": "podkit.outputs",
@@ -69,15 +71,13 @@ def _load_file(spec: str, default_attr: str) -> Any:
 def _load_module_attr(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
+        return import_attr(spec)
+    except AttributeError as exc:
+        if module_name not in sys.modules:  # raised while importing the module itself
+            raise PluginError(f"plugin {spec} failed to import: AttributeError: {exc}") from exc
+        raise PluginError(f"plugin {spec}: module {module_name} has no {attr!r}") from None
     except Exception as exc:
         raise PluginError(f"plugin {spec} failed to import: {type(exc).__name__}: {exc}") from exc
-    try:
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise PluginError(f"plugin {spec}: module {module_name} has no {attr!r}") from None
-    return obj
 
 
 def load(kind: str, spec: str, *, default_attr: str | None = None) -> Any:

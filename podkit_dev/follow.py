@@ -112,6 +112,28 @@ async def ack_first(config: FollowConfig, batches: int, acked: int) -> tuple[Fol
 # --- processes for fault tests: `python -m podkit_dev.follow write|consume ...` ---------
 
 
+def consumed(out: Path) -> list[list[tuple[str, int]]]:
+    """What `consume` wrote to `out`, split into runs (one per process start):
+    (path, line number) of every `prefix N` line; lines cut short by a kill are skipped."""
+    runs: list[list[tuple[str, int]]] = []
+    if not out.exists():
+        return runs
+    for raw in out.read_bytes().splitlines():
+        if raw == b"#start":
+            runs.append([])
+            continue
+        path, _, line = raw.partition(b"\t")
+        words = line.split()
+        if runs and len(words) == 2 and words[1].isdigit():
+            runs[-1].append((path.decode(), int(words[1])))
+    return runs
+
+
+def consumed_count(out: Path) -> int:
+    """Lines `consume` has written to `out` so far (cheap: no parsing)."""
+    return out.read_bytes().count(b"\n") if out.exists() else 0
+
+
 def _write(path: str, prefix: str, count: int, burst: int) -> None:
     """Append `prefix N` lines; SIGHUP reopens the path (as apps do after rotation)."""
     import signal
@@ -146,7 +168,7 @@ def _write(path: str, prefix: str, count: int, burst: int) -> None:
 
 
 async def _consume(out: str, state_dir: str, globs: list[str], buffer_bytes: int) -> None:
-    """Follow `globs`; write each line as `path\\tline` to `out`, then ack (kill -9 target)."""
+    """Follow `globs`; write each line as `path#dev:inode\\tline` to `out`, then ack."""
     import signal
 
     config = FollowConfig(
@@ -169,7 +191,10 @@ async def _consume(out: str, state_dir: str, globs: list[str], buffer_bytes: int
         print("ready", flush=True)
         async for batch in follower:
             if batch.lines:
-                prefix = batch.path.encode() + b"\t"
+                # path#dev:inode: "in order within a file" is per file, not per name
+                # (a rotated file's tail and its successor share the name).
+                fid = batch.file_id
+                prefix = f"{batch.path}#{fid.dev}:{fid.inode}\t".encode()
                 os.write(fd, b"".join(prefix + line + b"\n" for line in batch.lines))
             follower.ack(batch)
     os.close(fd)

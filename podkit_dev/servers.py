@@ -24,6 +24,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 HOST = "127.0.0.1"
@@ -49,7 +50,8 @@ def find_binary(name: str, *extra_dirs: str) -> str:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_for(
@@ -601,7 +603,7 @@ class HelperProcess:
     def log_text(self) -> str:
         return self.process.log_text()
 
-    def log_events(self) -> Iterator[dict]:
+    def log_events(self) -> Iterator[dict[str, Any]]:
         for line in self.log_text().splitlines():
             with contextlib.suppress(ValueError):
                 yield json.loads(line)

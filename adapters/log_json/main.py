@@ -14,7 +14,7 @@ from podkit.runtime import Runtime, StartupError
 
 from .build import make_builder, multiline_config
 from .metrics import AdapterCollector
-from .output import Output
+from .output import RecordWriter
 from .record import RecordBuilder
 from .settings import LogAdapterSettings
 
@@ -31,7 +31,7 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     stateful = bool(getattr(builder.parser, "stateful", False))
     config = FollowConfig.from_settings(settings, multiline=multiline_config(settings))
     try:
-        output = Output(settings.output, settings.output_path)
+        output = RecordWriter(settings.output, settings.output_path)
     except OSError as exc:
         raise StartupError(
             "output_unwritable", path=settings.output_path, error=exc.strerror or str(exc)

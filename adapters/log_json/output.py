@@ -54,7 +54,9 @@ def _drop_torn_record(fd: int) -> int:
     return size - keep
 
 
-class Output:
+class RecordWriter:
+    """Where the adapter's JSON records go: stdout or an appended file (not a shipper Output)."""
+
     def __init__(self, kind: str, path: str | None = None) -> None:
         self.kind = kind
         self.path = path

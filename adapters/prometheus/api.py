@@ -16,11 +16,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from podkit.adapters.prometheus.model import Family
+from podkit.urls import hide_userinfo
 
 if TYPE_CHECKING:
     from podkit.adapters.prometheus.fetch import HttpClient
@@ -70,17 +70,6 @@ def check_label_name(name: str) -> str:
     if not _LABEL_NAME.match(name) or name.startswith("__"):
         raise ValueError(f"{name!r} is not a valid label name")
     return name
-
-
-def hide_userinfo(target: str) -> str:
-    """A target as shown in labels and logs: a password in a URL never leaves the process."""
-    parts = urlsplit(target)
-    if parts.password is None and parts.username is None:
-        return target
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 class Source:

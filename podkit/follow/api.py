@@ -31,7 +31,9 @@ class FileId:
         return f"{self.dev}:{self.inode}:{self.fingerprint}"
 
 
-EventKind = Literal["opened", "rotated", "truncated", "deleted", "line_cut", "lost", "closed"]
+EventKind = Literal[
+    "opened", "rotated", "truncated", "deleted", "line_cut", "lost", "closed", "recovered"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,9 @@ class FileEvent:
 
     `lost_bytes` > 0 only where data could not be read: `reason` then says why
     ("truncated_unread", "rotated_away_unread", "line_cut", "deleted_unread", ...).
+    `lower_bound` says the figure counts only bytes the follower knew were there: more
+    may have been written after it last looked. A "recovered" event (reason
+    "copytruncate_copy") comes with the first lines read from a copytruncate copy.
     """
 
     kind: EventKind
@@ -47,6 +52,7 @@ class FileEvent:
     file_id: FileId
     lost_bytes: int = 0
     reason: str = ""
+    lower_bound: bool = False
 
 
 @dataclass(slots=True)

@@ -31,6 +31,8 @@ class FileStats:
     """Bytes that could not be delivered, by reason."""
     lag_bytes: int = 0
     """Bytes between the read position and the file's end, when last looked at."""
+    recovered_bytes: int = 0
+    """Bytes read from copytruncate copies instead of being lost."""
 
     @property
     def lost_bytes(self) -> int:
@@ -55,6 +57,15 @@ class Ledger:
             stats.lost[event.reason] = stats.lost.get(event.reason, 0) + event.lost_bytes
             self.events.append(event)
 
+    def prune(self, live: set[int], keep: int) -> None:
+        """Forget the oldest paths beyond `keep` whose stats (by id) are not `live`."""
+        files = self.files
+        if len(files) <= keep:
+            return
+        idle = [path for path, s in files.items() if id(s) not in live]
+        for path in idle[: max(len(idle) - keep, 0)]:
+            del files[path]
+
     def lost_total(self, reason: str | None = None) -> int:
         return sum(n for s in self.files.values() for r, n in s.lost.items() if reason in (None, r))
 
@@ -71,12 +82,17 @@ class FollowCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         files = list(self.ledger.files.values())
-        counters = [
+        counters: list[tuple[str, str, Callable[[FileStats], int]]] = [
             ("bytes_read", "bytes read from followed files", lambda s: s.bytes_read),
             ("lines", "lines handed to the consumer", lambda s: s.lines),
             ("rotations", "rotations seen (rename, delete, replace)", lambda s: s.rotations),
             ("truncations", "truncations seen (copytruncate, rewrite)", lambda s: s.truncations),
             ("lines_cut", "lines longer than --max-line-bytes, cut", lambda s: s.lines_cut),
+            (
+                "recovered_bytes",
+                "bytes read from copytruncate copies (instead of lost)",
+                lambda s: s.recovered_bytes,
+            ),
         ]
         for name, doc, get in counters:
             family = CounterMetricFamily(f"podkit_follow_{name}", doc, labels=["path"])

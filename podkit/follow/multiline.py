@@ -39,6 +39,8 @@ def _matcher(pattern: str | bytes | None) -> Callable[[bytes], object] | None:
 class MultilineJoiner:
     __slots__ = ("continues", "flush_timeout", "lines", "max_bytes", "max_lines", "size", "start")
 
+    continues: Callable[[bytes], bool]
+
     def __init__(self, config: MultilineConfig, max_line_bytes: int) -> None:
         self.flush_timeout = config.flush_timeout
         self.max_lines = max(config.max_lines, 1)
@@ -53,17 +55,11 @@ class MultilineJoiner:
                 raise ValueError(
                     "multiline custom mode needs start_pattern or continuation_pattern"
                 )
-            if cont is not None and start is not None:
-                self.continues = lambda line: bool(cont(line)) and not start(line)
-            elif cont is not None:
-                self.continues = lambda line: bool(cont(line))
-            else:
-                assert start is not None
-                self.continues = lambda line: not start(line)
+            self.continues = _continues(start, cont)
         else:
-            cont = _matcher(_BUILTIN_CONTINUATION[config.mode])
-            assert cont is not None
-            self.continues = lambda line: bool(cont(line))
+            builtin = _matcher(_BUILTIN_CONTINUATION[config.mode])
+            assert builtin is not None
+            self.continues = _continues(None, builtin)
 
     def feed(
         self, lines: list[bytes], offsets: list[int], end: int, *, flush: bool = False
@@ -95,3 +91,18 @@ class MultilineJoiner:
             self.size = 0
             return out, out_offsets, end
         return out, out_offsets, (self.start if pending else end)
+
+
+def _continues(
+    start: Callable[[bytes], object] | None, cont: Callable[[bytes], object] | None
+) -> Callable[[bytes], bool]:
+    """Whether a line continues the record before it, from the start/continuation regexes."""
+    if cont is not None and start is not None:
+        is_cont, is_start = cont, start
+        return lambda line: bool(is_cont(line)) and not is_start(line)
+    if cont is not None:
+        only_cont = cont
+        return lambda line: bool(only_cont(line))
+    assert start is not None
+    only_start = start
+    return lambda line: not only_start(line)

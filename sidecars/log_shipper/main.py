@@ -30,6 +30,7 @@ def count_events(batch: Batch, metrics: ShipperMetrics, runtime: Runtime) -> Non
                 path=event.path,
                 lost_bytes=event.lost_bytes,
                 reason=event.reason,
+                lower_bound=event.lower_bound,
             )
 
 
@@ -65,7 +66,9 @@ async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
         parser,
     )
     follower = Follower(
-        FollowConfig.from_settings(settings), registry=runtime.registry, log=runtime.log
+        FollowConfig.from_settings(settings, multiline=settings.multiline_config()),
+        registry=runtime.registry,
+        log=runtime.log,
     )
     pipeline = Pipeline(
         build_outputs(settings, runtime),

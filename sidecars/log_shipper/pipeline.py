@@ -386,5 +386,5 @@ class Pipeline:
         """The name of an output owing records for longer than `timeout`, if any."""
         for runner in self.runners:
             if runner.stalled_for() > timeout:
-                return runner.name
+                return str(runner.name)
         return None

@@ -8,7 +8,7 @@ here, so a mistake exits 2 with one line naming the flag or the YAML key.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from podkit import plugins
-from podkit.config import ByteSize, Duration, SecretFile
+from podkit.config import ByteSize, Duration, ForeignConfig, SecretFile
 from podkit.follow.settings import FollowSettings
 
 # Flag prefix of each built-in output's own settings: --http-url -> http output's `url`.
@@ -46,6 +46,10 @@ COMMON_OUTPUT_FLAGS = (
     "request_timeout",
 )
 
+if TYPE_CHECKING:
+    from podkit.follow import MultilineConfig
+    from podkit.sidecars.log_shipper.outputs.base import Output
+
 
 class OutputEntry(BaseModel):
     """One item of `outputs:`; its keys are checked by that output's own options model."""
@@ -61,6 +65,22 @@ class LogShipperSettings(FollowSettings):
         ge=4096,
         description="lines read but not yet delivered by every output; reading pauses here "
         "(bounds memory: the classic pod limits the shipper to 128Mi)",
+    )
+    fluent_bit_config: Annotated[
+        str | None,
+        ForeignConfig(
+            reader="podkit.sidecars.log_shipper.fluentbit:read",
+            default_path="/fluent-bit/etc/fluent-bit.conf",
+        ),
+    ] = Field(
+        None,
+        description="read this Fluent Bit classic config (fluent-bit.conf: [INPUT] tail, "
+        "[OUTPUT] stdout/file/http/es/loki, @INCLUDE, Parsers_File); default: "
+        "/fluent-bit/etc/fluent-bit.conf if it exists. podkit's own settings win over it",
+        json_schema_extra={"metavar": "FILE"},
+    )
+    multiline: Literal["off", "python", "java", "go"] = Field(
+        "off", description="join stack traces into one record (the follower's multiline stage)"
     )
     parser: str | None = Field(
         None,
@@ -147,6 +167,14 @@ class LogShipperSettings(FollowSettings):
     _output_specs: list[tuple[type, Any]] = PrivateAttr(default_factory=list)
     _parser: Any = PrivateAttr(None)
 
+    def multiline_config(self) -> MultilineConfig | None:
+        """The follower's multiline stage (None: one record per line)."""
+        if self.multiline == "off":
+            return None
+        from podkit.follow import MultilineConfig
+
+        return MultilineConfig(mode=self.multiline, flush_timeout=self.flush_timeout)
+
     @property
     def loaded_parser(self) -> Any:
         """The --parser, loaded and configured (None without one)."""
@@ -179,7 +207,9 @@ class LogShipperSettings(FollowSettings):
     @model_validator(mode="after")
     def _build_outputs(self) -> LogShipperSettings:
         if self.outputs:
-            entries = [(("outputs", i), entry.model_dump()) for i, entry in enumerate(self.outputs)]
+            entries: list[tuple[tuple[str | int, ...], dict[str, Any]]] = [
+                (("outputs", i), entry.model_dump()) for i, entry in enumerate(self.outputs)
+            ]
             flag_map: dict[str, str] | None = None
         else:
             entries = [(("output",), self._single_output())]
@@ -231,8 +261,8 @@ class LogShipperSettings(FollowSettings):
         return mapping
 
     @staticmethod
-    def _load_output(loc: tuple[Any, ...], raw: dict[str, Any]) -> type:
-        from podkit.sidecars.log_shipper.outputs.base import Output
+    def _load_output(loc: tuple[Any, ...], raw: dict[str, Any]) -> type[Output]:
+        from podkit.sidecars.log_shipper.outputs.base import Output as OutputClass
 
         kind = raw.get("type")
         if not isinstance(kind, str) or not kind:
@@ -241,7 +271,7 @@ class LogShipperSettings(FollowSettings):
             cls = plugins.load("output", kind)
         except plugins.PluginError as exc:
             raise _error(loc if loc == ("output",) else (*loc, "type"), kind, str(exc)) from None
-        if not (isinstance(cls, type) and issubclass(cls, Output)):
+        if not (isinstance(cls, type) and issubclass(cls, OutputClass)):
             raise _error(loc, kind, "is not an output class (subclass Output)")
         return cls
 

@@ -170,3 +170,50 @@ def test_rendered_containerfiles_are_current() -> None:
         assert spec.containerfile.read_text() == render(spec), (
             f"{spec.containerfile.name} is stale: run images/build.sh render"
         )
+
+
+ONLY_ITS_HELPER = """
+import json, os, podkit
+from podkit.cli import helpers
+site = os.path.dirname(os.path.dirname(podkit.__file__))
+packages = sorted(
+    f"podkit.{root}.{name}"
+    for root in ("sidecars", "ambassadors", "adapters")
+    for name in os.listdir(os.path.join(site, "podkit", root))
+    if os.path.isdir(os.path.join(site, "podkit", root, name)) and name != "__pycache__"
+)
+print(json.dumps({
+    "helpers": sorted(helpers()),
+    "packages": packages,
+    "dev_kit": os.path.exists(os.path.join(site, "podkit_dev")),
+}))
+"""
+
+
+def test_image_carries_only_its_helper_and_no_dev_kit(
+    podman: Podman, helper: tuple[str, str]
+) -> None:
+    name, image = helper
+    from podkit.cli import helpers
+
+    declared = helpers()[name]
+    own = declared.run.partition(":")[0].rpartition(".")[0]
+    expected = sorted(
+        p
+        for p in {own, *declared.uses}
+        if p.startswith(("podkit.sidecars.", "podkit.ambassadors.", "podkit.adapters."))
+    )
+    found = json.loads(
+        podman.out(
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "python3",
+            image,
+            "-c",
+            ONLY_ITS_HELPER,
+        )
+    )
+    assert found == {"helpers": [name], "packages": expected, "dev_kit": False}

@@ -55,15 +55,15 @@ def test_unreadable_file_is_one_line_and_status_2(tmp_path: Path) -> None:
 
 
 def test_output_file_drops_a_record_torn_by_a_kill(tmp_path: Path) -> None:
-    from podkit.adapters.log_json.output import Output
+    from podkit.adapters.log_json.output import RecordWriter
 
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":')
-    output = Output("file", str(path))
+    output = RecordWriter("file", str(path))
     assert output.repaired_bytes == 5
     output.close()
     assert path.read_bytes() == b'{"a":1}\n{"b":2}\n'
     path.write_bytes(b'{"torn')
-    output = Output("file", str(path))
+    output = RecordWriter("file", str(path))
     output.close()
     assert path.read_bytes() == b""

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podkit.adapters.prometheus.api import SourceContext, SourceError, SourceSpec, hide_userinfo
+from podkit.adapters.prometheus.api import SourceContext, SourceError, SourceSpec
 from podkit.adapters.prometheus.fetch import HttpClient, split_unix_uri
 from podkit.adapters.prometheus.model import Family, merge, render
 from podkit.adapters.prometheus.sources.apache import ApacheSource, parse_server_status
 from podkit.adapters.prometheus.sources.generic import GenericSource
 from podkit.adapters.prometheus.sources.haproxy import HAProxySource, parse_csv
 from podkit.adapters.prometheus.sources.nginx import NginxSource, parse_stub_status
+from podkit.urls import hide_userinfo
 
 NGINX = (
     b"Active connections: 2 \nserver accepts handled requests\n 3 4 5 \n"

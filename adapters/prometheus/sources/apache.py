@@ -72,10 +72,10 @@ class ApacheSource(HttpSource):
         if "Scoreboard" in fields:
             counts = dict.fromkeys(SCOREBOARD.values(), 0)
             for char in fields["Scoreboard"]:
-                state = SCOREBOARD.get(char)
-                if state is None:
+                slot = SCOREBOARD.get(char)
+                if slot is None:
                     raise SourceError(f"unknown scoreboard character {char!r}")
-                counts[state] += 1
+                counts[slot] += 1
             board = Family(f"{p}_scoreboard", "gauge", "Scoreboard slots by state")
             for state, count in counts.items():
                 board.add(count, {"state": state})

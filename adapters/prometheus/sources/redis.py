@@ -79,7 +79,8 @@ class RedisSource(Source):
         import redis.exceptions
 
         try:
-            return await self._client(target).info("all")
+            info: dict[str, Any] = await self._client(target).info("all")
+            return info
         except redis.exceptions.AuthenticationError:
             raise SourceError("authentication failed (check --redis-password-file)") from None
         except redis.exceptions.ConnectionError as exc:

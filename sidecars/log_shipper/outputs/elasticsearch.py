@@ -32,7 +32,7 @@ class ElasticsearchOutput(HttpOutput):
     idempotent = True
 
     def __init__(self, options: ElasticsearchOptions, **kwargs: object) -> None:
-        super().__init__(options, **kwargs)  # type: ignore[arg-type]
+        super().__init__(options, **kwargs)
         self.url = options.url.rstrip("/") + "/_bulk"
         if options.pipeline:
             self.url += f"?pipeline={options.pipeline}"

@@ -10,13 +10,13 @@ import ssl
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from podkit.config import SecretFile
 from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions
+from podkit.urls import hide_userinfo
 
 RETRYABLE_STATUS = frozenset({408, 429})
 BODY_LIMIT = 2000
@@ -57,14 +57,6 @@ class HttpOptions(OutputOptions):
         if self.password_file is not None and self.username is None:
             raise ValueError("a password file needs a username")
         return self
-
-
-def redact(url: str) -> str:
-    """The URL without user:password@, for logs."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -130,9 +122,9 @@ class HttpOutput(Output):
             async with self.session.post(url, data=body, headers=headers) as response:
                 return response.status, await response.read(), response.headers
         except TimeoutError:
-            raise OutputError("timeout", redact(url), retryable=True) from None
+            raise OutputError("timeout", hide_userinfo(url), retryable=True) from None
         except aiohttp.ClientError as exc:
-            raise OutputError("connect", f"{redact(url)}: {exc}", retryable=True) from None
+            raise OutputError("connect", f"{hide_userinfo(url)}: {exc}", retryable=True) from None
 
     @staticmethod
     def check(status: int, body: bytes, headers: Any) -> None:

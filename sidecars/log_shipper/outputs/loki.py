@@ -43,7 +43,7 @@ class LokiOutput(HttpOutput):
     options: LokiOptions
 
     def __init__(self, options: LokiOptions, **kwargs: object) -> None:
-        super().__init__(options, **kwargs)  # type: ignore[arg-type]
+        super().__init__(options, **kwargs)
         parts = urlsplit(options.url)
         self.url = (
             options.url if parts.path not in ("", "/") else options.url.rstrip("/") + PUSH_PATH
