@@ -12,6 +12,7 @@ A plugin is a subclass of `Source`, named in the YAML `sources:` list by its
 
 from __future__ import annotations
 
+import abc
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,8 +73,12 @@ def check_label_name(name: str) -> str:
     return name
 
 
-class Source:
-    """Base class of every source. Subclasses set `default_name` and implement fetch/collect."""
+class Source(abc.ABC):
+    """Base class of every source. Subclasses set `default_name` and implement fetch/collect.
+
+    An ABC, as the log-shipper's `Output` is: a plugin class that misses a method fails when
+    it is loaded (a configuration error), not at its first scrape.
+    """
 
     default_name: ClassVar[str] = ""
     up_help: ClassVar[str] = "Status of the last metric scrape"
@@ -100,13 +105,13 @@ class Source:
         """The `addr` label and log field of a target."""
         return hide_userinfo(target)
 
+    @abc.abstractmethod
     async def fetch(self, target: str) -> Any:
         """Read one target. Raise SourceError for anything that is not a good answer."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def collect(self, target: str, data: Any) -> Iterable[Family]:
         """Turn what `fetch` returned into families. Raise SourceError on nonsense input."""
-        raise NotImplementedError
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, as in Output
         """Release connections at shutdown."""

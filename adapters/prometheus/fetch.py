@@ -8,11 +8,12 @@ becomes a `SourceError` whose message says what went wrong in words a user can a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from podkit.adapters.prometheus.api import SourceError
-from podkit.adapters.prometheus.http1 import Http1Pool
+from podkit.adapters.prometheus.http1 import Http1Pool, HttpError
 from podkit.tls import client_context
 
 if TYPE_CHECKING:
@@ -65,7 +66,10 @@ class HttpClient:
                 raise SourceError(f"bad port in {uri!r}") from None
             key, host = (parts.hostname, port), parts.netloc
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        status, body = await self._plain.get(key, host, path)
+        try:
+            status, body = await self._plain.get(key, host, path)
+        except HttpError as exc:
+            raise SourceError(str(exc)) from None
         if status != 200:
             raise SourceError(f"HTTP status {status} (expected 200)")
         return body
@@ -127,20 +131,27 @@ class HttpClient:
             raise SourceError(f"{type(exc).__name__}: {exc}") from None
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await response.content.readany():
-            size += len(chunk)
-            if size > self.max_body_size:
-                raise SourceError(f"body is over --max-body-size {self.max_body_size} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_capped(response.content.readany, self.max_body_size, "body")
 
     async def close(self) -> None:
         self._plain.close()
         sessions = [s for s in (self._tcp, *self._unix.values()) if s is not None]
         self._tcp, self._unix = None, {}
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+
+
+async def read_capped(
+    read_chunk: Callable[[], Awaitable[bytes]], max_size: int, what: str
+) -> bytes:
+    """Chunks until EOF, refused (SourceError) once they pass `max_size` bytes in all."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await read_chunk():
+        size += len(chunk)
+        if size > max_size:
+            raise SourceError(f"{what} is over --max-body-size {max_size} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def unix_command(path: str, command: bytes, max_size: int) -> bytes:
@@ -154,14 +165,7 @@ async def unix_command(path: str, command: bytes, max_size: int) -> bytes:
     try:
         writer.write(command)
         await writer.drain()
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await reader.read(65536):
-            size += len(chunk)
-            if size > max_size:
-                raise SourceError(f"answer is over --max-body-size {max_size} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_capped(lambda: reader.read(65536), max_size, "answer")
     except OSError as exc:
         raise SourceError(f"reading {path}: {exc.strerror or exc}") from None
     finally:

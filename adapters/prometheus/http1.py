@@ -3,8 +3,8 @@
 Stats pages are tiny and scraped often; aiohttp's client costs more per request than the
 fetch itself. This one sends a GET on a pooled connection, reads one response (length,
 chunked or close-delimited; parsed by llhttp through `httptools`) with a size cap, and
-hands the connection back. Anything odd (no HTTP status line, truncation, oversize) is a
-`SourceError`; https goes to aiohttp.
+hands the connection back. Anything odd (no HTTP status line, truncation, oversize) is an
+`HttpError`, which the fetch layer turns into a `SourceError`; https goes to aiohttp.
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import contextlib
 
 import httptools
 
-from podkit.adapters.prometheus.api import SourceError
-
 MAX_HEADER = 64 * 1024
 
 
-class ClosedBeforeResponse(SourceError):
+class HttpError(Exception):
+    """The transport's own failure: no good HTTP answer from this connection."""
+
+
+class ClosedBeforeResponse(HttpError):
     """The server closed the connection before answering (a stale keep-alive connection)."""
 
 
@@ -139,7 +141,7 @@ class _Connection(asyncio.Protocol):
 
     # --- outcome ----------------------------------------------------------------------
 
-    def _fail(self, message: str, error: type[SourceError] = SourceError) -> None:
+    def _fail(self, message: str, error: type[HttpError] = HttpError) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(error(message))
         self.keep_alive = False
@@ -181,9 +183,9 @@ class Http1Pool:
             else:
                 _, conn = await loop.create_connection(factory, key[0], key[1])
         except FileNotFoundError:
-            raise SourceError(f"unix socket {key} does not exist") from None
+            raise HttpError(f"unix socket {key} does not exist") from None
         except OSError as exc:
-            raise SourceError(f"cannot connect: {exc.strerror or exc}") from None
+            raise HttpError(f"cannot connect: {exc.strerror or exc}") from None
         return conn
 
     async def get(self, key: tuple[str, int] | str, host: str, path: str) -> tuple[int, bytes]:

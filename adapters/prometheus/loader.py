@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 from podkit import plugins
@@ -24,6 +25,9 @@ def build_source(spec: SourceSpec, ctx: SourceContext, where: str = "") -> Sourc
         raise ValueError(
             f"{where}{spec.type!r} is not a subclass of podkit.adapters.prometheus.api.Source"
         )
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise ValueError(f"{where}source {spec.type!r} does not implement: {missing}")
     try:
         return cls(spec, ctx)
     except ValueError as exc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podkit.adapters.prometheus.api import SourceContext, SourceError, SourceSpec
+from podkit.adapters.prometheus.api import Source, SourceContext, SourceError, SourceSpec
 from podkit.adapters.prometheus.fetch import HttpClient, split_unix_uri
 from podkit.adapters.prometheus.model import Family, merge, render
 from podkit.adapters.prometheus.sources.apache import ApacheSource, parse_server_status
@@ -239,3 +240,24 @@ def test_unix_uri_and_userinfo() -> None:
     )
     assert split_unix_uri("unix:/run/nginx.sock") == ("/run/nginx.sock", "/")
     assert hide_userinfo("redis://:secret@127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_a_source_plugin_missing_a_method_is_a_config_error_naming_it() -> None:
+    from podkit.adapters.prometheus.loader import build_source, check_context
+
+    class HalfSource(Source):  # fetch, but no collect
+        async def fetch(self, target: str) -> Any:
+            return None
+
+    import sys
+    import types
+
+    module = types.ModuleType("half_source_plugin")
+    module.HalfSource = HalfSource  # type: ignore[attr-defined]
+    sys.modules["half_source_plugin"] = module
+    try:
+        spec = SourceSpec(type="half_source_plugin:HalfSource", targets=["http://x/"])
+        with pytest.raises(ValueError, match="does not implement: collect"):
+            build_source(spec, check_context())
+    finally:
+        del sys.modules["half_source_plugin"]

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from podkit.adapters.prometheus.api import SourceError
-from podkit.adapters.prometheus.http1 import Http1Pool, _Connection
+from podkit.adapters.prometheus.http1 import Http1Pool, HttpError, _Connection
 
 STUB = b"Active connections: 1 \nserver accepts handled requests\n 1 1 1 \n"
 
@@ -40,7 +39,7 @@ def parse(chunks: list[bytes], eof: bool, max_body: int = 1000) -> tuple[int, by
             return None
         try:
             return waiter.result()
-        except SourceError as exc:
+        except HttpError as exc:
             return str(exc)
 
     return asyncio.run(run())
