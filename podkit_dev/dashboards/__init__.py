@@ -15,6 +15,7 @@ section in dashboards/README.md.
 from __future__ import annotations
 
 from podkit_dev.dashboards import (
+    git_sync,
     log_adapter,
     log_shipper,
     overview,
@@ -30,5 +31,5 @@ DASHBOARDS: tuple[Dashboard, ...] = (
     redis_ambassador.dashboard,
     stats_exporter.dashboard,
     # pg-ambassador: pg_ambassador.dashboard, from its metrics module (lead adds it).
-    # git-sync: git_sync.dashboard, from its metrics module (lead adds it).
+    git_sync.dashboard,
 )

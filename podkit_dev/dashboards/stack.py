@@ -4,13 +4,15 @@ Used by tests/integration/test_dashboards_prometheus.py (every panel query and a
 expression evaluated) and bench/render_dashboards.py (the README picture). Each helper
 is a `podkit ROLE` subprocess with the real server it needs: files for log-shipper and
 log-adapter, a Redis master with replicas and three Sentinels for redis-ambassador, nginx
-for stats-exporter. Prometheus scrapes each admin port (and the exporter's metrics port)
-with the `namespace` and `pod` labels the Kubernetes service discovery would give.
+for stats-exporter, a local bare repository (file://) for git-sync (with an exechook).
+Prometheus scrapes each admin port (and the exporter's metrics port) with the `namespace`
+and `pod` labels the Kubernetes service discovery would give.
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import threading
 import time
@@ -19,6 +21,7 @@ from pathlib import Path
 from podkit_dev.dashboards.__main__ import ROOT
 from podkit_dev.servers import (
     HOST,
+    GitRepo,
     HelperProcess,
     NginxServer,
     PrometheusServer,
@@ -50,6 +53,7 @@ class Stack:
         self.cluster: SentinelCluster | None = None
         self.prometheus: PrometheusServer | None = None
         self.redis_port = 0
+        self.git: GitRepo | None = None
         self._stop = threading.Event()
         self._traffic: threading.Thread | None = None
 
@@ -104,6 +108,13 @@ class Stack:
             "stats-exporter",
             "--web-listen-address", f"{HOST}:{exporter_port}",
             "--nginx-scrape-uri", f"{self.nginx.url}/stub_status",
+        )  # fmt: skip
+        self.git = GitRepo("site")
+        self.git.commit({"index.html": "first\n"}, "first")
+        self._helper(
+            "git-sync",
+            "--repo", self.git.url, "--root", str(d / "git-root"), "--link", "current",
+            "--period", "1s", "--exechook-command", shutil.which("true") or "/bin/true",
         )  # fmt: skip
         jobs = []
         for role, helper in self.helpers.items():
@@ -163,6 +174,9 @@ class Stack:
                     handle.write(b"not a classic line %d\n" % n)  # a parse failure
             with contextlib.suppress(OSError):
                 self._redis_ping()
+            if self.git is not None and n % 10 == 0:
+                with contextlib.suppress(Exception):
+                    self.git.commit({"index.html": f"version {n}\n"}, f"version {n}")
             assert self.nginx is not None
             with contextlib.suppress(OSError):
                 http_get(self.nginx.url + "/")
@@ -192,7 +206,7 @@ class Stack:
                 helper.cleanup()
         if self.troubled_shipper and hasattr(self, "_black_hole"):
             self._black_hole.close()
-        for server in (self.prometheus, self.nginx, self.cluster):
+        for server in (self.prometheus, self.nginx, self.cluster, self.git):
             if server is not None:
                 server.cleanup()
         self.dir.cleanup()
