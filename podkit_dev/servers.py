@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 HOST = "127.0.0.1"
 
@@ -464,15 +465,38 @@ class PostgresServer:
     PostgreSQL refuses to run as root, so as root it runs as the `postgres` user.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        auth: str = "trust",
+        hba: Sequence[str] = (),
+        password_encryption: str | None = None,
+        ssl_cert: tuple[Path, Path] | None = None,
+        settings: Sequence[str] = (),
+    ) -> None:
+        """Options (all off by default: trust on loopback, no TLS, as before):
+
+        `auth`: the pg_hba method of the loopback `host` lines (`scram-sha-256`, `md5`,
+        `password`, `trust`); `hba`: pg_hba lines put before them (per-user methods,
+        `hostssl`/`hostnossl`); `password_encryption`: how `add_user` stores passwords
+        (`scram-sha-256` or `md5`); `ssl_cert`: (cert, key) PEM files, copied in, `ssl=on`;
+        `settings`: more `name=value` for `postgres -c`. The Unix socket stays trust, so
+        fixtures can always reach it (`sql()`).
+        """
         dirs = [str(d) for d in _PG_DIRS]
         self.initdb = find_binary("initdb", *dirs)
         self.postgres = find_binary("postgres", *dirs)
+        self.psql = find_binary("psql", *dirs)
         self.port = free_port()
         self.user = "postgres" if os.geteuid() == 0 else None
         self.dir = TempDir(f"pg-{self.port}", owner=self.user)
         self.data = self.dir.path / "data"
         self.process: Process | None = None
+        self.auth = auth
+        self.hba = list(hba)
+        self.password_encryption = password_encryption
+        self.ssl_cert = ssl_cert
+        self.settings = list(settings)
 
     @property
     def dsn(self) -> str:
@@ -488,14 +512,88 @@ class PostgresServer:
             self.postgres, "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir.path),
             "-c", f"listen_addresses={HOST}", "-c", "fsync=off", "-c", "max_connections=200",
         ]  # fmt: skip
+        if self.auth != "trust" or self.hba:
+            (self.data / "pg_hba.conf").write_text(
+                "local all all trust\n"
+                + "".join(f"{line}\n" for line in self.hba)
+                + f"host all all {HOST}/32 {self.auth}\nhost all all ::1/128 {self.auth}\n"
+            )
+        if self.password_encryption:
+            argv += ["-c", f"password_encryption={self.password_encryption}"]
+        if self.ssl_cert:
+            argv += ["-c", "ssl=on", *self._install_cert(*self.ssl_cert)]
+        for setting in self.settings:
+            argv += ["-c", setting]
         self.process = Process(argv, self.dir.path / "postgres.log", user=self.user).start()
         wait_for(lambda: port_open(self.port), what=f"postgres on {self.port}", timeout=30)
         return self
+
+    def _install_cert(self, cert: Path, key: Path) -> list[str]:
+        """Copy the PEM pair into the data dir, owned by the server user, key mode 0600."""
+        paths = [self.data / "server.crt", self.data / "server.key"]
+        for source, target in zip((cert, key), paths, strict=True):
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if self.user is not None:
+                entry = pwd.getpwnam(self.user)
+                os.chown(target, entry.pw_uid, entry.pw_gid)
+        return ["-c", f"ssl_cert_file={paths[0]}", "-c", f"ssl_key_file={paths[1]}"]
+
+    def sql(self, query: str, database: str = "postgres") -> str:
+        """Run SQL as the superuser over the (always trusted) Unix socket; unaligned output."""
+        result = subprocess.run(
+            [self.psql, "-h", str(self.dir.path), "-p", str(self.port), "-U", "postgres",
+             "-d", database, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", query],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return result.stdout.strip()
+
+    def add_user(
+        self,
+        name: str,
+        password: str | None,
+        *,
+        encryption: str | None = None,
+        superuser: bool = False,
+    ) -> None:
+        """CREATE (or ALTER) ROLE `name` LOGIN with `password` stored as `encryption`
+        (`scram-sha-256`, `md5`; default: the server's password_encryption)."""
+        quoted_name = '"' + name.replace('"', '""') + '"'
+        exists = self.sql(
+            f"SELECT 1 FROM pg_roles WHERE rolname = '{name.replace(chr(39), chr(39) * 2)}'"
+        )
+        verb = "ALTER" if exists else "CREATE"
+        secret = "NULL" if password is None else "'" + password.replace("'", "''") + "'"
+        set_encryption = f"SET password_encryption = '{encryption}'; " if encryption else ""
+        extra = " SUPERUSER" if superuser else ""
+        self.sql(f"{set_encryption}{verb} ROLE {quoted_name} LOGIN{extra} PASSWORD {secret}")
+
+    def dsn_for(self, user: str, password: str | None = None, database: str = "postgres") -> str:
+        auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+        return f"postgresql://{auth}@{HOST}:{self.port}/{database}"
 
     def cleanup(self) -> None:
         if self.process is not None:
             self.process.stop(signal.SIGINT)  # fast shutdown
         self.dir.cleanup()
+
+    def accepting(self) -> bool:
+        """True once the server accepts connections (past "the database system is starting up")."""
+        isready = find_binary("pg_isready", *(str(d) for d in _PG_DIRS))
+        argv = [isready, "-q", "-h", HOST, "-p", str(self.port), "-U", "postgres"]
+        return subprocess.run(argv, capture_output=True).returncode == 0
+
+    def wait_accepting(self, timeout: float = 30.0) -> PostgresServer:
+        wait_for(self.accepting, what=f"postgres on {self.port} accepting", timeout=timeout)
+        return self
+
+    def restart(self) -> PostgresServer:
+        """Fast shutdown and start again on the same port and data directory."""
+        if self.process is not None:
+            self.process.stop(signal.SIGINT)
+        self.process = Process(self.process.argv if self.process else [], self.dir.path /
+                               "postgres.log", user=self.user).start()  # fmt: skip
+        return self.wait_accepting()
 
 
 # --- nginx and haproxy ---------------------------------------------------------------------

@@ -88,6 +88,22 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
+def postgres_factory() -> Iterator[Callable[..., PostgresServer]]:
+    """`postgres_factory(auth="scram-sha-256", password_encryption=..., hba=[...], ssl_cert=...)`:
+    PostgreSQL clusters with the given options (PostgresServer's docstring)."""
+    started: list[PostgresServer] = []
+
+    def make(**kwargs: object) -> PostgresServer:
+        server = _start(lambda: PostgresServer(**kwargs))  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.cleanup()
+
+
+@pytest.fixture
 def nginx_server() -> Iterator[NginxServer]:
     """nginx serving / and /stub_status on a free port."""
     server = _start(NginxServer)

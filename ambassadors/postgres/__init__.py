@@ -1,0 +1,19 @@
+"""`podkit pg-ambassador`: PgBouncer's job in the pod, transaction pooling every driver survives.
+
+The application connects to localhost:5432; the ambassador pools server connections per
+(database, user) in transaction mode, tracks named prepared statements per client (renamed
+per server, re-Parsed where missing), pins clients that leave session state on their server
+instead of leaking it, and drains at transaction boundaries on SIGTERM.
+"""
+
+from podkit.helper import Helper
+
+helper = Helper(
+    name="pg-ambassador",
+    summary="localhost:5432 pooled to PostgreSQL in transaction mode (PgBouncer's job), "
+    "prepared statements and session state handled",
+    settings="podkit.ambassadors.postgres.settings:PgAmbassadorSettings",
+    run="podkit.ambassadors.postgres.main:run",
+    admin_port=9705,
+    demo="podkit_dev.demos.pg_ambassador:demo",
+)

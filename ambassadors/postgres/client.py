@@ -1,0 +1,838 @@
+"""One application connection: startup, login, then messages to whichever server it holds.
+
+In transaction mode the client holds a server from its first message until the server
+says ReadyForQuery idle with nothing owed (see server.py); then the server goes back to
+its pool. Messages that arrive while the client holds none wait (reading paused) until
+the pool attaches one. Named prepared statements live in the client's own namespace
+(`stmts`, name -> Parse body) and are renamed to the server's names on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import struct
+import time
+from typing import TYPE_CHECKING
+
+from podkit.ambassadors.postgres import protocol as pq
+from podkit.ambassadors.postgres import session
+from podkit.ambassadors.postgres.auth import AuthError, ClientAuth
+from podkit.ambassadors.postgres.pool import REPLAYED, Pool, quote_ident, quote_literal
+from podkit.ambassadors.postgres.server import (
+    C_FWD,
+    EMPTY_PARSE,
+    FAIL,
+    FAIL_BIND,
+    NOOP_CLOSE,
+    P_FWD,
+    P_SWALLOW,
+    SYNC,
+    ServerConn,
+    ServerLoginError,
+    send_cancel,
+)
+
+if TYPE_CHECKING:
+    from podkit.ambassadors.postgres.main import Ambassador
+
+_pack_u32 = struct.Struct("!I").pack
+ADMIN_SHUTDOWN = "terminating connection due to administrator command"
+
+STARTUP, HANDSHAKE, AUTH, LOGIN, READY, CLOSED = range(6)
+
+
+class ClientConn(asyncio.Protocol):
+    def __init__(self, amb: Ambassador) -> None:
+        self.amb = amb
+        self.settings = amb.settings
+        self.stats = amb.stats
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.state = STARTUP
+        self.startup_buf = bytearray()
+        self.framer = pq.Framer(amb.settings.max_packet_size)
+        self.pool: Pool | None = None
+        self.server: ServerConn | None = None
+        self.pending: list[tuple[int, bytes]] = []
+        self.waiting = False
+        self.wait_started = 0.0
+        self.unsynced = False
+        self.stmts: dict[bytes, bytes] = {}
+        self.unnamed: bytes | None = None
+        self.params: dict[str, str] = {}
+        self.wanted: dict[str, str] = {}  # settings from the startup packet
+        self.extra: dict[str, str] = {}  # of those, the ones the server does not report
+        self.pinned: str | None = None
+        self.process_id = 0
+        self.secret_key = 0
+        self.close_at_boundary = False
+        self.closed = False
+        self.console = False
+        self.user = ""
+        self.database = ""
+        self.addr = ""
+        self.connected_at = time.time()
+        self.last_activity = time.monotonic()
+        self.login_timer: asyncio.TimerHandle | None = None
+        self.read_paused = False
+        self.params_version = 0  # bumped whenever params change
+        self.replay_items: list[tuple[str, str]] = []
+        self.replay_version = -1
+        self.login_task: asyncio.Task[None] | None = None
+        self.tls = False
+        self.authenticator: ClientAuth = None  # type: ignore[assignment]
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        amb = self.amb
+        self.stats.clients_total += 1
+        peer = transport.get_extra_info("peername")
+        self.addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
+        amb.clients.add(self)
+        # Refusals are answered after the startup packet (and SSLRequest), as PostgreSQL does,
+        # so that drivers read them as what they are.
+        if amb.draining:
+            self.stats.refused("draining")
+            self.refusal = ("57P01", ADMIN_SHUTDOWN)
+        elif len(amb.clients) > self.settings.max_client_conn:
+            self.stats.refused("max_client_conn")
+            amb.warn("client_refused", reason="max_client_conn", addr=self.addr)
+            self.refusal = ("53300", "pg-ambassador: no more connections allowed (max_client_conn)")
+        self.login_timer = amb.loop.call_later(
+            self.settings.client_login_timeout, self._login_timeout
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self.state == READY:
+            self.stats.bytes_from_client += len(data)
+            self.last_activity = time.monotonic()
+            try:
+                messages = self.framer.feed(data)
+            except pq.ProtocolError as exc:
+                self.protocol_error(exc)
+                return
+            if not messages:
+                return
+            if self.server is not None:
+                self.process(messages)
+            elif self.console:
+                self.amb.console.handle(self, messages)
+            elif self.waiting or not self.answer_locally(messages):
+                self.pending.extend(messages)
+                if not self.waiting:
+                    self.need_server()
+            return
+        if self.state == STARTUP:
+            self._startup_data(data)
+        elif self.state == AUTH:
+            self._auth_data(data)
+        elif self.state == LOGIN:
+            # Bytes before ReadyForQuery (pipelined queries, or auth answers): keep them.
+            self.startup_buf += data
+            if len(self.startup_buf) > self.settings.max_packet_size:
+                self.protocol_error(pq.ProtocolError("too much data during login"))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state = CLOSED
+        amb = self.amb
+        amb.clients.discard(self)
+        if not amb.clients:
+            amb.no_clients.set()
+        amb.forget_cancel_key(self)
+        if self.login_timer is not None:
+            self.login_timer.cancel()
+        if self.login_task is not None and not self.login_task.done():
+            self.login_task.cancel()
+        pool = self.pool
+        if pool is not None:
+            pool.clients.discard(self)
+            if self.pinned:
+                amb.pinned[self.pinned] -= 1
+        server = self.server
+        if server is not None and pool is not None:
+            self.server = None
+            pool.orphan(server, self)
+
+    # Reading is paused only when needed (each pause/resume is a system call): while the
+    # client waits for a server, and while its server cannot take more.
+    def pause_writing(self) -> None:
+        server = self.server
+        if server is not None and not server.read_paused:
+            server.read_paused = True
+            server.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        server = self.server
+        if server is not None and server.read_paused and not server.closed:
+            server.read_paused = False
+            server.transport.resume_reading()
+
+    def pause(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self.read_paused and not self.waiting and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # --- startup and login ---------------------------------------------------------------------
+
+    def _login_timeout(self) -> None:
+        if self.state in (STARTUP, HANDSHAKE, AUTH, LOGIN):
+            self.stats.refused("login_timeout")
+            self.fatal("08P01", "pg-ambassador: client_login_timeout: login not finished in time")
+
+    def _startup_data(self, data: bytes) -> None:
+        buf = self.startup_buf
+        buf += data
+        while self.state == STARTUP:
+            try:
+                length = pq.startup_length(buf)
+                if length is None or len(buf) < length:
+                    return
+                packet = bytes(buf[:length])
+                del buf[:length]
+                startup = pq.parse_startup(packet)
+            except pq.ProtocolError as exc:
+                self.protocol_error(exc)
+                return
+            if startup.kind in ("ssl", "gssenc"):
+                if buf:
+                    # Bytes after an SSLRequest before our answer: a man in the middle
+                    # (CVE-2021-23214); PostgreSQL refuses them too.
+                    self.protocol_error(pq.ProtocolError("unexpected data after SSLRequest"))
+                    return
+                context = self.amb.client_tls
+                if startup.kind == "ssl" and context is not None and not self.tls:
+                    self.transport.write(b"S")
+                    self.state = HANDSHAKE
+                    self.login_task = self.amb.loop.create_task(self._start_tls(context))
+                    return
+                self.transport.write(b"N")
+                continue
+            if startup.kind == "cancel":
+                self.amb.cancel(startup.process_id, startup.secret_key)
+                self.transport.close()
+                self.state = CLOSED
+                return
+            self._startup(startup)
+
+    refusal: tuple[str, str] | None = None
+
+    async def _start_tls(self, context: ssl.SSLContext) -> None:
+        try:
+            transport = await self.amb.loop.start_tls(
+                self.transport, self, context, server_side=True
+            )
+        except (OSError, ssl.SSLError, ConnectionError) as exc:
+            self.amb.warn("client_tls_failed", addr=self.addr, error=str(exc))
+            self.transport.abort()
+            return
+        if transport is None:
+            return
+        self.transport = transport
+        self.tls = True
+        self.state = STARTUP
+
+    def _startup(self, startup: pq.Startup) -> None:
+        if self.refusal is not None:
+            self.fatal(*self.refusal)
+            return
+        params = startup.params
+        self.user = params["user"]
+        self.database = params.get("database") or self.user
+        self.state = LOGIN
+        if startup.unsupported or startup.version != pq.PROTOCOL_V3:
+            self.transport.write(pq.negotiate_protocol_version(0, startup.unsupported))
+        if params.get("replication", "false").lower() not in ("false", "off", "no", "0"):
+            self.fatal("08P01", "pg-ambassador: replication connections are not pooled")
+            return
+        for key, value in params.items():
+            lower = key.lower()
+            if lower in ("user", "database", "replication"):
+                continue
+            if lower == "options":
+                for name, val in _parse_options(value).items():
+                    self.wanted[name.lower()] = val
+                continue
+            self.wanted[lower] = value
+        self.authenticator = ClientAuth(self.settings.client_auth, self.amb.lookup)
+        try:
+            reply = self.authenticator.start(self.user)
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return
+        self.transport.write(reply)
+        if self.authenticator.done:
+            self._authenticated()
+        else:
+            self.state = AUTH
+
+    def _auth_data(self, data: bytes) -> None:
+        try:
+            messages = self.framer.feed(data)
+        except pq.ProtocolError as exc:
+            self.protocol_error(exc)
+            return
+        for i, (kind, msg) in enumerate(messages):
+            if self.state != AUTH:
+                # pipelined after the password: keep for after the welcome
+                self.startup_buf += b"".join(m for _, m in messages[i:])
+                return
+            try:
+                reply = self.authenticator.handle(kind, msg[5:])
+            except AuthError as exc:
+                self._auth_failed(exc)
+                return
+            self.transport.write(reply)
+            if self.authenticator.done:
+                self._authenticated()
+
+    def _auth_failed(self, exc: AuthError) -> None:
+        self.stats.refused("auth_failed")
+        self.amb.warn("client_auth_failed", user=self.user, addr=self.addr, error=str(exc))
+        self.fatal(exc.sqlstate, exc.client_message or str(exc))
+
+    def _authenticated(self) -> None:
+        self.state = LOGIN
+        keys = self.authenticator.scram_keys
+        if self.database == "pgbouncer":
+            admins = self.settings.admin_users
+            if admins and self.user not in admins:
+                self.fatal("28000", f'pg-ambassador: user "{self.user}" may not use the console')
+                return
+            self.console = True
+            self._welcome({"server_version": "16.0 (podkit pg-ambassador)",
+                           "client_encoding": "UTF8", "server_encoding": "UTF8",
+                           "DateStyle": "ISO, MDY", "standard_conforming_strings": "on",
+                           "integer_datetimes": "on"})  # fmt: skip
+            return
+        self.pool = self.amb.pool_for(self.database, self.user)
+        if keys is not None and self.pool.scram_keys is None:
+            self.pool.scram_keys = keys
+        if self.pool.params is not None:
+            self._login_with(self.pool.params)  # the usual case: no task, no await
+        else:
+            self.login_task = self.amb.loop.create_task(self._login())
+
+    async def _login(self) -> None:
+        pool = self.pool
+        assert pool is not None
+        try:
+            params = await pool.login_params()
+        except ServerLoginError as exc:
+            self.fatal(exc.sqlstate, str(exc))
+            return
+        if not self.closed:
+            self._login_with(params)
+
+    def _login_with(self, params: dict[str, str]) -> None:
+        pool = self.pool
+        assert pool is not None
+        self.params = dict(params)
+        lower = {k.lower(): k for k in params}
+        unknown = False
+        for key, value in self.wanted.items():
+            name = lower.get(key)
+            if name is not None and key in REPLAYED:
+                known = pool.normalized.get((key, value))
+                if known is None and params[name] != value:
+                    unknown = True
+                self.params[name] = known if known is not None else value
+            elif name is None:
+                self.extra[key] = value
+                if (key, value) not in pool.normalized:
+                    unknown = True
+        if unknown:
+            # Settings never seen before: try them on a server now, so a bad one fails the
+            # login (as PostgreSQL does) and the values reported are the server's.
+            self.pending.clear()
+            self.login_replay = True
+            self.need_server()
+            return
+        self._login_done()
+
+    login_replay = False
+
+    def _login_done(self) -> None:
+        self._welcome(self.params)
+
+    def _welcome(self, params: dict[str, str]) -> None:
+        if self.closed:
+            return
+        self.amb.assign_cancel_key(self)
+        out = [pq.parameter_status(k, v) for k, v in params.items()]
+        out.append(pq.backend_key_data(self.process_id, self.secret_key))
+        out.append(pq.READY_IDLE)
+        self.transport.writelines(out)
+        self.state = READY
+        if self.login_timer is not None:
+            self.login_timer.cancel()
+            self.login_timer = None
+        if self.pool is not None:
+            self.pool.clients.add(self)
+        self.resume()
+        if self.amb.draining:
+            self.fatal("57P01", ADMIN_SHUTDOWN)
+            return
+        early = bytes(self.startup_buf)
+        self.startup_buf = bytearray()
+        if early:
+            self.data_received(early)
+
+    # --- servers -------------------------------------------------------------------------------
+
+    def need_server(self) -> None:
+        assert self.pool is not None
+        self.waiting = True
+        self.pool.request(self)
+        if self.waiting:  # queued: read nothing more until a server is attached
+            self.pause()
+
+    def attach(self, server: ServerConn) -> None:
+        """The pool gave us `server`: set our settings on it, then send what waited."""
+        self.server = server
+        self.waiting = False
+        sql = self._replay_sql(server)
+        if sql:
+            server.run_internal(sql, self._replayed)
+            return
+        self._attached()
+
+    def _replay_sql(self, server: ServerConn) -> str:
+        version = self.params_version
+        if server.synced == (self, version):
+            return ""  # nobody else used it since our settings were last set there
+        if self.replay_version != version:
+            self.replay_items = [(k, v) for k, v in self.params.items() if k.lower() in REPLAYED]
+            self.replay_version = version
+        statements = []
+        sparams = server.params
+        for name, value in self.replay_items:
+            if sparams.get(name, value) != value:
+                statements.append(f"SET {quote_ident(name)} TO {quote_literal(value)}")
+        for key, value in self.extra.items():
+            if server.extra.get(key) != value:
+                statements.append(f"SET {quote_ident(key)} TO {quote_literal(value)}")
+        for key in server.extra:
+            if key not in self.extra:
+                statements.append(f"RESET {quote_ident(key)}")
+        if not statements:
+            server.synced = (self, version)
+        return ";".join(statements)
+
+    def _replayed(self, ok: bool, status: bytes, error: str) -> None:
+        server = self.server
+        if server is None or self.closed:
+            return
+        pool = self.pool
+        assert pool is not None
+        if not ok:
+            if self.login_replay:
+                self.server = None
+                pool.release(server)
+                self.fatal("22023", error)
+                return
+            self.amb.log.warning("settings_replay_failed", pool=pool.label, error=error)
+        server.extra = dict(self.extra)
+        changed = []
+        for name, value in list(self.params.items()):
+            now = server.params.get(name)
+            if now is not None and now != value and name.lower() in REPLAYED:
+                pool.normalized[(name.lower(), value)] = now
+                self.params[name] = now
+                changed.append(pq.parameter_status(name, now))
+        for key, value in self.extra.items():
+            pool.normalized[(key, value)] = value
+        if self.login_replay:
+            self.login_replay = False
+            self.server = None
+            pool.release(server)
+            self._login_done()
+            return
+        if changed:
+            self.params_version += 1
+            self.transport.writelines(changed)
+        if ok:
+            server.synced = (self, self.params_version)
+        self._attached()
+
+    def _attached(self) -> None:
+        if self.login_replay:
+            self._replayed(True, b"I", "")
+            return
+        pending = self.pending
+        self.resume()
+        if pending:
+            self.pending = []
+            self.process(pending)
+
+    def server_done(self, server: ServerConn) -> None:
+        """ReadyForQuery idle with nothing owed: the transaction is over."""
+        self.stats.transactions += 1
+        if self.close_at_boundary:
+            self.fatal("57P01", ADMIN_SHUTDOWN)
+            return
+        if self.pinned is None and self.settings.pool_mode == "transaction":
+            self.server = None
+            pool = self.pool
+            assert pool is not None
+            pool.release(server)
+
+    def server_lost(self, server: ServerConn) -> None:
+        if self.server is server:
+            self.server = None
+            self.fatal("08006", "pg-ambassador: the server connection was lost")
+
+    def answer_locally(self, messages: list[tuple[int, bytes]]) -> bool:
+        """Parse/Close of statements and Sync with no server held: answer without one.
+
+        A Parse of a statement some server of the pool already parsed is only recorded
+        (the server that runs it gets it on Bind). Without this, a client that prepares
+        with a blocking call (pgbench -M prepared, libpq's PQprepare) while its other
+        connections hold every server would wait forever.
+        """
+        pool = self.pool
+        assert pool is not None
+        known = pool.known
+        stmts = self.stmts
+        for kind, msg in messages:
+            if kind == 80:  # P
+                name, pos = pq.cstr(msg, 5)
+                if not name or name in stmts or msg[pos:] not in known:
+                    return False
+            elif kind == 67:  # C
+                if msg[5] != 83 or msg[6] == 0:
+                    return False
+            elif kind not in (83, 72):  # S H
+                return False
+        if messages[-1][0] != 83:
+            return False
+        out: list[bytes] = []
+        for kind, msg in messages:
+            if kind == 80:
+                name, pos = pq.cstr(msg, 5)
+                if name in stmts:  # twice in this batch: let the server path refuse it
+                    return False
+                stmts[name] = msg[pos:]
+                self.stats.prepared_hits += 1
+                out.append(pq.PARSE_COMPLETE)
+            elif kind == 67:
+                name, _ = pq.cstr(msg, 6)
+                stmts.pop(name, None)
+                out.append(pq.CLOSE_COMPLETE)
+            elif kind == 83:
+                out.append(pq.READY_IDLE)
+        self.transport.writelines(out)
+        return True
+
+    # --- messages to the server ------------------------------------------------------------
+
+    def process(self, messages: list[tuple[int, bytes]]) -> None:
+        server = self.server
+        assert server is not None
+        out: list[bytes] = []
+        expect = server.expect
+        if not server.query_started:
+            server.query_started = time.monotonic()
+            server.cancel_sent = False
+        for kind, msg in messages:
+            if kind == 81:  # Q
+                self.stats.queries += 1
+                server.unnamed = None
+                if not self._query(server, msg, out):
+                    expect.append((SYNC, None, None))
+                    out.append(msg)
+            elif kind == 80:  # P
+                self.unsynced = True
+                self._parse(server, msg, out)
+            elif kind == 66:  # B
+                self.unsynced = True
+                self._bind(server, msg, out)
+            elif kind == 69:  # E
+                self.unsynced = True
+                self.stats.queries += 1
+                out.append(msg)
+            elif kind == 83:  # S
+                self.unsynced = False
+                server.batch += 1
+                expect.append((SYNC, None, None))
+                out.append(msg)
+            elif kind == 68:  # D
+                self.unsynced = True
+                self._describe(server, msg, out)
+            elif kind == 67:  # C
+                self.unsynced = True
+                self._close(server, msg, out)
+            elif kind == 72:  # H
+                out.append(msg)
+            elif kind in (100, 99, 102):  # d c f
+                if kind != 100:
+                    server.copy_in = False
+                out.append(msg)
+            elif kind == 70:  # F
+                expect.append((SYNC, None, None))
+                out.append(msg)
+            elif kind == 88:  # X
+                if out:
+                    server.transport.writelines(out)
+                self.transport.close()
+                return
+            else:
+                self.protocol_error(pq.ProtocolError(f"invalid frontend message type {kind}"))
+                return
+            if self.server is not server:  # refused and closed meanwhile
+                return
+        if out:
+            server.transport.writelines(out)
+
+    def _query(self, server: ServerConn, msg: bytes, out: list[bytes]) -> bool:
+        """Session state in a simple query; True if it was handled here (not forwarded)."""
+        pool = self.pool
+        assert pool is not None
+        events = session.classify(msg[5:-1], pool.reported)
+        if not events:
+            return False
+        for event in events:
+            if event.kind == "pin":
+                if self.settings.on_session_state == "error":
+                    self.stats.refused_statements += 1
+                    server.expect.append((SYNC, None, None))
+                    out.append(pq.query(_raise_sql(event)))
+                    return True
+                self.pin(event)
+            elif event.kind in ("deallocate_all", "discard_all"):
+                self.stmts.clear()
+                self.unnamed = None
+                server.forget_prepared()
+                if event.kind == "discard_all":
+                    server.extra.clear()
+            elif event.kind == "deallocate" and len(events) == 1:
+                name = event.statement.encode()
+                key = self.stmts.pop(name, None)
+                if key is not None:
+                    server_name = server.statement(key, out)
+                    server.prepared.pop(key, None)
+                    server.expect.append((SYNC, None, None))
+                    out.append(pq.query(b"DEALLOCATE " + server_name))
+                    return True
+        return False
+
+    def _parse(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
+        name, pos = pq.cstr(msg, 5)
+        key = msg[pos:]
+        pool = self.pool
+        assert pool is not None
+        events = session.classify(key[: key.find(b"\x00")], pool.reported)
+        for event in events:
+            if event.kind == "pin":
+                if self.settings.on_session_state == "error":
+                    self.stats.refused_statements += 1
+                    self._fail(server, out, "0A000", _refusal(event))
+                    return
+                self.pin(event)
+            elif event.kind in ("deallocate_all", "discard_all"):
+                self.stmts.clear()
+                self.unnamed = None
+                server.forget_prepared()
+        if not name:
+            self.unnamed = key
+            server.unnamed = (self, key)
+            server.expect.append((P_FWD, None, None))
+            out.append(msg)
+            return
+        if name in self.stmts:
+            self._fail(
+                server, out, "42P05", f'prepared statement "{name.decode(errors="replace")}" '
+                "already exists",
+            )  # fmt: skip
+            return
+        self.stmts[name] = key
+        entry = server.prepared.get(key)
+        if entry is not None:
+            # The server has it already: a no-op Parse answers in order.
+            self.stats.prepared_hits += 1
+            server.prepared.move_to_end(key)
+            server.unnamed = None
+            server.expect.append((P_FWD, self, (name, None)))
+            out.append(EMPTY_PARSE)
+            return
+        self.stats.prepared_misses += 1
+        server_name = server.add_statement(key, out)
+        # If this Parse fails or is skipped, the client and the server both forget it.
+        server.expect.append((P_FWD, self, (name, key)))
+        out.append(pq.parse_message(server_name, key))
+
+    def _bind(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
+        _portal, pos = pq.cstr(msg, 5)
+        name, end = pq.cstr(msg, pos)
+        if not name:
+            unnamed = self.unnamed
+            if unnamed is not None and server.unnamed != (self, unnamed):
+                out.append(pq.parse_message(b"", unnamed))
+                server.expect.append((P_SWALLOW, None, None))
+                server.unnamed = (self, unnamed)
+            out.append(msg)
+            return
+        key = self.stmts.get(name)
+        if key is None:
+            out.append(msg)  # PostgreSQL answers: prepared statement "name" does not exist
+            return
+        server_name = server.statement(key, out)
+        body = msg[5:pos] + server_name + b"\x00" + msg[end:]
+        out.append(b"B" + _pack_u32(len(body) + 4) + body)
+
+    def _describe(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
+        if msg[5] != 83:  # 'S' statement; 'P' portal passes
+            out.append(msg)
+            return
+        name, _ = pq.cstr(msg, 6)
+        if not name:
+            unnamed = self.unnamed
+            if unnamed is not None and server.unnamed != (self, unnamed):
+                out.append(pq.parse_message(b"", unnamed))
+                server.expect.append((P_SWALLOW, None, None))
+                server.unnamed = (self, unnamed)
+            out.append(msg)
+            return
+        key = self.stmts.get(name)
+        if key is None:
+            out.append(msg)
+            return
+        server_name = server.statement(key, out)
+        out.append(pq.message(b"D", b"S" + server_name + b"\x00"))
+
+    def _close(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
+        if msg[5] != 83:  # a portal: the server's business
+            server.expect.append((C_FWD, None, None))
+            out.append(msg)
+            return
+        name, _ = pq.cstr(msg, 6)
+        if not name:
+            self.unnamed = None
+            if server.unnamed is not None and server.unnamed[0] is self:
+                server.unnamed = None
+            server.expect.append((C_FWD, None, None))
+            out.append(msg)
+            return
+        key = self.stmts.pop(name, None)
+        # The server's copy stays for whoever needs it next; the client gets its answer.
+        server.expect.append((C_FWD, self, (name, key)))
+        out.append(NOOP_CLOSE)
+
+    def _fail(self, server: ServerConn, out: list[bytes], sqlstate: str, text: str) -> None:
+        """Make the server fail here (so it skips to Sync as PostgreSQL would), with our error."""
+        server.expect.append((FAIL, pq.error_response(text, sqlstate), None))
+        out.append(FAIL_BIND)
+
+    # --- undo, when the server skipped a message ----------------------------------------------
+
+    def forget_statement(self, name: bytes) -> None:
+        self.stmts.pop(name, None)  # (a Parse of a known name is refused, never sent)
+
+    def restore_statement(self, undo: tuple[bytes, bytes | None]) -> None:
+        name, key = undo
+        if key is not None:
+            self.stmts.setdefault(name, key)
+
+    # --- session state -------------------------------------------------------------------------
+
+    def pin(self, event: session.Event) -> None:
+        if self.pinned is not None:
+            return
+        self.pinned = event.reason
+        self.amb.pinned[event.reason] += 1
+        stats = self.stats.pins_total
+        stats[event.reason] = stats.get(event.reason, 0) + 1
+        if self.server is not None:
+            self.server.dirty = True
+        self.amb.log.info(
+            "client_pinned",
+            reason=event.reason,
+            statement=event.statement,
+            pool=self.pool.label if self.pool else "",
+            client=self.addr,
+        )
+
+    # --- ending ------------------------------------------------------------------------------
+
+    def fatal(self, sqlstate: str, text: str) -> None:
+        if self.closed or self.transport is None:
+            return
+        if not self.transport.is_closing():
+            self.transport.write(pq.error_response(text, sqlstate, severity="FATAL"))
+            self.transport.close()
+        self.closed = True
+
+    def protocol_error(self, exc: pq.ProtocolError) -> None:
+        self.stats.protocol_errors += 1
+        self.amb.warn("client_protocol_error", error=str(exc), addr=self.addr)
+        self.fatal(exc.sqlstate, f"pg-ambassador: {exc}")
+        with contextlib.suppress(Exception):
+            self.transport.abort()
+
+    def cancel_server(self) -> bool:
+        server = self.server
+        if server is None or server.closed:
+            return False
+        send_cancel(server.addr, server.process_id, server.secret_key)
+        return True
+
+
+def _parse_options(value: str) -> dict[str, str]:
+    """`options=-c a=b --c=d` of a startup packet -> settings."""
+    out: dict[str, str] = {}
+    tokens: list[str] = []
+    current = ""
+    escape = False
+    for ch in value:
+        if escape:
+            current += ch
+            escape = False
+        elif ch == "\\":
+            escape = True
+        elif ch.isspace():
+            if current:
+                tokens.append(current)
+            current = ""
+        else:
+            current += ch
+    if current:
+        tokens.append(current)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        setting = None
+        if token == "-c" and i + 1 < len(tokens):
+            setting = tokens[i + 1]
+            i += 1
+        elif token.startswith(("-c", "--")):
+            setting = token[2:]
+        if setting and "=" in setting:
+            name, val = setting.split("=", 1)
+            out[name.replace("-", "_")] = val
+        i += 1
+    return out
+
+
+def _refusal(event: session.Event) -> str:
+    return (
+        f"pg-ambassador: {event.reason.replace('_', ' ')} is session state that transaction "
+        f"pooling cannot carry (--on-session-state error): {event.statement}"
+    )
+
+
+def _raise_sql(event: session.Event) -> str:
+    text = _refusal(event).replace("'", "''")
+    return (
+        f"DO $pgamb$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = '{text}'; END$pgamb$"
+    )

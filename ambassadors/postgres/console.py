@@ -1,0 +1,215 @@
+"""PgBouncer's admin console: the virtual database `pgbouncer`.
+
+`psql -p 5432 -U any pgbouncer -c 'SHOW POOLS'` works as with PgBouncer, with the same
+column names (so scripts and exporters that parse them keep working), simple query
+protocol only. SHOW POOLS / STATS / CLIENTS / SERVERS / DATABASES / CONFIG / VERSION,
+PAUSE [db] (returns once the pools' servers are all released), RESUME [db].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from podkit import __version__
+from podkit.ambassadors.postgres import protocol as pq
+
+if TYPE_CHECKING:
+    from podkit.ambassadors.postgres.client import ClientConn
+    from podkit.ambassadors.postgres.main import Ambassador
+    from podkit.ambassadors.postgres.pool import Pool
+
+VERSION = f"PgBouncer 1.21.0 compatible (podkit pg-ambassador {__version__})"
+
+
+def _ts(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+class Console:
+    def __init__(self, amb: Ambassador) -> None:
+        self.amb = amb
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def handle(self, client: ClientConn, messages: list[tuple[int, bytes]]) -> None:
+        for kind, msg in messages:
+            if kind == 88:  # X
+                client.transport.close()
+                return
+            if kind != 81:
+                client.transport.write(
+                    pq.error_response(
+                        "pg-ambassador console: only the simple query protocol is supported",
+                        "08P01",
+                    )
+                )
+                if kind == 83:
+                    client.transport.write(pq.READY_IDLE)
+                continue
+            sql = msg[5:-1].decode(errors="replace").strip().rstrip(";").strip()
+            self.command(client, sql)
+
+    def command(self, client: ClientConn, sql: str) -> None:
+        words = sql.split()
+        verb = words[0].upper() if words else ""
+        arg = words[1].upper() if len(words) > 1 else ""
+        out: list[bytes]
+        if verb == "SHOW" and arg in _SHOW:
+            columns, rows = _SHOW[arg](self.amb)
+            out = [pq.row_description(columns)]
+            out += [pq.data_row([None if v is None else str(v) for v in row]) for row in rows]
+            out.append(pq.command_complete("SHOW"))
+        elif verb in ("PAUSE", "RESUME"):
+            database = words[1].strip('"') if len(words) > 1 else None
+            pools = [p for p in self.amb.pools.values() if database in (None, p.database)]
+            if verb == "RESUME":
+                for pool in pools:
+                    resume(pool)
+                out = [pq.command_complete("RESUME")]
+            else:
+                for pool in pools:
+                    pool.paused = True
+                client.transport.pause_reading()
+                task = asyncio.get_running_loop().create_task(self._paused(client, pools))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                return
+        elif not sql:
+            out = [b"I\x00\x00\x00\x04"]
+        else:
+            out = [
+                pq.error_response(
+                    f"pg-ambassador console: unsupported command: {sql[:100]}",
+                    "42601",
+                    hint="SHOW POOLS|STATS|CLIENTS|SERVERS|DATABASES|CONFIG|VERSION, "
+                    "PAUSE [db], RESUME [db]",
+                )
+            ]
+        out.append(pq.READY_IDLE)
+        client.transport.writelines(out)
+
+    async def _paused(self, client: ClientConn, pools: list[Pool]) -> None:
+        # An admin command, rare: polling the pools is simpler than events on every release.
+        while any(p.active for p in pools) and not client.closed:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if not client.closed:
+            client.transport.writelines([pq.command_complete("PAUSE"), pq.READY_IDLE])
+            client.transport.resume_reading()
+
+
+def resume(pool: Pool) -> None:
+    pool.paused = False
+    while pool.waiters and pool.idle:
+        client = pool.waiters.popleft()
+        if not client.closed:
+            pool.attach(client, pool.idle.pop(), time.monotonic() - client.wait_started)
+    pool.maybe_connect()
+
+
+def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    columns = ["database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
+               "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
+               "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
+               "pool_mode"]  # fmt: skip
+    rows: list[list[object]] = []
+    now = time.monotonic()
+    for pool in amb.pools.values():
+        waiting = [c for c in pool.waiters if not c.closed]
+        maxwait = max((now - c.wait_started for c in waiting), default=0.0)
+        rows.append([
+            pool.database, pool.user, len(pool.clients) - len(waiting), len(waiting), 0, 0,
+            len(pool.active), 0, 0, len(pool.idle), 0, 0, pool.connecting, int(maxwait),
+            int((maxwait % 1) * 1e6), amb.settings.pool_mode,
+        ])  # fmt: skip
+    return columns, rows
+
+
+def _stats(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    columns = ["database", "total_xact_count", "total_query_count", "total_received",
+               "total_sent", "total_wait_time", "cl_pinned"]  # fmt: skip
+    s = amb.stats
+    rows: list[list[object]] = [[
+        "*", s.transactions, s.queries, s.bytes_from_client, s.bytes_from_server,
+        int(s.wait_time_total * 1e6), sum(amb.pinned.values()),
+    ]]  # fmt: skip
+    return columns, rows
+
+
+_CONN_COLUMNS = ["type", "user", "database", "state", "addr", "port", "connect_time",
+                 "request_time", "wait", "wait_us", "ptr", "link", "remote_pid", "tls",
+                 "application_name", "prepared_statements", "pinned"]  # fmt: skip
+
+
+def _clients(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    rows: list[list[object]] = []
+    now = time.monotonic()
+    for client in amb.clients:
+        if client.closed or (client.pool is None and not client.console):
+            continue
+        host, _, port = client.addr.rpartition(":")
+        state = "active" if client.server is not None else (
+            "waiting" if client.waiting else "idle")  # fmt: skip
+        wait = now - client.wait_started if client.waiting else 0.0
+        rows.append([
+            "C", client.user, client.database, state, host, port, _ts(client.connected_at),
+            _ts(client.connected_at), int(wait), int((wait % 1) * 1e6), f"{id(client):x}",
+            f"{id(client.server):x}" if client.server else "", client.process_id, "",
+            client.params.get("application_name", ""), len(client.stmts), client.pinned or "",
+        ])  # fmt: skip
+    return _CONN_COLUMNS, rows
+
+
+def _servers(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    rows: list[list[object]] = []
+    wall = time.time() - time.monotonic()
+    for pool in amb.pools.values():
+        for state, servers in (("active", list(pool.active)), ("idle", list(pool.idle))):
+            for server in servers:
+                rows.append([
+                    "S", pool.server_user, pool.server_database, state, server.addr[0],
+                    server.addr[1], _ts(server.created + wall), _ts(server.last_used + wall),
+                    0, 0, f"{id(server):x}",
+                    f"{id(server.client):x}" if server.client else "", server.process_id, "",
+                    server.params.get("application_name", ""), len(server.prepared), "",
+                ])  # fmt: skip
+    return _CONN_COLUMNS, rows
+
+
+def _databases(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    columns = ["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
+               "reserve_pool", "pool_mode", "max_connections", "current_connections",
+               "paused", "disabled"]  # fmt: skip
+    s = amb.settings
+    rows: list[list[object]] = []
+    for pool in amb.pools.values():
+        rows.append([
+            pool.database, s.server_host, s.server_port, pool.server_database,
+            s.server_user or "", s.pool_size, s.min_pool_size, s.reserve_pool_size,
+            s.pool_mode, 0, pool.total(), int(pool.paused), 0,
+        ])  # fmt: skip
+    return columns, rows
+
+
+def _config(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    rows: list[list[object]] = []
+    for name, value in amb.settings.model_dump().items():
+        if name.endswith("_file") or "password" in name:
+            value = "(set)" if value else ""
+        rows.append([name, value, "no"])
+    return ["key", "value", "changeable"], rows
+
+
+def _version(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    return ["version"], [[VERSION]]
+
+
+_SHOW = {
+    "POOLS": _pools,
+    "STATS": _stats,
+    "CLIENTS": _clients,
+    "SERVERS": _servers,
+    "DATABASES": _databases,
+    "CONFIG": _config,
+    "VERSION": _version,
+}

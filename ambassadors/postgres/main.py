@@ -1,0 +1,222 @@
+"""`run(settings, runtime)`: the listener, the pools, the periodic checks and the drain."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import secrets
+import time
+from typing import Any
+
+from podkit.ambassadors.postgres import auth, tls
+from podkit.ambassadors.postgres import protocol as pq
+from podkit.ambassadors.postgres.client import ADMIN_SHUTDOWN, ClientConn
+from podkit.ambassadors.postgres.console import Console
+from podkit.ambassadors.postgres.metrics import PgCollector
+from podkit.ambassadors.postgres.pool import Pool, Stats
+from podkit.ambassadors.postgres.session import REASONS
+from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
+from podkit.config import split_host_port
+from podkit.logs import get_logger
+from podkit.runtime import Runtime, StartupError
+
+LOG_EVERY = 1.0
+ADDRESS_CHECK_EVERY = 10.0
+
+
+class Ambassador:
+    def __init__(self, settings: PgAmbassadorSettings, runtime: Runtime | None) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.log = runtime.log if runtime is not None else get_logger("pg_ambassador")
+        self.loop = asyncio.get_running_loop()
+        self.stats = Stats()
+        self.pools: dict[tuple[str, str], Pool] = {}
+        self.clients: set[ClientConn] = set()
+        self.pinned: collections.Counter[str] = collections.Counter({r: 0 for r in REASONS})
+        self.cancel_keys: dict[int, ClientConn] = {}
+        self.next_pid = secrets.randbelow(1 << 30) + 1
+        self.server: asyncio.AbstractServer | None = None
+        self.draining = False
+        self.closing = False
+        self.console = Console(self)
+        self.log_limits: dict[str, tuple[float, int]] = {}
+        self.started_at = time.time()
+        self.no_clients = asyncio.Event()
+        password = settings.password_file
+        if password is not None:
+            self.server_password: str | None = password.get_secret_value()
+        else:
+            # The pgbouncer image's env var, for the classic pod (a file is the better way).
+            self.server_password = os.environ.get("DATABASES_PASSWORD") or None
+        try:
+            self.server_tls = tls.server_tls(settings.server_tls_mode, settings.server_tls_ca_file)
+            self.client_tls = (
+                tls.client_tls_context(
+                    settings.client_tls_cert_file,
+                    settings.client_tls_key_file,  # type: ignore[arg-type]
+                    settings.client_tls_ca_file,
+                )
+                if settings.client_tls_cert_file
+                else None
+            )
+        except tls.TlsError as exc:
+            raise StartupError("tls_config_invalid", error=str(exc)) from None
+        self.credentials: auth.Credentials | None = None
+        try:
+            if settings.auth_file:
+                self.credentials = auth.Credentials.from_auth_file(settings.auth_file)
+            elif settings.password_file is not None or self.server_password:
+                user = settings.server_user or "postgres"
+                self.credentials = auth.Credentials.single(user, self.server_password or "")
+        except auth.CredentialsError as exc:
+            raise StartupError("auth_file_invalid", error=str(exc)) from None
+        if settings.client_auth != "trust" and self.credentials is None:
+            raise StartupError(
+                "no_client_credentials",
+                error=f"--client-auth {settings.client_auth} needs --auth-file, or "
+                "--password-file with --server-user",
+            )
+        if runtime is not None:
+            runtime.registry.register(PgCollector(self))
+
+    def lookup(self, user: str) -> str | None:
+        return self.credentials(user) if self.credentials is not None else None
+
+    def warn(self, event: str, **fields: Any) -> None:
+        """Log a per-connection problem at most once a second; the metrics count them all."""
+        now = self.loop.time()
+        last, suppressed = self.log_limits.get(event, (float("-inf"), 0))
+        if now - last < LOG_EVERY:
+            self.log_limits[event] = (last, suppressed + 1)
+            return
+        self.log_limits[event] = (now, 0)
+        self.log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
+
+    def pool_for(self, database: str, user: str) -> Pool:
+        key = (database, user)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = Pool(self, database, user)
+        return pool
+
+    # --- cancel keys -----------------------------------------------------------------------------
+
+    def assign_cancel_key(self, client: ClientConn) -> None:
+        pid = self.next_pid
+        while pid in self.cancel_keys:
+            pid = (pid % 0x7FFFFFFE) + 1
+        self.next_pid = (pid % 0x7FFFFFFE) + 1
+        client.process_id = pid
+        client.secret_key = secrets.randbits(31)
+        self.cancel_keys[pid] = client
+
+    def forget_cancel_key(self, client: ClientConn) -> None:
+        if self.cancel_keys.get(client.process_id) is client:
+            del self.cancel_keys[client.process_id]
+
+    def cancel(self, process_id: int, secret_key: int) -> None:
+        client = self.cancel_keys.get(process_id)
+        if client is None or not secrets.compare_digest(
+            client.secret_key.to_bytes(4, "big"), (secret_key & 0xFFFFFFFF).to_bytes(4, "big")
+        ):
+            self.stats.cancels_dropped += 1
+            self.warn("cancel_unknown_key", process_id=process_id)
+            return
+        if client.cancel_server():
+            self.stats.cancels_forwarded += 1
+        else:
+            self.stats.cancels_dropped += 1  # it holds no server: nothing runs for it
+
+    # --- serving ---------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        host, port = split_host_port(self.settings.listen)
+        try:
+            self.server = await self.loop.create_server(
+                lambda: ClientConn(self), host, port, backlog=4096, reuse_address=True
+            )
+        except OSError as exc:
+            raise StartupError("listen_failed", addr=self.settings.listen, error=str(exc)) from None
+        sock = self.server.sockets[0].getsockname()
+        return f"{sock[0]}:{sock[1]}"
+
+    async def check_loop(self) -> None:
+        last_addresses = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.stats_period)
+            now = time.monotonic()
+            for pool in list(self.pools.values()):
+                pool.check(now)
+            idle_timeout = self.settings.client_idle_timeout
+            if idle_timeout:
+                for client in list(self.clients):
+                    if client.server is None and now - client.last_activity > idle_timeout:
+                        client.fatal("57P05", "pg-ambassador: client_idle_timeout")
+            if now - last_addresses > ADDRESS_CHECK_EVERY:
+                last_addresses = now
+                for pool in list(self.pools.values()):
+                    await pool.check_addresses()
+
+    async def drain(self) -> None:
+        """Refuse new clients; close each client at its next transaction boundary."""
+        self.draining = True
+        if self.server is not None:
+            self.server.close()
+        busy = 0
+        for client in list(self.clients):
+            if client.server is None:
+                client.fatal("57P01", ADMIN_SHUTDOWN)
+            else:
+                client.close_at_boundary = True
+                busy += 1
+        self.log.info("draining", clients_in_transaction=busy)
+        started = time.monotonic()
+        if self.clients:
+            self.no_clients.clear()
+            await self.no_clients.wait()
+        self.log.info("drained", seconds=round(time.monotonic() - started, 3))
+
+    def close(self) -> None:
+        self.closing = True
+        for client in list(self.clients):
+            client.fatal("57P01", ADMIN_SHUTDOWN)
+        for pool in self.pools.values():
+            pool.close_all()
+            for server in list(pool.active):
+                server.close()
+
+
+async def run(settings: PgAmbassadorSettings, runtime: Runtime) -> None:
+    amb = Ambassador(settings, runtime)
+    bound = await amb.start()
+    runtime.log.info(
+        "listening",
+        addr=bound,
+        server=f"{settings.server_host}:{settings.server_port}",
+        pool_mode=settings.pool_mode,
+        pool_size=settings.pool_size,
+    )
+    runtime.set_ready(True)
+    checks = asyncio.create_task(amb.check_loop(), name="pool-checks")
+    drained = asyncio.Event()
+
+    async def drain() -> None:
+        await amb.drain()
+        drained.set()
+
+    try:
+        async with runtime.on_drain(drain):
+            await drained.wait()
+    finally:
+        amb.close()
+        checks.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await checks
+        # let the Terminate messages and FATAL errors reach their peers
+        await asyncio.sleep(0)
+
+
+__all__ = ["Ambassador", "pq", "run"]

@@ -1,0 +1,488 @@
+"""Pools of server connections, one per (database, user), and the clients waiting for them.
+
+A free server goes straight to the first waiting client (no task, no await); new server
+connections are opened only for waiting clients, up to `--pool-size` (plus
+`--reserve-pool-size` once a client waited `--reserve-pool-timeout`). A periodic check
+enforces the timeouts: query_wait_timeout, query_timeout, idle_transaction_timeout,
+client_idle_timeout, server_idle_timeout, server_lifetime, and tops up min_pool_size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import time
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any
+
+from podkit.ambassadors.postgres import protocol as pq
+from podkit.ambassadors.postgres.server import (
+    SYNC,
+    ServerConn,
+    ServerLoginError,
+    login,
+    resolve,
+    send_cancel,
+)
+from podkit.backoff import Backoff
+
+if TYPE_CHECKING:
+    from podkit.ambassadors.postgres.client import ClientConn
+    from podkit.ambassadors.postgres.main import Ambassador
+    from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
+
+# GUCs a client may set that the server reports in ParameterStatus: tracked, and set again
+# on whichever server the client gets next (lower case).
+REPLAYED = frozenset(
+    {
+        "client_encoding",
+        "datestyle",
+        "intervalstyle",
+        "timezone",
+        "application_name",
+        "standard_conforming_strings",
+        "search_path",
+        "default_transaction_read_only",
+    }
+)
+
+
+KNOWN_STATEMENTS = 10000
+WAIT_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class Stats:
+    """Plain integers bumped on the hot path; exported at scrape time (metrics.py)."""
+
+    def __init__(self) -> None:
+        self.clients_total = 0
+        self.clients_refused: dict[str, int] = {}
+        self.bytes_from_client = 0
+        self.bytes_from_server = 0
+        self.transactions = 0
+        self.queries = 0
+        self.prepared_hits = 0
+        self.prepared_misses = 0
+        self.prepared_reparses = 0
+        self.prepared_evictions = 0
+        self.cancels_forwarded = 0
+        self.cancels_dropped = 0
+        self.server_connect_errors = 0
+        self.server_connects = 0
+        self.pins_total: dict[str, int] = {}
+        self.refused_statements = 0
+        self.wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
+        self.wait_time_total = 0.0
+        self.waits = 0
+        self.protocol_errors = 0
+        self.query_wait_timeouts = 0
+
+    def waited(self, seconds: float) -> None:
+        self.wait_buckets[bisect.bisect_left(WAIT_BUCKETS, seconds)] += 1
+        self.wait_time_total += seconds
+        self.waits += 1
+
+    def refused(self, reason: str) -> None:
+        self.clients_refused[reason] = self.clients_refused.get(reason, 0) + 1
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Pool:
+    def __init__(self, amb: Ambassador, database: str, user: str) -> None:
+        self.amb = amb
+        self.settings: PgAmbassadorSettings = amb.settings
+        self.stats: Stats = amb.stats
+        self.log = amb.log
+        self.database = database
+        self.user = user
+        self.server_user = self.settings.server_user or user
+        self.server_database = self.settings.server_dbname or database
+        self.idle: list[ServerConn] = []
+        self.active: set[ServerConn] = set()
+        self.connecting = 0
+        self.waiters: deque[ClientConn] = deque()
+        self.clients: set[ClientConn] = set()
+        self.params: dict[str, str] | None = None
+        self.reported: frozenset[str] = frozenset()
+        self.params_future: asyncio.Future[dict[str, str]] | None = None
+        # (setting, value as a client gave it) -> the value as the server reports it
+        self.normalized: dict[tuple[str, str], str] = {}
+        self.paused = False
+        self.backoff = Backoff(0.25, 5.0)
+        self.next_connect = 0.0
+        self.last_error = ""
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.retired_addrs: set[tuple[str, int]] = set()
+        # statements (Parse bodies) some server of this pool parsed without error
+        self.known: OrderedDict[bytes, None] = OrderedDict()
+        # SCRAM keys of an application that logged in: lets the pool log in to PostgreSQL
+        # as that user without a password of its own (same verifier on both sides)
+        self.scram_keys: Any = None
+        self.good_addrs: set[tuple[str, int]] = set()
+
+    @property
+    def label(self) -> str:
+        return f"{self.database}/{self.user}"
+
+    def parsed(self, key: bytes) -> None:
+        known = self.known
+        known[key] = None
+        if len(known) > KNOWN_STATEMENTS:
+            known.popitem(last=False)
+
+    def total(self) -> int:
+        return len(self.idle) + len(self.active) + self.connecting
+
+    # --- login parameters --------------------------------------------------------------------
+
+    async def login_params(self) -> dict[str, str]:
+        """The server's ParameterStatus set (from the first server connection)."""
+        if self.params is not None:
+            return self.params
+        if self.params_future is None or self.params_future.done():
+            self.params_future = asyncio.get_running_loop().create_future()
+            # A client is logging in: try now, backoff or not (it waits for this answer).
+            self._start_connect(force=True)
+        return await asyncio.shield(self.params_future)
+
+    # --- giving out servers --------------------------------------------------------------------
+
+    def request(self, client: ClientConn) -> None:
+        """`client` needs a server: attach one now, or queue it."""
+        if not self.paused:
+            idle = self.idle
+            while idle:
+                server = idle.pop()
+                if not server.closed:
+                    self.attach(client, server, 0.0)
+                    return
+        client.wait_started = time.monotonic()
+        self.waiters.append(client)
+        self.maybe_connect()
+
+    def attach(self, client: ClientConn, server: ServerConn, waited: float) -> None:
+        self.active.add(server)
+        server.client = client
+        server.attached_at = time.monotonic()
+        self.stats.waited(waited)
+        client.attach(server)
+
+    def release(self, server: ServerConn) -> None:
+        """The client is done with `server` (ReadyForQuery idle, nothing owed)."""
+        self.active.discard(server)
+        server.client = None
+        if server.closed:
+            self.maybe_connect()
+            return
+        now = time.monotonic()
+        server.last_used = now
+        if server.read_paused:
+            server.read_paused = False
+            server.transport.resume_reading()
+        if server.dirty or server.status != b"I":
+            self._reset(server)
+            return
+        lifetime = self.settings.server_lifetime
+        if (
+            (lifetime and now - server.created > lifetime)
+            or server.addr in self.retired_addrs
+            or self.amb.closing
+        ):
+            server.close()
+            self.maybe_connect()
+            return
+        self._give(server)
+
+    def _give(self, server: ServerConn) -> None:
+        if not self.paused:
+            waiters = self.waiters
+            while waiters:
+                client = waiters.popleft()
+                if client.closed:
+                    continue
+                self.attach(client, server, time.monotonic() - client.wait_started)
+                return
+        self.idle.append(server)
+
+    def _reset(self, server: ServerConn) -> None:
+        """Roll back an open transaction and run the reset query if needed, then reuse."""
+        self.active.add(server)
+        server.client = None
+
+        def after(ok: bool, status: bytes, error: str) -> None:
+            if server.closed:
+                return
+            self.active.discard(server)
+            if not ok or status != b"I":
+                self.log.warning("server_reset_failed", pool=self.label, error=error)
+                server.close()
+                self.maybe_connect()
+                return
+            self.release(server)
+
+        if server.status != b"I":
+            server.run_internal("ROLLBACK", after)
+        else:
+            server.dirty = False
+            server.synced = None
+            server.forget_prepared()
+            server.extra.clear()
+            server.run_internal(self.settings.server_reset_query, after)
+
+    def orphan(self, server: ServerConn, client: ClientConn) -> None:
+        """`client` left while holding `server`: finish what is in flight, roll back, reuse."""
+        if server.closed:
+            self.active.discard(server)
+            return
+        sink = Orphan(self, server)
+        server.client = sink  # type: ignore[assignment]
+        transport = server.transport
+        if server.read_paused:
+            server.read_paused = False
+            transport.resume_reading()
+        if client.pinned or self.settings.pool_mode == "session":
+            server.dirty = True
+        if server.copy_in:
+            transport.write(pq.message(b"f", b"client disconnected\x00"))
+            server.copy_in = False
+        if client.unsynced:
+            transport.write(pq.SYNC)
+            server.expect.append((SYNC, None, None))
+        if server.expect:
+            if server.query_started:
+                send_cancel(server.addr, server.process_id, server.secret_key)
+            return  # Orphan.server_done continues once the server owes nothing
+        sink.server_done(server)
+
+    def server_lost(self, server: ServerConn) -> None:
+        self.active.discard(server)
+        with contextlib.suppress(ValueError):
+            self.idle.remove(server)
+        if self.waiters:
+            self.maybe_connect()
+
+    # --- opening server connections ----------------------------------------------------------
+
+    def maybe_connect(self) -> None:
+        if self.amb.closing or not self.waiters or self.paused:
+            return
+        limit = self.settings.pool_size
+        oldest = next((c for c in self.waiters if not c.closed), None)
+        if (
+            self.settings.reserve_pool_size
+            and oldest is not None
+            and time.monotonic() - oldest.wait_started > self.settings.reserve_pool_timeout
+        ):
+            limit += self.settings.reserve_pool_size
+        need = len(self.waiters) - self.connecting
+        while need > 0 and self.total() < limit:
+            if not self._start_connect():
+                break
+            need -= 1
+
+    def _start_connect(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if now < self.next_connect and not force:
+            return False
+        self.connecting += 1
+        task = asyncio.get_running_loop().create_task(self._connect())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    async def _connect(self) -> None:
+        settings = self.settings
+        try:
+            server = await asyncio.wait_for(
+                login(
+                    self,
+                    host=settings.server_host,
+                    port=settings.server_port,
+                    user=self.server_user,
+                    database=self.server_database,
+                    password=self.amb.server_password,
+                    tls=self.amb.server_tls,
+                    scram_keys=self.scram_keys,
+                ),
+                settings.server_connect_timeout,
+            )
+        except Exception as exc:  # OSError, timeout, login refused, bad server bytes
+            self.connecting -= 1
+            self._connect_failed(exc)
+            return
+        except asyncio.CancelledError:
+            self.connecting -= 1
+            raise
+        self.connecting -= 1
+        self.stats.server_connects += 1
+        self.backoff.reset()
+        self.next_connect = 0.0
+        self.good_addrs.add(server.addr)
+        if self.params is None:
+            self.params = dict(server.params)
+            self.reported = frozenset(k.lower() for k in server.params)
+        if self.params_future is not None and not self.params_future.done():
+            self.params_future.set_result(self.params)
+        if self.amb.closing:
+            server.close()
+            return
+        self._give(server)
+
+    def _connect_failed(self, exc: BaseException) -> None:
+        self.stats.server_connect_errors += 1
+        if isinstance(exc, ServerLoginError):
+            message, sqlstate = str(exc), exc.sqlstate
+        elif isinstance(exc, TimeoutError):
+            message, sqlstate = "timeout connecting to PostgreSQL", "08006"
+        else:
+            message, sqlstate = f"cannot connect to PostgreSQL: {exc}", "08006"
+        self.last_error = message
+        self.amb.warn("server_connect_failed", pool=self.label, error=message)
+        self.next_connect = time.monotonic() + self.backoff.next()
+        text = f"pg-ambassador: {message}"
+        if self.params_future is not None and not self.params_future.done():
+            self.params_future.set_exception(ServerLoginError(text, sqlstate))
+            self.params_future.exception()  # retrieved: login waiters read it themselves
+        if not self.active and not self.connecting:
+            # Nobody will free a server soon: tell the waiting clients now, not at timeout.
+            while self.waiters:
+                client = self.waiters.popleft()
+                if not client.closed:
+                    client.fatal(sqlstate, text)
+
+    # --- periodic checks ---------------------------------------------------------------------
+
+    def check(self, now: float) -> None:
+        settings = self.settings
+        wait_timeout = settings.query_wait_timeout
+        if wait_timeout and self.waiters:
+            while self.waiters and (
+                self.waiters[0].closed or now - self.waiters[0].wait_started > wait_timeout
+            ):
+                client = self.waiters.popleft()
+                if not client.closed:
+                    self.stats.query_wait_timeouts += 1
+                    client.fatal(
+                        "08P01",
+                        "pg-ambassador: query_wait_timeout: no server connection became free "
+                        f"within {wait_timeout:g}s (pool {self.label}, --pool-size "
+                        f"{settings.pool_size})",
+                    )
+        if self.waiters:
+            self.maybe_connect()
+        idle_timeout = settings.server_idle_timeout
+        lifetime = settings.server_lifetime
+        keep = settings.min_pool_size
+        for server in list(self.idle):
+            expired = (idle_timeout and now - server.last_used > idle_timeout) or (
+                lifetime and now - server.created > lifetime
+            )
+            if expired and self.total() > keep:
+                self.idle.remove(server)
+                server.close()
+        if keep and not self.amb.closing and self.total() < keep and now >= self.next_connect:
+            for _ in range(keep - self.total()):
+                self.connecting += 1
+                task = asyncio.get_running_loop().create_task(self._connect())
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        query_timeout = settings.query_timeout
+        idle_txn = settings.idle_transaction_timeout
+        for server in list(self.active):
+            client = server.client  # type: ignore[assignment]
+            if client is None or isinstance(client, Orphan):
+                continue
+            if (
+                query_timeout
+                and server.query_started
+                and not server.cancel_sent
+                and now - server.query_started > query_timeout
+            ):
+                server.cancel_sent = True
+                self.stats.cancels_forwarded += 1
+                send_cancel(server.addr, server.process_id, server.secret_key)
+            if (
+                idle_txn
+                and not server.expect
+                and server.status in (b"T", b"E")
+                and now - client.last_activity > idle_txn
+            ):
+                client.fatal("25P03", "pg-ambassador: idle transaction timeout")
+
+    async def check_addresses(self) -> None:
+        """Retire connections to an address the server host no longer resolves to."""
+        try:
+            now_addrs = set(await resolve(self.settings.server_host, self.settings.server_port))
+        except OSError:
+            return
+        for addr in self.good_addrs - now_addrs:
+            self.retired_addrs.add(addr)
+            for server in list(self.idle):
+                if server.addr == addr:
+                    self.idle.remove(server)
+                    server.close()
+        self.good_addrs &= now_addrs
+        self.retired_addrs -= now_addrs
+
+    def close_all(self) -> None:
+        for server in self.idle:
+            server.close()
+        self.idle.clear()
+        for task in list(self.tasks):
+            task.cancel()
+
+
+class Orphan:
+    """Stands in for a client that left while holding a server: swallows the answers."""
+
+    closed = True
+    unsynced = False
+    pinned = None
+    params_version = 0
+
+    def __init__(self, pool: Pool, server: ServerConn) -> None:
+        self.pool = pool
+        self.server = server
+        self.params: dict[str, str] = {}
+        self.transport: Any = _NullTransport()
+        self.last_activity = time.monotonic()
+
+    def server_done(self, server: ServerConn) -> None:
+        self.pool.release(server)  # ROLLBACK and reset there if needed
+
+    def server_lost(self, server: ServerConn) -> None:
+        self.pool.active.discard(server)
+
+    def resume(self) -> None:
+        pass
+
+    def pause(self) -> None:
+        pass
+
+    def forget_statement(self, name: bytes) -> None:
+        pass
+
+    def restore_statement(self, name: bytes) -> None:
+        pass
+
+
+class _NullTransport:
+    def write(self, data: bytes) -> None:
+        pass
+
+    def writelines(self, data: Any) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass

@@ -1,0 +1,294 @@
+"""PostgreSQL v3 wire protocol: framing by message header, startup packets, message builders.
+
+Only what pooling needs is parsed. A regular message is one type byte and a 4-byte
+big-endian length that counts itself but not the type byte; the startup packets (startup,
+SSLRequest, GSSENCRequest, CancelRequest) have no type byte. `Framer` splits a byte stream
+into whole messages and refuses lengths that lie (below 4) or exceed a limit before any
+byte of the body is buffered, so a 1 GB length field costs nothing.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+PROTOCOL_V3 = 196608  # 3.0
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+# The longest startup packet PostgreSQL itself accepts (MAX_STARTUP_PACKET_LENGTH).
+MAX_STARTUP_PACKET = 10000
+
+_I32 = struct.Struct("!i")
+_U32 = struct.Struct("!I")
+_I16 = struct.Struct("!h")
+_HEADER = struct.Struct("!cI")
+unpack_u32 = _U32.unpack_from
+unpack_i32 = _I32.unpack_from
+
+
+class ProtocolError(Exception):
+    """The peer broke the framing; `sqlstate` is what an ErrorResponse says about it."""
+
+    def __init__(self, message: str, sqlstate: str = "08P01") -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+# --- startup packets ------------------------------------------------------------------------
+
+
+@dataclass
+class Startup:
+    """A parsed startup-phase packet. `kind` is startup, ssl, gssenc or cancel."""
+
+    kind: str
+    version: int = PROTOCOL_V3
+    params: dict[str, str] = field(default_factory=dict)
+    process_id: int = 0
+    secret_key: int = 0
+    # startup only: protocol options (_pq_.*) the client asked for, for NegotiateProtocolVersion
+    unsupported: list[str] = field(default_factory=list)
+
+
+def startup_length(buffer: bytes | bytearray) -> int | None:
+    """Length of the startup packet at the start of buffer (None: not enough bytes yet)."""
+    if len(buffer) < 4:
+        return None
+    length: int = unpack_u32(buffer, 0)[0]
+    if length < 8 or length > MAX_STARTUP_PACKET:
+        raise ProtocolError(f"invalid length of startup packet: {length}")
+    return length
+
+
+def parse_startup(packet: bytes | bytearray) -> Startup:
+    """Parse one whole startup packet (length included)."""
+    if len(packet) < 8:
+        raise ProtocolError("invalid length of startup packet")
+    code = unpack_u32(packet, 4)[0]
+    if code == SSL_REQUEST and len(packet) == 8:
+        return Startup("ssl", code)
+    if code == GSSENC_REQUEST and len(packet) == 8:
+        return Startup("gssenc", code)
+    if code == CANCEL_REQUEST:
+        if len(packet) != 16:
+            raise ProtocolError("invalid length of cancel request")
+        pid, key = struct.unpack_from("!ii", packet, 8)
+        return Startup("cancel", code, process_id=pid, secret_key=key)
+    major = code >> 16
+    if major != 3:
+        raise ProtocolError(
+            f"unsupported frontend protocol {major}.{code & 0xFFFF}: server supports 3.0 to 3.0",
+            "0A000",
+        )
+    body = bytes(packet[8:])
+    if not body.endswith(b"\x00"):
+        raise ProtocolError("invalid startup packet layout: expected terminator as last byte")
+    parts = body[:-1].split(b"\x00")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    if len(parts) % 2:
+        raise ProtocolError("invalid startup packet layout: expected terminator as last byte")
+    params: dict[str, str] = {}
+    unsupported: list[str] = []
+    for i in range(0, len(parts), 2):
+        try:
+            key, value = parts[i].decode(), parts[i + 1].decode()
+        except UnicodeDecodeError:
+            raise ProtocolError("invalid startup packet: parameters are not UTF-8") from None
+        if not key:
+            raise ProtocolError("invalid startup packet layout: empty parameter name")
+        if key.startswith("_pq_."):
+            unsupported.append(key)
+            continue
+        params[key] = value
+    if "user" not in params or not params["user"]:
+        raise ProtocolError("no PostgreSQL user name specified in startup packet", "28000")
+    return Startup("startup", code, params=params, unsupported=unsupported)
+
+
+def startup_message(params: dict[str, str]) -> bytes:
+    body = b"".join(k.encode() + b"\x00" + v.encode() + b"\x00" for k, v in params.items())
+    body += b"\x00"
+    return _U32.pack(len(body) + 8) + _U32.pack(PROTOCOL_V3) + body
+
+
+def cancel_request(process_id: int, secret_key: int) -> bytes:
+    return struct.pack("!IIii", 16, CANCEL_REQUEST, process_id, secret_key)
+
+
+# --- framing of regular messages ------------------------------------------------------------
+
+
+class Framer:
+    """Splits a stream into (type, whole message) pairs; keeps the incomplete tail.
+
+    `max_length` bounds what may be buffered: a longer header is refused at once.
+    """
+
+    __slots__ = ("buffer", "max_length")
+
+    def __init__(self, max_length: int) -> None:
+        self.buffer = bytearray()
+        self.max_length = max_length
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Whole messages now available, each as (type byte, bytes of the whole message)."""
+        buf = self.buffer
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        out: list[tuple[int, bytes]] = []
+        pos = 0
+        end = len(data)
+        limit = self.max_length
+        while end - pos >= 5:
+            length = unpack_u32(data, pos + 1)[0]
+            if length < 4:
+                raise ProtocolError(f"invalid message length {length}")
+            if length > limit:
+                raise ProtocolError(
+                    f"message of {length} bytes is longer than the limit of {limit} bytes",
+                    "54000",
+                )
+            stop = pos + 1 + length
+            if stop > end:
+                break
+            out.append((data[pos], data[pos:stop]))
+            pos = stop
+        if pos < end:
+            buf += data[pos:] if pos else data
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self.buffer)
+
+
+def iter_messages(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Whole messages of a buffer that is known to hold only whole messages."""
+    pos = 0
+    while pos < len(data):
+        length = unpack_u32(data, pos + 1)[0]
+        yield data[pos], data[pos : pos + 1 + length]
+        pos += 1 + length
+
+
+def message(kind: bytes, body: bytes = b"") -> bytes:
+    return kind + _U32.pack(len(body) + 4) + body
+
+
+def cstr(data: bytes, pos: int) -> tuple[bytes, int]:
+    """The NUL-terminated string at pos, and the position after its NUL."""
+    end = data.index(b"\x00", pos)
+    return data[pos:end], end + 1
+
+
+# --- message builders -----------------------------------------------------------------------
+
+READY_IDLE = b"Z\x00\x00\x00\x05I"
+PARSE_COMPLETE = b"1\x00\x00\x00\x04"
+BIND_COMPLETE = b"2\x00\x00\x00\x04"
+CLOSE_COMPLETE = b"3\x00\x00\x00\x04"
+SYNC = b"S\x00\x00\x00\x04"
+FLUSH = b"H\x00\x00\x00\x04"
+TERMINATE = b"X\x00\x00\x00\x04"
+AUTH_OK = b"R\x00\x00\x00\x08\x00\x00\x00\x00"
+
+
+def error_response(
+    message_text: str,
+    sqlstate: str = "08P01",
+    severity: str = "ERROR",
+    detail: str | None = None,
+    hint: str | None = None,
+    kind: bytes = b"E",
+) -> bytes:
+    fields = [
+        b"S" + severity.encode() + b"\x00",
+        b"V" + severity.encode() + b"\x00",
+        b"C" + sqlstate.encode() + b"\x00",
+        b"M" + message_text.encode() + b"\x00",
+    ]
+    if detail:
+        fields.append(b"D" + detail.encode() + b"\x00")
+    if hint:
+        fields.append(b"H" + hint.encode() + b"\x00")
+    return message(kind, b"".join(fields) + b"\x00")
+
+
+def parse_error_fields(msg: bytes) -> dict[str, str]:
+    """Fields of an ErrorResponse or NoticeResponse message (whole message given)."""
+    out: dict[str, str] = {}
+    pos = 5
+    while pos < len(msg) and msg[pos] != 0:
+        code = chr(msg[pos])
+        end = msg.find(b"\x00", pos + 1)
+        if end < 0:
+            break
+        out[code] = msg[pos + 1 : end].decode(errors="replace")
+        pos = end + 1
+    return out
+
+
+def parameter_status(name: str, value: str) -> bytes:
+    return message(b"S", name.encode() + b"\x00" + value.encode() + b"\x00")
+
+
+def parse_parameter_status(msg: bytes) -> tuple[str, str]:
+    name, pos = cstr(msg, 5)
+    value, _ = cstr(msg, pos)
+    return name.decode(errors="replace"), value.decode(errors="replace")
+
+
+def backend_key_data(process_id: int, secret_key: int) -> bytes:
+    return b"K\x00\x00\x00\x0c" + struct.pack("!ii", process_id, secret_key)
+
+
+def ready_for_query(status: bytes) -> bytes:
+    return b"Z\x00\x00\x00\x05" + status
+
+
+def query(sql: str | bytes) -> bytes:
+    text = sql.encode() if isinstance(sql, str) else sql
+    return message(b"Q", text + b"\x00")
+
+
+def parse_message(name: bytes, rest: bytes) -> bytes:
+    """A Parse message: statement name, then `rest` (query text, parameter types) unchanged."""
+    return message(b"P", name + b"\x00" + rest)
+
+
+def close_statement(name: bytes) -> bytes:
+    return message(b"C", b"S" + name + b"\x00")
+
+
+def negotiate_protocol_version(newest_minor: int, unsupported: list[str]) -> bytes:
+    body = _U32.pack(newest_minor) + _U32.pack(len(unsupported))
+    body += b"".join(name.encode() + b"\x00" for name in unsupported)
+    return message(b"v", body)
+
+
+def row_description(columns: list[str]) -> bytes:
+    body = struct.pack("!h", len(columns))
+    for name in columns:
+        # name, table oid, column number, type oid (text = 25), size, modifier, format
+        body += name.encode() + b"\x00" + struct.pack("!ihihih", 0, 0, 25, -1, -1, 0)
+    return message(b"T", body)
+
+
+def data_row(values: list[str | None]) -> bytes:
+    body = struct.pack("!h", len(values))
+    for value in values:
+        if value is None:
+            body += _I32.pack(-1)
+        else:
+            raw = value.encode()
+            body += _I32.pack(len(raw)) + raw
+    return message(b"D", body)
+
+
+def command_complete(tag: str) -> bytes:
+    return message(b"C", tag.encode() + b"\x00")

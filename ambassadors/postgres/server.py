@@ -1,0 +1,479 @@
+"""One connection to PostgreSQL: login, then an asyncio Protocol that feeds its client.
+
+After login (streams, once) the transport is switched to `ServerConn`, whose
+`data_received` walks the message headers of each chunk and forwards runs of bytes to the
+client without copying them. Only a few message types are looked at: ReadyForQuery (the
+transaction boundary), ParseComplete/CloseComplete (the pooler's own injected Parse and
+Close are swallowed), ErrorResponse (what the server skipped until Sync), ParameterStatus
+(settings to replay) and CopyInResponse. A message that is not looked at may be
+forwarded in pieces as it arrives, so a 100 MB DataRow is never buffered.
+
+`expect` is the queue of what the server owes: one entry per Parse or Close sent (was it
+the client's, or the pooler's to swallow?) and one per Sync or Query (each owes a
+ReadyForQuery). An ErrorResponse in the extended protocol makes the server skip every
+message until the next Sync, so the entries up to that Sync are dropped with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from podkit.ambassadors.postgres import protocol as pq
+from podkit.ambassadors.postgres.auth import AuthError, ServerAuth
+from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, TlsError, after_ssl_answer
+
+if TYPE_CHECKING:
+    from podkit.ambassadors.postgres.client import ClientConn
+    from podkit.ambassadors.postgres.pool import Pool
+
+# expect entries: (kind, a, b)
+P_FWD = 0  # a Parse whose ParseComplete goes to the client; a: client, b: (name, key)
+P_SWALLOW = 1  # the pooler's re-Parse; a: key (statement text) to forget if it fails
+C_FWD = 2  # a Close whose CloseComplete goes to the client; a/b: undo info
+C_SWALLOW = 3  # the pooler's Close of an evicted statement
+SYNC = 4  # a Sync, Query or FunctionCall: owes a ReadyForQuery
+FAIL = 5  # a Bind to a missing statement whose error is replaced by a: bytes
+
+# Types looked at in the server's stream; everything else passes untouched.
+_LOOK = bytearray(256)
+for _t in b"Z E 1 3 S G":
+    if _t != 32:
+        _LOOK[_t] = 1
+del _t
+
+FAIL_STATEMENT = b"pgamb_refused"
+FAIL_BIND = pq.message(b"B", b"\x00" + FAIL_STATEMENT + b"\x00\x00\x00\x00\x00\x00\x00")
+# Parse of the unnamed statement with an empty query: a real, in-order ParseComplete for a
+# client Parse whose statement this server already has.
+EMPTY_PARSE = pq.message(b"P", b"\x00\x00\x00\x00")
+# Close of a statement that never exists: a real, in-order CloseComplete.
+NOOP_CLOSE = pq.close_statement(b"pgamb_none")
+
+_unpack_u32 = struct.Struct("!I").unpack_from
+
+
+class ServerLoginError(Exception):
+    """PostgreSQL refused the login (its ErrorResponse fields) or could not be reached."""
+
+    def __init__(
+        self, message: str, sqlstate: str = "08006", fatal_fields: dict[str, str] | None = None
+    ):
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        self.fields = fatal_fields or {}
+
+
+class ServerConn(asyncio.Protocol):
+    """A logged-in server connection, idle in its pool or attached to one client."""
+
+    def __init__(self, pool: Pool, addr: tuple[str, int]) -> None:
+        self.pool = pool
+        self.stats = pool.stats
+        self.addr = addr
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.client: ClientConn | None = None
+        self.params: dict[str, str] = {}
+        self.process_id = 0
+        self.secret_key = 0
+        self.created = time.monotonic()
+        self.last_used = self.created
+        self.attached_at = 0.0
+        self.expect: deque[tuple[int, Any, Any]] = deque()
+        self.status = b"I"
+        self.copy_in = False
+        self.skip = 0  # bytes of a message being passed through in pieces
+        self.tail = b""
+        # prepared statements: Parse body after the name -> (server name, batch generation)
+        self.prepared: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()
+        self.next_name = 0
+        self.batch = 0
+        self.unnamed: tuple[object, bytes] | None = None  # whose unnamed statement it holds
+        self.extra: dict[str, str] = {}  # non-reported settings the pooler SET on it
+        self.dirty = False  # session state left by a pinned or session-mode client
+        self.closed = False
+        self.internal: Callable[[bool, bytes, str], None] | None = None
+        self.internal_error = ""
+        self.release_pending = False
+        self.query_started = 0.0
+        self.cancel_sent = False
+        self.writer: asyncio.StreamWriter | None = None
+        self.tls = False
+        self.read_paused = False
+        self.synced: tuple[object, int] | None = None  # (client, its settings version) set
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.stats.bytes_from_server += len(data)
+        if self.internal is not None:
+            self._internal_data(data)
+            return
+        client = self.client
+        if client is None:
+            # Nothing is owed to anyone (an orphan being cleaned runs as internal):
+            # a NoticeResponse or ParameterStatus out of band; keep params current.
+            self._idle_data(data)
+            return
+        if self.tail:
+            data = self.tail + data
+            self.tail = b""
+        n = len(data)
+        pos = 0
+        skip = self.skip
+        if skip:
+            if skip >= n:
+                self.skip = skip - n
+                client.transport.write(data)
+                return
+            pos = skip
+            self.skip = 0
+        start = 0  # start of the run not yet written
+        pieces: list[bytes] | None = None
+        look = _LOOK
+        release = False
+        while pos + 5 <= n:
+            kind = data[pos]
+            end = pos + 1 + _unpack_u32(data, pos + 1)[0]
+            if not look[kind]:
+                if end > n:
+                    self.skip = end - n
+                    pos = n
+                    break
+                pos = end
+                continue
+            if end > n:
+                break
+            forward: bytes | bool | None = True
+            if kind == 90:  # Z
+                expect = self.expect
+                while expect:
+                    if expect.popleft()[0] == SYNC:
+                        break
+                status = data[pos + 5 : pos + 6]
+                self.status = status
+                self.copy_in = False
+                self.batch += 1
+                if not expect:
+                    self.query_started = 0.0
+                    if (status == b"I" and not client.unsynced) or client.closed:
+                        release = True
+            elif kind == 49:  # 1 ParseComplete
+                expect = self.expect
+                if expect and expect[0][0] <= P_SWALLOW:
+                    entry = expect.popleft()
+                    if entry[0] == P_SWALLOW:
+                        forward = False
+                        if entry[1] is not None:
+                            self.pool.parsed(entry[1])
+                    elif entry[2] is not None and entry[2][1] is not None:
+                        self.pool.parsed(entry[2][1])
+            elif kind == 51:  # 3 CloseComplete
+                expect = self.expect
+                if expect and expect[0][0] in (C_FWD, C_SWALLOW):
+                    forward = expect.popleft()[0] != C_SWALLOW
+            elif kind == 69:  # E
+                forward = self._error(data[pos:end])
+            elif kind == 83:  # S ParameterStatus
+                name, value = pq.parse_parameter_status(data[pos:end])
+                self.params[name] = value
+                client.params[name] = value
+                client.params_version += 1
+            elif kind == 71:  # G CopyInResponse
+                self.copy_in = True
+            if forward is not True:
+                if pieces is None:
+                    pieces = []
+                if pos > start:
+                    pieces.append(data[start:pos])
+                if forward:
+                    pieces.append(forward)
+                start = end
+            pos = end
+        if pos < n:
+            # an incomplete message that is looked at: keep it
+            self.tail = data[pos:]
+            n = pos
+        if pieces is None:
+            if start == 0 and n == len(data):
+                client.transport.write(data)
+            elif n > start:
+                client.transport.write(data[start:n])
+        else:
+            if n > start:
+                pieces.append(data[start:n])
+            if pieces:
+                client.transport.writelines(pieces)
+        if release:
+            client.server_done(self)
+
+    def _error(self, msg: bytes) -> bytes | bool | None:
+        """An ErrorResponse: drop what the server will skip; maybe replace the message."""
+        self.copy_in = False
+        expect = self.expect
+        if not expect or expect[0][0] == SYNC:
+            return True
+        replaced: bytes | bool = True
+        first = True
+        while expect and expect[0][0] != SYNC:
+            kind, a, b = expect.popleft()
+            if kind == FAIL and first and FAIL_STATEMENT in msg:
+                replaced = a
+            elif kind == P_FWD and b is not None:
+                name, key = b  # the client's Parse did not happen
+                a.forget_statement(name)
+                if key is not None:
+                    self.prepared.pop(key, None)
+            elif kind == P_SWALLOW:
+                self.prepared.pop(a, None)
+            elif kind == C_FWD and a is not None:
+                a.restore_statement(b)
+            first = False
+        return replaced
+
+    def _idle_data(self, data: bytes) -> None:
+        with contextlib.suppress(Exception):
+            for kind, msg in pq.iter_messages(self.tail + data):
+                if kind == 83:
+                    name, value = pq.parse_parameter_status(msg)
+                    self.params[name] = value
+            self.tail = b""
+            return
+        self.tail += data  # an incomplete message: wait for the rest
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.server_lost(self)
+        if self.internal is not None:
+            callback, self.internal = self.internal, None
+            callback(False, b"", "server connection lost")
+        client = self.client
+        if client is not None:
+            client.server_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.pause()
+
+    def resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.resume()
+
+    # --- the pooler's own queries ----------------------------------------------------------
+
+    def run_internal(self, sql: str, done: Callable[[bool, bytes, str], None]) -> None:
+        """Send a simple query whose whole answer is swallowed; done(ok, status, error)."""
+        self.internal = done
+        self.internal_error = ""
+        self.tail = b""
+        self.skip = 0
+        self.transport.write(pq.query(sql))
+
+    def _internal_data(self, data: bytes) -> None:
+        buf = self.tail + data
+        pos = 0
+        n = len(buf)
+        while pos + 5 <= n:
+            end = pos + 1 + _unpack_u32(buf, pos + 1)[0]
+            if end > n:
+                break
+            kind = buf[pos]
+            if kind == 83:
+                name, value = pq.parse_parameter_status(buf[pos:end])
+                self.params[name] = value
+            elif kind == 69:
+                if not self.internal_error:
+                    self.internal_error = pq.parse_error_fields(buf[pos:end]).get("M", "error")
+            elif kind == 90:
+                self.status = buf[pos + 5 : pos + 6]
+                callback, self.internal = self.internal, None
+                self.tail = buf[end:]
+                if callback is not None:
+                    callback(not self.internal_error, self.status, self.internal_error)
+                if self.tail and self.internal is None:
+                    rest, self.tail = self.tail, b""
+                    self.data_received(rest)
+                return
+            pos = end
+        self.tail = buf[pos:]
+
+    # --- prepared statements -----------------------------------------------------------------
+
+    def statement(self, key: bytes, out: list[bytes]) -> bytes:
+        """The server name of statement `key`, re-Parsed (answer swallowed) if missing."""
+        entry = self.prepared.get(key)
+        if entry is not None:
+            self.prepared.move_to_end(key)
+            if entry[1] != self.batch:
+                self.prepared[key] = (entry[0], self.batch)
+            self.stats.prepared_hits += 1
+            return entry[0]
+        name = self.add_statement(key, out)
+        self.stats.prepared_reparses += 1
+        out.append(pq.parse_message(name, key))
+        self.expect.append((P_SWALLOW, key, None))
+        return name
+
+    def add_statement(self, key: bytes, out: list[bytes]) -> bytes:
+        """Register a new statement (the caller sends its Parse); evict the LRU if full."""
+        prepared = self.prepared
+        limit = self.pool.settings.max_prepared_statements
+        while len(prepared) >= limit:
+            old_key, (old_name, used) = next(iter(prepared.items()))
+            if used == self.batch:
+                break  # used in the batch in flight: closing it would close its portals
+            del prepared[old_key]
+            out.append(pq.close_statement(old_name))
+            self.expect.append((C_SWALLOW, None, None))
+            self.stats.prepared_evictions += 1
+        self.next_name += 1
+        name = b"pgamb_%d" % self.next_name
+        prepared[key] = (name, self.batch)
+        return name
+
+    def forget_prepared(self) -> None:
+        self.prepared.clear()
+        self.unnamed = None
+
+    # --- closing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(Exception):
+                self.transport.write(pq.TERMINATE)
+            self.transport.close()
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    header = await reader.readexactly(5)
+    length = _unpack_u32(header, 1)[0]
+    if length < 4 or length > 1024 * 1024:
+        raise ServerLoginError(f"server sent a message of invalid length {length}")
+    return header[:1], await reader.readexactly(length - 4)
+
+
+async def resolve(host: str, port: int) -> list[tuple[str, int]]:
+    """Every address `host` has now (looked up again for each new server connection)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    seen: list[tuple[str, int]] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        addr = (str(sockaddr[0]), int(sockaddr[1]))
+        if addr not in seen:
+            seen.append(addr)
+    return seen
+
+
+async def login(
+    pool: Pool,
+    *,
+    host: str,
+    port: int,
+    user: str,
+    database: str,
+    password: str | None,
+    tls: ServerTls,
+    scram_keys: Any = None,
+) -> ServerConn:
+    """Connect, log in and return the logged-in connection (its transport switched over)."""
+    addrs = await resolve(host, port)
+    error: Exception | None = None
+    for addr in addrs:
+        try:
+            reader, writer = await asyncio.open_connection(addr[0], addr[1])
+        except OSError as exc:
+            error = exc
+            continue
+        try:
+            if tls.request:
+                writer.write(SSL_REQUEST)
+                answer = await reader.read(1)
+                if after_ssl_answer(tls, answer + bytes(reader._buffer)):  # type: ignore[attr-defined]
+                    await writer.start_tls(
+                        tls.context,  # type: ignore[arg-type]
+                        server_hostname=tls.server_hostname(host),
+                    )
+            return await _login_on(pool, addr, reader, writer, user, database, password, scram_keys)
+        except TlsError as exc:
+            writer.transport.abort()
+            raise ServerLoginError(f"TLS with {host}:{port}: {exc}") from None
+        except BaseException:
+            writer.transport.abort()
+            raise
+    raise ServerLoginError(f"cannot connect to {host}:{port}: {error}")
+
+
+async def _login_on(
+    pool: Pool,
+    addr: tuple[str, int],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    user: str,
+    database: str,
+    password: str | None,
+    scram_keys: Any,
+) -> ServerConn:
+    conn = ServerConn(pool, addr)
+    authenticator = ServerAuth(user, password, scram_keys=scram_keys)
+    writer.write(pq.startup_message({"user": user, "database": database}))
+    while True:
+        kind, body = await _read_message(reader)
+        if kind == b"R":
+            try:
+                reply = authenticator.handle(kind, body)
+            except AuthError as exc:
+                raise ServerLoginError(str(exc), exc.sqlstate) from None
+            if reply is not None:
+                writer.write(reply)
+        elif kind == b"E":
+            fields = pq.parse_error_fields(kind + b"\x00\x00\x00\x00" + body)
+            raise ServerLoginError(
+                fields.get("M", "login failed"), fields.get("C", "08006"), fields
+            )
+        elif kind == b"S":
+            name, value = pq.parse_parameter_status(kind + b"\x00\x00\x00\x00" + body)
+            conn.params[name] = value
+        elif kind == b"K":
+            conn.process_id, conn.secret_key = struct.unpack("!ii", body[:8])
+        elif kind == b"Z":
+            conn.status = body[:1]
+            break
+        # NoticeResponse, NegotiateProtocolVersion: nothing to do
+    transport = writer.transport
+    leftover = bytes(reader._buffer)  # type: ignore[attr-defined]
+    conn.transport = transport  # type: ignore[assignment]
+    conn.writer = writer  # a StreamWriter closes its transport when garbage-collected
+    conn.tls = transport.get_extra_info("sslcontext") is not None
+    transport.set_protocol(conn)
+    if leftover:
+        conn.data_received(leftover)
+    return conn
+
+
+def send_cancel(addr: tuple[str, int], process_id: int, secret_key: int) -> None:
+    """Send a CancelRequest to the server on a new connection (fire and forget)."""
+
+    async def cancel() -> None:
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 5)
+            writer.write(pq.cancel_request(process_id, secret_key))
+            await writer.drain()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_reader.read(), 5)
+            writer.close()
+
+    task = asyncio.get_running_loop().create_task(cancel())
+    _CANCELS.add(task)
+    task.add_done_callback(_CANCELS.discard)
+
+
+_CANCELS: set[asyncio.Task[None]] = set()

@@ -1,0 +1,147 @@
+"""Shared by the pg-ambassador tests: a real PostgreSQL, and the ambassador in a thread.
+
+The ambassador runs on its own event loop in a thread, so tests may use blocking clients
+(psycopg, psql, pgbench) and asyncio ones (asyncpg) alike, and still look at its state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvloop
+
+from podkit.ambassadors.postgres.main import Ambassador
+from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
+from podkit_dev.servers import HOST, PostgresServer, find_binary, free_port, wait_for
+from tests.servers import _start
+
+PG_DIRS = [str(d) for d in sorted(__import__("pathlib").Path("/usr/lib/postgresql").glob("*/bin"))]
+
+
+class AmbassadorThread:
+    """`Ambassador` on a loop in a thread; `call(fn)` runs fn on that loop and returns."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.port = free_port()
+        settings.setdefault("admin_addr", "127.0.0.1:0")
+        settings.setdefault("stats_period", 0.1)
+        settings.setdefault("client_auth", "trust")
+        self.settings = PgAmbassadorSettings(listen=f"{HOST}:{self.port}", **settings)
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.amb: Ambassador = None  # type: ignore[assignment]
+        self.checks: asyncio.Task[None] | None = None
+
+    def start(self) -> AmbassadorThread:
+        self.thread.start()
+
+        async def start() -> None:
+            self.amb = Ambassador(self.settings, None)
+            await self.amb.start()
+            self.checks = asyncio.create_task(self.amb.check_loop())
+
+        self.run(start())
+        return self
+
+    def run(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def runner() -> None:
+            try:
+                future.set_result(fn())
+            except Exception as exc:
+                future.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(runner)
+        return future.result(timeout)
+
+    def dsn(self, db: str = "postgres", user: str = "postgres") -> str:
+        return f"postgresql://{user}@{HOST}:{self.port}/{db}"
+
+    def stop(self) -> None:
+        async def stop() -> None:
+            if self.checks is not None:
+                self.checks.cancel()
+            if self.amb is not None:
+                if self.amb.server is not None:
+                    self.amb.server.close()
+                self.amb.close()
+            await asyncio.sleep(0.05)
+
+        try:
+            self.run(stop(), timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+    def pool_state(self) -> dict[str, int]:
+        def read() -> dict[str, int]:
+            out = {"idle": 0, "active": 0, "waiting": 0, "connecting": 0}
+            for pool in self.amb.pools.values():
+                out["idle"] += len(pool.idle)
+                out["active"] += len(pool.active)
+                out["waiting"] += sum(1 for c in pool.waiters if not c.closed)
+                out["connecting"] += pool.connecting
+            return out
+
+        return self.call(read)
+
+
+def pg_server() -> Iterator[PostgresServer]:
+    """For a `pg` fixture: a PostgreSQL that accepts connections."""
+    server = _start(PostgresServer)
+    try:
+        server.wait_accepting()
+        yield server
+    finally:
+        server.cleanup()
+
+
+def ambassadors(pg: PostgresServer) -> Iterator[Callable[..., AmbassadorThread]]:
+    """For an `ambassador` fixture: `ambassador(pool_size=2, ...)` in front of `pg`."""
+    started: list[AmbassadorThread] = []
+
+    def make(**settings: Any) -> AmbassadorThread:
+        settings.setdefault("server_port", pg.port)
+        amb = AmbassadorThread(**settings).start()
+        started.append(amb)
+        return amb
+
+    yield make
+    for amb in started:
+        amb.stop()
+
+
+def pg_binary(name: str) -> str:
+    return find_binary(name, *PG_DIRS)
+
+
+def run_pg_tool(
+    name: str, *args: str, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "10", "PGSSLMODE": "disable"}
+    return subprocess.run(
+        [pg_binary(name), *args], capture_output=True, text=True, timeout=timeout, env=env,
+        **kwargs,
+    )  # fmt: skip
+
+
+def server_backends(pg: PostgresServer) -> int:
+    """Client backends connected to PostgreSQL (not counting the one asking)."""
+    out = pg.sql(
+        "select count(*) from pg_stat_activity where backend_type = 'client backend' "
+        "and pid <> pg_backend_pid()"
+    )
+    return int(out.strip())
+
+
+__all__ = ["AmbassadorThread", "run_pg_tool", "server_backends", "wait_for"]

@@ -1,0 +1,153 @@
+"""`podkit pg-ambassador` as a process: drain, metrics, console, the pgbouncer image's env."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+
+import asyncpg
+import pytest
+
+from podkit_dev.servers import HOST, free_port, http_get, wait_for
+from tests.integration import pg_ambassador_kit as kit
+from tests.servers import require_binary
+
+
+@pytest.fixture
+def pg():
+    yield from kit.pg_server()
+
+
+def start(run_helper, pg, *args: str, env: dict[str, str] | None = None):
+    port = free_port()
+    helper = run_helper(
+        "pg-ambassador", "--listen", f"{HOST}:{port}", "--server-port", str(pg.port),
+        "--client-auth", "trust", *args, env=env,
+    )  # fmt: skip
+    helper.port = port
+    helper.dsn = f"postgresql://postgres@{HOST}:{port}/postgres"
+    return helper
+
+
+async def test_drain_closes_each_client_at_its_transaction_boundary(run_helper, pg) -> None:
+    pg.sql("create table acked (client int, n int)")
+    helper = start(run_helper, pg, "--pool-size", "3", "--shutdown-timeout", "20")
+    conns = [await asyncpg.connect(helper.dsn) for _ in range(6)]
+    idle = await asyncpg.connect(helper.dsn)
+    acked: list[tuple[int, int]] = []
+    errors: list[tuple[str, BaseException]] = []
+    stop = asyncio.Event()
+
+    async def worker(i: int, conn: asyncpg.Connection) -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                tx = conn.transaction()
+                await tx.start()
+            except Exception as exc:
+                # closed at the boundary (FATAL 57P01 after the last ReadyForQuery): expected;
+                # asyncpg reports it as AdminShutdown, ConnectionDoesNotExist or an internal
+                # state error, depending on when it reads the FATAL
+                errors.append(("begin", exc))
+                return
+            try:
+                await conn.execute("insert into acked values ($1, $2)", i, n)
+                await asyncio.sleep(0.01)
+                await conn.execute("select pg_sleep(0.02)")
+                await tx.commit()
+            except BaseException as exc:
+                errors.append(("in-transaction", exc))
+                return
+            acked.append((i, n))
+            n += 1
+
+    tasks = [asyncio.ensure_future(worker(i, c)) for i, c in enumerate(conns)]
+    await asyncio.sleep(1.0)
+    helper.process.send_signal(signal.SIGTERM)
+    status, _ = await asyncio.to_thread(
+        lambda: wait_for(lambda: http_get(f"{helper.admin}/readyz")[0] == 503 or None,
+                         what="readyz 503", timeout=5) and (503, b"")
+    )  # fmt: skip
+    assert status == 503
+    await asyncio.wait_for(asyncio.gather(*tasks), 30)
+    assert await asyncio.to_thread(helper.wait_exit, 30) == 0
+    # no transaction was cut in the middle; every acknowledged commit is there
+    assert [e for e in errors if e[0] == "in-transaction"] == []
+    rows = {tuple(map(int, line.split("|"))) for line in pg.sql("select * from acked").split()}
+    assert rows == set(acked)
+    assert len(acked) > 6
+    # the idle client was closed at once (asyncpg read the FATAL 57P01 and closed)
+    assert idle.is_closed()
+    for conn in [*conns, idle]:
+        conn.terminate()
+    events = [e.get("event") for e in helper.log_events()]
+    assert "draining" in events and "drained" in events
+
+
+def test_pgbouncer_image_env_console_and_metrics(run_helper, pg) -> None:
+    port = free_port()
+    env = {
+        "DATABASES_HOST": HOST, "DATABASES_PORT": str(pg.port), "DATABASES_USER": "postgres",
+        "DATABASES_DBNAME": "postgres", "PGBOUNCER_POOL_MODE": "transaction",
+        "PGBOUNCER_MAX_CLIENT_CONN": "50", "PGBOUNCER_DEFAULT_POOL_SIZE": "3",
+    }  # fmt: skip
+    helper = run_helper(
+        "pg-ambassador", "--listen", f"{HOST}:{port}", "--client-auth", "trust", env=env
+    )
+    psql = kit.pg_binary("psql")
+    base = [psql, "-X", "-A", "-t", "-h", HOST, "-p", str(port), "-U", "postgres"]
+    penv = {**os.environ, "PGSSLMODE": "disable"}
+    # any client database name goes to DATABASES_DBNAME
+    out = subprocess.run([*base, "-d", "appdb", "-c", "select current_database()"],
+                         capture_output=True, text=True, env=penv, timeout=30)  # fmt: skip
+    assert out.stdout.strip() == "postgres", out.stderr
+    out = subprocess.run([*base, "-d", "pgbouncer", "-c", "SHOW POOLS"],
+                         capture_output=True, text=True, env=penv, timeout=30)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "appdb|postgres|" in out.stdout and "|transaction" in out.stdout
+    for command in ("SHOW STATS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW VERSION", "SHOW CONFIG"):
+        out = subprocess.run([*base, "-d", "pgbouncer", "-c", command],
+                             capture_output=True, text=True, env=penv, timeout=30)  # fmt: skip
+        assert out.returncode == 0, (command, out.stderr)
+    out = subprocess.run([*base, "-d", "pgbouncer", "-c", "PAUSE", "-c", "RESUME"],
+                         capture_output=True, text=True, env=penv, timeout=30)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    metrics = helper.metrics()
+    for name in (
+        "pg_ambassador_clients{",
+        "pg_ambassador_servers{",
+        "pg_ambassador_wait_seconds_bucket",
+        "pg_ambassador_transactions_total",
+        "pg_ambassador_prepared_statements_total{",
+        'pg_ambassador_pinned_clients{reason="listen"}',
+        "pg_ambassador_cancels_total{",
+        "pg_ambassador_server_connect_errors_total",
+        "pg_ambassador_bytes_total{",
+    ):
+        assert name in metrics, name
+    promtool = require_binary("promtool")
+    checked = subprocess.run([promtool, "check", "metrics"], input=metrics,
+                             capture_output=True, text=True)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_server_unreachable_at_start_gives_a_clear_error_then_heals(run_helper, pg) -> None:
+    helper = start(run_helper, pg)
+    pg.process.stop(signal.SIGINT)
+    psql = kit.pg_binary("psql")
+    penv = {**os.environ, "PGSSLMODE": "disable", "PGCONNECT_TIMEOUT": "10"}
+    out = subprocess.run([psql, "-X", helper.dsn, "-c", "select 1"], capture_output=True,
+                         text=True, env=penv, timeout=30)  # fmt: skip
+    assert out.returncode != 0
+    assert "pg-ambassador" in out.stderr and "connect" in out.stderr, out.stderr
+    assert helper.process.alive()
+    pg.restart()
+
+    def works() -> bool:
+        done = subprocess.run([psql, "-X", "-At", helper.dsn, "-c", "select 41 + 1"],
+                              capture_output=True, text=True, env=penv, timeout=30)  # fmt: skip
+        return done.stdout.strip() == "42"
+
+    wait_for(works, what="ambassador works again after PostgreSQL came back", timeout=30)

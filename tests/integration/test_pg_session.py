@@ -1,0 +1,159 @@
+"""Session state through pg-ambassador: replayed, pinned, or refused; never leaked."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from tests.integration import pg_ambassador_kit as kit
+
+
+@pytest.fixture
+def pg():
+    yield from kit.pg_server()
+
+
+@pytest.fixture
+def ambassador(pg):
+    yield from kit.ambassadors(pg)
+
+
+async def test_reported_settings_follow_the_client_to_other_servers(ambassador) -> None:
+    amb = ambassador(pool_size=2)
+    a = await asyncpg.connect(amb.dsn(), server_settings={"application_name": "alpha"})
+    b = await asyncpg.connect(amb.dsn())
+    try:
+        await a.execute("set TimeZone = 'Asia/Tokyo'")  # reported: tracked, not pinned
+        for _ in range(20):
+            # other clients keep taking servers; each sees only its own settings
+            assert await a.fetchval("show timezone") == "Asia/Tokyo"
+            assert await a.fetchval("show application_name") == "alpha"
+            assert await b.fetchval("show timezone") != "Asia/Tokyo"
+            assert await b.fetchval("show application_name") != "alpha"
+        assert amb.amb.pinned["set"] == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_set_of_unreported_guc_pins_and_is_reset_before_reuse(ambassador, pg) -> None:
+    amb = ambassador(pool_size=1, query_wait_timeout=30)
+    a = await asyncpg.connect(amb.dsn())
+    await a.execute("set statement_timeout = '4321ms'")
+    assert amb.amb.pinned["set"] == 1
+    # pinned: a keeps its server between transactions, and its setting
+    assert await a.fetchval("show statement_timeout") == "4321ms"
+    pid = await a.fetchval("select pg_backend_pid()")
+    b_task = asyncio.ensure_future(_show_timeout(amb))
+    await asyncio.sleep(0.2)
+    assert not b_task.done()  # the only server is pinned to a
+    await a.close()
+    pid_b, timeout_b = await asyncio.wait_for(b_task, 30)
+    assert pid_b == pid  # the same server, reset: the setting did not leak
+    assert timeout_b == "0"
+    kit.wait_for(lambda: amb.amb.pinned["set"] == 0, what="pin released", timeout=5)
+
+
+async def _show_timeout(amb) -> tuple[int, str]:
+    b = await asyncpg.connect(amb.dsn())
+    try:
+        return await b.fetchval("select pg_backend_pid()"), await b.fetchval(
+            "show statement_timeout"
+        )
+    finally:
+        await b.close()
+
+
+async def test_listen_notify_through_a_pinned_client(ambassador) -> None:
+    amb = ambassador(pool_size=2)
+    listener = await asyncpg.connect(amb.dsn())
+    sender = await asyncpg.connect(amb.dsn())
+    got: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        await listener.add_listener("chan", lambda *args: got.put_nowait(args[3]))
+        assert amb.amb.pinned["listen"] == 1
+        for i in range(3):
+            await sender.execute(f"notify chan, 'hello {i}'")
+        assert [await asyncio.wait_for(got.get(), 10) for _ in range(3)] == [
+            "hello 0", "hello 1", "hello 2",
+        ]  # fmt: skip
+    finally:
+        await listener.close()
+        await sender.close()
+
+
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        ("select pg_advisory_lock(7)", "advisory_lock"),
+        ("create temp table tmp_x (a int)", "temp_table"),
+        ("prepare sqlprep as select 1", "prepare"),
+    ],
+)
+async def test_other_session_state_pins(ambassador, statement: str, reason: str) -> None:
+    amb = ambassador(pool_size=2)
+    conn = await asyncpg.connect(amb.dsn())
+    try:
+        await conn.execute(statement)
+        assert amb.amb.pinned[reason] == 1
+        assert await conn.fetchval("select 1") == 1
+    finally:
+        await conn.close()
+    kit.wait_for(lambda: amb.amb.pinned[reason] == 0, what="unpinned", timeout=5)
+    other = await asyncpg.connect(amb.dsn())
+    try:
+        assert (
+            await other.fetchval("select count(*) from pg_prepared_statements where from_sql") == 0
+        )
+        assert (
+            await other.fetchval("select count(*) from pg_locks where locktype = 'advisory'") == 0
+        )
+        assert await other.fetchval("select count(*) from pg_class where relpersistence = 't'") == 0
+    finally:
+        await other.close()
+
+
+async def test_cursor_with_hold_pins(ambassador) -> None:
+    amb = ambassador(pool_size=2)
+    conn = await asyncpg.connect(amb.dsn(), statement_cache_size=0)
+    try:
+        await conn.execute("declare c cursor with hold for select generate_series(1, 3)")
+        assert amb.amb.pinned["cursor_with_hold"] == 1
+        assert await conn.fetchval("fetch 1 from c") == 1
+        assert await conn.fetchval("fetch 1 from c") == 2
+    finally:
+        await conn.close()
+
+
+async def test_on_session_state_error_refuses_and_connection_stays_usable(ambassador) -> None:
+    amb = ambassador(pool_size=1, on_session_state="error")
+    conn = await asyncpg.connect(amb.dsn())
+    try:
+        with pytest.raises(asyncpg.FeatureNotSupportedError, match="statement_timeout"):
+            await conn.execute("set statement_timeout = 5")
+        with pytest.raises(asyncpg.FeatureNotSupportedError, match="listen"):
+            await conn.execute("listen x")
+        with pytest.raises(asyncpg.FeatureNotSupportedError, match="advisory"):
+            await conn.fetchval("select pg_advisory_lock($1::bigint)", 1)
+        assert await conn.fetchval("select 1") == 1
+        assert await conn.fetchval("show statement_timeout") == "0"
+        assert amb.amb.stats.refused_statements == 3
+        assert sum(amb.amb.pinned.values()) == 0
+    finally:
+        await conn.close()
+
+
+async def test_session_mode_keeps_the_server_and_resets_it(ambassador) -> None:
+    amb = ambassador(pool_mode="session", pool_size=1, query_wait_timeout=30)
+    a = await asyncpg.connect(amb.dsn())
+    await a.execute("set statement_timeout = '1234ms'")
+    pid = await a.fetchval("select pg_backend_pid()")
+    assert amb.amb.pinned["set"] == 1  # (counted, though session mode keeps it anyway)
+    b_task = asyncio.ensure_future(_show_timeout(amb))
+    await asyncio.sleep(0.2)
+    assert not b_task.done()  # session mode: the only server stays with a
+    await a.close()
+    pid_b, timeout_b = await asyncio.wait_for(b_task, 30)
+    assert (pid_b, timeout_b) == (pid, "0")

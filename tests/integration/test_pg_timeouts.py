@@ -1,0 +1,83 @@
+"""pg-ambassador's timeouts and pool limits (PgBouncer's names), against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import asyncpg
+import pytest
+
+from podkit.ambassadors.postgres import protocol as pq
+from tests.integration import pg_ambassador_kit as kit
+
+
+@pytest.fixture
+def pg():
+    yield from kit.pg_server()
+
+
+@pytest.fixture
+def ambassador(pg):
+    yield from kit.ambassadors(pg)
+
+
+async def test_query_timeout_cancels_the_query_and_the_connection_lives(ambassador) -> None:
+    amb = ambassador(query_timeout=0.5)
+    conn = await asyncpg.connect(amb.dsn())
+    try:
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await asyncio.wait_for(conn.fetchval("select pg_sleep(30)"), 20)
+        assert await conn.fetchval("select 1") == 1
+        assert amb.amb.stats.cancels_forwarded >= 1
+    finally:
+        await conn.close()
+
+
+async def test_idle_transaction_timeout_closes_the_client_and_frees_the_server(
+    ambassador,
+) -> None:
+    amb = ambassador(pool_size=1, idle_transaction_timeout=0.5)
+    idle = await asyncpg.connect(amb.dsn())
+    tx = idle.transaction()
+    await tx.start()
+    await idle.execute("select 1")
+    other = await asyncpg.connect(amb.dsn())
+    try:
+        # the only server is freed once the idle transaction is closed
+        assert await asyncio.wait_for(other.fetchval("select 7"), 20) == 7
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await idle.fetchval("select 1")
+    finally:
+        idle.terminate()
+        await other.close()
+
+
+async def test_cancel_of_a_client_holding_no_server_is_dropped(ambassador) -> None:
+    amb = ambassador()
+    conn = await asyncpg.connect(amb.dsn())
+    try:
+        await conn.fetchval("select 1")
+        (client,) = amb.call(lambda: [c for c in amb.amb.clients if c.process_id])
+        with socket.create_connection(("127.0.0.1", amb.port)) as sock:
+            sock.sendall(pq.cancel_request(client.process_id, client.secret_key))
+            assert sock.recv(100) == b""  # closed, nothing said (as PostgreSQL does)
+        kit.wait_for(lambda: amb.amb.stats.cancels_dropped == 1, what="cancel dropped")
+        assert amb.amb.stats.cancels_forwarded == 0
+        assert await conn.fetchval("select 2") == 2
+    finally:
+        await conn.close()
+
+
+async def test_server_idle_timeout_and_min_pool_size(ambassador, pg) -> None:
+    amb = ambassador(pool_size=3, min_pool_size=1, server_idle_timeout=0.3)
+    conns = [await asyncpg.connect(amb.dsn()) for _ in range(3)]
+
+    async def hold(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await conn.execute("select pg_sleep(0.3)")
+
+    await asyncio.gather(*(hold(c) for c in conns))
+    kit.wait_for(lambda: kit.server_backends(pg) == 1, what="idle servers closed down to 1")
+    for conn in conns:
+        await conn.close()

@@ -1,0 +1,218 @@
+"""pg-ambassador TLS against a real PostgreSQL (ssl=on, a throwaway CA made with openssl)
+and real clients (psql, asyncpg) talking TLS to the tiny auth proxy of pg_auth_kit.
+
+The server's pg_hba lets `tls_only` in over `hostssl` only, so a login as that user proves
+the connection really was encrypted; `pg_stat_ssl` says so for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import subprocess
+
+import asyncpg
+import pytest
+
+from podkit.ambassadors.postgres.auth import AuthError, Credentials
+from podkit.ambassadors.postgres.tls import (
+    ServerTls,
+    TlsConfigError,
+    TlsError,
+    after_ssl_answer,
+    client_tls_context,
+    reload_client_tls,
+    server_tls,
+    ssl_answer,
+)
+from podkit_dev.servers import HOST, PostgresServer
+from tests.integration.pg_auth_kit import AuthProxy, login, make_pki
+from tests.servers import _start as start_server
+from tests.servers import require_binary
+
+PASSWORD = "tls-password"
+HBA = [
+    f"hostssl all tls_only {HOST}/32 scram-sha-256",
+    f"hostnossl all tls_only {HOST}/32 reject",
+]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("pki")
+    openssl = require_binary("openssl")
+    return {
+        "good": make_pki(directory, openssl, "ca"),
+        "other": make_pki(directory, openssl, "other"),
+    }
+
+
+@pytest.fixture(scope="module")
+def pg(pki):
+    good = pki["good"]
+    server = start_server(
+        lambda: PostgresServer(
+            auth="scram-sha-256",
+            hba=HBA,
+            password_encryption="scram-sha-256",
+            ssl_cert=(good["cert"], good["key"]),
+        )
+    )
+    server.add_user("app", PASSWORD)
+    server.add_user("tls_only", PASSWORD)
+    yield server
+    server.cleanup()
+
+
+async def encrypted(conn) -> bool:
+    rows = await conn.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    return rows == [["t"]]
+
+
+@pytest.mark.parametrize("mode", ["disable", "prefer", "require", "verify-ca", "verify-full"])
+async def test_modes_against_a_tls_server(pg, pki, mode):
+    tls = server_tls(mode, ca_file=pki["good"]["ca"] if mode.startswith("verify") else None)
+    conn = await login(pg.port, "app", PASSWORD, tls=tls)
+    try:
+        assert conn.tls == (mode != "disable")
+        assert await encrypted(conn) == (mode != "disable")
+    finally:
+        await conn.close()
+    if mode == "disable":
+        with pytest.raises(AuthError) as caught:
+            await login(pg.port, "tls_only", PASSWORD, tls=tls)
+        assert caught.value.sqlstate == "28000"  # no pg_hba.conf entry ... no encryption
+    else:
+        conn = await login(pg.port, "tls_only", PASSWORD, tls=tls)
+        assert await conn.query("SELECT current_user") == [["tls_only"]]
+        await conn.close()
+
+
+async def test_verify_full_checks_the_host_name(pg, pki):
+    tls = server_tls("verify-full", ca_file=pki["good"]["ca"], hostname="db.example")
+    with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
+        await login(pg.port, "app", PASSWORD, tls=tls)
+    # localhost is in the certificate's SAN, and verify-ca does not look at names at all.
+    conn = await login(pg.port, "app", PASSWORD, tls=server_tls("verify-full", pki["good"]["ca"]),
+                       host="localhost")  # fmt: skip
+    await conn.close()
+    tls = server_tls("verify-ca", ca_file=pki["good"]["ca"], hostname="db.example")
+    await (await login(pg.port, "app", PASSWORD, tls=tls)).close()
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full", "require"])
+async def test_a_certificate_from_another_ca_is_refused(pg, pki, mode):
+    tls = server_tls(mode, ca_file=pki["other"]["ca"])
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await login(pg.port, "app", PASSWORD, tls=tls)
+
+
+async def test_a_server_without_tls(pg, pki):
+    """The auth proxy with no client TLS answers N, as PostgreSQL with ssl=off does."""
+    creds = Credentials.single("app", PASSWORD)
+    async with AuthProxy("scram", creds, pg.port, PASSWORD) as proxy:
+        conn = await login(proxy.port, "app", PASSWORD, tls=server_tls("prefer"))
+        assert not conn.tls
+        await conn.close()
+        for mode in ("require", "verify-full"):
+            with pytest.raises(TlsError, match="does not accept TLS"):
+                await login(proxy.port, "app", PASSWORD, tls=server_tls(mode, pki["good"]["ca"]))
+
+
+# --- TLS towards the applications ----------------------------------------------------------------
+
+
+async def run_psql(port: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    proc = await asyncio.create_subprocess_exec(
+        "psql", "-h", "localhost", "-p", str(port), "-U", "app", "-d", "postgres", "-XAtw",
+        "-c", "SELECT current_user", env={**os.environ, "PGPASSWORD": PASSWORD, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    return subprocess.CompletedProcess([], proc.returncode or 0, out.decode(), err.decode())
+
+
+async def test_clients_talk_tls_to_the_ambassador(pg, pki):
+    good = pki["good"]
+    context = client_tls_context(good["cert"], good["key"])
+    creds = Credentials.single("app", PASSWORD)
+    async with AuthProxy("scram", creds, pg.port, PASSWORD, client_tls=context) as proxy:
+        done = await run_psql(
+            proxy.port, {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(good["ca"])}
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "app"
+        refused = await run_psql(
+            proxy.port, {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(pki["other"]["ca"])}
+        )
+        assert refused.returncode != 0 and "certificate verify failed" in refused.stderr
+        client_ctx = ssl.create_default_context(cafile=str(good["ca"]))
+        conn = await asyncpg.connect(
+            host="localhost", port=proxy.port, user="app", password=PASSWORD,
+            database="postgres", ssl=client_ctx,
+        )  # fmt: skip
+        assert await conn.fetchval("SELECT current_user") == "app"
+        await conn.close()
+        mine = await login(proxy.port, "app", PASSWORD, tls=server_tls("verify-full", good["ca"]))
+        assert mine.tls
+        await mine.close()
+
+
+async def test_client_certificates_when_a_ca_is_given(pg, pki):
+    good = pki["good"]
+    context = client_tls_context(good["cert"], good["key"], ca_file=good["ca"])
+    creds = Credentials.single("app", PASSWORD)
+    async with AuthProxy("scram", creds, pg.port, PASSWORD, client_tls=context) as proxy:
+        base = {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(good["ca"])}
+        with_cert = await run_psql(
+            proxy.port, {**base, "PGSSLCERT": str(good["cert"]), "PGSSLKEY": str(good["key"])}
+        )
+        assert with_cert.returncode == 0, with_cert.stderr
+        without = await run_psql(proxy.port, {**base, "PGSSLCERT": "/nonexistent"})
+        assert without.returncode != 0
+
+
+def test_ssl_answers():
+    tls = server_tls("prefer")
+    assert after_ssl_answer(tls, b"S") is True
+    assert after_ssl_answer(tls, b"N") is False
+    with pytest.raises(TlsError, match="data after accepting TLS"):
+        after_ssl_answer(tls, b"SE\0\0\0\x04")  # CVE-2021-23222: bytes before the handshake
+    for data, match in [(b"", "closed"), (b"E", "error"), (b"X", "not S or N")]:
+        with pytest.raises(TlsError, match=match):
+            after_ssl_answer(tls, data)
+    assert not server_tls("disable").request and server_tls("disable").context is None
+    assert ServerTls("require", None).required
+    assert ssl_answer(None) == b"N"
+
+
+def test_bad_tls_settings_are_config_errors(pki, tmp_path):
+    good, other = pki["good"], pki["other"]
+    with pytest.raises(TlsConfigError, match="not one of"):
+        server_tls("verify-everything")
+    with pytest.raises(TlsConfigError, match="does not exist"):
+        server_tls("verify-full", ca_file=tmp_path / "missing.crt")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(TlsConfigError, match="cannot be loaded"):
+        server_tls("verify-ca", ca_file=garbage)
+    with pytest.raises(TlsConfigError, match="cannot be loaded"):
+        client_tls_context(good["cert"], other["key"])  # key of another certificate
+    with pytest.raises(TlsConfigError, match="go together"):
+        server_tls("require", cert_file=good["cert"])
+
+
+async def test_a_renewed_certificate_is_used_for_new_connections(pg, pki):
+    """A Secret with a new certificate (another CA here): reload_client_tls swaps it live."""
+    good, other = pki["good"], pki["other"]
+    context = client_tls_context(good["cert"], good["key"])
+    creds = Credentials.single("app", PASSWORD)
+    async with AuthProxy("scram", creds, pg.port, PASSWORD, client_tls=context) as proxy:
+        before = server_tls("verify-full", other["ca"])
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await login(proxy.port, "app", PASSWORD, tls=before)
+        reload_client_tls(context, other["cert"], other["key"])
+        conn = await login(proxy.port, "app", PASSWORD, tls=before)
+        assert conn.tls
+        await conn.close()
