@@ -19,6 +19,7 @@ from podkit_dev.dashboards import (
     log_adapter,
     log_shipper,
     overview,
+    pg_ambassador,
     redis_ambassador,
     stats_exporter,
 )
@@ -30,6 +31,6 @@ DASHBOARDS: tuple[Dashboard, ...] = (
     log_adapter.dashboard,
     redis_ambassador.dashboard,
     stats_exporter.dashboard,
-    # pg-ambassador: pg_ambassador.dashboard, from its metrics module (lead adds it).
+    pg_ambassador.dashboard,
     git_sync.dashboard,
 )

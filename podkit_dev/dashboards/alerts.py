@@ -125,6 +125,17 @@ ALERTS: tuple[Alert, ...] = (
         {"helper": "git-sync"},
     ),
     Alert(
+        "PgAmbassadorClientsWaiting",
+        'sum by (namespace, pod, database, user) (pg_ambassador_clients{state="waiting"}) > 0',
+        "5m",
+        "warning",
+        "{{ $labels.pod }}: clients wait for a {{ $labels.database }} server connection",
+        "{{ $value }} client(s) of the pg-ambassador of {{ $labels.namespace }}/{{ $labels.pod }} "
+        "have been waiting for a server connection to {{ $labels.database }} as "
+        "{{ $labels.user }} for 5 minutes: the pool is too small, or transactions are long.",
+        {"helper": "pg-ambassador"},
+    ),
+    Alert(
         "PodkitHelperNotReady",
         "max by (namespace, pod, instance) (podkit_ready) == 0"
         " unless on (namespace, pod, instance) podkit_draining == 1",

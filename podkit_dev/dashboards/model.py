@@ -28,6 +28,7 @@ METRIC_PREFIXES = (
     "nginx_",
     "git_sync_",
     "git_fetch_",
+    "pg_ambassador_",
 )
 _METRIC = re.compile(r"\b(?:" + "|".join(METRIC_PREFIXES) + r")[a-zA-Z0-9_:]*")
 _LABELS = re.compile(r"\{[^}]*\}")
