@@ -482,7 +482,8 @@ class ClientAuth:
         self.user = user
         if self.method == "trust":
             return self._ok("trust")
-        self._secret = self._lookup(user)
+        # An empty stored password means none, as in PostgreSQL: nobody logs in with it.
+        self._secret = self._lookup(user) or None
         if self.method == "md5" and not (self._secret is not None and is_verifier(self._secret)):
             self._state = "md5"
             self._salt = secrets.token_bytes(4)
@@ -507,7 +508,9 @@ class ClientAuth:
         answer = body[:-1] if body.endswith(b"\0") else body
         secret = self._secret
         if secret is None or (not answer):
-            raise self._failed("unknown user" if secret is None else "empty password")
+            raise self._failed(
+                "unknown user or no password stored" if secret is None else "empty password"
+            )
         inner = secret[3:] if is_md5_hash(secret) else md5_inner(secret, self.user)
         if not hmac.compare_digest(answer, md5_response(inner, self._salt).encode()):
             raise self._failed("wrong md5 password")
@@ -532,7 +535,10 @@ class ClientAuth:
             verifier = _verifier_for_plain(secret)
         # An unknown user, or a stored md5 hash (cannot do SCRAM): a mock exchange that fails.
         if verifier is None:
-            self._reason = "unknown user" if secret is None else "only an md5 hash is stored"
+            self._reason = (
+                "unknown user or no password stored" if secret is None
+                else "only an md5 hash is stored"
+            )  # fmt: skip
         self._scram = ScramServer(verifier, mock_salt=_mock_salt(self.user))
         try:
             server_first = self._scram.first(data)

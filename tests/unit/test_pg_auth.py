@@ -353,3 +353,15 @@ def test_scram_server_ignores_the_user_name_but_checks_the_nonce():
     ]:
         with pytest.raises(scram.ScramError):
             ScramServer(verifier).first(bad)
+
+
+@pytest.mark.parametrize("method", ["scram", "md5"])
+def test_an_empty_stored_password_lets_nobody_in(method):
+    """PostgreSQL treats an empty password as none; so does ClientAuth."""
+    with pytest.raises(AuthError) as caught:
+        drive(ClientAuth(method, Credentials.single("app", "")), ServerAuth("app", "x"), "app")
+    assert caught.value.sqlstate == "28P01"
+    auth = ClientAuth(method, Credentials.single("app", ""))
+    auth.start("app")
+    with pytest.raises(AuthError):
+        auth.handle(b"p", b"\0")
