@@ -15,9 +15,11 @@ section in dashboards/README.md.
 from __future__ import annotations
 
 from podkit_dev.dashboards import (
+    git_sync,
     log_adapter,
     log_shipper,
     overview,
+    pg_ambassador,
     redis_ambassador,
     stats_exporter,
 )
@@ -29,6 +31,6 @@ DASHBOARDS: tuple[Dashboard, ...] = (
     log_adapter.dashboard,
     redis_ambassador.dashboard,
     stats_exporter.dashboard,
-    # pg-ambassador: pg_ambassador.dashboard, from its metrics module (lead adds it).
-    # git-sync: git_sync.dashboard, from its metrics module (lead adds it).
+    pg_ambassador.dashboard,
+    git_sync.dashboard,
 )

@@ -109,6 +109,33 @@ ALERTS: tuple[Alert, ...] = (
         {"helper": "stats-exporter"},
     ),
     Alert(
+        "GitSyncNotSyncing",
+        # Since the last success, or since the start when there was none yet; while scraped.
+        "time() - ("
+        "max by (namespace, pod, instance) (git_sync_last_success_timestamp_seconds) > 0"
+        " or max by (namespace, pod, instance) (process_start_time_seconds"
+        " and on (namespace, pod, instance) git_sync_last_success_timestamp_seconds)"
+        ") > 600 and on (namespace, pod, instance) up == 1",
+        "1m",
+        "warning",
+        "{{ $labels.pod }}: git-sync has not synced for {{ $value | humanizeDuration }}",
+        "The git-sync of {{ $labels.namespace }}/{{ $labels.pod }} has had no successful "
+        "sync for {{ $value | humanizeDuration }} (more than 10 minutes): the files it "
+        "publishes are stale.",
+        {"helper": "git-sync"},
+    ),
+    Alert(
+        "PgAmbassadorClientsWaiting",
+        'sum by (namespace, pod, database, user) (pg_ambassador_clients{state="waiting"}) > 0',
+        "5m",
+        "warning",
+        "{{ $labels.pod }}: clients wait for a {{ $labels.database }} server connection",
+        "{{ $value }} client(s) of the pg-ambassador of {{ $labels.namespace }}/{{ $labels.pod }} "
+        "have been waiting for a server connection to {{ $labels.database }} as "
+        "{{ $labels.user }} for 5 minutes: the pool is too small, or transactions are long.",
+        {"helper": "pg-ambassador"},
+    ),
+    Alert(
         "PodkitHelperNotReady",
         "max by (namespace, pod, instance) (podkit_ready) == 0"
         " unless on (namespace, pod, instance) podkit_draining == 1",

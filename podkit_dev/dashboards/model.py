@@ -26,6 +26,9 @@ METRIC_PREFIXES = (
     "redis_ambassador_",
     "stats_exporter_",
     "nginx_",
+    "git_sync_",
+    "git_fetch_",
+    "pg_ambassador_",
 )
 _METRIC = re.compile(r"\b(?:" + "|".join(METRIC_PREFIXES) + r")[a-zA-Z0-9_:]*")
 _LABELS = re.compile(r"\{[^}]*\}")

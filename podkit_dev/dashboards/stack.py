@@ -4,13 +4,17 @@ Used by tests/integration/test_dashboards_prometheus.py (every panel query and a
 expression evaluated) and bench/render_dashboards.py (the README picture). Each helper
 is a `podkit ROLE` subprocess with the real server it needs: files for log-shipper and
 log-adapter, a Redis master with replicas and three Sentinels for redis-ambassador, nginx
-for stats-exporter. Prometheus scrapes each admin port (and the exporter's metrics port)
-with the `namespace` and `pod` labels the Kubernetes service discovery would give.
+for stats-exporter, a local bare repository (file://) for git-sync (with an exechook),
+PostgreSQL for pg-ambassador.
+Prometheus scrapes each admin port (and the exporter's metrics port) with the `namespace`
+and `pod` labels the Kubernetes service discovery would give.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import shutil
 import socket
 import threading
 import time
@@ -19,8 +23,10 @@ from pathlib import Path
 from podkit_dev.dashboards.__main__ import ROOT
 from podkit_dev.servers import (
     HOST,
+    GitRepo,
     HelperProcess,
     NginxServer,
+    PostgresServer,
     PrometheusServer,
     ScrapeJob,
     SentinelCluster,
@@ -50,6 +56,9 @@ class Stack:
         self.cluster: SentinelCluster | None = None
         self.prometheus: PrometheusServer | None = None
         self.redis_port = 0
+        self.git: GitRepo | None = None
+        self.pg: PostgresServer | None = None
+        self.pg_port = 0
         self._stop = threading.Event()
         self._traffic: threading.Thread | None = None
 
@@ -104,6 +113,20 @@ class Stack:
             "stats-exporter",
             "--web-listen-address", f"{HOST}:{exporter_port}",
             "--nginx-scrape-uri", f"{self.nginx.url}/stub_status",
+        )  # fmt: skip
+        self.git = GitRepo("site")
+        self.git.commit({"index.html": "first\n"}, "first")
+        self._helper(
+            "git-sync",
+            "--repo", self.git.url, "--root", str(d / "git-root"), "--link", "current",
+            "--period", "1s", "--exechook-command", shutil.which("true") or "/bin/true",
+        )  # fmt: skip
+        self.pg = PostgresServer().start()
+        self.pg_port = free_port()
+        self._helper(
+            "pg-ambassador",
+            "--listen", f"{HOST}:{self.pg_port}", "--server-port", str(self.pg.port),
+            "--client-auth", "trust", "--pool-size", "2",
         )  # fmt: skip
         jobs = []
         for role, helper in self.helpers.items():
@@ -163,6 +186,12 @@ class Stack:
                     handle.write(b"not a classic line %d\n" % n)  # a parse failure
             with contextlib.suppress(OSError):
                 self._redis_ping()
+            if self.git is not None and n % 10 == 0:
+                with contextlib.suppress(Exception):
+                    self.git.commit({"index.html": f"version {n}\n"}, f"version {n}")
+            if self.pg is not None and n % 3 == 0:
+                with contextlib.suppress(Exception):
+                    asyncio.run(self._pg_work(n))
             assert self.nginx is not None
             with contextlib.suppress(OSError):
                 http_get(self.nginx.url + "/")
@@ -172,6 +201,24 @@ class Stack:
         with socket.create_connection((HOST, self.redis_port), timeout=2) as sock:
             sock.sendall(b"*1\r\n$4\r\nPING\r\n" * 3)
             sock.recv(100)
+
+    async def _pg_work(self, n: int) -> None:
+        """Through pg-ambassador: prepared statements, a transaction, now and then a LISTEN
+        (which pins the client to its server for the session)."""
+        import asyncpg  # the demo/test extras; only the stack needs it
+
+        conn = await asyncpg.connect(
+            f"postgresql://postgres@{HOST}:{self.pg_port}/postgres", timeout=5
+        )
+        try:
+            for i in range(3):
+                await conn.fetchval("select $1::int + 1", n + i)
+            async with conn.transaction():
+                await conn.execute("select 1")
+            if n % 15 == 0:
+                await conn.execute("LISTEN dashboards")
+        finally:
+            await conn.close(timeout=5)
 
     def wait_scrapes(self, count: int = 2, timeout: float = 60.0) -> None:
         assert self.prometheus is not None
@@ -192,7 +239,7 @@ class Stack:
                 helper.cleanup()
         if self.troubled_shipper and hasattr(self, "_black_hole"):
             self._black_hole.close()
-        for server in (self.prometheus, self.nginx, self.cluster):
+        for server in (self.prometheus, self.nginx, self.cluster, self.git, self.pg):
             if server is not None:
                 server.cleanup()
         self.dir.cleanup()

@@ -53,6 +53,8 @@ def test_every_panel_reads_a_metric_of_its_helper(dashboard, panel) -> None:  # 
         "log-adapter": ("log_adapter_", "podkit_follow_"),
         "redis-ambassador": ("redis_ambassador_",),
         "stats-exporter": ("stats_exporter_", "nginx_"),
+        "git-sync": ("git_sync_", "git_fetch_", "podkit_ready"),
+        "pg-ambassador": ("pg_ambassador_",),
     }[dashboard.helper]
     for query in panel.queries:
         names = metric_names(query.expr)
