@@ -43,8 +43,14 @@ SMOKE_ARGS: dict[str, tuple[str, ...]] = {
     "redis-ambassador": ("--sentinels", "127.0.0.1:26379"),
     # No remote in a smoke run: it keeps failing (counted, logged) and stays alive.
     "git-sync": ("--repo=file:///tmp/none.git", "--root=/tmp/git", "--max-failures=-1"),
+    # No PostgreSQL in a smoke run, and no credentials to check clients against: trust.
+    "pg-ambassador": ("--client-auth", "trust"),
 }
-READY_PATH: dict[str, str] = {"redis-ambassador": "/livez", "git-sync": "/livez"}
+READY_PATH: dict[str, str] = {
+    "redis-ambassador": "/livez",
+    "git-sync": "/livez",
+    "pg-ambassador": "/livez",
+}
 
 
 class PodmanMissing(Exception):
