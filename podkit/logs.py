@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 from datetime import UTC, datetime
 from typing import Any
@@ -102,6 +103,29 @@ class EventLogger(logging.LoggerAdapter[logging.Logger]):
 
     def exception(self, msg: object, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
         self.log(logging.ERROR, msg, *args, exc_info=exc_info, **kwargs)
+
+
+class Throttled:
+    """Warnings about a recurring per-connection problem, at most one per event a period.
+
+    A proxy refusing thousands of clients a second must not write thousands of lines: the
+    first of each event is logged, the ones after it within `every` seconds are counted and
+    reported as `suppressed` on the next line (the helper's metrics count them all).
+    """
+
+    def __init__(self, log: EventLogger, every: float = 1.0) -> None:
+        self.log = log
+        self.every = every
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, event: str, **fields: Any) -> None:
+        now = time.monotonic()
+        last, suppressed = self._last.get(event, (float("-inf"), 0))
+        if now - last < self.every:
+            self._last[event] = (last, suppressed + 1)
+            return
+        self._last[event] = (now, 0)
+        self.log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
 
 
 def get_logger(name: str) -> EventLogger:

@@ -19,7 +19,7 @@ from podkit.ambassadors.postgres.pool import Pool, Stats
 from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 from podkit.config import split_host_port
-from podkit.logs import get_logger
+from podkit.logs import Throttled, get_logger
 from podkit.runtime import Runtime, StartupError
 
 LOG_EVERY = 1.0
@@ -42,7 +42,7 @@ class Ambassador:
         self.draining = False
         self.closing = False
         self.console = Console(self)
-        self.log_limits: dict[str, tuple[float, int]] = {}
+        self._throttled = Throttled(self.log, LOG_EVERY)
         self.started_at = time.time()
         self.no_clients = asyncio.Event()
         password = settings.password_file
@@ -87,13 +87,7 @@ class Ambassador:
 
     def warn(self, event: str, **fields: Any) -> None:
         """Log a per-connection problem at most once a second; the metrics count them all."""
-        now = self.loop.time()
-        last, suppressed = self.log_limits.get(event, (float("-inf"), 0))
-        if now - last < LOG_EVERY:
-            self.log_limits[event] = (last, suppressed + 1)
-            return
-        self.log_limits[event] = (now, 0)
-        self.log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
+        self._throttled.warning(event, **fields)
 
     def pool_for(self, database: str, user: str) -> Pool:
         key = (database, user)

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from podkit.config import split_host_port
-from podkit.logs import get_logger
+from podkit.logs import Throttled, get_logger
 
 # How long a closed client gets to take the replies already in flight before it is cut.
 CLOSE_FLUSH_GRACE = 5.0
@@ -312,17 +312,11 @@ class Proxy:
         self.idle = asyncio.Event()
         self.idle.set()
         self.loop = asyncio.get_running_loop()
-        self.log_limits: dict[str, tuple[float, int]] = {}
+        self._throttled = Throttled(self.log, LOG_EVERY)
 
     def warn(self, event: str, **fields: Any) -> None:
         """Log a per-connection problem at most once a second; the metrics count them all."""
-        now = self.loop.time()
-        last, suppressed = self.log_limits.get(event, (float("-inf"), 0))
-        if now - last < LOG_EVERY:
-            self.log_limits[event] = (last, suppressed + 1)
-            return
-        self.log_limits[event] = (now, 0)
-        self.log.warning(event, **fields, **({"suppressed": suppressed} if suppressed else {}))
+        self._throttled.warning(event, **fields)
 
     async def start(self) -> str:
         host, port = split_host_port(self.listen)

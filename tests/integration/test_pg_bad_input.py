@@ -14,16 +14,6 @@ from podkit_dev.servers import HOST
 from tests.integration import pg_ambassador_kit as kit
 
 
-@pytest.fixture
-def pg():
-    yield from kit.pg_server()
-
-
-@pytest.fixture
-def ambassador(pg):
-    yield from kit.ambassadors(pg)
-
-
 def exchange(port: int, payload: bytes, timeout: float = 10.0) -> bytes:
     """Send raw bytes; return all the ambassador answered until it closed."""
     with socket.create_connection((HOST, port), timeout=timeout) as sock:

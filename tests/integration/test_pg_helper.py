@@ -8,16 +8,10 @@ import signal
 import subprocess
 
 import asyncpg
-import pytest
 
 from podkit_dev.servers import HOST, free_port, http_get, wait_for
 from tests.integration import pg_ambassador_kit as kit
 from tests.servers import require_binary
-
-
-@pytest.fixture
-def pg():
-    yield from kit.pg_server()
 
 
 def start(run_helper, pg, *args: str, env: dict[str, str] | None = None):

@@ -12,23 +12,12 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.integration import pg_ambassador_kit as kit
 from tests.integration.pg_ambassador_kit import (
     pg_binary,
     run_pg_tool,
     server_backends,
     wait_for,
 )
-
-
-@pytest.fixture
-def pg():
-    yield from kit.pg_server()
-
-
-@pytest.fixture
-def ambassador(pg):
-    yield from kit.ambassadors(pg)
 
 
 async def test_asyncpg_default_statement_cache_through_a_small_pool(ambassador) -> None:

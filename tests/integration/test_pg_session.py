@@ -10,16 +10,6 @@ import pytest
 from tests.integration import pg_ambassador_kit as kit
 
 
-@pytest.fixture
-def pg():
-    yield from kit.pg_server()
-
-
-@pytest.fixture
-def ambassador(pg):
-    yield from kit.ambassadors(pg)
-
-
 async def test_reported_settings_follow_the_client_to_other_servers(ambassador) -> None:
     amb = ambassador(pool_size=2)
     a = await asyncpg.connect(amb.dsn(), server_settings={"application_name": "alpha"})

@@ -12,16 +12,6 @@ from podkit.ambassadors.postgres import protocol as pq
 from tests.integration import pg_ambassador_kit as kit
 
 
-@pytest.fixture
-def pg():
-    yield from kit.pg_server()
-
-
-@pytest.fixture
-def ambassador(pg):
-    yield from kit.ambassadors(pg)
-
-
 async def test_query_timeout_cancels_the_query_and_the_connection_lives(ambassador) -> None:
     amb = ambassador(query_timeout=0.5)
     conn = await asyncpg.connect(amb.dsn())

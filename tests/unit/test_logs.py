@@ -44,3 +44,15 @@ def test_level_filter_and_text_format(capture):
     log.warning("shown", key="value")
     (line,) = capture()
     assert line.endswith("WARNING demo-helper shown key=value")
+
+
+def test_throttled_warnings_log_once_a_period_and_count_the_rest(caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.WARNING)
+    throttled = logs.Throttled(logs.get_logger("throttle_test"), every=3600)
+    for _ in range(5):
+        throttled.warning("client_refused", reason="full")
+    throttled.warning("other_event")
+    assert [r.getMessage() for r in caplog.records] == ["client_refused", "other_event"]
+    throttled._last["client_refused"] = (float("-inf"), 4)  # the period is over
+    throttled.warning("client_refused", reason="full")
+    assert caplog.records[-1].podkit_fields == {"reason": "full", "suppressed": 4}  # type: ignore[attr-defined]

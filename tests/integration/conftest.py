@@ -1,0 +1,19 @@
+"""Fixtures shared by the pg-ambassador tests (the other helpers' live in tests/servers.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration import pg_ambassador_kit as kit
+
+
+@pytest.fixture
+def pg():  # type: ignore[no-untyped-def]
+    """A fixture PostgreSQL for one test (test_pg_auth and test_pg_tls define their own)."""
+    yield from kit.pg_server()
+
+
+@pytest.fixture
+def ambassador(pg):  # type: ignore[no-untyped-def]
+    """`ambassador(**settings)` starts a pg-ambassador in front of `pg`."""
+    yield from kit.ambassadors(pg)
