@@ -672,15 +672,19 @@ class ClientConn(asyncio.Protocol):
         server.expect.append((P_FWD, self, (name, key)))
         out.append(pq.parse_message(server_name, key))
 
+    def _ensure_unnamed(self, server: ServerConn, out: list[bytes]) -> None:
+        """Re-Parse this client's unnamed statement on a server that holds another one."""
+        unnamed = self.unnamed
+        if unnamed is not None and server.unnamed != (self, unnamed):
+            out.append(pq.parse_message(b"", unnamed))
+            server.expect.append((P_SWALLOW, None, None))
+            server.unnamed = (self, unnamed)
+
     def _bind(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
         _portal, pos = pq.cstr(msg, 5)
         name, end = pq.cstr(msg, pos)
         if not name:
-            unnamed = self.unnamed
-            if unnamed is not None and server.unnamed != (self, unnamed):
-                out.append(pq.parse_message(b"", unnamed))
-                server.expect.append((P_SWALLOW, None, None))
-                server.unnamed = (self, unnamed)
+            self._ensure_unnamed(server, out)
             out.append(msg)
             return
         key = self.stmts.get(name)
@@ -697,11 +701,7 @@ class ClientConn(asyncio.Protocol):
             return
         name, _ = pq.cstr(msg, 6)
         if not name:
-            unnamed = self.unnamed
-            if unnamed is not None and server.unnamed != (self, unnamed):
-                out.append(pq.parse_message(b"", unnamed))
-                server.expect.append((P_SWALLOW, None, None))
-                server.unnamed = (self, unnamed)
+            self._ensure_unnamed(server, out)
             out.append(msg)
             return
         key = self.stmts.get(name)

@@ -1,6 +1,9 @@
-"""Fixtures shared by the pg-ambassador tests (the other helpers' live in tests/servers.py)."""
+"""Fixtures shared by integration test files (servers themselves live in tests/servers.py)."""
 
 from __future__ import annotations
+
+import asyncio
+import sys
 
 import pytest
 
@@ -17,3 +20,22 @@ def pg():  # type: ignore[no-untyped-def]
 def ambassador(pg):  # type: ignore[no-untyped-def]
     """`ambassador(**settings)` starts a pg-ambassador in front of `pg`."""
     yield from kit.ambassadors(pg)
+
+
+@pytest.fixture
+async def spawn():  # type: ignore[no-untyped-def]
+    """Start `python -m podkit_dev.follow ARGS`; whatever still runs is killed after."""
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(*args: str) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "podkit_dev.follow", *args, stdout=asyncio.subprocess.PIPE
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

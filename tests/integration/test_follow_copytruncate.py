@@ -15,11 +15,8 @@ import gzip
 import os
 import shutil
 import signal
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-
-import pytest
 
 from podkit.follow import FollowConfig, Follower
 from podkit_dev.follow import (
@@ -199,25 +196,6 @@ async def test_a_copy_of_another_generation_is_not_taken(tmp_path):
 # --- the torture of issue 14, with real processes -----------------------------------------
 
 BUFFER = 32768
-
-
-@pytest.fixture
-async def spawn():
-    """Start `python -m podkit_dev.follow ARGS`; whatever still runs is killed after."""
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start(*args: str) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "podkit_dev.follow", *args, stdout=asyncio.subprocess.PIPE
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_torture_renames_copytruncate_and_kills_while_writing_lose_nothing(tmp_path, spawn):

@@ -8,11 +8,8 @@ import asyncio
 import os
 import random
 import signal
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-
-import pytest
 
 from podkit_dev.follow import until
 
@@ -36,25 +33,6 @@ def parse(out: Path) -> list[list[tuple[str, int]]]:
 
 def delivered(out: Path) -> int:
     return out.read_bytes().count(b"\tline ") if out.exists() else 0
-
-
-@pytest.fixture
-async def spawn():
-    """Start `python -m podkit_dev.follow ARGS`; whatever still runs is killed after."""
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start(*args: str) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "podkit_dev.follow", *args, stdout=asyncio.subprocess.PIPE
-        )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_sigkill_at_random_points_loses_nothing(tmp_path, spawn):
