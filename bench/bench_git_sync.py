@@ -2,7 +2,13 @@
 
 Prints (medians over rounds; the machine is shared and noisy, so read ratios, not ms):
 - push -> published link, when the push is followed by `POST /sync`, and when it waits
-  for the poll (--period P: a push waits P/2 on average for the next poll, the "floor");
+  for the poll (the push lands at a random moment of the period, so the floor is
+  period/2 plus one sync), against the same git steps run by hand in the same place;
+- each of those on two filesystems: the temp dir's (a Kubernetes emptyDir on node disk)
+  and /dev/shm (an emptyDir with medium: Memory). On this machine's ext4, mounted with
+  `discard`, creating 10,000 files right after deleting 10,000 sometimes stalls for
+  seconds in the kernel (sys time), for git and for a plain Python loop alike, so the
+  disk figures swing from run to run; the tmpfs figures show git-sync's own cost;
 - CPU per idle poll of the helper (its own + its git children's, from /proc), against a
   bare `git fetch` of the same repo and ref in an up-to-date clone (the reference);
 - peak RSS (VmHWM) of the helper process, and of the git children of one sync measured
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -83,7 +90,9 @@ def syncs_done(helper: HelperProcess) -> float:
     return total
 
 
-def push_to_publish(repo: GitRepo, helper: HelperProcess, link: Path, n: int, *, post: bool):
+def push_to_publish(
+    repo: GitRepo, helper: HelperProcess, link: Path, n: int, *, post: bool, period: float = 0
+) -> list[float]:
     """Seconds from the end of each push to the link pointing at it (the helper idle
     before each push: the previous sync, old-tree removal included, has finished)."""
     import threading
@@ -91,6 +100,9 @@ def push_to_publish(repo: GitRepo, helper: HelperProcess, link: Path, n: int, *,
     times = []
     for i in range(n):
         done = syncs_done(helper)
+        if period:
+            # Push at a random moment of the poll period, not right after the last poll.
+            time.sleep(random.uniform(0, period))
         sha = repo.commit({"VERSION": f"{time.time()} {i}\n"}, f"change {i}")
         pushed = time.monotonic()
         if post:
@@ -160,9 +172,87 @@ def git_children_rss(url: str) -> float:
         return int(out.stdout.strip()) / 1024
 
 
+def filesystem(path: str) -> str:
+    """'ext4 (discard)' or 'tmpfs': the mount holding path, from /proc/self/mounts."""
+    best = ("", "?", "")
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, point, kind, options, *_ = line.split()
+        if path.startswith(point.rstrip("/") + "/") and len(point) >= len(best[0]):
+            best = (point, kind, options)
+    return best[1] + (" (discard)" if "discard" in best[2].split(",") else "")
+
+
+def measure_publish(base: str, args: argparse.Namespace) -> dict[str, float]:
+    """Push -> publish with POST /sync and with the poll, and plain git, all under base."""
+    tempfile.tempdir = base
+    results: dict[str, float] = {}
+    repo = make_repo(args.files)
+    root = Path(tempfile.mkdtemp(prefix="podkit-bench-git-sync-"))
+    link = root / "current"
+    try:
+        # POST /sync right after the push (period long: only the request triggers).
+        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
+                               "--link=current", "--period=1h", "--git-gc=off")  # fmt: skip
+        helper.start(timeout=120)
+        try:
+            on_post = push_to_publish(repo, helper, link, args.rounds, post=True)
+        finally:
+            helper.stop()
+        results["post_sync_s"] = statistics.median(on_post)
+        results["plain_git_s"] = statistics.median(plain_git_checkout(repo.url, args.rounds))
+        # The poll: the push lands at a random moment of the period.
+        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
+                               "--link=current", f"--period={args.period}s",
+                               "--git-gc=off")  # fmt: skip
+        helper.start(timeout=120)
+        try:
+            on_poll = push_to_publish(repo, helper, link, args.rounds, post=False,
+                                      period=args.period)  # fmt: skip
+        finally:
+            helper.stop()
+        results["poll_s"] = statistics.median(on_poll)
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        repo.cleanup()
+        tempfile.tempdir = None
+    return results
+
+
+def measure_idle(args: argparse.Namespace) -> dict[str, float]:
+    """CPU per idle poll against a bare git fetch; peak RSS of the helper and of git."""
+    results: dict[str, float] = {}
+    repo = make_repo(args.files)
+    root = Path(tempfile.mkdtemp(prefix="podkit-bench-git-sync-"))
+    try:
+        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
+                               "--link=current", "--period=100ms", "--git-gc=off")  # fmt: skip
+        helper.start(timeout=120)
+        try:
+            pid = helper.process.pid
+            wait_for(lambda: noop_polls(helper) >= 2, what="first idle polls", timeout=60)
+            polls0, cpu0 = noop_polls(helper), cpu_seconds(pid)
+            wait_for(lambda: noop_polls(helper) >= polls0 + args.idle_polls, what="idle polls",
+                     timeout=600)  # fmt: skip
+            polls1, cpu1 = noop_polls(helper), cpu_seconds(pid)
+            results["idle_poll_cpu_s"] = (cpu1 - cpu0) / (polls1 - polls0)
+            results["helper_rss_mib"] = peak_rss_mib(pid)
+        finally:
+            helper.stop()
+        results["git_fetch_cpu_s"] = git_fetch_cpu(repo.url, args.idle_polls)
+        results["git_children_rss_mib"] = git_children_rss(repo.url)
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        repo.cleanup()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 30 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about 40 s)")
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--period", type=float, default=1.0, help="poll period, seconds")
@@ -171,67 +261,30 @@ def main() -> int:
     if args.quick:
         args.rounds, args.idle_polls = 3, 15
     print(f"load average before: {os.getloadavg()}")
-    started = time.monotonic()
-    repo = make_repo(args.files)
-    print(f"repo: {args.files} files, made in {time.monotonic() - started:.1f}s")
-    root = Path(tempfile.mkdtemp(prefix="podkit-bench-git-sync-"))
-    link = root / "current"
-    results: dict[str, float] = {}
-    try:
-        # 1. POST /sync right after the push (period long: only the request triggers).
-        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
-                               "--link=current", "--period=1h", "--git-gc=off")  # fmt: skip
-        helper.start(timeout=120)
-        on_post = push_to_publish(repo, helper, link, args.rounds, post=True)
-        results["post_sync_s"] = statistics.median(on_post)
-        results["plain_git_s"] = statistics.median(plain_git_checkout(repo.url, args.rounds))
-        helper.stop()
-        # 2. The poll: push at whatever moment, wait for the next poll.
-        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
-                               "--link=current", f"--period={args.period}s",
-                               "--git-gc=off")  # fmt: skip
-        helper.start(timeout=120)
-        on_poll = push_to_publish(repo, helper, link, args.rounds, post=False)
-        results["poll_s"] = statistics.median(on_poll)
-        helper.stop()
-        # 3. Idle polls: nothing changes; CPU of the helper and its git children per poll.
-        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
-                               "--link=current", "--period=100ms", "--git-gc=off")  # fmt: skip
-        helper.start(timeout=120)
-        pid = helper.process.pid
-        wait_for(lambda: noop_polls(helper) >= 2, what="first idle polls", timeout=60)
-        polls0, cpu0 = noop_polls(helper), cpu_seconds(pid)
-        wait_for(lambda: noop_polls(helper) >= polls0 + args.idle_polls, what="idle polls",
-                 timeout=600)  # fmt: skip
-        polls1, cpu1 = noop_polls(helper), cpu_seconds(pid)
-        results["idle_poll_cpu_s"] = (cpu1 - cpu0) / (polls1 - polls0)
-        results["helper_rss_mib"] = peak_rss_mib(pid)
-        helper.stop()
-        results["git_fetch_cpu_s"] = git_fetch_cpu(repo.url, args.idle_polls)
-        results["git_children_rss_mib"] = git_children_rss(repo.url)
-    finally:
-        import shutil
-
-        shutil.rmtree(root, ignore_errors=True)
-        repo.cleanup()
+    places = [tempfile.gettempdir()]
+    if os.path.isdir("/dev/shm") and filesystem("/dev/shm/x") == "tmpfs":
+        places.append("/dev/shm")
+    publish = {base: measure_publish(base, args) for base in places}
+    idle = measure_idle(args)
 
     floor = args.period / 2
-    print(f"\npush -> published (median of {args.rounds}, {args.files} files):")
-    print(f"  after POST /sync        {results['post_sync_s'] * 1000:8.1f} ms   target < 1000 ms")
-    print(
-        f"  plain git, same steps   {results['plain_git_s'] * 1000:8.1f} ms   ratio "
-        f"{results['post_sync_s'] / results['plain_git_s']:.2f} (fetch+worktree add+reset)"
-    )
-    print(f"  waiting for the poll    {results['poll_s'] * 1000:8.1f} ms   interval floor "
-          f"(period/2) {floor * 1000:.0f} ms, ratio {results['poll_s'] / floor:.2f}")  # fmt: skip
-    ratio = results["idle_poll_cpu_s"] / results["git_fetch_cpu_s"]
+    print(f"\npush -> published (median of {args.rounds} pushes, {args.files} files):")
+    for base, results in publish.items():
+        post, plain, poll = results["post_sync_s"], results["plain_git_s"], results["poll_s"]
+        print(f"  in {base} ({filesystem(base + '/x')}):")
+        print(f"    after POST /sync        {post * 1000:8.1f} ms   target < 1000 ms")
+        print(f"    plain git, same steps   {plain * 1000:8.1f} ms   "
+              f"podkit/plain {post / plain:.2f} (fetch + worktree add + reset --hard)")  # fmt: skip
+        print(f"    waiting for the poll    {poll * 1000:8.1f} ms   floor (period/2 + one sync) "
+              f"{(floor + post) * 1000:.0f} ms, ratio {poll / (floor + post):.2f}")  # fmt: skip
+    ratio = idle["idle_poll_cpu_s"] / idle["git_fetch_cpu_s"]
     print("idle poll CPU (helper + its git children):")
-    print(f"  podkit git-sync poll    {results['idle_poll_cpu_s'] * 1000:8.2f} ms")
-    print(f"  bare git fetch          {results['git_fetch_cpu_s'] * 1000:8.2f} ms")
+    print(f"  podkit git-sync poll    {idle['idle_poll_cpu_s'] * 1000:8.2f} ms")
+    print(f"  bare git fetch          {idle['git_fetch_cpu_s'] * 1000:8.2f} ms")
     print(f"  ratio podkit/git fetch  {ratio:8.2f}      target <= 1.2")
     print("peak RSS:")
-    print(f"  helper (VmHWM)          {results['helper_rss_mib']:8.1f} MiB  target < 48 MiB")
-    print(f"  git children of a sync  {results['git_children_rss_mib']:8.1f} MiB  (apart)")
+    print(f"  helper (VmHWM)          {idle['helper_rss_mib']:8.1f} MiB  target < 48 MiB")
+    print(f"  git children of a sync  {idle['git_children_rss_mib']:8.1f} MiB  (apart)")
     print(f"load average after: {os.getloadavg()}")
     return 0
 
