@@ -120,7 +120,7 @@ class ClientConn(asyncio.Protocol):
                 self.process(messages)
             elif self.console:
                 self.amb.console.handle(self, messages)
-            elif self.waiting or not self.answer_locally(messages):
+            elif self.waiting or messages[0][0] == 81 or not self.answer_locally(messages):
                 self.pending.extend(messages)
                 if not self.waiting:
                     self.need_server()
