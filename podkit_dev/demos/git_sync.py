@@ -82,8 +82,10 @@ def demo(narrator: Narrator) -> None:
                 wait_for(serving, timeout=60, what=f"nginx serving version {version}")
             stop.set()
             thread.join(10)
+            trees = sorted(os.listdir(root / ".worktrees"))
             narrator.show("the shared volume", f"current -> {os.readlink(link)}\n.worktrees: "
-                          f"{len(os.listdir(root / '.worktrees'))} worktree(s)")  # fmt: skip
+                          f"{', '.join(name[:10] for name in trees)} (.recycle: the previous "
+                          "tree, kept to become the next one)")  # fmt: skip
             seen = sorted(set(served))
             narrator.show("reader", f"{len(served)} pages read, versions seen {seen}, "
                           f"{len(problems)} missing or mixed")  # fmt: skip

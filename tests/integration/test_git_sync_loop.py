@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -74,13 +75,14 @@ def test_v4_layout_and_update(run_helper, git_repo: GitRepo, tmp_path: Path) -> 
     wait_published(root, second, helper)
     assert (link / "README").read_text() == "two\n"
     assert (link / "dir" / "new.txt").read_text() == "new\n"
-    # --stale-worktree-timeout 0: the replaced worktree goes right after the publish.
+    # --stale-worktree-timeout 0: the replaced worktree leaves the readers' way right after
+    # the publish, kept as .worktrees/.recycle for the next sync.
     wait_for(
         lambda: (
-            os.listdir(root / ".worktrees") == [second]
-            and first not in git("worktree", "list", cwd=root)
+            sorted(os.listdir(root / ".worktrees")) == [".recycle", second]
+            and f"{root}/.worktrees/{first}" not in git("worktree", "list", cwd=root)
         ),
-        what="old worktree removed and pruned",
+        what="old worktree moved out of the way",
     )
     wait_for(lambda: syncs(helper, "success") == 2.0, what="two successful syncs counted")
     assert metric(helper, "git_sync_last_success_timestamp_seconds") > 0
@@ -89,6 +91,51 @@ def test_v4_layout_and_update(run_helper, git_repo: GitRepo, tmp_path: Path) -> 
     noops = syncs(helper, "noop")
     wait_for(lambda: syncs(helper, "noop") >= noops + 3, what="three idle polls")
     assert metric(helper, "git_fetch_count_total") == 2.0
+    assert helper.stop() == 0
+
+
+def tree_files(top: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under top (but .git) with its contents and permission bits."""
+    out = {}
+    for path in sorted(top.rglob("*")):
+        rel = path.relative_to(top).as_posix()
+        if rel == ".git" or rel.startswith(".git/") or path.is_dir():
+            continue
+        out[rel] = (path.read_bytes() if not path.is_symlink() else os.readlink(path).encode(),
+                    path.lstat().st_mode)  # fmt: skip
+    return out
+
+
+def test_recycled_worktree_is_exactly_the_new_commit(
+    run_helper, git_repo: GitRepo, tmp_path: Path
+) -> None:
+    """A stale worktree made into the next one holds what a fresh checkout would: changed,
+    added, deleted, renamed and mode-changed files, and nothing a hook or reader left."""
+    git_repo.commit({"keep.txt": "same\n", "gone.txt": "bye\n", "a/old.txt": "old\n",
+                     "run.sh": "#!/bin/sh\n"}, "base")  # fmt: skip
+    root = tmp_path / "git"
+    helper = start(run_helper, git_repo, root, "--period=1h")
+    wait_published(root, git_repo.head(), helper)
+    (root / "current" / "untracked.txt").write_text("left by a hook\n")
+    (root / "current" / "keep.txt.orig").write_text("left by a reader\n")
+    changes: dict[str, str | bytes | None] = {"gone.txt": None, "a/old.txt": None,
+                                              "b/new.txt": "moved\n", "README": "changed\n"}  # fmt: skip
+    for sha_round in range(3):
+        changes[f"round{sha_round}.txt"] = f"{sha_round}\n"
+        wanted = git_repo.commit(changes, f"round {sha_round}")
+        if sha_round == 1:
+            git("update-index", "--chmod=+x", "run.sh", cwd=git_repo.work)
+            git("commit", "-q", "-m", "mode", cwd=git_repo.work)
+            git("push", "-q", "origin", "HEAD:refs/heads/main", cwd=git_repo.work)
+            wanted = git_repo.head()
+        post = urllib.request.Request(f"{helper.admin}/sync", method="POST", data=b"")
+        with urllib.request.urlopen(post, timeout=30) as response:
+            assert json.loads(response.read())["hash"] == wanted
+        fresh = tmp_path / f"fresh{sha_round}"
+        git("clone", "-q", git_repo.url, str(fresh))
+        assert tree_files(root / "current") == tree_files(fresh)
+        changes = {}
+    assert metric(helper, "git_sync_worktrees_recycled_total") >= 2.0
     assert helper.stop() == 0
 
 
@@ -255,7 +302,11 @@ def test_recovers_worktree_removed_crash_leftovers_and_locks(
     assert (root / "current" / "README").read_text() == "next\n"
     assert not (root / "current" / "partial").exists()
     assert not list((root / ".git").glob("*.lock"))
-    wait_for(lambda: os.listdir(root / ".worktrees") == [nxt], what="leftovers removed")
+    # The first tree goes out of the way too, kept for recycling.
+    wait_for(
+        lambda: sorted(os.listdir(root / ".worktrees")) == sorted([nxt, ".recycle"]),
+        what="leftovers removed",
+    )
     assert events(helper, "stale_locks_removed")
     assert not (root / ".current.tmp-99999").is_symlink()
     # The published worktree deleted underneath: re-created at the next poll.
