@@ -203,6 +203,7 @@ class GitSync:
             try:
                 with open("/etc/passwd", "a", encoding="utf-8") as handle:
                     handle.write(entry)
+                self.log.info("user_added", uid=uid, gid=gid, file="/etc/passwd")
                 return
             except OSError as exc:
                 self.log.warning("add_user_failed", uid=uid, error=exc.strerror)
@@ -219,6 +220,14 @@ class GitSync:
         """Before every sync: password file re-read, askpass asked, store file rewritten."""
         lines: list[str] = []
         secrets: list[str] = []
+        if self.s.cookie_file:
+            # git-sync v4 refuses to start without it; a Secret mounted late only fails syncs.
+            try:
+                os.stat(COOKIE_FILE)
+            except OSError as exc:
+                raise SyncFailed(
+                    f"cannot read --cookie-file {COOKIE_FILE}: {exc.strerror}"
+                ) from None
         if self.s.username:
             if self.s.password_file:
                 try:
