@@ -46,6 +46,12 @@ if TYPE_CHECKING:
 
 COOKIE_FILE = "/etc/git-secret/cookie_file"
 ASKPASS_TIMEOUT = 10.0
+# git's words for a failed write (ENOSPC among the causes; not always with the reason).
+WRITE_FAILED = re.compile(
+    r"No space left on device|Disk quota exceeded|unable to write|write error|could not write"
+    r"|short write|failed to write",
+    re.IGNORECASE,
+)
 URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
@@ -355,7 +361,11 @@ class GitSync:
         sha = parsed.stdout.strip()
         if sha == self.current:
             return False
-        await self.make_worktree(sha, budget)
+        try:
+            await self.make_worktree(sha, budget)
+        except (GitError, SyncFailed, OSError):
+            await self.discard_worktree(sha, budget)
+            raise
         old = self.layout.publish(sha)
         self.current = sha
         self.log.info("published", hash=sha, replaced=old, link=self.layout.link)
@@ -403,6 +413,17 @@ class GitSync:
             if self.s.depth:
                 args.append(f"--depth={self.s.depth}")
             await self.git.run(*args, cwd=path, timeout=budget)
+
+    async def discard_worktree(self, sha: str, budget: float) -> None:
+        """A worktree that failed half-way is never published: remove it now, so that a
+        full disk gets its space back (for the error file, for the next try)."""
+        if sha == self.layout.published():
+            return
+        path = self.layout.worktree(sha)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self.layout.remove_tree, path)
+        with contextlib.suppress(GitError):
+            await self.git.run("worktree", "prune", cwd=self.layout.root, timeout=budget)
 
     async def clean_stale(self, budget: float) -> None:
         keep = {self.current} if self.current else set()
@@ -492,12 +513,17 @@ class GitSync:
         self.metrics.duration.labels("error").observe(seconds)
         self.metrics.count.labels("error").inc()
         self.metrics.failures.set(self.failures)
+        free = _free_bytes(self.layout.root)
+        if free is not None and WRITE_FAILED.search(error):
+            # git says "unable to write file X" without the reason: give the likely one.
+            error += f" (the --root volume has {_mib(free)} free)"
         self.log.error(
             "sync_failed",
             error=error,
             failures=self.failures,
             repo=hide_userinfo(self.s.repo),
             ref=self.s.ref,
+            root_free_bytes=free,
         )
         # No git of ours runs now: a lock left by an aborted command is stale.
         with contextlib.suppress(OSError):
@@ -508,10 +534,12 @@ class GitSync:
         if self.s.error_file:
             record = {"time": datetime.now(UTC).isoformat(), "error": error,
                       "failures": self.failures, "ref": self.s.ref}  # fmt: skip
-            with contextlib.suppress(OSError):
-                write_atomic(
-                    _under(self.layout.root, self.s.error_file), json.dumps(record).encode() + b"\n"
-                )
+            path = _under(self.layout.root, self.s.error_file)
+            try:
+                write_atomic(path, json.dumps(record).encode() + b"\n")
+            except OSError as exc:
+                # A full disk is one way here; the log line above still has git's error.
+                self.log.error("error_file_failed", file=path, error=exc.strerror or str(exc))
         limit = self.s.unready_after_failures
         if limit and self.failures >= limit:
             self.runtime.set_ready(False, f"{self.failures} syncs failed in a row: {error}")
@@ -598,6 +626,19 @@ def _read_secret(path: str) -> str:
             return handle.read().rstrip("\r\n")
     except UnicodeDecodeError:
         raise OSError(errno.EINVAL, "not UTF-8 text") from None
+
+
+def _free_bytes(path: str) -> int | None:
+    """Bytes an unprivileged writer may still use on path's filesystem (None: unknown)."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB"
 
 
 def _read_bytes(path: str) -> bytes:

@@ -182,11 +182,19 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     temp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        # A full disk (ENOSPC) must not leave a half-written temp file taking space.
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def touch(path: str) -> None:
