@@ -677,6 +677,14 @@ async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
         runtime.admin.add_route(
             "POST", "/sync", sync.handle_sync, loopback_only=not settings.sync_token_file
         )
+        # git-sync's --http-bind endpoint: / is 503 until the first sync, then 200.
+        runtime.admin.add_route("GET", "/", runtime.admin.readyz)
+    if settings.http_pprof:
+        runtime.log.warning(
+            "http_pprof_ignored",
+            reason="--http-pprof serves Go's pprof, which has no meaning in this Python helper",
+            instead="/metrics (process_*, podkit_event_loop_lag_seconds), /status, -v 5 logs",
+        )
     hook_tasks = [asyncio.create_task(h.run(), name=f"hook-{h.hook.name}") for h in sync.hooks]
     main = asyncio.create_task(sync.loop(), name="git-sync-loop")
 

@@ -407,3 +407,12 @@ def test_local_base_images_carry_every_helpers_image_packages() -> None:
         if helper.image_packages
     }
     assert declared == wanted
+
+
+def test_http_flags_of_git_sync_v4() -> None:
+    env = {"GITSYNC_REPO": "r", "GITSYNC_ROOT": "/g", "GITSYNC_HTTP_BIND": ":8080",
+           "GITSYNC_HTTP_METRICS": "true", "GITSYNC_HTTP_PPROF": "1"}  # fmt: skip
+    s = load(env=env)
+    assert (s.admin_addr, s.http_metrics, s.http_pprof) == (":8080", True, True)
+    s = load("--repo=r", "--root=/g", "--http-metrics", "--http-pprof=false")
+    assert (s.admin_addr, s.http_metrics, s.http_pprof) == (":9703", True, False)
