@@ -378,6 +378,14 @@ class GitSync:
         path = self.layout.worktree(sha)
         if self.layout.exists(path):
             # Left by a crash between add and publish, or broken: never trusted.
+            if self.layout.published() == sha:
+                # Readers are in it (the root was re-initialised, or git lost track of
+                # it): they keep a hard-linked copy of it until the new one is published.
+                try:
+                    held = await asyncio.to_thread(self.layout.hold, sha)
+                    self.log.info("worktree_held", hash=sha, held=held)
+                except OSError as exc:
+                    self.log.warning("worktree_hold_failed", hash=sha, error=str(exc))
             await asyncio.to_thread(self.layout.remove_tree, path)
             await self.git.run("worktree", "prune", cwd=self.layout.root, timeout=budget)
         await self.git.run(
