@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -398,6 +399,35 @@ def _help_default(name: str, info: FieldInfo, admin_default: str) -> str:
     return str(default)
 
 
+EPILOG = (
+    "Every flag --some-flag is also the environment variable PODKIT_SOME_FLAG and the\n"
+    "key some_flag: of the --config file. Flags win over env, env over the file.\n"
+    "Durations take 250ms, 5s, 2m; sizes take 64KiB, 10MB; lists are repeated flags\n"
+    "or comma-separated env values. 'also:' lists the names of the image a helper\n"
+    "replaces, which work as they are."
+)
+
+
+class _Manual(argparse.Action):
+    """`--man`: print the manual (podkit.manual) and exit 0, before any validation."""
+
+    def __init__(self, option_strings, dest, manual, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+        self.manual = manual
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        sys.stdout.write(self.manual())
+        parser.exit(0)
+
+
+def render_manual(
+    prog: str, settings_cls: type[HelperSettings], *, description: str, admin_default: str
+) -> str:
+    from podkit.manual import render
+
+    return render(prog, settings_cls, description=description, admin_default=admin_default)
+
+
 def build_parser(
     prog: str, settings_cls: type[HelperSettings], *, description: str = "", admin_default: str = ""
 ) -> argparse.ArgumentParser:
@@ -406,13 +436,16 @@ def build_parser(
         description=description,
         formatter_class=_HelpFormatter,
         allow_abbrev=False,  # a prefix of one spelling must not silently mean another
-        epilog=(
-            "Every flag --some-flag is also the environment variable PODKIT_SOME_FLAG and the\n"
-            "key some_flag: of the --config file. Flags win over env, env over the file.\n"
-            "Durations take 250ms, 5s, 2m; sizes take 64KiB, 10MB; lists are repeated flags\n"
-            "or comma-separated env values. 'also:' lists the names of the image a helper\n"
-            "replaces, which work as they are."
+        epilog=EPILOG,
+    )
+    summary = description  # `description` is reused for each setting below
+    parser.add_argument(
+        "--man",
+        action=_Manual,
+        manual=lambda: render_manual(
+            prog, settings_cls, description=summary, admin_default=admin_default
         ),
+        help="print the full manual (every setting and all its names) and exit",
     )
     parser.add_argument(
         "--config",

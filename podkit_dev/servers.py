@@ -1002,9 +1002,12 @@ def _read_chunked(stream: io.BufferedIOBase) -> bytes:
 class GitHttpServer:
     """The real `git http-backend` (CGI) behind a small threaded HTTP server on loopback,
     with optional basic auth. `password` may be changed while it runs (token rotation);
-    `stall_fetch` makes fetches (not ls-remote's ls-refs) hang until it is cleared."""
+    `stall_fetch` makes fetches (not ls-remote's ls-refs) hang until it is cleared.
+    `cookie` ("name=value"): requests without that cookie get 403 (a cookie-file login)."""
 
-    def __init__(self, project_root: Path, username: str = "", password: str = "") -> None:
+    def __init__(
+        self, project_root: Path, username: str = "", password: str = "", cookie: str = ""
+    ) -> None:
         import http.server
         import threading
 
@@ -1012,6 +1015,8 @@ class GitHttpServer:
         self.project_root = Path(project_root)
         self.username = username
         self.password = password
+        self.cookie = cookie
+        self.cookies_seen: list[str] = []
         self.stall_fetch = threading.Event()
         self.requests: list[tuple[str, str, int]] = []
         server = self
@@ -1030,6 +1035,15 @@ class GitHttpServer:
 
             def _handle(self) -> None:
                 path, _, query = self.path.partition("?")
+                if server.cookie:
+                    sent = [c.strip() for c in self.headers.get("Cookie", "").split(";")]
+                    server.cookies_seen.append(self.headers.get("Cookie", ""))
+                    if server.cookie not in sent:
+                        server.requests.append((self.command, path, 403))
+                        self.send_response(403)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                 if not self._authorized():
                     server.requests.append((self.command, path, 401))
                     self.send_response(401)

@@ -37,7 +37,7 @@ from podkit.runtime import StartupError
 from podkit.sidecars.git_sync.git import Git, GitError
 from podkit.sidecars.git_sync.hooks import ExecHook, HookRunner, WebHook
 from podkit.sidecars.git_sync.settings import GitSyncSettings, parse_git_config, signal_number
-from podkit.sidecars.git_sync.worktrees import Layout, touch, write_atomic
+from podkit.sidecars.git_sync.worktrees import SHA_NAME, Layout, touch, write_atomic
 from podkit.urls import hide_userinfo
 
 if TYPE_CHECKING:
@@ -46,6 +46,12 @@ if TYPE_CHECKING:
 
 COOKIE_FILE = "/etc/git-secret/cookie_file"
 ASKPASS_TIMEOUT = 10.0
+# git's words for a failed write (ENOSPC among the causes; not always with the reason).
+WRITE_FAILED = re.compile(
+    r"No space left on device|Disk quota exceeded|unable to write|write error|could not write"
+    r"|short write|failed to write",
+    re.IGNORECASE,
+)
 URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
@@ -210,6 +216,7 @@ class GitSync:
             try:
                 with open("/etc/passwd", "a", encoding="utf-8") as handle:
                     handle.write(entry)
+                self.log.info("user_added", uid=uid, gid=gid, file="/etc/passwd")
                 return
             except OSError as exc:
                 self.log.warning("add_user_failed", uid=uid, error=exc.strerror)
@@ -226,6 +233,14 @@ class GitSync:
         """Before every sync: password file re-read, askpass asked, store file rewritten."""
         lines: list[str] = []
         secrets: list[str] = []
+        if self.s.cookie_file:
+            # git-sync v4 refuses to start without it; a Secret mounted late only fails syncs.
+            try:
+                os.stat(COOKIE_FILE)
+            except OSError as exc:
+                raise SyncFailed(
+                    f"cannot read --cookie-file {COOKIE_FILE}: {exc.strerror}"
+                ) from None
         if self.s.username:
             if self.s.password_file:
                 try:
@@ -353,7 +368,11 @@ class GitSync:
         sha = parsed.stdout.strip()
         if sha == self.current:
             return False
-        await self.make_worktree(sha, budget)
+        try:
+            await self.make_worktree(sha, budget)
+        except (GitError, SyncFailed, OSError):
+            await self.discard_worktree(sha, budget)
+            raise
         old = self.layout.publish(sha)
         self.current = sha
         self.log.info("published", hash=sha, replaced=old, link=self.layout.link)
@@ -397,6 +416,14 @@ class GitSync:
         path = self.layout.worktree(sha)
         if self.layout.exists(path):
             # Left by a crash between add and publish, or broken: never trusted.
+            if self.layout.published() == sha:
+                # Readers are in it (the root was re-initialised, or git lost track of
+                # it): they keep a hard-linked copy of it until the new one is published.
+                try:
+                    held = await asyncio.to_thread(self.layout.hold, sha)
+                    self.log.info("worktree_held", hash=sha, held=held)
+                except OSError as exc:
+                    self.log.warning("worktree_hold_failed", hash=sha, error=str(exc))
             await asyncio.to_thread(self.layout.remove_tree, path)
             await self.git.run("worktree", "prune", cwd=self.layout.root, timeout=budget)
         if await self.reuse_recycled(sha, path, budget):
@@ -435,6 +462,17 @@ class GitSync:
                 args.append(f"--depth={self.s.depth}")
             await self.git.run(*args, cwd=path, timeout=budget)
 
+    async def discard_worktree(self, sha: str, budget: float) -> None:
+        """A worktree that failed half-way is never published: remove it now, so that a
+        full disk gets its space back (for the error file, for the next try)."""
+        if sha == self.layout.published():
+            return
+        path = self.layout.worktree(sha)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self.layout.remove_tree, path)
+        with contextlib.suppress(GitError):
+            await self.git.run("worktree", "prune", cwd=self.layout.root, timeout=budget)
+
     async def clean_stale(self, budget: float) -> None:
         keep = {self.current} if self.current else set()
         published = self.layout.published()
@@ -458,7 +496,11 @@ class GitSync:
 
     async def recycle(self, path: str, budget: float) -> bool:
         """Keep a stale worktree for the next sync instead of deleting it (one at most)."""
-        if self.layout.exists(self.layout.recycle) or not self.recyclable(path):
+        if (
+            self.layout.exists(self.layout.recycle)
+            or not SHA_NAME.match(os.path.basename(path))  # a held copy is no worktree
+            or not self.recyclable(path)
+        ):
             return False
         try:
             await self.git.run("worktree", "move", path, self.layout.recycle,
@@ -544,12 +586,17 @@ class GitSync:
         self.metrics.duration.labels("error").observe(seconds)
         self.metrics.count.labels("error").inc()
         self.metrics.failures.set(self.failures)
+        free = _free_bytes(self.layout.root)
+        if free is not None and WRITE_FAILED.search(error):
+            # git says "unable to write file X" without the reason: give the likely one.
+            error += f" (the --root volume has {_mib(free)} free)"
         self.log.error(
             "sync_failed",
             error=error,
             failures=self.failures,
             repo=hide_userinfo(self.s.repo),
             ref=self.s.ref,
+            root_free_bytes=free,
         )
         # No git of ours runs now: a lock left by an aborted command is stale.
         with contextlib.suppress(OSError):
@@ -560,10 +607,12 @@ class GitSync:
         if self.s.error_file:
             record = {"time": datetime.now(UTC).isoformat(), "error": error,
                       "failures": self.failures, "ref": self.s.ref}  # fmt: skip
-            with contextlib.suppress(OSError):
-                write_atomic(
-                    _under(self.layout.root, self.s.error_file), json.dumps(record).encode() + b"\n"
-                )
+            path = _under(self.layout.root, self.s.error_file)
+            try:
+                write_atomic(path, json.dumps(record).encode() + b"\n")
+            except OSError as exc:
+                # A full disk is one way here; the log line above still has git's error.
+                self.log.error("error_file_failed", file=path, error=exc.strerror or str(exc))
         limit = self.s.unready_after_failures
         if limit and self.failures >= limit:
             self.runtime.set_ready(False, f"{self.failures} syncs failed in a row: {error}")
@@ -652,6 +701,19 @@ def _read_secret(path: str) -> str:
         raise OSError(errno.EINVAL, "not UTF-8 text") from None
 
 
+def _free_bytes(path: str) -> int | None:
+    """Bytes an unprivileged writer may still use on path's filesystem (None: unknown)."""
+    try:
+        stat = os.statvfs(path)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB"
+
+
 def _read_bytes(path: str) -> bytes:
     with open(path, "rb") as handle:
         return handle.read()
@@ -687,6 +749,14 @@ async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
     if runtime.admin is not None:
         runtime.admin.add_route(
             "POST", "/sync", sync.handle_sync, loopback_only=not settings.sync_token_file
+        )
+        # git-sync's --http-bind endpoint: / is 503 until the first sync, then 200.
+        runtime.admin.add_route("GET", "/", runtime.admin.readyz)
+    if settings.http_pprof:
+        runtime.log.warning(
+            "http_pprof_ignored",
+            reason="--http-pprof serves Go's pprof, which has no meaning in this Python helper",
+            instead="/metrics (process_*, podkit_event_loop_lag_seconds), /status, -v 5 logs",
         )
     hook_tasks = [asyncio.create_task(h.run(), name=f"hook-{h.hook.name}") for h in sync.hooks]
     main = asyncio.create_task(sync.loop(), name="git-sync-loop")

@@ -73,11 +73,38 @@ def parse_git_config(text: str) -> list[tuple[str, str]]:
 
 
 class GitSyncSettings(HelperSettings):
-    admin_addr: Annotated[HostPort, _names("HTTP_BIND", flags=("--http-bind",))] = Field(
-        "",
-        description="address of the admin HTTP server (/livez /readyz /startupz /metrics "
-        "/sync); git-sync's --http-bind",
-        json_schema_extra={"metavar": "HOST:PORT"},
+    """Keeps a checkout of --repo at --ref current under --root, in git-sync v4's layout:
+    ROOT/.git is a repository that is never checked out, each synced commit is a detached
+    worktree ROOT/.worktrees/<sha>, and --link is a relative symlink to the current one,
+    replaced atomically (temporary link + rename), so readers see the old tree or the new
+    one, never a mix. Every --period the remote is polled (git ls-remote); a new hash is
+    fetched, checked out (sparse checkout, submodules), published, and the hooks
+    (--exechook-command, --webhook-url) are told.
+
+    git-sync v4's flags and GITSYNC_* variables work unchanged; the v3 names (GIT_SYNC_*,
+    --dest, --wait, ...) work with a warning. The admin HTTP server (--http-bind, default
+    :9703) serves / and /readyz (ready after the first sync, or at once when a valid tree
+    is already published), /livez, /metrics and POST /sync (sync now).
+    """
+
+    admin_addr: Annotated[HostPort, _names("HTTP_BIND", "HTTP_BIND", flags=("--http-bind",))] = (
+        Field(
+            "",
+            description="address of the admin HTTP server; git-sync's --http-bind (':8080': all "
+            "interfaces). It serves git-sync's / (503 until the first sync, then 200, as "
+            "/readyz) and /metrics, with podkit's /livez /readyz /startupz /status /sync",
+            json_schema_extra={"metavar": "HOST:PORT"},
+        )
+    )
+    http_metrics: Annotated[bool, _names("HTTP_METRICS", "HTTP_METRICS")] = Field(
+        False,
+        description="git-sync's switch for /metrics; accepted, as podkit always serves "
+        "/metrics on the admin address (--http-bind)",
+    )
+    http_pprof: Annotated[bool, _names("HTTP_PPROF", "HTTP_PPROF")] = Field(
+        False,
+        description="git-sync's Go pprof endpoints: accepted with a notice, as they have no "
+        "meaning here; /metrics (process_*, podkit_event_loop_*) and /status are served instead",
     )
     verbose: Annotated[int, _names("VERBOSE", flags=("-v",))] = Field(
         0, ge=0, description="git-sync's -v level; 5 or more logs at debug"

@@ -9,7 +9,9 @@ A reader who opens files through LINK sees the old tree or the new one, never a 
 new worktree is complete before the link moves, and the old one stays until
 `--stale-worktree-timeout` has passed since it was replaced (its mtime is set at that
 moment, so the wait survives a restart). Nothing here awaits, so a cancellation (SIGTERM)
-can never stop a publish half-way.
+can never stop a publish half-way. When the published commit's worktree must be made
+again in place (after a root re-init), `hold()` first moves the link to a hard-linked
+copy of it (`<sha>.held-<ns>`), so readers never see it vanish.
 
 Recycling: instead of deleting the first stale worktree, git-sync moves it (`git worktree
 move`) to `.recycle`, out of every reader's path at the moment a delete would have removed
@@ -30,6 +32,10 @@ import time
 from dataclasses import dataclass
 
 SHA_NAME = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+# A hard-linked copy of the published worktree, held while that commit's worktree is made
+# again in place (after a root re-init): `<sha>.held-<ns>`, unique, so an older copy a
+# reader may still be in waits for its own stale timeout.
+HELD_NAME = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\.held-[0-9]+$")
 WORKTREES = ".worktrees"
 RECYCLE = ".recycle"
 
@@ -85,12 +91,19 @@ class Layout:
             admin
         )
 
-    def publish(self, sha: str) -> str | None:
-        """Point the link at the worktree of sha, atomically; returns the sha it replaced."""
-        old = self.published()
+    def _target(self) -> str | None:
+        """The absolute, normalised path the link points at (None: no link)."""
+        try:
+            target = os.readlink(self.link)
+        except OSError:
+            return None
+        return os.path.normpath(os.path.join(os.path.dirname(self.link), target))
+
+    def _point_link(self, path: str) -> None:
+        """Replace the link by one to path, atomically (temp link + rename(2))."""
         link_dir = os.path.dirname(self.link)
         os.makedirs(link_dir, exist_ok=True)
-        target = os.path.relpath(self.worktree(sha), link_dir)
+        target = os.path.relpath(path, link_dir)
         temp = os.path.join(link_dir, f".{os.path.basename(self.link)}.tmp-{os.getpid()}")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
@@ -98,11 +111,32 @@ class Layout:
         os.replace(temp, self.link)
         # The link's directory entry must reach the disk before the old tree may go.
         _fsync_dir(link_dir)
-        if old and old != sha:
-            # The replaced worktree's stale timer starts now, and survives a restart.
+
+    def publish(self, sha: str) -> str | None:
+        """Point the link at the worktree of sha, atomically; returns the sha it replaced."""
+        old = self.published()
+        old_path = self._target()
+        self._point_link(self.worktree(sha))
+        if old_path and old_path != self.worktree(sha) and _inside(old_path, self.worktrees):
+            # The replaced tree's stale timer starts now, and survives a restart.
             with contextlib.suppress(OSError):
-                os.utime(self.worktree(old))
+                os.utime(old_path)
         return old
+
+    def hold(self, sha: str) -> str:
+        """Before the published worktree of sha is made again in place: copy it with hard
+        links (no data is copied) to `<sha>.held-<ns>` and point the link there, so readers keep
+        the same files until publish() moves the link back. Returns the copy's path;
+        OSError (the link unchanged) if it cannot be made."""
+        source = self.worktree(sha)
+        held = f"{source}.held-{time.time_ns()}"
+        try:
+            shutil.copytree(source, held, symlinks=True, copy_function=os.link)
+        except (OSError, shutil.Error) as exc:
+            self.remove_tree(held)
+            raise OSError(f"cannot hard-link {source} to {held}: {exc}") from None
+        self._point_link(held)
+        return held
 
     # --- cleaning up ----------------------------------------------------------------------
 
@@ -136,8 +170,9 @@ class Layout:
                 age = now - os.lstat(path).st_mtime
             except FileNotFoundError:
                 continue
-            # Leftovers that are not worktrees (a crash mid-add) go at once.
-            if not SHA_NAME.match(name) or age >= timeout:
+            # Leftovers that are not worktrees (a crash mid-add) go at once; a held copy
+            # waits like a replaced worktree (its mtime is set when the link leaves it).
+            if not (SHA_NAME.match(name) or HELD_NAME.match(name)) or age >= timeout:
                 out.append(Stale(name, path, age))
         return out
 
@@ -190,6 +225,10 @@ class Layout:
         return None
 
 
+def _inside(path: str, directory: str) -> bool:
+    return os.path.dirname(path) == directory
+
+
 def _fsync_dir(path: str) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -206,11 +245,19 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     temp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        # A full disk (ENOSPC) must not leave a half-written temp file taking space.
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def touch(path: str) -> None:

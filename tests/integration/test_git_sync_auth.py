@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 
 from podkit_dev.servers import HOST, GitRepo, free_port, wait_for
+from tests.integration.git_sync_kit import (
+    uid_without_passwd_entry,
+    with_own_etc,
+    with_own_passwd_as,
+)
 
 
 def published(root: Path) -> str | None:
@@ -132,3 +140,76 @@ def test_ssh_with_known_hosts(run_helper, git_repo: GitRepo, sshd, tmp_path):
     )  # fmt: skip
     assert refused.wait_exit(30) == 1
     assert "Host key verification failed" in events(refused, "sync_failed")[0]["error"]
+
+
+def test_cookie_file(run_helper, git_repo: GitRepo, git_http, tmp_path):
+    """--cookie-file: git sends the cookies of /etc/git-secret/cookie_file (git-sync v4's fixed
+    path, given to the helper in a mount namespace of its own) to a server that needs one."""
+    server = git_http(git_repo.dir.path, cookie="session=c00kie")
+    url = server.url(git_repo.bare.name)
+    root = tmp_path / "git"
+    args = ("git-sync", f"--repo={url}", f"--root={root}", "--link=current", "--one-time")
+    # Without the cookie the server refuses: the cookie is what lets the sync through.
+    refused = run_helper(*args, wait=None)
+    assert refused.wait_exit(30) == 1
+    assert "403" in events(refused, "sync_failed")[0]["error"]
+    # --cookie-file with no cookie file mounted: a clear error naming the path.
+    missing = run_helper(*args, "--cookie-file", wait=None,
+                         wrapper=with_own_etc(str(tmp_path / "etc-a")))  # fmt: skip
+    assert missing.wait_exit(30) == 1
+    error = events(missing, "sync_failed")[0]["error"]
+    assert (
+        error == "cannot read --cookie-file /etc/git-secret/cookie_file: No such file or directory"
+    )
+
+    cookies = tmp_path / "cookie_file"  # Netscape format, as curl (git's http) reads it
+    cookies.write_text(
+        f"# Netscape HTTP Cookie File\n{HOST}\tFALSE\t/\tFALSE\t2147483647\tsession\tc00kie\n"
+    )
+    server.cookies_seen.clear()
+    helper = run_helper(*args, "--cookie-file", wait=None,
+                        wrapper=with_own_etc(str(tmp_path / "etc-b"), str(cookies)))  # fmt: skip
+    assert helper.wait_exit(30) == 0, helper.log_text()
+    assert published(root) == git_repo.head()
+    assert "session=c00kie" in server.cookies_seen
+
+
+def test_add_user_lets_ssh_run_for_a_uid_without_passwd_entry(
+    run_helper, git_repo: GitRepo, sshd, tmp_path
+):
+    """--add-user: the helper, run as a UID that /etc/passwd does not know (as an image run
+    with an arbitrary UID), appends git-sync's entry to a writable /etc/passwd, and ssh
+    (which exits at once for an unknown UID) then fetches over ssh."""
+    uid = uid_without_passwd_entry()
+    own = Path(tempfile.mkdtemp(prefix="podkit-add-user-"))  # tmp_path is root-only (0700)
+    try:
+        os.chmod(own, 0o755)
+        passwd = own / "passwd"
+        shutil.copy("/etc/passwd", passwd)
+        key = own / "ssh-key"
+        shutil.copy(sshd.client_key, key)
+        root = own / "git"
+        root.mkdir()
+        for path in (passwd, key, root):
+            os.chown(path, uid, uid)
+        key.chmod(0o600)
+        args = ("git-sync", f"--repo={sshd.url(git_repo.bare)}", f"--root={root}",
+                "--link=current", "--one-time", f"--ssh-key-file={key}",
+                f"--ssh-known-hosts-file={sshd.known_hosts}", "--add-user")  # fmt: skip
+        helper = run_helper(*args, wait=None, wrapper=with_own_passwd_as(str(passwd), uid))
+        assert helper.wait_exit(30) == 0, helper.log_text()
+        assert published(root) == git_repo.head()
+        assert (root / "current" / "README").read_text() == "hello\n"
+        assert root.joinpath("current").resolve().stat().st_uid == uid
+        added = [line for line in passwd.read_text().splitlines() if f":x:{uid}:" in line]
+        assert len(added) == 1 and added[0].startswith(f"git-sync:x:{uid}:{uid}:")
+        assert events(helper, "user_added")
+        # Known now: a restart adds nothing.
+        git_repo.commit({"README": "again\n"}, "again")
+        again = run_helper(*args, wait=None, wrapper=with_own_passwd_as(str(passwd), uid))
+        assert again.wait_exit(30) == 0, again.log_text()
+        assert published(root) == git_repo.head()
+        assert [line for line in passwd.read_text().splitlines() if f":x:{uid}:" in line] == added
+        assert not events(again, "user_added")
+    finally:
+        shutil.rmtree(own, ignore_errors=True)

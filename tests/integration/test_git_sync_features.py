@@ -127,6 +127,62 @@ def test_webhook_retry_and_header(run_helper, git_repo: GitRepo, tmp_path: Path)
         server.server_close()
 
 
+def test_webhook_fire_and_forget(run_helper, git_repo: GitRepo, tmp_path: Path) -> None:
+    """--webhook-success-status=0: one call per new hash, never retried, never waited for,
+    even when the receiver is slow (holds the request past --webhook-timeout) and answers 500."""
+    calls: list[str | None] = []
+    held = threading.Event()  # the receiver holds each request until this is set
+    lock = threading.Lock()
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            with lock:
+                calls.append(self.headers.get("Gitsync-Hash"))
+            held.wait(30)
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer((HOST, free_port()), Receiver)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    root = tmp_path / "git"
+    try:
+        helper = run_helper(
+            "git-sync", f"--repo={git_repo.url}", f"--root={root}", "--link=current",
+            "--period=100ms", f"--webhook-url=http://{HOST}:{server.server_port}/hook",
+            "--webhook-success-status=0", "--webhook-timeout=1s", "--webhook-backoff=100ms",
+        )  # fmt: skip
+        first = git_repo.head()
+        wait_for(lambda: calls == [first], what="webhook called for the first hash")
+        # The receiver still holds that call: syncs and the next hash's call go on anyway.
+        second = git_repo.commit({"README": "2\n"}, "2")
+        wait_for(lambda: published(root) == second, what="second published")
+        wait_for(lambda: calls == [first, second], what="webhook called for the second hash")
+        held.set()  # now every held call gets its 500
+        # A retry would come after --webhook-backoff (100ms); let many periods pass.
+        noops = idle_polls(helper)
+        wait_for(lambda: idle_polls(helper) >= noops + 10, what="ten idle polls")
+        assert calls == [first, second]
+        assert hook_runs(helper, "webhook", "success") == 2.0
+        assert hook_runs(helper, "webhook", "error") == 0.0
+        assert not events(helper, "hook_failed")
+    finally:
+        held.set()
+        server.shutdown()
+        server.server_close()
+
+
+def idle_polls(helper) -> float:
+    for line in helper.metrics().splitlines():
+        if line.startswith('git_sync_count_total{status="noop"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def bare_with_commit(base: Path, name: str, files: dict[str, str], submodules=()) -> Path:
     """A bare repo `base/name.git` with one commit (and submodules by relative URL)."""
     bare = base / f"{name}.git"

@@ -190,6 +190,37 @@ def test_link_never_missing_while_publishing(tmp_path: Path) -> None:
     assert not list((tmp_path / "root").glob(".current.tmp-*"))
 
 
+def test_hold_keeps_readers_on_the_same_files_while_the_tree_is_made_again(tmp_path: Path):
+    layout = Layout(str(tmp_path / "root"), "current")
+    make_worktree(layout, SHA_A)
+    Path(layout.worktree(SHA_A), "sub").mkdir()
+    Path(layout.worktree(SHA_A), "sub", "f").write_text("f")
+    os.symlink("data", Path(layout.worktree(SHA_A), "alias"))
+    layout.publish(SHA_A)
+    link = tmp_path / "root" / "current"
+    before = os.stat(link / "data").st_ino
+    held = layout.hold(SHA_A)
+    # The link is on a hard-linked copy: the very same files, no data copied.
+    assert os.readlink(link) == f".worktrees/{os.path.basename(held)}"
+    assert os.stat(link / "data").st_ino == before
+    assert (link / "sub" / "f").read_text() == "f" and os.readlink(link / "alias") == "data"
+    assert layout.published() is None  # not a worktree: a restart syncs before it is ready
+    # The worktree is made again in place, and published: the copy's stale clock starts.
+    layout.remove_tree(layout.worktree(SHA_A))
+    make_worktree_again = Path(layout.worktree(SHA_A))
+    make_worktree_again.mkdir()
+    (make_worktree_again / "data").write_text("new")
+    long_ago = time.time() - 1000
+    os.utime(held, (long_ago, long_ago))
+    assert layout.publish(SHA_A) is None
+    assert (link / "data").read_text() == "new"
+    assert layout.stale({SHA_A}, timeout=60) == []
+    assert [s.path for s in layout.stale({SHA_A}, timeout=0)] == [held]
+    # A second hold while the first copy waits: a new name, the first one untouched.
+    second = layout.hold(SHA_A)
+    assert second != held and os.path.isdir(held)
+
+
 def test_stale_junk_goes_at_once_and_locks(tmp_path: Path) -> None:
     layout = Layout(str(tmp_path / "root"), "current")
     make_worktree(layout, SHA_A)
@@ -407,3 +438,12 @@ def test_local_base_images_carry_every_helpers_image_packages() -> None:
         if helper.image_packages
     }
     assert declared == wanted
+
+
+def test_http_flags_of_git_sync_v4() -> None:
+    env = {"GITSYNC_REPO": "r", "GITSYNC_ROOT": "/g", "GITSYNC_HTTP_BIND": ":8080",
+           "GITSYNC_HTTP_METRICS": "true", "GITSYNC_HTTP_PPROF": "1"}  # fmt: skip
+    s = load(env=env)
+    assert (s.admin_addr, s.http_metrics, s.http_pprof) == (":8080", True, True)
+    s = load("--repo=r", "--root=/g", "--http-metrics", "--http-pprof=false")
+    assert (s.admin_addr, s.http_metrics, s.http_pprof) == (":9703", True, False)
