@@ -471,7 +471,8 @@ class ClientConn(asyncio.Protocol):
             self._replayed(True, b"I", "")
             return
         pending = self.pending
-        self.resume()
+        if self.read_paused:
+            self.resume()
         if pending:
             self.pending = []
             self.process(pending)
@@ -597,6 +598,8 @@ class ClientConn(asyncio.Protocol):
 
     def _query(self, server: ServerConn, msg: bytes, out: list[bytes]) -> bool:
         """Session state in a simple query; True if it was handled here (not forwarded)."""
+        if not session.suspect(msg):  # most queries: no copy of the text, no parsing
+            return False
         pool = self.pool
         assert pool is not None
         events = session.classify(msg[5:-1], pool.reported)

@@ -172,7 +172,12 @@ class Pool:
         self.active.add(server)
         server.client = client
         server.attached_at = time.monotonic()
-        self.stats.waited(waited)
+        stats = self.stats
+        if waited:
+            stats.waited(waited)
+        else:  # the common case, without the bisect
+            stats.wait_buckets[0] += 1
+            stats.waits += 1
         client.attach(server)
 
     def release(self, server: ServerConn) -> None:

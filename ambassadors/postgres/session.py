@@ -109,6 +109,12 @@ def _short(statement: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def suspect(data: bytes) -> bool:
+    """False when `data` (a query text, or a whole Query message: its header bytes can
+    only add false hits) holds none of the keywords: nothing in it can matter."""
+    return _SUSPECT.search(data.lower()) is not None
+
+
 def classify(sql: bytes, reported: Container[str] = ()) -> list[Event]:
     """What the statements of `sql` mean for pooling; `reported`: GUCs the server reports
     (lower case), whose changes reach the pooler as ParameterStatus and can be replayed."""
