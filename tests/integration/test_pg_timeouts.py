@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import asyncpg
 import pytest
@@ -70,4 +71,54 @@ async def test_server_idle_timeout_and_min_pool_size(ambassador, pg) -> None:
     await asyncio.gather(*(hold(c) for c in conns))
     kit.wait_for(lambda: kit.server_backends(pg) == 1, what="idle servers closed down to 1")
     for conn in conns:
+        await conn.close()
+
+
+def backend_pids(pg) -> set[int]:  # type: ignore[no-untyped-def]
+    out = pg.sql(
+        "select pid from pg_stat_activity where backend_type = 'client backend' "
+        "and pid <> pg_backend_pid()"
+    )
+    return {int(pid) for pid in out.split()}
+
+
+@pytest.mark.parametrize("stats_period", [0.1, 60.0], ids=["checks-running", "release-only"])
+async def test_server_lifetime_closes_an_old_server_when_released_not_mid_transaction(
+    ambassador, pg, stats_period: float
+) -> None:
+    # release-only: the periodic check (which closes old *idle* servers) never runs, so
+    # only the release can retire the server
+    lifetime = 1.0
+    amb = ambassador(pool_size=1, server_lifetime=lifetime, stats_period=stats_period)
+    conn = await asyncpg.connect(amb.dsn())
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        first = await conn.fetchval("select pg_backend_pid()")
+        born = amb.call(lambda: next(iter(amb.amb.pools.values())).active.copy().pop().created)
+        # the server grows older than --server-lifetime inside the transaction
+        await asyncio.to_thread(
+            kit.wait_for, lambda: amb.call(time.monotonic) - born > lifetime + 0.3,
+            what="server older than its lifetime", timeout=10,
+        )  # fmt: skip
+        assert await conn.fetchval("select pg_backend_pid()") == first  # not cut mid-transaction
+        await tx.commit()
+        # released: too old, so closed (its backend leaves PostgreSQL)
+        await asyncio.to_thread(
+            kit.wait_for, lambda: first not in backend_pids(pg),
+            what="the old backend closed", timeout=10,
+        )  # fmt: skip
+        second = await conn.fetchval("select pg_backend_pid()")
+        assert second != first
+    finally:
+        await conn.close()
+
+
+async def test_a_young_server_is_reused(ambassador) -> None:
+    amb = ambassador(pool_size=1, server_lifetime=3600)
+    conn = await asyncpg.connect(amb.dsn())
+    try:
+        pids = {await conn.fetchval("select pg_backend_pid()") for _ in range(5)}
+        assert len(pids) == 1
+    finally:
         await conn.close()
