@@ -484,6 +484,9 @@ class ClientConn(asyncio.Protocol):
             return
         if self.pinned is None and self.settings.pool_mode == "transaction":
             self.server = None
+            # idle from now, not from its last message: a query longer than
+            # client_idle_timeout must not get its client closed as it ends
+            self.last_activity = time.monotonic()
             pool = self.pool
             assert pool is not None
             pool.release(server)

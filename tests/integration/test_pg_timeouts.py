@@ -122,3 +122,66 @@ async def test_a_young_server_is_reused(ambassador) -> None:
         assert len(pids) == 1
     finally:
         await conn.close()
+
+
+def raw_login(port: int) -> socket.socket:
+    """A bare protocol client, logged in (trust) and idle: reads what the ambassador says."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(pq.startup_message({"user": "postgres", "database": "postgres"}))
+    buf = b""
+    while pq.READY_IDLE not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, buf
+        buf += chunk
+    return sock
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    buf = b""
+    while chunk := sock.recv(65536):
+        buf += chunk
+    return buf
+
+
+async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambassador) -> None:
+    timeout = 0.5
+    amb = ambassador(pool_size=3, client_idle_timeout=timeout)
+    idle = raw_login(amb.port)
+    logged_in = time.monotonic()
+    busy = await asyncpg.connect(amb.dsn())
+    chatty = await asyncpg.connect(amb.dsn())
+    in_tx = await asyncpg.connect(amb.dsn())
+    tx = in_tx.transaction()
+    await tx.start()
+    await in_tx.execute("select 1")
+
+    async def chat() -> int:
+        n = 0
+        while time.monotonic() - logged_in < 4 * timeout:
+            n += await chatty.fetchval("select 1")
+            await asyncio.sleep(timeout / 5)
+        return n
+
+    try:
+        # busy: one query longer than the timeout (it holds a server all along);
+        # chatty: short queries for four times the timeout
+        slept, chatted = await asyncio.gather(
+            busy.fetchval("select pg_sleep($1)::text || 'slept'", 3 * timeout), chat()
+        )
+        # the idle client was closed meanwhile, with a FATAL saying why
+        said = await asyncio.to_thread(read_to_eof, idle)
+        closed_after = time.monotonic() - logged_in
+        errors = [pq.parse_error_fields(m) for k, m in pq.iter_messages(said) if k == ord("E")]
+        assert [(e.get("S"), e.get("C")) for e in errors] == [("FATAL", "57P05")], said
+        assert "client_idle_timeout" in errors[0]["M"]
+        assert closed_after >= timeout
+        assert slept == "slept" and chatted >= 5
+        assert await busy.fetchval("select 2") == 2
+        assert await chatty.fetchval("select 3") == 3
+        # idle inside a transaction is idle_transaction_timeout's business, not this one's
+        assert await in_tx.fetchval("select 4") == 4
+        await tx.commit()
+    finally:
+        idle.close()
+        for conn in (busy, chatty, in_tx):
+            await conn.close()
