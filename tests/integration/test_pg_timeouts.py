@@ -185,3 +185,50 @@ async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambas
         idle.close()
         for conn in (busy, chatty, in_tx):
             await conn.close()
+
+
+async def pid_in_transaction(conn: asyncpg.Connection) -> int:
+    """Start a transaction (so the server stays held) and say which backend runs it."""
+    await conn.execute("begin")
+    return await conn.fetchval("select pg_backend_pid()")
+
+
+@pytest.mark.parametrize("reserve", [1, 0])
+async def test_reserve_pool_opens_an_extra_server_for_a_client_that_waited(
+    ambassador, pg, reserve: int
+) -> None:
+    wait = 0.5
+    amb = ambassador(pool_size=1, reserve_pool_size=reserve, reserve_pool_timeout=wait,
+                     query_wait_timeout=4 * wait + 2)  # fmt: skip
+    holder, waiter, third = [await asyncpg.connect(amb.dsn()) for _ in range(3)]
+    try:
+        held = await pid_in_transaction(holder)  # the pool's only server, kept
+        assert kit.server_backends(pg) == 1
+        started = time.monotonic()
+        waiting = [asyncio.ensure_future(pid_in_transaction(c)) for c in (waiter, third)]
+        if not reserve:
+            # nobody gets a server while the holder keeps it; both are told at timeout
+            results = await asyncio.gather(*waiting, return_exceptions=True)
+            assert all(isinstance(r, asyncpg.PostgresError) for r in results), results
+            assert "query_wait_timeout" in str(results[0])
+            assert kit.server_backends(pg) == 1
+            return
+        # they waited longer than --reserve-pool-timeout: one reserve server is opened
+        done, pending = await asyncio.wait(waiting, timeout=4 * wait + 1,
+                                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        served_after = time.monotonic() - started
+        assert len(done) == 1 and len(pending) == 1
+        extra = done.pop().result()
+        assert extra != held and served_after >= wait
+        # pool plus reserve: 2 backends, not 3, while both keep their transactions
+        assert kit.server_backends(pg) == 2
+        (still,) = pending
+        assert not still.done()
+        assert await holder.fetchval("select pg_backend_pid()") == held
+        await holder.execute("commit")
+        # the holder's server goes to the last one
+        assert await asyncio.wait_for(still, 10) == held
+        assert kit.server_backends(pg) == 2
+    finally:
+        for conn in (holder, waiter, third):
+            conn.terminate()
