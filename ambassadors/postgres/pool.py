@@ -126,6 +126,14 @@ class Pool:
         # as that user without a password of its own (same verifier on both sides)
         self.scram_keys: Any = None
         self.good_addrs: set[tuple[str, int]] = set()
+        # SHOW STATS, per pool (summed per database there); times in seconds
+        self.xacts = 0
+        self.queries = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.xact_time = 0.0
+        self.query_time = 0.0
+        self.wait_time = 0.0
 
     @property
     def label(self) -> str:
@@ -172,6 +180,7 @@ class Pool:
         server.client = client
         server.attached_at = time.monotonic()
         self.stats.waited(waited)
+        self.wait_time += waited
         client.attach(server)
 
     def release(self, server: ServerConn) -> None:
@@ -183,6 +192,9 @@ class Pool:
             return
         now = time.monotonic()
         server.last_used = now
+        if server.attached_at:  # (not again after a reset)
+            self.xact_time += now - server.attached_at
+            server.attached_at = 0.0
         if server.read_paused:
             server.read_paused = False
             server.transport.resume_reading()

@@ -112,6 +112,7 @@ class ServerConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.stats.bytes_from_server += len(data)
+        self.pool.bytes_sent += len(data)
         if self.internal is not None:
             self._internal_data(data)
             return
@@ -161,6 +162,8 @@ class ServerConn(asyncio.Protocol):
                 self.copy_in = False
                 self.batch += 1
                 if not expect:
+                    if self.query_started:
+                        self.pool.query_time += time.monotonic() - self.query_started
                     self.query_started = 0.0
                     if (status == b"I" and not client.unsynced) or client.closed:
                         release = True
