@@ -136,18 +136,20 @@ def raw_login(port: int) -> socket.socket:
     return sock
 
 
-def read_to_eof(sock: socket.socket) -> bytes:
+def read_to_eof(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything the ambassador says until it closes, and when it closed."""
     buf = b""
     while chunk := sock.recv(65536):
         buf += chunk
-    return buf
+    return buf, time.monotonic()
 
 
 async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambassador) -> None:
-    timeout = 0.5
+    timeout = 1.0
     amb = ambassador(pool_size=3, client_idle_timeout=timeout)
+    logged_in = time.monotonic()  # (just before: the ambassador's clock starts after)
     idle = raw_login(amb.port)
-    logged_in = time.monotonic()
+    watch = asyncio.ensure_future(asyncio.to_thread(read_to_eof, idle))
     busy = await asyncpg.connect(amb.dsn())
     chatty = await asyncpg.connect(amb.dsn())
     in_tx = await asyncpg.connect(amb.dsn())
@@ -157,30 +159,32 @@ async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambas
 
     async def chat() -> int:
         n = 0
-        while time.monotonic() - logged_in < 4 * timeout:
+        while time.monotonic() - logged_in < 3 * timeout:
             n += await chatty.fetchval("select 1")
-            await asyncio.sleep(timeout / 5)
+            await asyncio.sleep(timeout / 10)
         return n
 
     try:
-        # busy: one query longer than the timeout (it holds a server all along);
-        # chatty: short queries for four times the timeout
+        # busy: one query longer than the timeout (it holds a server all along), ending
+        # after the chat; chatty: short queries for three times the timeout
         slept, chatted = await asyncio.gather(
-            busy.fetchval("select pg_sleep($1)::text || 'slept'", 3 * timeout), chat()
+            busy.fetchval("select pg_sleep($1)::text || 'slept'", 3.5 * timeout), chat()
         )
-        # the idle client was closed meanwhile, with a FATAL saying why
-        said = await asyncio.to_thread(read_to_eof, idle)
-        closed_after = time.monotonic() - logged_in
-        errors = [pq.parse_error_fields(m) for k, m in pq.iter_messages(said) if k == ord("E")]
-        assert [(e.get("S"), e.get("C")) for e in errors] == [("FATAL", "57P05")], said
-        assert "client_idle_timeout" in errors[0]["M"]
-        assert closed_after >= timeout
-        assert slept == "slept" and chatted >= 5
+        assert slept == "slept" and chatted >= 10
+        # idle for a third of the timeout (the checks run every 0.1 s meanwhile): idle
+        # counts from the end of the long query, not from when it was sent, so both are open
+        await asyncio.sleep(timeout / 3)
         assert await busy.fetchval("select 2") == 2
         assert await chatty.fetchval("select 3") == 3
         # idle inside a transaction is idle_transaction_timeout's business, not this one's
         assert await in_tx.fetchval("select 4") == 4
         await tx.commit()
+        # the idle client was closed meanwhile, after the timeout, with a FATAL saying why
+        said, closed_at = await asyncio.wait_for(watch, 10)
+        assert timeout <= closed_at - logged_in < 3 * timeout
+        errors = [pq.parse_error_fields(m) for k, m in pq.iter_messages(said) if k == ord("E")]
+        assert [(e.get("S"), e.get("C")) for e in errors] == [("FATAL", "57P05")], said
+        assert "client_idle_timeout" in errors[0]["M"]
     finally:
         idle.close()
         for conn in (busy, chatty, in_tx):
