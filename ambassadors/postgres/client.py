@@ -108,6 +108,8 @@ class ClientConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.state == READY:
             self.stats.bytes_from_client += len(data)
+            if self.pool is not None:
+                self.pool.bytes_received += len(data)
             self.last_activity = time.monotonic()
             try:
                 messages = self.framer.feed(data)
@@ -480,11 +482,15 @@ class ClientConn(asyncio.Protocol):
     def server_done(self, server: ServerConn) -> None:
         """ReadyForQuery idle with nothing owed: the transaction is over."""
         self.stats.transactions += 1
+        server.pool.xacts += 1
         if self.close_at_boundary:
             self.fatal("57P01", ADMIN_SHUTDOWN)
             return
         if self.pinned is None and self.settings.pool_mode == "transaction":
             self.server = None
+            # idle from now, not from its last message: a query longer than
+            # client_idle_timeout must not get its client closed as it ends
+            self.last_activity = time.monotonic()
             pool = self.pool
             assert pool is not None
             pool.release(server)
@@ -549,6 +555,7 @@ class ClientConn(asyncio.Protocol):
         for kind, msg in messages:
             if kind == 81:  # Q
                 self.stats.queries += 1
+                server.pool.queries += 1
                 server.unnamed = None
                 if not self._query(server, msg, out):
                     expect.append((SYNC, None, None))
@@ -562,6 +569,7 @@ class ClientConn(asyncio.Protocol):
             elif kind == 69:  # E
                 self.unsynced = True
                 self.stats.queries += 1
+                server.pool.queries += 1
                 out.append(msg)
             elif kind == 83:  # S
                 self.unsynced = False

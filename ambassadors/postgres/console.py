@@ -126,14 +126,22 @@ def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
 
 
 def _stats(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    """One row per database, as PgBouncer: its pools (one per user) summed; times in us.
+
+    PgBouncer's avg_* columns (rates over its last 15 s period) are left out: the same
+    figures are on /metrics, where Prometheus computes rates over any window."""
     columns = ["database", "total_xact_count", "total_query_count", "total_received",
-               "total_sent", "total_wait_time", "cl_pinned"]  # fmt: skip
-    s = amb.stats
-    rows: list[list[object]] = [[
-        "*", s.transactions, s.queries, s.bytes_from_client, s.bytes_from_server,
-        int(s.wait_time_total * 1e6), sum(amb.pinned.values()),
-    ]]  # fmt: skip
-    return columns, rows
+               "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
+               "cl_pinned"]  # fmt: skip
+    rows: dict[str, list[float]] = {}
+    for pool in amb.pools.values():
+        row = rows.setdefault(pool.database, [0.0] * (len(columns) - 1))
+        figures = (pool.xacts, pool.queries, pool.bytes_received, pool.bytes_sent,
+                   pool.xact_time * 1e6, pool.query_time * 1e6, pool.wait_time * 1e6,
+                   sum(1 for c in pool.clients if c.pinned and not c.closed))  # fmt: skip
+        for i, value in enumerate(figures):
+            row[i] += value
+    return columns, [[db, *(int(v) for v in row)] for db, row in sorted(rows.items())]
 
 
 _CONN_COLUMNS = ["type", "user", "database", "state", "addr", "port", "connect_time",

@@ -16,6 +16,7 @@ from podkit.ambassadors.postgres.client import ADMIN_SHUTDOWN, ClientConn
 from podkit.ambassadors.postgres.console import Console
 from podkit.ambassadors.postgres.metrics import PgCollector
 from podkit.ambassadors.postgres.pool import Pool, Stats
+from podkit.ambassadors.postgres.server import Resolver, resolve
 from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 from podkit.config import split_host_port
@@ -45,6 +46,9 @@ class Ambassador:
         self._throttled = Throttled(self.log, LOG_EVERY)
         self.started_at = time.time()
         self.no_clients = asyncio.Event()
+        # how the server host is looked up, for each new server connection (a hook: tests
+        # replace it to move the host to another address)
+        self.resolve: Resolver = resolve
         password = settings.password_file
         if password is not None:
             self.server_password: str | None = password.get_secret_value()

@@ -22,7 +22,6 @@ from podkit.ambassadors.postgres.server import (
     ServerConn,
     ServerLoginError,
     login,
-    resolve,
     send_cancel,
 )
 from podkit.backoff import Backoff
@@ -127,6 +126,14 @@ class Pool:
         # as that user without a password of its own (same verifier on both sides)
         self.scram_keys: Any = None
         self.good_addrs: set[tuple[str, int]] = set()
+        # SHOW STATS, per pool (summed per database there); times in seconds
+        self.xacts = 0
+        self.queries = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.xact_time = 0.0
+        self.query_time = 0.0
+        self.wait_time = 0.0
 
     @property
     def label(self) -> str:
@@ -175,6 +182,7 @@ class Pool:
         stats = self.stats
         if waited:
             stats.waited(waited)
+            self.wait_time += waited
         else:  # the common case, without the bisect
             stats.wait_buckets[0] += 1
             stats.waits += 1
@@ -189,6 +197,9 @@ class Pool:
             return
         now = time.monotonic()
         server.last_used = now
+        if server.attached_at:  # (not again after a reset)
+            self.xact_time += now - server.attached_at
+            server.attached_at = 0.0
         if server.read_paused:
             server.read_paused = False
             server.transport.resume_reading()
@@ -303,22 +314,27 @@ class Pool:
         task.add_done_callback(self.tasks.discard)
         return True
 
+    async def _login(self) -> ServerConn:
+        """Resolve the server host again (retiring addresses it lost), then log in."""
+        settings = self.settings
+        addrs = await self.amb.resolve(settings.server_host, settings.server_port)
+        self.resolved(addrs)
+        return await login(
+            self,
+            host=settings.server_host,
+            port=settings.server_port,
+            addrs=addrs,
+            user=self.server_user,
+            database=self.server_database,
+            password=self.amb.server_password,
+            tls=self.amb.server_tls,
+            scram_keys=self.scram_keys,
+        )
+
     async def _connect(self) -> None:
         settings = self.settings
         try:
-            server = await asyncio.wait_for(
-                login(
-                    self,
-                    host=settings.server_host,
-                    port=settings.server_port,
-                    user=self.server_user,
-                    database=self.server_database,
-                    password=self.amb.server_password,
-                    tls=self.amb.server_tls,
-                    scram_keys=self.scram_keys,
-                ),
-                settings.server_connect_timeout,
-            )
+            server = await asyncio.wait_for(self._login(), settings.server_connect_timeout)
         except Exception as exc:  # OSError, timeout, login refused, bad server bytes
             self.connecting -= 1
             self._connect_failed(exc)
@@ -423,17 +439,30 @@ class Pool:
                 client.fatal("25P03", "pg-ambassador: idle transaction timeout")
 
     async def check_addresses(self) -> None:
-        """Retire connections to an address the server host no longer resolves to."""
+        """Resolve the server host (for pools opening no connection, which would)."""
         try:
-            now_addrs = set(await resolve(self.settings.server_host, self.settings.server_port))
+            addrs = await self.amb.resolve(self.settings.server_host, self.settings.server_port)
         except OSError:
             return
-        for addr in self.good_addrs - now_addrs:
-            self.retired_addrs.add(addr)
+        self.resolved(addrs)
+
+    def resolved(self, addrs: list[tuple[str, int]]) -> None:
+        """The server host resolves to `addrs` now: retire connections to any other address
+        (idle ones at once, the others when their client releases them)."""
+        now_addrs = set(addrs)
+        gone = self.good_addrs - now_addrs
+        if gone:
+            self.retired_addrs |= gone
             for server in list(self.idle):
-                if server.addr == addr:
+                if server.addr in gone:
                     self.idle.remove(server)
                     server.close()
+            self.log.info(
+                "server_addresses_retired",
+                pool=self.label,
+                retired=sorted(f"{host}:{port}" for host, port in gone),
+                now=sorted(f"{host}:{port}" for host, port in now_addrs),
+            )
         self.good_addrs &= now_addrs
         self.retired_addrs -= now_addrs
 

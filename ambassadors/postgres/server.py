@@ -22,7 +22,7 @@ import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from podkit.ambassadors.postgres import protocol as pq
@@ -112,6 +112,7 @@ class ServerConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.stats.bytes_from_server += len(data)
+        self.pool.bytes_sent += len(data)
         if self.internal is not None:
             self._internal_data(data)
             return
@@ -161,6 +162,8 @@ class ServerConn(asyncio.Protocol):
                 self.copy_in = False
                 self.batch += 1
                 if not expect:
+                    if self.query_started:
+                        self.pool.query_time += time.monotonic() - self.query_started
                     self.query_started = 0.0
                     if (status == b"I" and not client.unsynced) or client.closed:
                         release = True
@@ -361,8 +364,13 @@ async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return header[:1], await reader.readexactly(length - 4)
 
 
+Resolver = Callable[[str, int], Awaitable[list[tuple[str, int]]]]
+
+
 async def resolve(host: str, port: int) -> list[tuple[str, int]]:
-    """Every address `host` has now (looked up again for each new server connection)."""
+    """Every address `host` has now (looked up again for each new server connection).
+
+    The ambassador's `resolve` hook (a `Resolver`); tests put their own in its place."""
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     seen: list[tuple[str, int]] = []
@@ -378,14 +386,15 @@ async def login(
     *,
     host: str,
     port: int,
+    addrs: list[tuple[str, int]],
     user: str,
     database: str,
     password: str | None,
     tls: ServerTls,
     scram_keys: Any = None,
 ) -> ServerConn:
-    """Connect, log in and return the logged-in connection (its transport switched over)."""
-    addrs = await resolve(host, port)
+    """Connect to the first of `addrs` (what `host` resolves to now) that answers, log in
+    and return the logged-in connection (its transport switched over)."""
     error: Exception | None = None
     for addr in addrs:
         try:

@@ -1,4 +1,5 @@
-"""`podkit pg-ambassador` as a process: drain, metrics, console, the pgbouncer image's env."""
+"""`podkit pg-ambassador` as a process: drain, metrics, console, the pgbouncer image's env
+(DATABASES_PASSWORD included)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import signal
 import subprocess
 
 import asyncpg
+import psycopg
+import pytest
 
 from podkit_dev.servers import HOST, free_port, http_get, wait_for
 from tests.integration import pg_ambassador_kit as kit
@@ -145,3 +148,53 @@ def test_server_unreachable_at_start_gives_a_clear_error_then_heals(run_helper, 
         return done.stdout.strip() == "42"
 
     wait_for(works, what="ambassador works again after PostgreSQL came back", timeout=30)
+
+
+SECRET = "Env-Secret-7f3a9c"
+
+
+def scram_server(postgres_factory):  # type: ignore[no-untyped-def]
+    server = postgres_factory(auth="scram-sha-256", password_encryption="scram-sha-256")
+    server.wait_accepting()
+    server.add_user("app", SECRET)
+    return server
+
+
+def test_databases_password_env_is_the_fallback_and_is_never_logged(
+    run_helper, postgres_factory, tmp_path
+) -> None:
+    pg = scram_server(postgres_factory)
+    port = free_port()
+    env = {"DATABASES_HOST": HOST, "DATABASES_PORT": str(pg.port), "DATABASES_USER": "app",
+           "DATABASES_PASSWORD": SECRET}  # fmt: skip
+    # no --password-file: the env var logs the pool in to PostgreSQL (SCRAM) and checks
+    # the applications (--client-auth scram, the default)
+    helper = run_helper("pg-ambassador", "--listen", f"{HOST}:{port}", "--log-level", "debug",
+                        env=env)  # fmt: skip
+    dsn = f"host={HOST} port={port} dbname=postgres user=app sslmode=disable"
+    with psycopg.connect(f"{dsn} password={SECRET}") as conn:
+        assert conn.execute("select current_user").fetchone() == ("app",)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(f"{dsn} password=wrong").close()
+    with psycopg.connect(f"{dsn} password={SECRET} dbname=pgbouncer", autocommit=True) as conn:
+        config = conn.execute("SHOW CONFIG").fetchall()
+    assert SECRET not in repr(config)
+    # never logged, nor shown anywhere
+    helper.stop()
+    assert SECRET not in helper.log_text()
+    assert "server_connect_failed" not in helper.log_text()
+
+    # a --password-file wins over the env var
+    (tmp_path / "password").write_text(SECRET + "\n")
+    port = free_port()
+    helper = run_helper(
+        "pg-ambassador", "--listen", f"{HOST}:{port}", "--password-file",
+        str(tmp_path / "password"), env={**env, "DATABASES_PASSWORD": "not-the-password"},
+    )  # fmt: skip
+    dsn = f"host={HOST} port={port} dbname=postgres user=app sslmode=disable"
+    with psycopg.connect(f"{dsn} password={SECRET}") as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    for path in ("/metrics", "/status"):
+        assert SECRET not in helper.get(path)[1].decode()
+    helper.stop()
+    assert SECRET not in helper.log_text()

@@ -1,5 +1,6 @@
 """pg-ambassador TLS against a real PostgreSQL (ssl=on, a throwaway CA made with openssl)
-and real clients (psql, asyncpg) talking TLS to the tiny auth proxy of pg_auth_kit.
+and real clients (psql, asyncpg) talking TLS to the tiny auth proxy of pg_auth_kit; at the
+end, the ambassador itself with its pool talking TLS to PostgreSQL (require, verify-full).
 
 The server's pg_hba lets `tls_only` in over `hostssl` only, so a login as that user proves
 the connection really was encrypted; `pg_stat_ssl` says so for the others.
@@ -8,6 +9,7 @@ the connection really was encrypted; `pg_stat_ssl` says so for the others.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import ssl
 import subprocess
@@ -27,6 +29,7 @@ from podkit.ambassadors.postgres.tls import (
     ssl_answer,
 )
 from podkit_dev.servers import HOST, PostgresServer
+from tests.integration import pg_ambassador_kit as kit
 from tests.integration.pg_auth_kit import AuthProxy, login, make_pki
 from tests.servers import _start as start_server
 from tests.servers import require_binary
@@ -216,3 +219,60 @@ async def test_a_renewed_certificate_is_used_for_new_connections(pg, pki):
         conn = await login(proxy.port, "app", PASSWORD, tls=before)
         assert conn.tls
         await conn.close()
+
+
+# --- the ambassador's pool talking TLS to PostgreSQL, end to end ---------------------------------
+
+
+@pytest.fixture
+def ambassador(pg):  # type: ignore[no-untyped-def]
+    yield from kit.ambassadors(pg)
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-full"])
+async def test_results_through_a_pool_talking_tls_to_postgres(ambassador, pg, pki, tmp_path, mode):
+    """`tls_only` may log in over hostssl only: the pool's server connections are TLS."""
+    password = tmp_path / "password"
+    password.write_text(PASSWORD)
+    amb = ambassador(
+        server_host="localhost" if mode == "verify-full" else HOST,
+        server_tls_mode=mode,
+        server_tls_ca_file=str(pki["good"]["ca"]) if mode == "verify-full" else None,
+        server_user="tls_only", password_file=str(password), pool_size=2,
+    )  # fmt: skip
+    conns = [await asyncpg.connect(amb.dsn()) for _ in range(3)]
+    try:
+        for conn in conns:
+            row = await conn.fetchrow(
+                "select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()"
+            )
+            assert tuple(row) == ("tls_only", True)
+        # results big enough to span many TLS records, both protocols, checked here
+        text = "".join(chr(0x20 + i % 0x5E) for i in range(300_000)) + "é✓"
+        echoed = await asyncio.gather(*(c.fetchval("select $1::text", text) for c in conns))
+        assert echoed == [text] * 3
+        big = await conns[0].fetch("select i, md5(i::text) from generate_series(1, 50000) i")
+        assert [(r[0], r[1]) for r in big] == [
+            (i, hashlib.md5(str(i).encode()).hexdigest()) for i in range(1, 50001)
+        ]
+        await conns[1].execute("create temp table t as select repeat('x', 1000000) as v")
+        assert await conns[1].fetchval("select length(v) from t") == 1_000_000
+        idle = amb.call(lambda: [*next(iter(amb.amb.pools.values())).idle])
+        assert idle and all(server.tls for server in idle)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def test_verify_full_refuses_a_server_whose_name_does_not_match(ambassador, pg, pki):
+    async def db_example(host: str, port: int) -> list[tuple[str, int]]:
+        return [(HOST, port)]  # db.example is 127.0.0.1, not in the certificate
+
+    amb = ambassador(server_host="db.example", server_tls_mode="verify-full",
+                     server_tls_ca_file=str(pki["good"]["ca"]), server_user="app",
+                     password_file=None)  # fmt: skip
+    amb.call(lambda: setattr(amb.amb, "resolve", db_example))
+    with pytest.raises(asyncpg.PostgresError) as refused:
+        await asyncpg.connect(amb.dsn(user="app"))
+    assert "certificate verify failed" in str(refused.value), refused.value
+    assert "db.example" in str(refused.value) and "mismatch" in str(refused.value)
