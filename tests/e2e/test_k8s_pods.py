@@ -239,15 +239,8 @@ def test_git_sync(podman: Podman, need, tmp_path: Path, form: str) -> None:  # t
 
 PG_NETWORK = "podkit-e2e-pg"
 PG_SERVER = "podkit-e2e-postgres"
-# The stand-in's server: a fresh cluster on a tmpfs, the manifest's user and database with
-# the Secret's password (SCRAM), reachable from the network.
-PG_SCRIPT = """set -e
-initdb -D /tmp/data -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
-echo 'host all all 0.0.0.0/0 scram-sha-256' >> /tmp/data/pg_hba.conf
-echo "CREATE ROLE $PG_USER LOGIN PASSWORD '$PG_PASSWORD'" | postgres --single -D /tmp/data postgres >/dev/null
-echo "CREATE DATABASE $PG_DBNAME OWNER $PG_USER" | postgres --single -D /tmp/data postgres >/dev/null
-exec postgres -D /tmp/data -c listen_addresses='*' -c unix_socket_directories=/tmp -c fsync=off
-"""
+# The stand-in's server (initdb on a tmpfs, the manifest's user and database).
+PG_SCRIPT = (K8S.parent / "tests/e2e/pg-server.sh").read_text()
 
 
 def pg_env(form: str) -> dict[str, str]:
