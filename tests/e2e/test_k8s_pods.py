@@ -228,7 +228,8 @@ def test_git_sync(podman: Podman, need, tmp_path: Path, form: str) -> None:  # t
         assert 'git_sync_count_total{status="success"} 1.0' in pod.sh(metrics).stdout
 
         second = remote.commit("second version\n")
-        pod.sh(sync)  # answers once a sync that started after the request has ended
+        # POST /sync answers once a sync that started after the request has ended.
+        assert second in pod.sh(sync).stdout
         wait_for(lambda: served() == "second version", 30, "nginx to serve the pushed commit")
         assert pod.sh(link).stdout.strip() == f".worktrees/{second}"
         assert 'git_sync_count_total{status="success"} 2.0' in pod.sh(metrics).stdout
@@ -382,7 +383,8 @@ def test_pg_ambassador(podman: Podman, need, postgres: str, form: str) -> None: 
             assert session.query("SHOW statement_timeout") == ["12345ms"]
             assert session.query("SELECT pg_backend_pid()") == pid
         finally:
-            assert session.close() == 0
+            code = session.close()
+        assert code == 0
         wait_for(
             lambda: metric(metrics(), "pg_ambassador_pinned_clients", reason="set") == 0,
             10,
