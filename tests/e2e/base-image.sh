@@ -3,7 +3,8 @@
 # for machines that reach no container registry (see images/README.md):
 #
 #   base-image.sh base       localhost/podkit-base:bookworm   (python3, the BASE_IMAGE of images/)
-#   base-image.sh standins   nginx + redis images under the names the k8s/ manifests use
+#   base-image.sh standins   nginx, redis, busybox and postgres images under the names the
+#                            k8s/ manifests use
 #
 # Each rootfs is cached as a tarball under $PODKIT_E2E_CACHE (default /var/tmp/podkit-e2e),
 # keyed by a hash of this script, so a rerun skips debootstrap; an image already in podman's
@@ -32,6 +33,16 @@ STANDIN_NAMES=(
     "nginxinc/nginx-unprivileged:1.27"
     "redis:7.2"
     "busybox:1.36"
+)
+# PostgreSQL's stand-in (server and client: the pg-ambassador pod's app runs psql and
+# pg_isready from it, the e2e test runs the server from it) has a rootfs of its own, so the
+# other stand-ins do not carry the server. Debian's binaries are put first on PATH, as the
+# official image has them (psql, pg_isready, initdb, postgres).
+POSTGRES_TAG=localhost/podkit-standin-postgres:$SUITE
+POSTGRES_PACKAGES=postgresql-15,ca-certificates
+POSTGRES_PATH="PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+POSTGRES_NAMES=(
+    "postgres:16.4"
 )
 
 script_hash=$(sha256sum "$0" | cut -c1-16)
@@ -112,6 +123,11 @@ build_standins() {
     local name
     for name in "${STANDIN_NAMES[@]}"; do
         $ENGINE tag "$STANDIN_TAG" "$name"
+    done
+    import_image postgres "$POSTGRES_PACKAGES" "$POSTGRES_TAG" \
+        --change "ENV $POSTGRES_PATH" --change 'CMD ["sh"]'
+    for name in "${POSTGRES_NAMES[@]}"; do
+        $ENGINE tag "$POSTGRES_TAG" "$name"
     done
 }
 

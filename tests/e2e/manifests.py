@@ -7,6 +7,8 @@ tests/e2e/test_k8s_pods.py (the pods run under podman).
 
 from __future__ import annotations
 
+import argparse
+import base64
 import copy
 import re
 import sys
@@ -321,7 +323,17 @@ def for_podman(doc: dict[str, Any]) -> dict[str, Any]:
     - each emptyDir becomes a claim of a podman volume `<pod>-<volume>` that
       `podman_volume_commands` creates as the kubelet makes an emptyDir: empty and
       world-writable (podman's own emptyDir is root's 0755, which a non-root writer
-      cannot use).
+      cannot use);
+    - each Secret volume becomes a configMap volume of the same name, items and mode,
+      given to `kube play --configmap` as `secret_as_configmap` makes it from the Secret.
+      podman 4.3 cannot mount a Kubernetes Secret: a secret volume without `optional`
+      crashes `kube play` (nil pointer in VolumeFromSecret, podman issue 16636); with
+      `optional: false` it looks the name up in podman's secret store, where `kube play`
+      of a `kind: Secret` puts it, but then mounts no file for `stringData` keys and
+      `data` values still base64-encoded; an env `secretKeyRef` to it fails ("not valid
+      JSON", podman issue 16269). A configMap volume gives the same files at the same
+      paths (podman ignores defaultMode there: the files are 0644, which also stands in
+      for the fsGroup podman ignores).
     """
     doc = native_to_classic(doc)
     for name, _, spec in pod_specs(doc):
@@ -337,12 +349,79 @@ def for_podman(doc: dict[str, Any]) -> dict[str, Any]:
             if "emptyDir" in volume:
                 del volume["emptyDir"]
                 volume["persistentVolumeClaim"] = {"claimName": f"{name}-{volume['name']}"}
+            if "secret" in volume:
+                source = volume.pop("secret")
+                source["name"] = source.pop("secretName")
+                volume["configMap"] = source
     if doc.get("kind") == "Pod" and doc["spec"].get("initContainers"):
         # podman 4.3 removes "once" init containers after they ran, racing its own exit
         # handling ("cannot remove container ... as it is running"); keep them instead.
         annotations = doc["metadata"].setdefault("annotations", {})
         annotations["io.podman.annotations.init.container.type"] = "always"
     return doc
+
+
+def secret_as_configmap(doc: dict[str, Any]) -> dict[str, Any]:
+    """A Secret as the ConfigMap that stands in for it under podman (see for_podman): its
+    stringData and its decoded data, under the same name. Other documents unchanged."""
+    if doc.get("kind") != "Secret":
+        return doc
+    data = {key: base64.b64decode(value).decode() for key, value in doc.get("data", {}).items()}
+    data.update(doc.get("stringData", {}))
+    metadata = {k: v for k, v in doc["metadata"].items() if k in ("name", "labels")}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+
+
+# Where a repository of the test's is mounted in the pod (git-sync: `--git-repo`).
+GIT_REPO_MOUNT = "/srv/e2e-repo.git"
+
+
+@dataclass
+class Local:
+    """What a pod needs from this machine that a cluster gives it, for `for_podman`:
+
+    - git_repo: host path of a bare repository; each container with a `--repo=` arg gets it
+      mounted read-only (hostPath) at GIT_REPO_MOUNT and `--repo=file://GIT_REPO_MOUNT`
+      (the pod's remote repository, which no test can reach);
+    - hosts: name -> IP added as the pod's `hostAliases` (what the cluster's DNS answers
+      for a Service, e.g. `postgres.default.svc.cluster.local`; podman's CNI networks made
+      `--internal` have no DNS).
+    """
+
+    git_repo: str | None = None
+    hosts: dict[str, str] = field(default_factory=dict)
+
+
+def for_this_machine(doc: dict[str, Any], local: Local) -> dict[str, Any]:
+    """`for_podman(doc)` plus the rewrites of `local` (nothing else changes)."""
+    doc = for_podman(doc)
+    for _, _, spec in pod_specs(doc):
+        if local.git_repo:
+            _mount_git_repo(spec, local.git_repo)
+        if local.hosts:
+            aliases = spec.setdefault("hostAliases", [])
+            for name, ip in local.hosts.items():
+                aliases.append({"ip": ip, "hostnames": [name]})
+    return doc
+
+
+def _mount_git_repo(spec: dict[str, Any], host_path: str) -> None:
+    users = [
+        c for c in all_containers(spec) if any(a.startswith("--repo=") for a in c.get("args", []))
+    ]
+    if not users:
+        return
+    spec.setdefault("volumes", []).append(
+        {"name": "e2e-repo", "hostPath": {"path": host_path, "type": "Directory"}}
+    )
+    for container in users:
+        container["args"] = [
+            f"--repo=file://{GIT_REPO_MOUNT}" if arg.startswith("--repo=") else arg
+            for arg in container["args"]
+        ]
+        container.setdefault("volumeMounts", []).append(
+            {"name": "e2e-repo", "mountPath": GIT_REPO_MOUNT, "readOnly": True}
+        )
 
 
 def podman_volumes(path: Path) -> list[str]:
@@ -379,25 +458,33 @@ class _NoAliases(yaml.SafeDumper):
         return True
 
 
-def podman_yaml(path: Path) -> str:
+def podman_yaml(path: Path, local: Local | None = None) -> str:
     """FILE as `podman kube play` runs it (what `manifests.py podman FILE` prints)."""
-    docs = [for_podman(d) for d in load(path).docs]
+    docs = [for_this_machine(d, local or Local()) for d in load(path).docs]
     return yaml.dump_all(docs, Dumper=_NoAliases, sort_keys=False)
 
 
 def main(argv: list[str]) -> int:
-    """`manifests.py podman FILE`: print FILE as `podman kube play` runs it;
-    `manifests.py volumes FILE`: print the commands that create its emptyDir volumes."""
-    if len(argv) != 2 or argv[0] not in ("podman", "volumes"):
-        print(
-            "usage: python tests/e2e/manifests.py podman|volumes k8s/PATTERN/FORM.yaml",
-            file=sys.stderr,
-        )
-        return 2
-    if argv[0] == "podman":
-        print(podman_yaml(Path(argv[1])), end="")
+    """`manifests.py podman FILE [--git-repo DIR] [--host NAME=IP]...`: print FILE as
+    `podman kube play` runs it (see Local); `manifests.py volumes FILE`: print the
+    commands that create its emptyDir volumes; `manifests.py configmap FILE`: print its
+    Secrets as the ConfigMaps that stand in for them."""
+    parser = argparse.ArgumentParser(prog="python tests/e2e/manifests.py")
+    parser.add_argument("command", choices=["podman", "volumes", "configmap"])
+    parser.add_argument("file", type=Path, help="k8s/PATTERN/FORM.yaml")
+    parser.add_argument("--git-repo", metavar="DIR", help="bare repository to sync from")
+    parser.add_argument(
+        "--host", metavar="NAME=IP", action="append", default=[], help="a hostAliases entry"
+    )
+    args = parser.parse_args(argv)
+    if args.command == "podman":
+        hosts = dict(entry.split("=", 1) for entry in args.host)
+        print(podman_yaml(args.file, Local(git_repo=args.git_repo, hosts=hosts)), end="")
+    elif args.command == "configmap":
+        docs = [secret_as_configmap(d) for d in load(args.file).docs]
+        print(yaml.dump_all(docs, Dumper=_NoAliases, sort_keys=False), end="")
     else:
-        for command in podman_volume_commands(Path(argv[1])):
+        for command in podman_volume_commands(args.file):
             print(" ".join(command))
     return 0
 

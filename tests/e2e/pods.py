@@ -7,6 +7,7 @@ test checks that every README still shows them.
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +26,10 @@ _LOAD = (
     "import sys, urllib.request as u; "
     "[u.urlopen(f'http://127.0.0.1:8080/{sys.argv[1]}-{i}', timeout=5).read() for i in range(20)]"
 )
+_SYNC = (
+    "import urllib.request as u; "
+    "print(u.urlopen(u.Request('http://127.0.0.1:9703/sync', method='POST')).read())"
+)
 # What each README tells to look at, and the e2e test runs ({pod}: the pod's name).
 CHECKS = {
     "shared-volume": ["podman exec {pod}-producer wget -qO- http://127.0.0.1:8080/index.html"],
@@ -34,6 +39,17 @@ CHECKS = {
         "podman logs {pod}-log-shipper",
     ],
     "log-adapter": ["podman logs {pod}-log-adapter"],
+    "git-sync": [
+        f'podman exec {{pod}}-git-sync python3 -c "{_GET}" http://127.0.0.1:8080/README.md',
+        "podman exec {pod}-nginx readlink /git/current",
+        f'podman exec {{pod}}-git-sync python3 -c "{_SYNC}"',
+        f'podman exec {{pod}}-git-sync python3 -c "{_GET}" http://127.0.0.1:9703/readyz',
+        f'podman exec {{pod}}-git-sync python3 -c "{_GET}" http://127.0.0.1:9703/metrics',
+    ],
+    "pg-ambassador": [
+        "podman logs {pod}-app",
+        f'podman exec {{pod}}-pg-ambassador python3 -c "{_GET}" http://127.0.0.1:9705/metrics',
+    ],
     "stats-exporter": [
         f'podman exec {{pod}}-stats-exporter python3 -c "{_LOAD}" hello',
         f'podman exec {{pod}}-stats-exporter python3 -c "{_GET}" http://127.0.0.1:9113/metrics',
@@ -45,17 +61,28 @@ def check_commands(folder: str, form: str) -> list[str]:
     return [c.replace("{pod}", f"{folder}-{form}") for c in CHECKS.get(folder, [])]
 
 
-def setup_commands(folder: str, form: str) -> list[str]:
+def setup_commands(
+    folder: str, form: str, local: tuple[str, ...] = (), network: str = "none"
+) -> list[str]:
+    """local: `manifests.py podman` options (what the pod needs from this machine);
+    network: the podman network of the pod (`none`: its own loopback only)."""
     converted = f"/tmp/{folder}-{form}.yaml"
-    configmap = K8S / folder / "configmap.yaml"
-    play = "podman kube play --network none"
-    if configmap.exists():
+    play = f"podman kube play --network {network}"
+    if (K8S / folder / "configmap.yaml").exists():
         play += f" --configmap k8s/{folder}/configmap.yaml"
-    return [
+    rewrite = " ".join(("podman", f"k8s/{folder}/{form}.yaml", *map(shlex.quote, local)))
+    commands = [
         f"{PYTHON} tests/e2e/manifests.py volumes k8s/{folder}/{form}.yaml | sh",
-        f"{PYTHON} tests/e2e/manifests.py podman k8s/{folder}/{form}.yaml > {converted}",
-        f"{play} {converted}",
+        f"{PYTHON} tests/e2e/manifests.py {rewrite} > {converted}",
     ]
+    if (K8S / folder / "secret.yaml").exists():
+        # Secret volumes are configMap volumes under podman 4.3 (manifests.for_podman).
+        secret = f"/tmp/{folder}-secret.yaml"
+        commands.append(
+            f"{PYTHON} tests/e2e/manifests.py configmap k8s/{folder}/secret.yaml > {secret}"
+        )
+        play += f" --configmap {secret}"
+    return [*commands, f"{play} {converted}"]
 
 
 def teardown_commands(folder: str, form: str) -> list[str]:
@@ -100,24 +127,27 @@ def shell(podman: Podman, command: str, check: bool = True) -> subprocess.Comple
 
 
 @contextmanager
-def played(podman: Podman, folder: str, form: str) -> Iterator[Pod]:
+def played(
+    podman: Podman, folder: str, form: str, local: tuple[str, ...] = (), network: str = "none"
+) -> Iterator[Pod]:
     (doc,) = [d for d in load(K8S / folder / f"{form}.yaml").docs if d["kind"] == "Pod"]
     pod = Pod(podman, doc["metadata"]["name"])
     # A pod left over by an interrupted run would make `kube play` fail.
     for command in teardown_commands(folder, form):
         shell(podman, command, check=False)
     try:
-        for command in setup_commands(folder, form):
+        for command in setup_commands(folder, form, local, network):
             shell(podman, command)
         yield pod
     finally:
         for command in teardown_commands(folder, form):
             shell(podman, command, check=False)
-        # kube play makes a volume of each ConfigMap (named after it); the next run recreates it.
-        configmap = K8S / folder / "configmap.yaml"
-        if configmap.exists():
-            for cm in load(configmap).docs:
-                podman.run("volume", "rm", "--force", cm["metadata"]["name"], check=False)
+        # kube play makes a volume of each ConfigMap (named after it, and so of each Secret
+        # made a ConfigMap); the next run recreates it.
+        for name in ("configmap.yaml", "secret.yaml"):
+            if (K8S / folder / name).exists():
+                for cm in load(K8S / folder / name).docs:
+                    podman.run("volume", "rm", "--force", cm["metadata"]["name"], check=False)
 
 
 def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]

@@ -13,11 +13,15 @@ import yaml
 from podkit import __version__
 from podkit.config import ConfigError
 from tests.e2e.manifests import (
+    GIT_REPO_MOUNT,
     K8S,
     Findings,
+    Local,
     check_helper_container,
     check_pod,
     folder_docs,
+    for_podman,
+    for_this_machine,
     helper_settings,
     load,
     long_running,
@@ -26,6 +30,7 @@ from tests.e2e.manifests import (
     pod_specs,
     podkit_helper,
     registered_helpers,
+    secret_as_configmap,
 )
 
 FILES = manifest_files()
@@ -244,3 +249,48 @@ def test_every_helper_the_manifests_use_is_registered() -> None:
     """A pod that names an unknown helper would otherwise escape its settings validation."""
     used = {podkit_helper(c)[0] for _, _, _, c in HELPER_CONTAINERS}  # type: ignore[index]
     assert used - set(HELPERS) == set()
+
+
+# --- what the e2e harness rewrites for podman (tests/e2e/test_k8s_pods.py) ------------------
+
+
+@pytest.mark.parametrize("form", ["classic", "native"])
+def test_local_rewrites_change_only_what_they_name(form: str) -> None:
+    """git-sync: only --repo, one read-only hostPath mount; pg-ambassador: only hostAliases."""
+    (doc,) = load(K8S / f"git-sync/{form}.yaml").docs
+    local = Local(git_repo="/var/tmp/repo.git", hosts={"postgres.example": "10.0.0.2"})
+    plain, rewritten = for_podman(doc), for_this_machine(doc, local)
+    spec = rewritten["spec"]
+    assert spec.pop("hostAliases") == [{"ip": "10.0.0.2", "hostnames": ["postgres.example"]}]
+    assert spec["volumes"].pop() == {
+        "name": "e2e-repo",
+        "hostPath": {"path": "/var/tmp/repo.git", "type": "Directory"},
+    }
+    (sync,) = [c for c in spec["containers"] if c["name"] == "git-sync"]
+    assert sync["volumeMounts"].pop() == {
+        "name": "e2e-repo",
+        "mountPath": GIT_REPO_MOUNT,
+        "readOnly": True,
+    }
+    assert f"--repo=file://{GIT_REPO_MOUNT}" in sync["args"]
+    (original,) = [c for c in plain["spec"]["containers"] if c["name"] == "git-sync"]
+    others = [[a for a in c["args"] if not a.startswith("--repo=")] for c in (sync, original)]
+    assert others[0] == others[1]
+    sync["args"] = original["args"]
+    assert rewritten == plain
+
+
+@pytest.mark.parametrize("form", ["classic", "native"])
+def test_secret_volumes_become_configmaps_of_the_same_files(form: str) -> None:
+    (doc,) = load(K8S / f"pg-ambassador/{form}.yaml").docs
+    volumes = {v["name"]: v for v in for_podman(doc)["spec"]["volumes"]}
+    assert not [v for v in volumes.values() if "secret" in v]
+    assert volumes["auth"]["configMap"] == {"name": "pg-auth", "defaultMode": 0o440}
+    (secret,) = load(K8S / "pg-ambassador/secret.yaml").docs
+    configmap = secret_as_configmap(secret)
+    assert configmap["kind"] == "ConfigMap"
+    assert configmap["metadata"]["name"] == "pg-auth"
+    assert configmap["data"] == secret["stringData"]
+    # `data` is base64 in a Secret, plain in a ConfigMap.
+    encoded = {**secret, "stringData": {}, "data": {"password": "c2VjcmV0IQ=="}}
+    assert secret_as_configmap(encoded)["data"] == {"password": "secret!"}
