@@ -107,9 +107,11 @@ class ClientConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.state == READY:
-            self.stats.bytes_from_client += len(data)
-            if self.pool is not None:
-                self.pool.bytes_received += len(data)
+            pool = self.pool
+            if pool is not None:
+                pool.bytes_received += len(data)
+            else:  # the admin console
+                self.stats.bytes_from_client += len(data)
             self.last_activity = time.monotonic()
             try:
                 messages = self.framer.feed(data)
@@ -481,7 +483,6 @@ class ClientConn(asyncio.Protocol):
 
     def server_done(self, server: ServerConn) -> None:
         """ReadyForQuery idle with nothing owed: the transaction is over."""
-        self.stats.transactions += 1
         server.pool.xacts += 1
         if self.close_at_boundary:
             self.fatal("57P01", ADMIN_SHUTDOWN)
@@ -554,7 +555,6 @@ class ClientConn(asyncio.Protocol):
             server.cancel_sent = False
         for kind, msg in messages:
             if kind == 81:  # Q
-                self.stats.queries += 1
                 server.pool.queries += 1
                 server.unnamed = None
                 if not self._query(server, msg, out):
@@ -568,7 +568,6 @@ class ClientConn(asyncio.Protocol):
                 self._bind(server, msg, out)
             elif kind == 69:  # E
                 self.unsynced = True
-                self.stats.queries += 1
                 server.pool.queries += 1
                 out.append(msg)
             elif kind == 83:  # S

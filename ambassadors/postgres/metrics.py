@@ -71,16 +71,21 @@ class PgCollector(Collector):
             P + "wait_seconds", "time a client waited for a server connection",
             buckets=buckets, sum_value=s.wait_time_total,
         )  # fmt: skip
+        # Counted once on the hot path, per pool (pools are never dropped: sums only grow).
+        pools = list(amb.pools.values())
         yield CounterMetricFamily(
             P + "transactions", "transactions (server released at ReadyForQuery idle)",
-            value=s.transactions,
+            value=sum(pool.xacts for pool in pools),
         )  # fmt: skip
         yield CounterMetricFamily(
-            P + "queries", "queries (Query and Execute messages)", value=s.queries
-        )
+            P + "queries", "queries (Query and Execute messages)",
+            value=sum(pool.queries for pool in pools),
+        )  # fmt: skip
         traffic = CounterMetricFamily(P + "bytes", "bytes received, by side", labels=["direction"])
-        traffic.add_metric(["from_client"], s.bytes_from_client)
-        traffic.add_metric(["from_server"], s.bytes_from_server)
+        traffic.add_metric(
+            ["from_client"], s.bytes_from_client + sum(pool.bytes_received for pool in pools)
+        )
+        traffic.add_metric(["from_server"], sum(pool.bytes_sent for pool in pools))
         yield traffic
         prepared = CounterMetricFamily(
             P + "prepared_statements",

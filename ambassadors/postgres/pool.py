@@ -57,10 +57,7 @@ class Stats:
     def __init__(self) -> None:
         self.clients_total = 0
         self.clients_refused: dict[str, int] = {}
-        self.bytes_from_client = 0
-        self.bytes_from_server = 0
-        self.transactions = 0
-        self.queries = 0
+        self.bytes_from_client = 0  # the admin console's; the pools count their own
         self.prepared_hits = 0
         self.prepared_misses = 0
         self.prepared_reparses = 0

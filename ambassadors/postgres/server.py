@@ -111,7 +111,6 @@ class ServerConn(asyncio.Protocol):
     # --- asyncio.Protocol ----------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.stats.bytes_from_server += len(data)
         self.pool.bytes_sent += len(data)
         if self.internal is not None:
             self._internal_data(data)

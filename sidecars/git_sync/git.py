@@ -30,6 +30,25 @@ KEEP_ENV = ("PATH", "LANG", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR", "USER", "http
 ERROR_TAIL = 2000
 
 
+# The root and a file:// remote may belong to another UID (volumes): trusted, as by v4.
+GLOBAL_CONFIG = (("safe.directory", "*"),)
+
+
+def global_config_text(entries: Sequence[tuple[str, str]]) -> str:
+    """A git config file holding `section.name = value` entries (values quoted)."""
+    lines = []
+    for key, value in entries:
+        section, _, rest = key.partition(".")
+        subsection, _, name = rest.rpartition(".")
+
+        def quote(text: str) -> str:
+            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        header = f"[{section} {quote(subsection)}]" if subsection else f"[{section}]"
+        lines += [header, f"\t{name} = {quote(value)}"]
+    return "\n".join(lines) + "\n"
+
+
 class GitError(Exception):
     """A git command failed, timed out or could not start; str() is one readable line."""
 
@@ -66,9 +85,10 @@ class Git:
         self.binary = binary
         self.home = home
         self.global_config = os.path.join(home, "gitconfig")
-        if not os.path.exists(self.global_config):
-            with open(self.global_config, "w", encoding="utf-8"):
-                pass
+        # git passes no GIT_CONFIG_* entries to the upload-pack it starts for a file://
+        # repository, so what that process must see too goes in the global file.
+        with open(self.global_config, "w", encoding="utf-8") as file:
+            file.write(global_config_text(GLOBAL_CONFIG))
         self.config = list(config)
         self.extra_env = dict(extra_env or {})
         self.running = 0

@@ -174,8 +174,7 @@ class GitSync:
 
     def _git_config(self) -> list[tuple[str, str]]:
         config = [
-            # The root may belong to another UID (a volume): git-sync trusts it, as v4 does.
-            ("safe.directory", "*"),
+            # (safe.directory = * is in the global file: see git.GLOBAL_CONFIG)
             ("gc.autoDetach", "false"),
             ("gc.pruneExpire", "now"),
             ("credential.helper", f"store --file={shlex.quote(self.credentials_path)}"),

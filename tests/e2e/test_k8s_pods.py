@@ -415,8 +415,10 @@ def test_pg_ambassador(podman: Podman, need, postgres: str, form: str) -> None: 
         # may overlap one of ours), and PostgreSQL sees no more backends of the app user.
         assert 1 <= servers <= 2, text
         assert 1 <= int(backends) <= 2, backends
-        # SIGTERM: the ambassador drains and exits 0. (Only it: the app's `sh` loop is PID 1
-        # of its container and ignores SIGTERM, so stopping the pod would wait out the
-        # grace period for nothing; `kube down` ends it.)
+        # SIGTERM: the ambassador drains and exits 0; the app's loop (PID 1 of its
+        # container, with a TERM trap) exits 0 at once, not after the grace period.
         podman.run("stop", "--time", "30", pod.container("pg-ambassador"), timeout=90)
         assert pod.exit_code("pg-ambassador") == 0, pod.logs("pg-ambassador")[-3000:]
+        started = time.monotonic()
+        podman.run("stop", "--time", "20", pod.container("app"), timeout=60)
+        assert pod.exit_code("app") == 0 and time.monotonic() - started < 10

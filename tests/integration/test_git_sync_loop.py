@@ -351,6 +351,20 @@ def test_root_reinit_repo_switch_and_foreign_owner(
         other.cleanup()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another UID needs root")
+def test_file_remote_owned_by_another_uid(run_helper, git_repo: GitRepo, tmp_path: Path) -> None:
+    """A file:// remote owned by another UID (a volume): git's upload-pack, which sees no
+    GIT_CONFIG_* entries, must still trust it (safe.directory in the global file)."""
+    for dirpath, _, files in os.walk(git_repo.bare):
+        os.chown(dirpath, 65532, 65532)
+        for name in files:
+            os.chown(os.path.join(dirpath, name), 65532, 65532)
+    root = tmp_path / "git"
+    helper = start(run_helper, git_repo, root, "--one-time", wait=None)
+    assert helper.wait_exit(30) == 0, helper.log_text()
+    assert published(root) == git_repo.head()
+
+
 def test_post_sync_and_sync_on_signal(run_helper, git_repo: GitRepo, tmp_path: Path) -> None:
     root = tmp_path / "git"
     helper = start(run_helper, git_repo, root, "--period=1h", "--sync-on-signal=SIGHUP")
