@@ -79,6 +79,7 @@ class ClientConn(asyncio.Protocol):
         self.params_version = 0  # bumped whenever params change
         self.replay_items: list[tuple[str, str]] = []
         self.replay_version = -1
+        self.replay_key: tuple[object, ...] = ()
         self.login_task: asyncio.Task[None] | None = None
         self.tls = False
         self.authenticator: ClientAuth = None  # type: ignore[assignment]
@@ -418,7 +419,13 @@ class ClientConn(asyncio.Protocol):
             return ""  # nobody else used it since our settings were last set there
         if self.replay_version != version:
             self.replay_items = [(k, v) for k, v in self.params.items() if k.lower() in REPLAYED]
+            self.replay_key = (tuple(self.replay_items), tuple(self.extra.items()))
             self.replay_version = version
+        if server.settings_key == self.replay_key:
+            # Last set for a client whose settings are the same as ours (the usual case:
+            # one application's connections all log in alike): nothing to compare.
+            server.synced = (self, version)
+            return ""
         statements = []
         sparams = server.params
         for name, value in self.replay_items:
@@ -432,6 +439,7 @@ class ClientConn(asyncio.Protocol):
                 statements.append(f"RESET {quote_ident(key)}")
         if not statements:
             server.synced = (self, version)
+            server.settings_key = self.replay_key
         return ";".join(statements)
 
     def _replayed(self, ok: bool, status: bytes, error: str) -> None:
@@ -448,6 +456,7 @@ class ClientConn(asyncio.Protocol):
                 return
             self.amb.log.warning("settings_replay_failed", pool=pool.label, error=error)
         server.extra = dict(self.extra)
+        server.settings_key = None
         changed = []
         for name, value in list(self.params.items()):
             now = server.params.get(name)
@@ -626,6 +635,7 @@ class ClientConn(asyncio.Protocol):
                 server.forget_prepared()
                 if event.kind == "discard_all":
                     server.extra.clear()
+                    server.settings_key = None
             elif event.kind == "deallocate" and len(events) == 1:
                 name = event.statement.encode()
                 key = self.stmts.pop(name, None)

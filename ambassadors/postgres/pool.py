@@ -246,6 +246,7 @@ class Pool:
         else:
             server.dirty = False
             server.synced = None
+            server.settings_key = None
             server.forget_prepared()
             server.extra.clear()
             server.run_internal(self.settings.server_reset_query, after)

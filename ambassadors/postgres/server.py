@@ -107,6 +107,9 @@ class ServerConn(asyncio.Protocol):
         self.tls = False
         self.read_paused = False
         self.synced: tuple[object, int] | None = None  # (client, its settings version) set
+        # The replay key of the client whose settings it holds (None: unknown; any change
+        # to params or extra clears it).
+        self.settings_key: tuple[object, ...] | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -185,6 +188,7 @@ class ServerConn(asyncio.Protocol):
             elif kind == 83:  # S ParameterStatus
                 name, value = pq.parse_parameter_status(data[pos:end])
                 self.params[name] = value
+                self.settings_key = None
                 client.params[name] = value
                 client.params_version += 1
             elif kind == 71:  # G CopyInResponse
@@ -245,6 +249,7 @@ class ServerConn(asyncio.Protocol):
                 if kind == 83:
                     name, value = pq.parse_parameter_status(msg)
                     self.params[name] = value
+                    self.settings_key = None
             self.tail = b""
             return
         self.tail += data  # an incomplete message: wait for the rest
@@ -289,6 +294,7 @@ class ServerConn(asyncio.Protocol):
             if kind == 83:
                 name, value = pq.parse_parameter_status(buf[pos:end])
                 self.params[name] = value
+                self.settings_key = None
             elif kind == 69:
                 if not self.internal_error:
                     self.internal_error = pq.parse_error_fields(buf[pos:end]).get("M", "error")
