@@ -10,9 +10,9 @@ interleaved in rounds:
 3. c1 latency: `pgbench -S -c 1 -j 1`.
 
 Per run: tps, p50/p99 latency from pgbench's per-transaction logs (`--log`), the pooler's
-CPU seconds (utime+stime from /proc) during the run and per transaction (the number of
-transactions from the same logs); medians over the rounds. Memory of
-each pooler: RSS idle after start, RSS with 1,000 idle clients logged in, peak RSS
+CPU seconds (utime+stime from /proc, and utime alone) during the run and per transaction
+(the number of transactions from the same logs); medians over the rounds. Memory of each
+pooler: RSS idle after start, RSS with 1,000 idle clients logged in, peak RSS
 (VmHWM) at the end. Ratios podkit/PgBouncer and podkit/direct (PgBouncer/direct too).
 
     .venv/bin/python bench/bench_pg_ambassador.py [--quick] [--rounds N] [--duration S]
@@ -83,10 +83,11 @@ class Target:
     note: str = ""
 
 
-def proc_cpu_seconds(pid: int) -> float:
+def proc_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return int(fields[11]) / ticks, int(fields[12]) / ticks  # utime, stime
 
 
 def proc_status_kib(pid: int, key: str) -> int:
@@ -165,6 +166,7 @@ class Run:
     p99_ms: float | None = None
     cpu_s: float | None = None
     cpu_us_tx: float | None = None  # pooler CPU microseconds per transaction
+    user_us_tx: float | None = None  # of which in user space (the rest is the kernel's)
     error: str = ""
 
 
@@ -197,11 +199,11 @@ def pgbench(target: Target, mode: str, duration: int) -> Run:
             argv.insert(-1, "-C")
         cpu_before = proc_cpu_seconds(target.pid) if target.pid else None
         done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 120)
-        cpu = (
-            proc_cpu_seconds(target.pid) - cpu_before
-            if target.pid and cpu_before is not None
-            else None
-        )
+        cpu = user = None
+        if target.pid and cpu_before is not None:
+            cpu_after = proc_cpu_seconds(target.pid)
+            user = cpu_after[0] - cpu_before[0]
+            cpu = user + cpu_after[1] - cpu_before[1]
         match = re.search(
             r"^tps = ([\d.]+) \((?:without initial|including reconnection)", done.stdout, re.M
         )
@@ -228,7 +230,8 @@ def pgbench(target: Target, mode: str, duration: int) -> Run:
             else None
         )
         per_tx = cpu * 1e6 / len(latencies) if cpu is not None and latencies else None
-        return Run(float(match.group(1)), p50, p99, cpu, per_tx)
+        user_tx = user * 1e6 / len(latencies) if user is not None and latencies else None
+        return Run(float(match.group(1)), p50, p99, cpu, per_tx, user_tx)
 
 
 # --- idle clients ---------------------------------------------------------------------------------
@@ -307,11 +310,12 @@ def report(results: Results, targets: list[str], rounds: int, duration: int) -> 
               f"{ratio(tps.get('podkit'), tps.get('direct')):>7} "
               f"{ratio(tps.get('pgbouncer'), tps.get('direct')):>8}")  # fmt: skip
     print("\nlatency ms p50 / p99 (from pgbench --log); pooler CPU seconds per run and CPU "
-          "microseconds per transaction")  # fmt: skip
+          "microseconds per transaction (of which user space: the rest is the kernel's "
+          "socket work, about equal for both poolers)")  # fmt: skip
     header = (
         f"{'mode':<13}"
         + "".join(f"{t + ' p50/p99':>22}" for t in targets)
-        + "".join(f"{t + ' CPU s, us/tx':>24}" for t in targets if t != "direct")
+        + "".join(f"{t + ' CPU s, us/tx (user)':>31}" for t in targets if t != "direct")
         + f" {'p50 pk/pgb':>11}"
     )
     print(header)
@@ -324,7 +328,8 @@ def report(results: Results, targets: list[str], rounds: int, duration: int) -> 
         )
         cpu = "".join(
             f"{fmt(results.median(t, mode, 'cpu_s'), '.1f')}, "
-            f"{fmt(results.median(t, mode, 'cpu_us_tx'), '.0f')}".rjust(24)
+            f"{fmt(results.median(t, mode, 'cpu_us_tx'), '.0f')} "
+            f"({fmt(results.median(t, mode, 'user_us_tx'), '.1f')})".rjust(31)
             for t in targets
             if t != "direct"
         )
