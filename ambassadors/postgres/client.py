@@ -460,12 +460,18 @@ class ClientConn(asyncio.Protocol):
         changed = []
         for name, value in list(self.params.items()):
             now = server.params.get(name)
-            if now is not None and now != value and name.lower() in REPLAYED:
-                pool.normalized[(name.lower(), value)] = now
+            if now is None or name.lower() not in REPLAYED:
+                continue
+            if ok:
+                # Also a value the server kept as given: the next client that asks for
+                # it logs in without this round trip.
+                pool.learn_setting(name.lower(), value, now)
+            if now != value:
                 self.params[name] = now
                 changed.append(pq.parameter_status(name, now))
-        for key, value in self.extra.items():
-            pool.normalized[(key, value)] = value
+        if ok:
+            for key, value in self.extra.items():
+                pool.learn_setting(key, value, value)
         if self.login_replay:
             self.login_replay = False
             self.server = None

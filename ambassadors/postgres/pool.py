@@ -48,6 +48,7 @@ REPLAYED = frozenset(
 
 
 KNOWN_STATEMENTS = 10000
+MAX_LEARNED_SETTINGS = 1000
 WAIT_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -131,6 +132,14 @@ class Pool:
         self.xact_time = 0.0
         self.query_time = 0.0
         self.wait_time = 0.0
+
+    def learn_setting(self, name: str, value: str, server_value: str) -> None:
+        """A login setting the server accepted (as server_value): later logins asking for
+        it need no replay. Bounded: unique values (an application_name per process) must
+        not grow it forever; forgetting only costs a replay."""
+        if len(self.normalized) >= MAX_LEARNED_SETTINGS:
+            self.normalized.clear()
+        self.normalized[(name, value)] = server_value
 
     @property
     def label(self) -> str:

@@ -147,3 +147,28 @@ async def test_session_mode_keeps_the_server_and_resets_it(ambassador) -> None:
     await a.close()
     pid_b, timeout_b = await asyncio.wait_for(b_task, 30)
     assert (pid_b, timeout_b) == (pid, "0")
+
+
+async def test_a_login_setting_seen_once_needs_no_server_again(ambassador, monkeypatch) -> None:
+    """The first client asking for application_name='worker' has it tried on a server;
+    later clients asking for the same value log in without taking a server for that
+    (learned, even though the server kept the value as given), and still get it."""
+    from podkit.ambassadors.postgres.client import ClientConn
+
+    login_replays: list[str] = []
+    need_server = ClientConn.need_server
+
+    def recording(self):  # type: ignore[no-untyped-def]
+        if self.login_replay:
+            login_replays.append(self.wanted.get("application_name", ""))
+        return need_server(self)
+
+    monkeypatch.setattr(ClientConn, "need_server", recording)
+    amb = ambassador(pool_size=2)
+    for _ in range(5):
+        conn = await asyncpg.connect(amb.dsn(), server_settings={"application_name": "worker"})
+        try:
+            assert await conn.fetchval("show application_name") == "worker"
+        finally:
+            await conn.close()
+    assert login_replays == ["worker"]
