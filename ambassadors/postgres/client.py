@@ -125,6 +125,8 @@ class ClientConn(asyncio.Protocol):
                 self.process(messages)
             elif self.console:
                 self.amb.console.handle(self, messages)
+            elif messages[0][0] == 88 and not self.waiting:  # Terminate: no server needed
+                self.transport.close()
             elif self.waiting or messages[0][0] == 81 or not self.answer_locally(messages):
                 self.pending.extend(messages)
                 if not self.waiting:

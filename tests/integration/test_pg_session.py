@@ -172,3 +172,23 @@ async def test_a_login_setting_seen_once_needs_no_server_again(ambassador, monke
         finally:
             await conn.close()
     assert login_replays == ["worker"]
+
+
+async def test_a_client_that_only_logs_in_and_out_takes_no_server(ambassador) -> None:
+    """Terminate with no server held closes the client at once: no server is taken (and
+    none waited for) just to be told goodbye."""
+    amb = ambassador(pool_size=1)
+    conn = await asyncpg.connect(amb.dsn())  # the first login may try settings on a server
+    await conn.close()
+    holder = await asyncpg.connect(amb.dsn())
+    transaction = holder.transaction()
+    await transaction.start()  # the only server is held from here on
+    try:
+        attaches = amb.call(lambda: amb.amb.stats.waits)
+        for _ in range(5):
+            conn = await asyncpg.connect(amb.dsn())
+            await asyncio.wait_for(conn.close(), 5)
+        assert amb.call(lambda: amb.amb.stats.waits) == attaches
+    finally:
+        await transaction.rollback()
+        await holder.close()
