@@ -158,6 +158,10 @@ class ClientConn(asyncio.Protocol):
         server = self.server
         if server is not None and pool is not None:
             self.server = None
+            if self.stmts and (server.status != b"I" or server.expect):
+                # Its transaction is rolled back: what it prepared may name objects that
+                # never existed for anyone else (a type created in it, say).
+                self.invalidate_statements()
             pool.orphan(server, self)
 
     # Reading is paused only when needed (each pause/resume is a system call): while the
@@ -402,6 +406,8 @@ class ClientConn(asyncio.Protocol):
         """The pool gave us `server`: set our settings on it, then send what waited."""
         self.server = server
         self.waiting = False
+        if self.process_id:
+            server.owner_pid = self.process_id
         sql = self._replay_sql(server)
         if sql:
             server.run_internal(sql, self._replayed)
@@ -611,6 +617,7 @@ class ClientConn(asyncio.Protocol):
                     return True
                 self.pin(event)
             elif event.kind in ("deallocate_all", "discard_all"):
+                self.invalidate_statements()
                 self.stmts.clear()
                 self.unnamed = None
                 server.forget_prepared()
@@ -641,6 +648,7 @@ class ClientConn(asyncio.Protocol):
                     return
                 self.pin(event)
             elif event.kind in ("deallocate_all", "discard_all"):
+                self.invalidate_statements()
                 self.stmts.clear()
                 self.unnamed = None
                 server.forget_prepared()
@@ -733,6 +741,22 @@ class ClientConn(asyncio.Protocol):
         """Make the server fail here (so it skips to Sync as PostgreSQL would), with our error."""
         server.expect.append((FAIL, pq.error_response(text, sqlstate), None))
         out.append(FAIL_BIND)
+
+    def invalidate_statements(self) -> None:
+        """No server of the pool hands out this client's statements again.
+
+        Servers share a statement by its text, but what the text means can change: a
+        client whose transaction rolled back, or that says DEALLOCATE ALL (psycopg does
+        after a ROLLBACK or a DROP, "because the same object may get recreated and
+        postgres would fail internal lookups"), may leave statements that name a type
+        that no longer exists (`cache lookup failed for type`). The next use re-Parses.
+        """
+        pool = self.pool
+        keys = set(self.stmts.values())
+        if pool is None or not keys:
+            return
+        for server in (*pool.idle, *pool.active):
+            server.drop_statements(keys)
 
     # --- undo, when the server skipped a message ----------------------------------------------
 

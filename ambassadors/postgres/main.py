@@ -16,6 +16,7 @@ from podkit.ambassadors.postgres.client import ADMIN_SHUTDOWN, ClientConn
 from podkit.ambassadors.postgres.console import Console
 from podkit.ambassadors.postgres.metrics import PgCollector
 from podkit.ambassadors.postgres.pool import Pool, Stats
+from podkit.ambassadors.postgres.server import ServerConn
 from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 from podkit.config import split_host_port
@@ -37,6 +38,8 @@ class Ambassador:
         self.clients: set[ClientConn] = set()
         self.pinned: collections.Counter[str] = collections.Counter({r: 0 for r in REASONS})
         self.cancel_keys: dict[int, ClientConn] = {}
+        # (address, backend pid) -> server connection: NotificationResponse pids
+        self.server_pids: dict[tuple[tuple[str, int], int], ServerConn] = {}
         self.next_pid = secrets.randbelow(1 << 30) + 1
         self.server: asyncio.AbstractServer | None = None
         self.draining = False
