@@ -14,6 +14,7 @@ import contextlib
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from podkit.ambassadors.postgres import protocol as pq
@@ -224,9 +225,11 @@ class ClientConn(asyncio.Protocol):
                 self.transport.write(b"N")
                 continue
             if startup.kind == "cancel":
-                self.amb.cancel(startup.process_id, startup.secret_key)
-                self.transport.close()
+                # Closed once PostgreSQL has taken the forwarded request, as PostgreSQL
+                # does: libpq's PQcancel waits for that close, so that the query it
+                # sends next cannot be the one a late cancel hits.
                 self.state = CLOSED
+                self.amb.cancel(startup.process_id, startup.secret_key, self.transport.close)
                 return
             self._startup(startup)
 
@@ -804,11 +807,12 @@ class ClientConn(asyncio.Protocol):
         with contextlib.suppress(Exception):
             self.transport.abort()
 
-    def cancel_server(self) -> bool:
+    def cancel_server(self, done: Callable[[], None] | None = None) -> bool:
+        """Forward a cancel to the server held now; `done()` once it was delivered."""
         server = self.server
         if server is None or server.closed:
             return False
-        send_cancel(server.addr, server.process_id, server.secret_key)
+        send_cancel(server.addr, server.process_id, server.secret_key, done)
         return True
 
 

@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from podkit.ambassadors.postgres import auth, tls
@@ -114,18 +115,23 @@ class Ambassador:
         if self.cancel_keys.get(client.process_id) is client:
             del self.cancel_keys[client.process_id]
 
-    def cancel(self, process_id: int, secret_key: int) -> None:
+    def cancel(
+        self, process_id: int, secret_key: int, done: Callable[[], None] = lambda: None
+    ) -> None:
+        """A client's CancelRequest; `done()` once handled (forwarded and taken, or dropped)."""
         client = self.cancel_keys.get(process_id)
         if client is None or not secrets.compare_digest(
             client.secret_key.to_bytes(4, "big"), (secret_key & 0xFFFFFFFF).to_bytes(4, "big")
         ):
             self.stats.cancels_dropped += 1
             self.warn("cancel_unknown_key", process_id=process_id)
+            done()
             return
-        if client.cancel_server():
+        if client.cancel_server(done):
             self.stats.cancels_forwarded += 1
         else:
             self.stats.cancels_dropped += 1  # it holds no server: nothing runs for it
+            done()
 
     # --- serving ---------------------------------------------------------------------------------
 

@@ -502,17 +502,27 @@ async def _login_on(
     return conn
 
 
-def send_cancel(addr: tuple[str, int], process_id: int, secret_key: int) -> None:
-    """Send a CancelRequest to the server on a new connection (fire and forget)."""
+def send_cancel(
+    addr: tuple[str, int],
+    process_id: int,
+    secret_key: int,
+    done: Callable[[], None] | None = None,
+) -> None:
+    """Send a CancelRequest to the server on a new connection; `done()` once PostgreSQL
+    closed it (it has signalled the backend then), or the attempt failed."""
 
     async def cancel() -> None:
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            _reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 5)
-            writer.write(pq.cancel_request(process_id, secret_key))
-            await writer.drain()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(_reader.read(), 5)
-            writer.close()
+        try:
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 5)
+                writer.write(pq.cancel_request(process_id, secret_key))
+                await writer.drain()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_reader.read(), 5)
+                writer.close()
+        finally:
+            if done is not None:
+                done()
 
     task = asyncio.get_running_loop().create_task(cancel())
     _CANCELS.add(task)

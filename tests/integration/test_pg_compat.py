@@ -1,11 +1,19 @@
 """pg-ambassador against what client libraries' own test suites check (found by running
 psycopg 3's suite through it): notification pids, and statements shared between clients
-that a rolled-back transaction or a DROP made stale."""
+that a rolled-back transaction or a DROP made stale, and when a cancel is done."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+import struct
+
+import asyncpg
 import psycopg
 import pytest
+
+from podkit_dev.servers import HOST, free_port
 
 INSERT = "INSERT INTO preptable (bar) VALUES (%s::prepenum[])"
 
@@ -80,3 +88,74 @@ def test_deallocate_all_after_drop_reaches_the_other_servers_of_the_pool(ambassa
         # the other server, and the INSERT is back on the one that prepared it
         assert held == prepared_on == now_on
         assert conn.execute("SELECT bar::text FROM preptable").fetchall() == [("{bar}",)]
+
+
+CANCEL_CODE = 80877102
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassador, pg) -> None:
+    """libpq's PQcancel (psycopg's cancel_safe) reads the cancel connection until
+    PostgreSQL closes it: then the backend has been signalled, and the next query cannot
+    be the one the cancel hits. psycopg's test_stream_error_python_consumed got
+    QueryCanceled on a later query when the ambassador closed the client's cancel
+    connection before forwarding the request. A proxy in front of PostgreSQL holds the
+    forwarded CancelRequest: until it lets go, the client's cancel connection stays open."""
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readexactly(8)
+        if struct.unpack("!II", head) == (16, CANCEL_CODE):
+            head += await reader.readexactly(8)
+            held.set()
+            await release.wait()
+        up_reader, up_writer = await asyncio.open_connection(HOST, pg.port)
+        up_writer.write(head)
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    listener = await asyncio.start_server(proxy, HOST, free_port())
+    proxy_port = listener.sockets[0].getsockname()[1]
+    amb = ambassador(pool_mode="transaction", server_port=proxy_port)
+    conn = await asyncpg.connect(amb.dsn())
+    direct = await asyncpg.connect(pg.dsn)
+    cancel = socket.create_connection((HOST, amb.port))
+    try:
+        query = asyncio.create_task(conn.fetchval("SELECT pg_sleep(60)"))
+
+        async def sleeping() -> bool:
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'"
+            return await direct.fetchval(sql) == 1
+
+        for _ in range(200):  # the query runs on a server: the ambassador forwards cancels
+            if await sleeping():
+                break
+            await asyncio.wait({query}, timeout=0.05)
+        assert await sleeping()
+        protocol = conn._protocol  # type: ignore[attr-defined]
+        cancel.sendall(
+            struct.pack("!IIii", 16, CANCEL_CODE, protocol.backend_pid, protocol.backend_secret)
+        )
+        await asyncio.wait_for(held.wait(), 10)
+        cancel.setblocking(False)
+        with pytest.raises(BlockingIOError):  # not closed: no EOF (b"") to read
+            cancel.recv(1)
+        release.set()
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await asyncio.wait_for(query, 10)
+        loop = asyncio.get_running_loop()
+        assert await asyncio.wait_for(loop.sock_recv(cancel, 1), 10) == b""
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        cancel.close()
+        release.set()
+        await conn.close()
+        await direct.close()
+        listener.close()
