@@ -109,6 +109,7 @@ class ServerConn(asyncio.Protocol):
         self.read_paused = False
         self.synced: tuple[object, int] | None = None  # (client, its settings version) set
         self.owner_pid = 0  # BackendKeyData pid of the client that last held it
+        self.cancelling = 0  # forwarded cancels PostgreSQL has not taken yet
         # statements dropped from `prepared` as possibly stale: (server name, batch), to Close
         self.stale: list[tuple[bytes, int]] = []
 

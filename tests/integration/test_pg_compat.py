@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -91,6 +92,7 @@ def test_deallocate_all_after_drop_reaches_the_other_servers_of_the_pool(ambassa
 
 
 CANCEL_CODE = 80877102
+B_QUERY = "SELECT 'b' FROM pg_advisory_xact_lock(2)"
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -101,61 +103,138 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassador, pg) -> None:
-    """libpq's PQcancel (psycopg's cancel_safe) reads the cancel connection until
-    PostgreSQL closes it: then the backend has been signalled, and the next query cannot
-    be the one the cancel hits. psycopg's test_stream_error_python_consumed got
-    QueryCanceled on a later query when the ambassador closed the client's cancel
-    connection before forwarding the request. A proxy in front of PostgreSQL holds the
-    forwarded CancelRequest: until it lets go, the client's cancel connection stays open."""
-    held = asyncio.Event()
-    release = asyncio.Event()
+class CancelHoldingProxy:
+    """A TCP proxy in front of PostgreSQL that holds each CancelRequest until `release`."""
 
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, pg_port: int) -> None:
+        self.pg_port = pg_port
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.forwarded = asyncio.Event()  # PostgreSQL closed a cancel connection
+        self.listener: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.listener = await asyncio.start_server(self._handle, HOST, free_port())
+        return int(self.listener.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readexactly(8)
-        if struct.unpack("!II", head) == (16, CANCEL_CODE):
+        is_cancel = struct.unpack("!II", head) == (16, CANCEL_CODE)
+        if is_cancel:
             head += await reader.readexactly(8)
-            held.set()
-            await release.wait()
-        up_reader, up_writer = await asyncio.open_connection(HOST, pg.port)
+            self.held.set()
+            await self.release.wait()
+        up_reader, up_writer = await asyncio.open_connection(HOST, self.pg_port)
         up_writer.write(head)
+        if is_cancel:
+            await _pipe(up_reader, writer)  # until PostgreSQL closes it: backend signalled
+            self.forwarded.set()
+            up_writer.close()
+            return
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
-    listener = await asyncio.start_server(proxy, HOST, free_port())
-    proxy_port = listener.sockets[0].getsockname()[1]
-    amb = ambassador(pool_mode="transaction", server_port=proxy_port)
+    def close(self) -> None:
+        self.release.set()
+        if self.listener is not None:
+            self.listener.close()
+
+
+async def until(condition: Any, what: str, limit: float = 10.0) -> None:
+    """Await `condition()` (a coroutine function) until true, polling; fail after `limit` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def send_cancel(port: int, conn: asyncpg.Connection) -> socket.socket:
+    protocol = conn._protocol  # type: ignore[attr-defined]
+    sock = socket.create_connection((HOST, port))
+    sock.sendall(
+        struct.pack("!IIii", 16, CANCEL_CODE, protocol.backend_pid, protocol.backend_secret)
+    )
+    return sock
+
+
+async def running(direct: asyncpg.Connection, query: str) -> bool:
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'"
+    return bool(await direct.fetchval(sql, query) == 1)
+
+
+async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassador, pg) -> None:
+    """libpq's PQcancel (psycopg's cancel_safe) and asyncpg read the cancel connection
+    until PostgreSQL closes it: then the backend has been signalled, and the next query
+    cannot be the one the cancel hits. psycopg's test_stream_error_python_consumed got
+    QueryCanceled on a later query when the ambassador closed the client's cancel
+    connection before forwarding the request. While the proxy holds the forwarded
+    CancelRequest, the client's cancel connection stays open."""
+    proxy = CancelHoldingProxy(pg.port)
+    amb = ambassador(pool_mode="transaction", server_port=await proxy.start())
     conn = await asyncpg.connect(amb.dsn())
     direct = await asyncpg.connect(pg.dsn)
-    cancel = socket.create_connection((HOST, amb.port))
+    cancel: socket.socket | None = None
     try:
         query = asyncio.create_task(conn.fetchval("SELECT pg_sleep(60)"))
-
-        async def sleeping() -> bool:
-            sql = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'"
-            return await direct.fetchval(sql) == 1
-
-        for _ in range(200):  # the query runs on a server: the ambassador forwards cancels
-            if await sleeping():
-                break
-            await asyncio.wait({query}, timeout=0.05)
-        assert await sleeping()
-        protocol = conn._protocol  # type: ignore[attr-defined]
-        cancel.sendall(
-            struct.pack("!IIii", 16, CANCEL_CODE, protocol.backend_pid, protocol.backend_secret)
-        )
-        await asyncio.wait_for(held.wait(), 10)
+        await until(lambda: running(direct, "SELECT pg_sleep(60)"), "the query to run")
+        cancel = send_cancel(amb.port, conn)
+        await asyncio.wait_for(proxy.held.wait(), 10)
         cancel.setblocking(False)
         with pytest.raises(BlockingIOError):  # not closed: no EOF (b"") to read
             cancel.recv(1)
-        release.set()
+        proxy.release.set()
         with pytest.raises(asyncpg.QueryCanceledError):
             await asyncio.wait_for(query, 10)
         loop = asyncio.get_running_loop()
         assert await asyncio.wait_for(loop.sock_recv(cancel, 1), 10) == b""
         assert await conn.fetchval("SELECT 1") == 1
     finally:
-        cancel.close()
-        release.set()
+        if cancel is not None:
+            cancel.close()
+        proxy.close()
         await conn.close()
         await direct.close()
-        listener.close()
+
+
+async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg) -> None:
+    """A cancel forwarded while the client's query runs, which reaches PostgreSQL after
+    that query ended: the server must not be serving another client by then (asyncpg's
+    suite got QueryCanceled in unrelated tests). Locks held by a direct connection order
+    the steps: A's query ends while the cancel is held, B's query waits for a lock."""
+    proxy = CancelHoldingProxy(pg.port)
+    amb = ambassador(pool_mode="transaction", pool_size=1, server_port=await proxy.start())
+    a = await asyncpg.connect(amb.dsn())
+    b = await asyncpg.connect(amb.dsn())
+    direct = await asyncpg.connect(pg.dsn)
+    cancel: socket.socket | None = None
+    try:
+        await direct.execute("SELECT pg_advisory_lock(1), pg_advisory_lock(2)")
+        a_query = asyncio.create_task(a.fetchval("SELECT pg_advisory_xact_lock(1)"))
+        await until(lambda: running(direct, "SELECT pg_advisory_xact_lock(1)"), "A to wait")
+        cancel = send_cancel(amb.port, a)
+        await asyncio.wait_for(proxy.held.wait(), 10)
+        await direct.execute("SELECT pg_advisory_unlock(1)")
+        assert await asyncio.wait_for(a_query, 10) is None  # ended by itself, not cancelled
+        b_query = asyncio.create_task(b.fetchval(B_QUERY))
+
+        async def b_queued_or_running() -> bool:
+            queued = amb.pool_state()["waiting"] == 1
+            return queued or await running(direct, B_QUERY)
+
+        await until(b_queued_or_running, "B to be queued or running")
+        proxy.release.set()
+        await asyncio.wait_for(proxy.forwarded.wait(), 10)
+
+        async def b_running_or_done() -> bool:
+            return b_query.done() or await running(direct, B_QUERY)
+
+        await until(b_running_or_done, "B to run")
+        await direct.execute("SELECT pg_advisory_unlock(2)")
+        assert await asyncio.wait_for(b_query, 10) == "b"  # not QueryCanceled
+    finally:
+        if cancel is not None:
+            cancel.close()
+        proxy.close()
+        await a.close()
+        await b.close()
+        await direct.close()
