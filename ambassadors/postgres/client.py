@@ -32,7 +32,6 @@ from podkit.ambassadors.postgres.server import (
     SYNC,
     ServerConn,
     ServerLoginError,
-    send_cancel,
 )
 
 if TYPE_CHECKING:
@@ -492,8 +491,6 @@ class ClientConn(asyncio.Protocol):
             self.fatal("57P01", ADMIN_SHUTDOWN)
             return
         if self.pinned is None and self.settings.pool_mode == "transaction":
-            if server.cancelling:
-                return  # a cancel on its way must not hit another client's query
             self.server = None
             pool = self.pool
             assert pool is not None
@@ -814,29 +811,7 @@ class ClientConn(asyncio.Protocol):
         server = self.server
         if server is None or server.closed:
             return False
-        server.cancelling += 1
-
-        def delivered() -> None:
-            server.cancelling -= 1
-            if (
-                not server.cancelling
-                and self.server is server
-                and not self.closed
-                and not server.expect
-                and server.status == b"I"
-                and not self.unsynced
-                and self.pinned is None
-                and self.settings.pool_mode == "transaction"
-            ):
-                # the release server_done held back
-                self.server = None
-                pool = self.pool
-                assert pool is not None
-                pool.release(server)
-            if done is not None:
-                done()
-
-        send_cancel(server.addr, server.process_id, server.secret_key, delivered)
+        server.cancel(done)
         return True
 
 

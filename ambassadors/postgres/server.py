@@ -110,6 +110,7 @@ class ServerConn(asyncio.Protocol):
         self.synced: tuple[object, int] | None = None  # (client, its settings version) set
         self.owner_pid = 0  # BackendKeyData pid of the client that last held it
         self.cancelling = 0  # forwarded cancels PostgreSQL has not taken yet
+        self.release_deferred = False  # released meanwhile: the pool gets it once they landed
         # statements dropped from `prepared` as possibly stale: (server name, batch), to Close
         self.stale: list[tuple[bytes, int]] = []
 
@@ -383,6 +384,24 @@ class ServerConn(asyncio.Protocol):
             out.append(pq.close_statement(name))
             self.expect.append((C_SWALLOW, None, None))
         self.stale = keep
+
+    # --- cancel ----------------------------------------------------------------------------
+
+    def cancel(self, done: Callable[[], None] | None = None) -> None:
+        """Cancel what runs here. Until PostgreSQL has taken the request the pool gives
+        this server to nobody (a late cancel would hit the next user's query); `done()`
+        once it has (or the attempt failed)."""
+        self.cancelling += 1
+
+        def delivered() -> None:
+            self.cancelling -= 1
+            if not self.cancelling and self.release_deferred:
+                self.release_deferred = False
+                self.pool.release(self)
+            if done is not None:
+                done()
+
+        send_cancel(self.addr, self.process_id, self.secret_key, delivered)
 
     # --- closing ---------------------------------------------------------------------------
 

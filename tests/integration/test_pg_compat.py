@@ -162,6 +162,11 @@ async def running(direct: asyncpg.Connection, query: str) -> bool:
     return bool(await direct.fetchval(sql, query) == 1)
 
 
+async def a_query_ended(direct: asyncpg.Connection) -> bool:
+    """A's query (left behind by its client) has ended on the server."""
+    return not await running(direct, "SELECT pg_advisory_xact_lock(1)")
+
+
 async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassador, pg) -> None:
     """libpq's PQcancel (psycopg's cancel_safe) and asyncpg read the cancel connection
     until PostgreSQL closes it: then the backend has been signalled, and the next query
@@ -196,11 +201,14 @@ async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassad
         await direct.close()
 
 
-async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg) -> None:
-    """A cancel forwarded while the client's query runs, which reaches PostgreSQL after
-    that query ended: the server must not be serving another client by then (asyncpg's
-    suite got QueryCanceled in unrelated tests). Locks held by a direct connection order
-    the steps: A's query ends while the cancel is held, B's query waits for a lock."""
+@pytest.mark.parametrize("how", ["cancel_request", "client_gone"])
+async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg, how: str) -> None:
+    """A cancel forwarded while the client's query runs (its CancelRequest, or the
+    ambassador's own when the client left mid-query), which reaches PostgreSQL after that
+    query ended: the server must not be serving another client by then (asyncpg's and
+    psycopg's suites got QueryCanceled in unrelated tests). Locks held by a direct
+    connection order the steps: A's query ends while the cancel is held, B's query
+    waits for a lock."""
     proxy = CancelHoldingProxy(pg.port)
     amb = ambassador(pool_mode="transaction", pool_size=1, server_port=await proxy.start())
     a = await asyncpg.connect(amb.dsn())
@@ -211,10 +219,18 @@ async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg) -> 
         await direct.execute("SELECT pg_advisory_lock(1), pg_advisory_lock(2)")
         a_query = asyncio.create_task(a.fetchval("SELECT pg_advisory_xact_lock(1)"))
         await until(lambda: running(direct, "SELECT pg_advisory_xact_lock(1)"), "A to wait")
-        cancel = send_cancel(amb.port, a)
+        if how == "cancel_request":
+            cancel = send_cancel(amb.port, a)
+        else:
+            a.terminate()
         await asyncio.wait_for(proxy.held.wait(), 10)
         await direct.execute("SELECT pg_advisory_unlock(1)")
-        assert await asyncio.wait_for(a_query, 10) is None  # ended by itself, not cancelled
+        if how == "cancel_request":
+            assert await asyncio.wait_for(a_query, 10) is None  # ended by itself
+        else:
+            with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+                await asyncio.wait_for(a_query, 10)
+            await until(lambda: a_query_ended(direct), "A's query to end")
         b_query = asyncio.create_task(b.fetchval(B_QUERY))
 
         async def b_queued_or_running() -> bool:
