@@ -14,6 +14,7 @@ import contextlib
 import ssl
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from podkit.ambassadors.postgres import protocol as pq
@@ -31,7 +32,6 @@ from podkit.ambassadors.postgres.server import (
     SYNC,
     ServerConn,
     ServerLoginError,
-    send_cancel,
 )
 
 if TYPE_CHECKING:
@@ -165,6 +165,10 @@ class ClientConn(asyncio.Protocol):
         server = self.server
         if server is not None and pool is not None:
             self.server = None
+            if self.stmts and (server.status != b"I" or server.expect):
+                # Its transaction is rolled back: what it prepared may name objects that
+                # never existed for anyone else (a type created in it, say).
+                self.invalidate_statements()
             pool.orphan(server, self)
 
     # Reading is paused only when needed (each pause/resume is a system call): while the
@@ -227,9 +231,11 @@ class ClientConn(asyncio.Protocol):
                 self.transport.write(b"N")
                 continue
             if startup.kind == "cancel":
-                self.amb.cancel(startup.process_id, startup.secret_key)
-                self.transport.close()
+                # Closed once PostgreSQL has taken the forwarded request, as PostgreSQL
+                # does: libpq's PQcancel waits for that close, so that the query it
+                # sends next cannot be the one a late cancel hits.
                 self.state = CLOSED
+                self.amb.cancel(startup.process_id, startup.secret_key, self.transport.close)
                 return
             self._startup(startup)
 
@@ -409,6 +415,8 @@ class ClientConn(asyncio.Protocol):
         """The pool gave us `server`: set our settings on it, then send what waited."""
         self.server = server
         self.waiting = False
+        if self.process_id:
+            server.owner_pid = self.process_id
         sql = self._replay_sql(server)
         if sql:
             server.run_internal(sql, self._replayed)
@@ -638,6 +646,7 @@ class ClientConn(asyncio.Protocol):
                     return True
                 self.pin(event)
             elif event.kind in ("deallocate_all", "discard_all"):
+                self.invalidate_statements()
                 self.stmts.clear()
                 self.unnamed = None
                 server.forget_prepared()
@@ -669,6 +678,7 @@ class ClientConn(asyncio.Protocol):
                     return
                 self.pin(event)
             elif event.kind in ("deallocate_all", "discard_all"):
+                self.invalidate_statements()
                 self.stmts.clear()
                 self.unnamed = None
                 server.forget_prepared()
@@ -762,6 +772,22 @@ class ClientConn(asyncio.Protocol):
         server.expect.append((FAIL, pq.error_response(text, sqlstate), None))
         out.append(FAIL_BIND)
 
+    def invalidate_statements(self) -> None:
+        """No server of the pool hands out this client's statements again.
+
+        Servers share a statement by its text, but what the text means can change: a
+        client whose transaction rolled back, or that says DEALLOCATE ALL (psycopg does
+        after a ROLLBACK or a DROP, "because the same object may get recreated and
+        postgres would fail internal lookups"), may leave statements that name a type
+        that no longer exists (`cache lookup failed for type`). The next use re-Parses.
+        """
+        pool = self.pool
+        keys = set(self.stmts.values())
+        if pool is None or not keys:
+            return
+        for server in (*pool.idle, *pool.active):
+            server.drop_statements(keys)
+
     # --- undo, when the server skipped a message ----------------------------------------------
 
     def forget_statement(self, name: bytes) -> None:
@@ -808,11 +834,12 @@ class ClientConn(asyncio.Protocol):
         with contextlib.suppress(Exception):
             self.transport.abort()
 
-    def cancel_server(self) -> bool:
+    def cancel_server(self, done: Callable[[], None] | None = None) -> bool:
+        """Forward a cancel to the server held now; `done()` once it was delivered."""
         server = self.server
         if server is None or server.closed:
             return False
-        send_cancel(server.addr, server.process_id, server.secret_key)
+        server.cancel(done)
         return True
 
 

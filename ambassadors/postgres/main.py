@@ -8,6 +8,7 @@ import contextlib
 import os
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from podkit.ambassadors.postgres import auth, tls
@@ -16,7 +17,7 @@ from podkit.ambassadors.postgres.client import ADMIN_SHUTDOWN, ClientConn
 from podkit.ambassadors.postgres.console import Console
 from podkit.ambassadors.postgres.metrics import PgCollector
 from podkit.ambassadors.postgres.pool import Pool, Stats
-from podkit.ambassadors.postgres.server import Resolver, resolve
+from podkit.ambassadors.postgres.server import Resolver, ServerConn, resolve
 from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 from podkit.config import split_host_port
@@ -38,6 +39,8 @@ class Ambassador:
         self.clients: set[ClientConn] = set()
         self.pinned: collections.Counter[str] = collections.Counter({r: 0 for r in REASONS})
         self.cancel_keys: dict[int, ClientConn] = {}
+        # (address, backend pid) -> server connection: NotificationResponse pids
+        self.server_pids: dict[tuple[tuple[str, int], int], ServerConn] = {}
         self.next_pid = secrets.randbelow(1 << 30) + 1
         self.server: asyncio.AbstractServer | None = None
         self.draining = False
@@ -115,18 +118,23 @@ class Ambassador:
         if self.cancel_keys.get(client.process_id) is client:
             del self.cancel_keys[client.process_id]
 
-    def cancel(self, process_id: int, secret_key: int) -> None:
+    def cancel(
+        self, process_id: int, secret_key: int, done: Callable[[], None] = lambda: None
+    ) -> None:
+        """A client's CancelRequest; `done()` once handled (forwarded and taken, or dropped)."""
         client = self.cancel_keys.get(process_id)
         if client is None or not secrets.compare_digest(
             client.secret_key.to_bytes(4, "big"), (secret_key & 0xFFFFFFFF).to_bytes(4, "big")
         ):
             self.stats.cancels_dropped += 1
             self.warn("cancel_unknown_key", process_id=process_id)
+            done()
             return
-        if client.cancel_server():
+        if client.cancel_server(done):
             self.stats.cancels_forwarded += 1
         else:
             self.stats.cancels_dropped += 1  # it holds no server: nothing runs for it
+            done()
 
     # --- serving ---------------------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from podkit.ambassadors.postgres.server import (
     ServerConn,
     ServerLoginError,
     login,
-    send_cancel,
 )
 from podkit.backoff import Backoff
 
@@ -196,6 +195,10 @@ class Pool:
 
     def release(self, server: ServerConn) -> None:
         """The client is done with `server` (ReadyForQuery idle, nothing owed)."""
+        if server.cancelling and not server.closed:
+            server.client = None
+            server.release_deferred = True  # server.cancel() releases it once delivered
+            return
         self.active.discard(server)
         server.client = None
         if server.closed:
@@ -281,7 +284,7 @@ class Pool:
             server.expect.append((SYNC, None, None))
         if server.expect:
             if server.query_started:
-                send_cancel(server.addr, server.process_id, server.secret_key)
+                server.cancel()
             return  # Orphan.server_done continues once the server owes nothing
         sink.server_done(server)
 
@@ -436,7 +439,7 @@ class Pool:
             ):
                 server.cancel_sent = True
                 self.stats.cancels_forwarded += 1
-                send_cancel(server.addr, server.process_id, server.secret_key)
+                server.cancel()
             if (
                 idle_txn
                 and not server.expect

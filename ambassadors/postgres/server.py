@@ -43,7 +43,7 @@ FAIL = 5  # a Bind to a missing statement whose error is replaced by a: bytes
 
 # Types looked at in the server's stream; everything else passes untouched.
 _LOOK = bytearray(256)
-for _t in b"Z E 1 3 S G":
+for _t in b"Z E 1 3 S G A":
     if _t != 32:
         _LOOK[_t] = 1
 del _t
@@ -57,6 +57,7 @@ EMPTY_PARSE = pq.message(b"P", b"\x00\x00\x00\x00")
 NOOP_CLOSE = pq.close_statement(b"pgamb_none")
 
 _unpack_u32 = struct.Struct("!I").unpack_from
+_pack_u32 = struct.Struct("!I").pack
 
 
 class ServerLoginError(Exception):
@@ -110,6 +111,11 @@ class ServerConn(asyncio.Protocol):
         # The replay key of the client whose settings it holds (None: unknown; any change
         # to params or extra clears it).
         self.settings_key: tuple[object, ...] | None = None
+        self.owner_pid = 0  # BackendKeyData pid of the client that last held it
+        self.cancelling = 0  # forwarded cancels PostgreSQL has not taken yet
+        self.release_deferred = False  # released meanwhile: the pool gets it once they landed
+        # statements dropped from `prepared` as possibly stale: (server name, batch), to Close
+        self.stale: list[tuple[bytes, int]] = []
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -193,6 +199,8 @@ class ServerConn(asyncio.Protocol):
                 client.params_version += 1
             elif kind == 71:  # G CopyInResponse
                 self.copy_in = True
+            elif kind == 65:  # A NotificationResponse
+                forward = self._notification(data[pos:end])
             if forward is not True:
                 if pieces is None:
                     pieces = []
@@ -243,6 +251,18 @@ class ServerConn(asyncio.Protocol):
             first = False
         return replaced
 
+    def _notification(self, msg: bytes) -> bytes | bool:
+        """The notifying backend's pid, as the pid its client got in BackendKeyData.
+
+        Clients know only the pids the pooler gave them (their own BackendKeyData and
+        the other clients'), so `notify.pid == conn.backend_pid` ("is it mine?") must
+        compare those. A backend that no client of this pooler holds keeps its pid.
+        """
+        server = self.pool.amb.server_pids.get((self.addr, _unpack_u32(msg, 5)[0]))
+        if server is None or not server.owner_pid:
+            return True
+        return msg[:5] + _pack_u32(server.owner_pid) + msg[9:]
+
     def _idle_data(self, data: bytes) -> None:
         with contextlib.suppress(Exception):
             for kind, msg in pq.iter_messages(self.tail + data):
@@ -256,6 +276,9 @@ class ServerConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        pids = self.pool.amb.server_pids
+        if pids.get((self.addr, self.process_id)) is self:
+            del pids[(self.addr, self.process_id)]
         self.pool.server_lost(self)
         if self.internal is not None:
             callback, self.internal = self.internal, None
@@ -331,6 +354,8 @@ class ServerConn(asyncio.Protocol):
     def add_statement(self, key: bytes, out: list[bytes]) -> bytes:
         """Register a new statement (the caller sends its Parse); evict the LRU if full."""
         prepared = self.prepared
+        if self.stale:
+            self._close_stale(out)
         limit = self.pool.settings.max_prepared_statements
         while len(prepared) >= limit:
             old_key, (old_name, used) = next(iter(prepared.items()))
@@ -347,7 +372,44 @@ class ServerConn(asyncio.Protocol):
 
     def forget_prepared(self) -> None:
         self.prepared.clear()
+        self.stale.clear()
         self.unnamed = None
+
+    def drop_statements(self, keys: set[bytes]) -> None:
+        """Hand out none of `keys` again (they may be stale); each is Closed later."""
+        prepared = self.prepared
+        for key in keys:
+            entry = prepared.pop(key, None)
+            if entry is not None:
+                self.stale.append(entry)
+
+    def _close_stale(self, out: list[bytes]) -> None:
+        keep = []
+        for name, used in self.stale:
+            if used == self.batch:  # in the batch in flight: closing it would close its portals
+                keep.append((name, used))
+                continue
+            out.append(pq.close_statement(name))
+            self.expect.append((C_SWALLOW, None, None))
+        self.stale = keep
+
+    # --- cancel ----------------------------------------------------------------------------
+
+    def cancel(self, done: Callable[[], None] | None = None) -> None:
+        """Cancel what runs here. Until PostgreSQL has taken the request the pool gives
+        this server to nobody (a late cancel would hit the next user's query); `done()`
+        once it has (or the attempt failed)."""
+        self.cancelling += 1
+
+        def delivered() -> None:
+            self.cancelling -= 1
+            if not self.cancelling and self.release_deferred:
+                self.release_deferred = False
+                self.pool.release(self)
+            if done is not None:
+                done()
+
+        send_cancel(self.addr, self.process_id, self.secret_key, delivered)
 
     # --- closing ---------------------------------------------------------------------------
 
@@ -468,22 +530,33 @@ async def _login_on(
     conn.writer = writer  # a StreamWriter closes its transport when garbage-collected
     conn.tls = transport.get_extra_info("sslcontext") is not None
     transport.set_protocol(conn)
+    pool.amb.server_pids[(addr, conn.process_id)] = conn
     if leftover:
         conn.data_received(leftover)
     return conn
 
 
-def send_cancel(addr: tuple[str, int], process_id: int, secret_key: int) -> None:
-    """Send a CancelRequest to the server on a new connection (fire and forget)."""
+def send_cancel(
+    addr: tuple[str, int],
+    process_id: int,
+    secret_key: int,
+    done: Callable[[], None] | None = None,
+) -> None:
+    """Send a CancelRequest to the server on a new connection; `done()` once PostgreSQL
+    closed it (it has signalled the backend then), or the attempt failed."""
 
     async def cancel() -> None:
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            _reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 5)
-            writer.write(pq.cancel_request(process_id, secret_key))
-            await writer.drain()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(_reader.read(), 5)
-            writer.close()
+        try:
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(*addr), 5)
+                writer.write(pq.cancel_request(process_id, secret_key))
+                await writer.drain()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_reader.read(), 5)
+                writer.close()
+        finally:
+            if done is not None:
+                done()
 
     task = asyncio.get_running_loop().create_task(cancel())
     _CANCELS.add(task)

@@ -1,0 +1,256 @@
+"""pg-ambassador against what client libraries' own test suites check (found by running
+psycopg 3's suite through it): notification pids, and statements shared between clients
+that a rolled-back transaction or a DROP made stale, and when a cancel is done."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+
+from podkit_dev.servers import HOST, free_port
+
+INSERT = "INSERT INTO preptable (bar) VALUES (%s::prepenum[])"
+
+
+def create(conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TYPE prepenum AS ENUM ('foo', 'bar', 'baz')")
+    conn.execute("CREATE TABLE preptable(id integer, bar prepenum[])")
+
+
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+def test_notification_pid_is_the_backend_pid_the_notifier_was_given(
+    ambassador, pool_mode: str
+) -> None:
+    """`notify.pid == conn.info.backend_pid` tells a client its own notifications apart."""
+    amb = ambassador(pool_mode=pool_mode, pool_size=4)
+    with (
+        psycopg.connect(amb.dsn(), autocommit=True) as listener,
+        psycopg.connect(amb.dsn(), autocommit=True) as notifier,
+    ):
+        listener.execute("LISTEN chan")
+        notifier.execute("NOTIFY chan, 'other'")
+        listener.execute("NOTIFY chan, 'self'")
+        got = {n.payload: n.pid for n in listener.notifies(timeout=10, stop_after=2)}
+        assert got == {
+            "other": notifier.info.backend_pid,
+            "self": listener.info.backend_pid,
+        }
+        assert notifier.info.backend_pid != listener.info.backend_pid
+
+
+def test_statement_prepared_in_a_rolled_back_transaction_is_not_given_to_the_next(
+    ambassador,
+) -> None:
+    """A client leaves mid-transaction after preparing a statement that names a type it
+    created there: the next client, on the same server, creates the type again and runs
+    the same text. Handed the server's old statement it would get `cache lookup failed
+    for type`; on a fresh connection to PostgreSQL it works."""
+    amb = ambassador(pool_mode="transaction", pool_size=1)
+    first = psycopg.connect(amb.dsn(), prepare_threshold=0)
+    create(first)
+    first.execute(INSERT, [["foo"]])
+    first.close()  # in a transaction: rolled back by the ambassador
+
+    with psycopg.connect(amb.dsn(), prepare_threshold=0) as second:
+        create(second)
+        second.execute(INSERT, [["bar"]])
+        assert second.execute("SELECT bar::text FROM preptable").fetchall() == [("{bar}",)]
+
+
+def test_deallocate_all_after_drop_reaches_the_other_servers_of_the_pool(ambassador) -> None:
+    """psycopg says DEALLOCATE ALL after a DROP (the object may be created again); it runs
+    on whichever server the client holds then. The server that prepared the statement
+    must not hand out its copy, which names the dropped type, either."""
+    amb = ambassador(pool_mode="transaction", pool_size=2)
+    with (
+        psycopg.connect(amb.dsn(), prepare_threshold=0, autocommit=True) as conn,
+        psycopg.connect(amb.dsn()) as blocker,
+    ):
+        create(conn)
+        with conn.transaction():
+            prepared_on = conn.execute("SELECT pg_backend_pid()").fetchone()
+            conn.execute(INSERT, [["foo"]])
+        held = blocker.execute("SELECT pg_backend_pid()").fetchone()  # stays in a transaction
+        conn.execute("DROP TABLE preptable")
+        conn.execute("DROP TYPE prepenum")  # then psycopg sends DEALLOCATE ALL
+        blocker.commit()
+        create(conn)
+        with conn.transaction():
+            now_on = conn.execute("SELECT pg_backend_pid()").fetchone()
+            conn.execute(INSERT, [["bar"]])
+        # the precondition (idle servers are reused last in, first out): the DROPs ran on
+        # the other server, and the INSERT is back on the one that prepared it
+        assert held == prepared_on == now_on
+        assert conn.execute("SELECT bar::text FROM preptable").fetchall() == [("{bar}",)]
+
+
+CANCEL_CODE = 80877102
+B_QUERY = "SELECT 'b' FROM pg_advisory_xact_lock(2)"
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
+
+
+class CancelHoldingProxy:
+    """A TCP proxy in front of PostgreSQL that holds each CancelRequest until `release`."""
+
+    def __init__(self, pg_port: int) -> None:
+        self.pg_port = pg_port
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.forwarded = asyncio.Event()  # PostgreSQL closed a cancel connection
+        self.listener: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.listener = await asyncio.start_server(self._handle, HOST, free_port())
+        return int(self.listener.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readexactly(8)
+        is_cancel = struct.unpack("!II", head) == (16, CANCEL_CODE)
+        if is_cancel:
+            head += await reader.readexactly(8)
+            self.held.set()
+            await self.release.wait()
+        up_reader, up_writer = await asyncio.open_connection(HOST, self.pg_port)
+        up_writer.write(head)
+        if is_cancel:
+            await _pipe(up_reader, writer)  # until PostgreSQL closes it: backend signalled
+            self.forwarded.set()
+            up_writer.close()
+            return
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+    def close(self) -> None:
+        self.release.set()
+        if self.listener is not None:
+            self.listener.close()
+
+
+async def until(condition: Any, what: str, limit: float = 10.0) -> None:
+    """Await `condition()` (a coroutine function) until true, polling; fail after `limit` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def send_cancel(port: int, conn: asyncpg.Connection) -> socket.socket:
+    protocol = conn._protocol  # type: ignore[attr-defined]
+    sock = socket.create_connection((HOST, port))
+    sock.sendall(
+        struct.pack("!IIii", 16, CANCEL_CODE, protocol.backend_pid, protocol.backend_secret)
+    )
+    return sock
+
+
+async def running(direct: asyncpg.Connection, query: str) -> bool:
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'"
+    return bool(await direct.fetchval(sql, query) == 1)
+
+
+async def a_query_ended(direct: asyncpg.Connection) -> bool:
+    """A's query (left behind by its client) has ended on the server."""
+    return not await running(direct, "SELECT pg_advisory_xact_lock(1)")
+
+
+async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassador, pg) -> None:
+    """libpq's PQcancel (psycopg's cancel_safe) and asyncpg read the cancel connection
+    until PostgreSQL closes it: then the backend has been signalled, and the next query
+    cannot be the one the cancel hits. psycopg's test_stream_error_python_consumed got
+    QueryCanceled on a later query when the ambassador closed the client's cancel
+    connection before forwarding the request. While the proxy holds the forwarded
+    CancelRequest, the client's cancel connection stays open."""
+    proxy = CancelHoldingProxy(pg.port)
+    amb = ambassador(pool_mode="transaction", server_port=await proxy.start())
+    conn = await asyncpg.connect(amb.dsn())
+    direct = await asyncpg.connect(pg.dsn)
+    cancel: socket.socket | None = None
+    try:
+        query = asyncio.create_task(conn.fetchval("SELECT pg_sleep(60)"))
+        await until(lambda: running(direct, "SELECT pg_sleep(60)"), "the query to run")
+        cancel = send_cancel(amb.port, conn)
+        await asyncio.wait_for(proxy.held.wait(), 10)
+        cancel.setblocking(False)
+        with pytest.raises(BlockingIOError):  # not closed: no EOF (b"") to read
+            cancel.recv(1)
+        proxy.release.set()
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await asyncio.wait_for(query, 10)
+        loop = asyncio.get_running_loop()
+        assert await asyncio.wait_for(loop.sock_recv(cancel, 1), 10) == b""
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        if cancel is not None:
+            cancel.close()
+        proxy.close()
+        await conn.close()
+        await direct.close()
+
+
+@pytest.mark.parametrize("how", ["cancel_request", "client_gone"])
+async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg, how: str) -> None:
+    """A cancel forwarded while the client's query runs (its CancelRequest, or the
+    ambassador's own when the client left mid-query), which reaches PostgreSQL after that
+    query ended: the server must not be serving another client by then (asyncpg's and
+    psycopg's suites got QueryCanceled in unrelated tests). Locks held by a direct
+    connection order the steps: A's query ends while the cancel is held, B's query
+    waits for a lock."""
+    proxy = CancelHoldingProxy(pg.port)
+    amb = ambassador(pool_mode="transaction", pool_size=1, server_port=await proxy.start())
+    a = await asyncpg.connect(amb.dsn())
+    b = await asyncpg.connect(amb.dsn())
+    direct = await asyncpg.connect(pg.dsn)
+    cancel: socket.socket | None = None
+    try:
+        await direct.execute("SELECT pg_advisory_lock(1), pg_advisory_lock(2)")
+        a_query = asyncio.create_task(a.fetchval("SELECT pg_advisory_xact_lock(1)"))
+        await until(lambda: running(direct, "SELECT pg_advisory_xact_lock(1)"), "A to wait")
+        if how == "cancel_request":
+            cancel = send_cancel(amb.port, a)
+        else:
+            a.terminate()
+        await asyncio.wait_for(proxy.held.wait(), 10)
+        await direct.execute("SELECT pg_advisory_unlock(1)")
+        if how == "cancel_request":
+            assert await asyncio.wait_for(a_query, 10) is None  # ended by itself
+        else:
+            with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+                await asyncio.wait_for(a_query, 10)
+            await until(lambda: a_query_ended(direct), "A's query to end")
+        b_query = asyncio.create_task(b.fetchval(B_QUERY))
+
+        async def b_queued_or_running() -> bool:
+            queued = amb.pool_state()["waiting"] == 1
+            return queued or await running(direct, B_QUERY)
+
+        await until(b_queued_or_running, "B to be queued or running")
+        proxy.release.set()
+        await asyncio.wait_for(proxy.forwarded.wait(), 10)
+
+        async def b_running_or_done() -> bool:
+            return b_query.done() or await running(direct, B_QUERY)
+
+        await until(b_running_or_done, "B to run")
+        await direct.execute("SELECT pg_advisory_unlock(2)")
+        assert await asyncio.wait_for(b_query, 10) == "b"  # not QueryCanceled
+    finally:
+        if cancel is not None:
+            cancel.close()
+        proxy.close()
+        await a.close()
+        await b.close()
+        await direct.close()
