@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 
 _pack_u32 = struct.Struct("!I").pack
 ADMIN_SHUTDOWN = "terminating connection due to administrator command"
+# PostgreSQL's error for a statement whose result type changed; drivers (asyncpg) know it
+# by its code and the function that raised it, not by its (localised) text.
+CACHED_PLAN_ERROR = pq.error_response(
+    "cached plan must not change result type", "0A000", routine="RevalidateCachedQuery"
+)
 
 STARTUP, HANDSHAKE, AUTH, LOGIN, READY, CLOSED = range(6)
 
@@ -59,6 +64,8 @@ class ClientConn(asyncio.Protocol):
         self.wait_started = 0.0
         self.unsynced = False
         self.stmts: dict[bytes, bytes] = {}
+        # name -> generation of its text's result type when prepared (see Pool.changed)
+        self.stmt_gen: dict[bytes, int] = {}
         self.unnamed: bytes | None = None
         self.params: dict[str, str] = {}
         self.wanted: dict[str, str] = {}  # settings from the startup packet
@@ -557,6 +564,8 @@ class ClientConn(asyncio.Protocol):
                 if name in stmts:  # twice in this batch: let the server path refuse it
                     return False
                 stmts[name] = msg[pos:]
+                if pool.changed:
+                    self.stmt_gen[name] = pool.changed.get(msg[pos:], 0)
                 self.stats.prepared_hits += 1
                 out.append(pq.PARSE_COMPLETE)
             elif kind == 67:
@@ -695,6 +704,8 @@ class ClientConn(asyncio.Protocol):
             )  # fmt: skip
             return
         self.stmts[name] = key
+        if pool.changed:
+            self.stmt_gen[name] = pool.changed.get(key, 0)
         entry = server.prepared.get(key)
         if entry is not None:
             # The server has it already: a no-op Parse answers in order.
@@ -729,6 +740,14 @@ class ClientConn(asyncio.Protocol):
         if key is None:
             out.append(msg)  # PostgreSQL answers: prepared statement "name" does not exist
             return
+        changed = server.pool.changed
+        if changed and changed.get(key, 0) != self.stmt_gen.get(name, 0):
+            # Its result type changed since this client prepared it: PostgreSQL's own
+            # answer, so the client prepares it again (and gets the new row shape).
+            server.expect.append((FAIL, CACHED_PLAN_ERROR, None))
+            out.append(FAIL_BIND)
+            return
+        server.bound.append(key)
         server_name = server.statement(key, out)
         body = msg[5:pos] + server_name + b"\x00" + msg[end:]
         out.append(b"B" + _pack_u32(len(body) + 4) + body)

@@ -119,6 +119,10 @@ class Pool:
         self.retired_addrs: set[tuple[str, int]] = set()
         # statements (Parse bodies) some server of this pool parsed without error
         self.known: OrderedDict[bytes, None] = OrderedDict()
+        # statement text -> times its result type changed (PostgreSQL said "cached plan
+        # must not change result type"); a client's name prepared before the last change
+        # is refused as PostgreSQL would refuse it
+        self.changed: dict[bytes, int] = {}
         # SCRAM keys of an application that logged in: lets the pool log in to PostgreSQL
         # as that user without a password of its own (same verifier on both sides)
         self.scram_keys: Any = None
@@ -131,6 +135,18 @@ class Pool:
         self.xact_time = 0.0
         self.query_time = 0.0
         self.wait_time = 0.0
+
+    def statements_changed(self, keys: set[bytes]) -> None:
+        """The result type of these statements changed (a schema change): every server
+        forgets them (each Closed later), new Parses make fresh ones."""
+        changed = self.changed
+        if len(changed) >= KNOWN_STATEMENTS:
+            changed.clear()  # forgetting only loses the refusal of a stale name
+        for key in keys:
+            changed[key] = changed.get(key, 0) + 1
+            self.known.pop(key, None)
+        for server in (*self.idle, *self.active):
+            server.drop_statements(keys)
 
     def learn_setting(self, name: str, value: str, server_value: str) -> None:
         """A login setting the server accepted (as server_value): later logins asking for

@@ -205,6 +205,7 @@ def error_response(
     detail: str | None = None,
     hint: str | None = None,
     kind: bytes = b"E",
+    routine: str | None = None,
 ) -> bytes:
     fields = [
         b"S" + severity.encode() + b"\x00",
@@ -216,6 +217,8 @@ def error_response(
         fields.append(b"D" + detail.encode() + b"\x00")
     if hint:
         fields.append(b"H" + hint.encode() + b"\x00")
+    if routine:  # the server function that raised it: drivers tell some errors apart by it
+        fields.append(b"R" + routine.encode() + b"\x00")
     return message(kind, b"".join(fields) + b"\x00")
 
 

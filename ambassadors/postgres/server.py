@@ -60,6 +60,11 @@ _unpack_u32 = struct.Struct("!I").unpack_from
 _pack_u32 = struct.Struct("!I").pack
 
 
+# "cached plan must not change result type", known by what raised it (the text is
+# localised)
+CACHED_PLAN_CHANGED = b"RRevalidateCachedQuery\x00"
+
+
 class ServerLoginError(Exception):
     """PostgreSQL refused the login (its ErrorResponse fields) or could not be reached."""
 
@@ -116,6 +121,7 @@ class ServerConn(asyncio.Protocol):
         self.release_deferred = False  # released meanwhile: the pool gets it once they landed
         # statements dropped from `prepared` as possibly stale: (server name, batch), to Close
         self.stale: list[tuple[bytes, int]] = []
+        self.bound: list[bytes] = []  # statements bound since the last ReadyForQuery
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -169,6 +175,8 @@ class ServerConn(asyncio.Protocol):
                 self.status = status
                 self.copy_in = False
                 self.batch += 1
+                if self.bound:
+                    self.bound.clear()
                 if not expect:
                     if self.query_started:
                         self.pool.query_time += time.monotonic() - self.query_started
@@ -230,6 +238,11 @@ class ServerConn(asyncio.Protocol):
     def _error(self, msg: bytes) -> bytes | bool | None:
         """An ErrorResponse: drop what the server will skip; maybe replace the message."""
         self.copy_in = False
+        if self.bound and b"C0A000\x00" in msg and CACHED_PLAN_CHANGED in msg:
+            # A schema change altered the result type of a statement bound here: no server
+            # of the pool may hand it out again, and the clients that prepared it get
+            # PostgreSQL's error on their next use, as each would have on its own server.
+            self.pool.statements_changed(set(self.bound))
         expect = self.expect
         if not expect or expect[0][0] == SYNC:
             return True

@@ -254,3 +254,35 @@ async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg, how
         await a.close()
         await b.close()
         await direct.close()
+
+
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
+async def test_a_result_type_change_is_seen_by_every_client_as_postgresql_says_it(
+    ambassador, pg, pool_mode: str
+) -> None:
+    """asyncpg's cache invalidation (its test_cache_invalidation): after ALTER TABLE, the
+    statements clients prepared fail with `cached plan must not change result type`;
+    asyncpg then prepares the same text again and must get the new row shape. Servers
+    share statements by text, so the ambassador must hand out a fresh one, and refuse
+    the old name of every other client as PostgreSQL would (never run the new shape
+    under a client's old row description)."""
+    # session mode: a server per client; transaction mode: 3 clients share 2 servers
+    amb = ambassador(pool_mode=pool_mode, pool_size=3 if pool_mode == "session" else 2)
+    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
+    clients = [await asyncpg.connect(amb.dsn()) for _ in range(3)]
+    try:
+        await direct.execute("CREATE TABLE shapes (a int, b int); INSERT INTO shapes VALUES (1, 2)")
+        for conn in clients:  # each caches the statement (asyncpg's default cache)
+            assert [tuple(r) for r in await conn.fetch("SELECT * FROM shapes")] == [(1, 2)]
+        await direct.execute("ALTER TABLE shapes ADD COLUMN c text DEFAULT 'x'")
+        for _ in range(2):
+            for conn in clients:
+                assert [tuple(r) for r in await conn.fetch("SELECT * FROM shapes")] == [(1, 2, "x")]
+        await direct.execute("ALTER TABLE shapes ALTER COLUMN b TYPE text")
+        for conn in reversed(clients):
+            assert [tuple(r) for r in await conn.fetch("SELECT * FROM shapes")] == [(1, "2", "x")]
+    finally:
+        for conn in clients:
+            await conn.close()
+        await direct.execute("DROP TABLE IF EXISTS shapes")
+        await direct.close()
