@@ -765,6 +765,7 @@ class ClientConn(asyncio.Protocol):
         if key is None:
             out.append(msg)
             return
+        server.bound.append(key)  # PostgreSQL revalidates the plan here too
         server_name = server.statement(key, out)
         out.append(pq.message(b"D", b"S" + server_name + b"\x00"))
 

@@ -121,7 +121,7 @@ class ServerConn(asyncio.Protocol):
         self.release_deferred = False  # released meanwhile: the pool gets it once they landed
         # statements dropped from `prepared` as possibly stale: (server name, batch), to Close
         self.stale: list[tuple[bytes, int]] = []
-        self.bound: list[bytes] = []  # statements bound since the last ReadyForQuery
+        self.bound: list[bytes] = []  # statements bound or described since ReadyForQuery
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
