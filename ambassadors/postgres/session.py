@@ -118,7 +118,7 @@ def suspect(data: bytes) -> bool:
 def classify(sql: bytes, reported: Container[str] = ()) -> list[Event]:
     """What the statements of `sql` mean for pooling; `reported`: GUCs the server reports
     (lower case), whose changes reach the pooler as ParameterStatus and can be replayed."""
-    if not _SUSPECT.search(sql.lower()):
+    if not suspect(sql):
         return []
     text = sql.decode(errors="replace")
     events: list[Event] = []

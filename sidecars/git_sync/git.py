@@ -31,22 +31,7 @@ ERROR_TAIL = 2000
 
 
 # The root and a file:// remote may belong to another UID (volumes): trusted, as by v4.
-GLOBAL_CONFIG = (("safe.directory", "*"),)
-
-
-def global_config_text(entries: Sequence[tuple[str, str]]) -> str:
-    """A git config file holding `section.name = value` entries (values quoted)."""
-    lines = []
-    for key, value in entries:
-        section, _, rest = key.partition(".")
-        subsection, _, name = rest.rpartition(".")
-
-        def quote(text: str) -> str:
-            return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-        header = f"[{section} {quote(subsection)}]" if subsection else f"[{section}]"
-        lines += [header, f"\t{name} = {quote(value)}"]
-    return "\n".join(lines) + "\n"
+GLOBAL_CONFIG = "[safe]\n\tdirectory = *\n"
 
 
 class GitError(Exception):
@@ -88,7 +73,7 @@ class Git:
         # git passes no GIT_CONFIG_* entries to the upload-pack it starts for a file://
         # repository, so what that process must see too goes in the global file.
         with open(self.global_config, "w", encoding="utf-8") as file:
-            file.write(global_config_text(GLOBAL_CONFIG))
+            file.write(GLOBAL_CONFIG)
         self.config = list(config)
         self.extra_env = dict(extra_env or {})
         self.running = 0

@@ -585,14 +585,13 @@ class GitSync:
         self.metrics.duration.labels("error").observe(seconds)
         self.metrics.count.labels("error").inc()
         self.metrics.failures.set(self.failures)
-        if ("No space left" in error or WRITE_FAILED.search(error)) and self.layout.exists(
-            self.layout.recycle
-        ):
+        write_failed = WRITE_FAILED.search(error) is not None
+        if write_failed and self.layout.exists(self.layout.recycle):
             # The tree kept for recycling is the one thing we may free to make room.
             self.layout.remove_tree(self.layout.recycle)
             self.log.warning("worktree_recycle_dropped", reason="no space left on the volume")
         free = _free_bytes(self.layout.root)
-        if free is not None and WRITE_FAILED.search(error):
+        if free is not None and write_failed:
             # git says "unable to write file X" without the reason: give the likely one.
             error += f" (the --root volume has {_mib(free)} free)"
         self.log.error(

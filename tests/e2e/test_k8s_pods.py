@@ -419,6 +419,6 @@ def test_pg_ambassador(podman: Podman, need, postgres: str, form: str) -> None: 
         # container, with a TERM trap) exits 0 at once, not after the grace period.
         podman.run("stop", "--time", "30", pod.container("pg-ambassador"), timeout=90)
         assert pod.exit_code("pg-ambassador") == 0, pod.logs("pg-ambassador")[-3000:]
-        started = time.monotonic()
+        # Without the trap, podman would SIGKILL it after --time: exit 137, not 0.
         podman.run("stop", "--time", "20", pod.container("app"), timeout=60)
-        assert pod.exit_code("app") == 0 and time.monotonic() - started < 10
+        assert pod.exit_code("app") == 0
