@@ -49,7 +49,8 @@ def test_basic_auth_password_file_reread(run_helper, git_repo: GitRepo, git_http
     server.password = "token-two"
     new = git_repo.commit({"README": "rotated\n"}, "rotated")
     wait_for(lambda: events(helper, "sync_failed"), what="a failure with the old token")
-    assert (root / "error.json").exists()
+    # (the error file is written just after the log line)
+    wait_for(lambda: (root / "error.json").exists(), what="error file written")
     assert published(root) != new
     secret.write_text("token-two\n")
     wait_for(lambda: published(root) == new, what="sync with the re-read password file")
