@@ -29,6 +29,7 @@ from podkit.ambassadors.postgres.server import (
     NOOP_CLOSE,
     P_FWD,
     P_SWALLOW,
+    RETRY,
     SYNC,
     ServerConn,
     ServerLoginError,
@@ -67,6 +68,10 @@ class ClientConn(asyncio.Protocol):
         # name -> generation of its text's result type when prepared (see Pool.changed)
         self.stmt_gen: dict[bytes, int] = {}
         self.unnamed: bytes | None = None
+        # names whose Parse was answered from a statement some server already had (it
+        # may have gone stale), not used since; and the one whose first use is being sent
+        self.fresh: set[bytes] = set()
+        self.first_use: bytes | None = None
         self.params: dict[str, str] = {}
         self.wanted: dict[str, str] = {}  # settings from the startup packet
         self.extra: dict[str, str] = {}  # of those, the ones the server does not report
@@ -566,6 +571,7 @@ class ClientConn(asyncio.Protocol):
                 stmts[name] = msg[pos:]
                 if pool.changed:
                     self.stmt_gen[name] = pool.changed.get(msg[pos:], 0)
+                self.fresh.add(name)
                 self.stats.prepared_hits += 1
                 out.append(pq.PARSE_COMPLETE)
             elif kind == 67:
@@ -587,6 +593,7 @@ class ClientConn(asyncio.Protocol):
         if not server.query_started:
             server.query_started = time.monotonic()
             server.cancel_sent = False
+        batch_start = not expect and not self.unsynced and server.status == b"I"
         for kind, msg in messages:
             if kind == 81:  # Q
                 server.pool.queries += 1
@@ -634,8 +641,38 @@ class ClientConn(asyncio.Protocol):
                 return
             if self.server is not server:  # refused and closed meanwhile
                 return
+            if self.first_use is not None:
+                self._first_use(server, messages, msg, batch_start)
         if out:
             server.transport.writelines(out)
+
+    def _first_use(
+        self, server: ServerConn, messages: list[tuple[int, bytes]], msg: bytes, batch_start: bool
+    ) -> None:
+        """`msg` (a Bind or Describe) is the first use of a statement whose Parse was
+        answered from a shared one, which may have gone stale (a schema change altered its
+        result type since another client prepared it). On its own server the client's
+        Parse would have planned afresh and never failed so; drivers do not retry that
+        error at prepare (asyncpg) or first run (psycopg). If it fails so, the server runs
+        the rest of the batch again on a fresh statement (ServerConn._error), when the
+        client has seen nothing of the batch but ParseComplete."""
+        name, self.first_use = self.first_use, None
+        if not batch_start:
+            return
+        i = next(k for k, (_, m) in enumerate(messages) if m is msg)
+        end = _rest_of_batch(messages, i)
+        if end >= 0:
+            server.first_use((RETRY, self, (messages[i:end], name)))
+
+    def retry(self, messages: list[tuple[int, bytes]], name: bytes) -> None:
+        """Run again the part of a batch the server skipped when statement `name` proved
+        stale; the pool has dropped it everywhere, so its use re-Parses it."""
+        key = self.stmts.get(name)
+        pool = self.pool
+        if key is not None and pool is not None:
+            self.stmt_gen[name] = pool.changed.get(key, 0)
+        self.stats.prepared_retries += 1
+        self.process(messages)
 
     def _query(self, server: ServerConn, msg: bytes, out: list[bytes]) -> bool:
         """Session state in a simple query; True if it was handled here (not forwarded)."""
@@ -657,6 +694,7 @@ class ClientConn(asyncio.Protocol):
             elif event.kind in ("deallocate_all", "discard_all"):
                 self.invalidate_statements()
                 self.stmts.clear()
+                self.fresh.clear()
                 self.unnamed = None
                 server.forget_prepared()
                 if event.kind == "discard_all":
@@ -689,6 +727,7 @@ class ClientConn(asyncio.Protocol):
             elif event.kind in ("deallocate_all", "discard_all"):
                 self.invalidate_statements()
                 self.stmts.clear()
+                self.fresh.clear()
                 self.unnamed = None
                 server.forget_prepared()
         if not name:
@@ -710,6 +749,7 @@ class ClientConn(asyncio.Protocol):
         if entry is not None:
             # The server has it already: a no-op Parse answers in order.
             self.stats.prepared_hits += 1
+            self.fresh.add(name)
             server.prepared.move_to_end(key)
             server.unnamed = None
             server.expect.append((P_FWD, self, (name, None)))
@@ -747,6 +787,9 @@ class ClientConn(asyncio.Protocol):
             server.expect.append((FAIL, CACHED_PLAN_ERROR, None))
             out.append(FAIL_BIND)
             return
+        if self.fresh and name in self.fresh:
+            self.fresh.discard(name)
+            self.first_use = name
         server.bound.append(key)
         server_name = server.statement(key, out)
         body = msg[5:pos] + server_name + b"\x00" + msg[end:]
@@ -765,6 +808,9 @@ class ClientConn(asyncio.Protocol):
         if key is None:
             out.append(msg)
             return
+        if self.fresh and name in self.fresh:
+            self.fresh.discard(name)
+            self.first_use = name
         server.bound.append(key)  # PostgreSQL revalidates the plan here too
         server_name = server.statement(key, out)
         out.append(pq.message(b"D", b"S" + server_name + b"\x00"))
@@ -783,6 +829,7 @@ class ClientConn(asyncio.Protocol):
             out.append(msg)
             return
         key = self.stmts.pop(name, None)
+        self.fresh.discard(name)
         # The server's copy stays for whoever needs it next; the client gets its answer.
         server.expect.append((C_FWD, self, (name, key)))
         out.append(NOOP_CLOSE)
@@ -861,6 +908,22 @@ class ClientConn(asyncio.Protocol):
             return False
         server.cancel(done)
         return True
+
+
+def _rest_of_batch(messages: list[tuple[int, bytes]], i: int) -> int:
+    """Where the part of a batch that can run again after a stale statement at
+    `messages[i]` ends (exclusive), or -1. Before i only Parses (their answers are
+    ParseComplete, already seen); after it only portal Describe, Execute and Flush,
+    up to the Sync (included) or ending in a Flush (asyncpg's Parse, Describe, Flush)."""
+    if any(kind != 80 for kind, _ in messages[:i]):
+        return -1
+    for k in range(i + 1, len(messages)):
+        kind, msg = messages[k]
+        if kind == 83:
+            return k + 1
+        if not (kind in (69, 72) or (kind == 68 and msg[5] == 80)):
+            return -1
+    return len(messages) if messages[-1][0] == 72 else -1
 
 
 def _parse_options(value: str) -> dict[str, str]:

@@ -90,13 +90,15 @@ class PgCollector(Collector):
         prepared = CounterMetricFamily(
             P + "prepared_statements",
             "named prepared statements: hit (the server had it), miss (new Parse), "
-            "reparse (Parse sent again to a server lacking it), eviction (LRU Close)",
+            "reparse (Parse sent again to a server lacking it), eviction (LRU Close), "
+            "retry (a shared statement whose result type changed, planned afresh)",
             labels=["result"],
         )
         prepared.add_metric(["hit"], s.prepared_hits)
         prepared.add_metric(["miss"], s.prepared_misses)
         prepared.add_metric(["reparse"], s.prepared_reparses)
         prepared.add_metric(["eviction"], s.prepared_evictions)
+        prepared.add_metric(["retry"], s.prepared_retries)
         yield prepared
         pinned = GaugeMetricFamily(
             P + "pinned_clients",

@@ -5,8 +5,10 @@ After login (streams, once) the transport is switched to `ServerConn`, whose
 client without copying them. Only a few message types are looked at: ReadyForQuery (the
 transaction boundary), ParseComplete/CloseComplete (the pooler's own injected Parse and
 Close are swallowed), ErrorResponse (what the server skipped until Sync), ParameterStatus
-(settings to replay) and CopyInResponse. A message that is not looked at may be
-forwarded in pieces as it arrives, so a 100 MB DataRow is never buffered.
+(settings to replay) and CopyInResponse; while the first use of a statement shared from
+another client is answered, also BindComplete, RowDescription and NoData (RETRY). A
+message that is not looked at may be forwarded in pieces as it arrives, so a 100 MB
+DataRow is never buffered.
 
 `expect` is the queue of what the server owes: one entry per Parse or Close sent (was it
 the client's, or the pooler's to swallow?) and one per Sync or Query (each owes a
@@ -40,12 +42,18 @@ C_FWD = 2  # a Close whose CloseComplete goes to the client; a/b: undo info
 C_SWALLOW = 3  # the pooler's Close of an evicted statement
 SYNC = 4  # a Sync, Query or FunctionCall: owes a ReadyForQuery
 FAIL = 5  # a Bind to a missing statement whose error is replaced by a: bytes
+RETRY = 6  # after a just-Parsed statement's first use; a: client, b: (rest of batch, name)
 
 # Types looked at in the server's stream; everything else passes untouched.
 _LOOK = bytearray(256)
 for _t in b"Z E 1 3 S G A":
     if _t != 32:
         _LOOK[_t] = 1
+# ... and while a statement's first use is answered (see RETRY): BindComplete, or after a
+# statement Describe's ParameterDescription, RowDescription or NoData.
+LOOK_FIRST_USE = bytearray(_LOOK)
+for _t in b"2Tn":
+    LOOK_FIRST_USE[_t] = 1
 del _t
 
 FAIL_STATEMENT = b"pgamb_refused"
@@ -122,6 +130,10 @@ class ServerConn(asyncio.Protocol):
         # statements dropped from `prepared` as possibly stale: (server name, batch), to Close
         self.stale: list[tuple[bytes, int]] = []
         self.bound: list[bytes] = []  # statements bound or described since ReadyForQuery
+        self.look = _LOOK
+        # (client, rest of its batch, statement name, the error held back, whether the
+        # pooler sent the Sync) to run again at ReadyForQuery
+        self.retry: tuple[ClientConn, list[tuple[int, bytes]], bytes, bytes, bool] | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -151,8 +163,9 @@ class ServerConn(asyncio.Protocol):
             self.skip = 0
         start = 0  # start of the run not yet written
         pieces: list[bytes] | None = None
-        look = _LOOK
+        look = self.look
         release = False
+        retry = None
         while pos + 5 <= n:
             kind = data[pos]
             end = pos + 1 + _unpack_u32(data, pos + 1)[0]
@@ -177,7 +190,16 @@ class ServerConn(asyncio.Protocol):
                 self.batch += 1
                 if self.bound:
                     self.bound.clear()
-                if not expect:
+                if look is not _LOOK:
+                    self.look = look = self._look()
+                if self.retry is not None:
+                    retry, self.retry = self.retry, None
+                    if status == b"I" and not expect and retry[0] is client:
+                        forward = False  # the client sees the batch's end after the rerun
+                    else:  # not transparent after all: what PostgreSQL said
+                        forward = retry[3] if retry[4] else retry[3] + data[pos:end]
+                        retry = None
+                if retry is None and not expect:
                     if self.query_started:
                         self.pool.query_time += time.monotonic() - self.query_started
                     self.query_started = 0.0
@@ -193,6 +215,11 @@ class ServerConn(asyncio.Protocol):
                             self.pool.parsed(entry[1])
                     elif entry[2] is not None and entry[2][1] is not None:
                         self.pool.parsed(entry[2][1])
+            elif kind == 50 or kind == 84 or kind == 110:  # 2 BindComplete, T, n
+                expect = self.expect
+                if expect and expect[0][0] == RETRY:
+                    expect.popleft()  # a first use went well: nothing to run again
+                    self.look = look = self._look()
             elif kind == 51:  # 3 CloseComplete
                 expect = self.expect
                 if expect and expect[0][0] in (C_FWD, C_SWALLOW):
@@ -234,6 +261,8 @@ class ServerConn(asyncio.Protocol):
                 client.transport.writelines(pieces)
         if release:
             client.server_done(self)
+        elif retry is not None and not client.closed:
+            client.retry(retry[1], retry[2])
 
     def _error(self, msg: bytes) -> bytes | bool | None:
         """An ErrorResponse: drop what the server will skip; maybe replace the message."""
@@ -246,6 +275,23 @@ class ServerConn(asyncio.Protocol):
         expect = self.expect
         if not expect or expect[0][0] == SYNC:
             return True
+        if expect[0][0] == RETRY:
+            _kind, client, (rest, name) = expect.popleft()
+            self.look = self._look()
+            if b"C0A000\x00" in msg and CACHED_PLAN_CHANGED in msg:
+                # decided at ReadyForQuery: transparent only if nothing else was lost
+                if expect and expect[0][0] == SYNC:
+                    self.retry = (client, rest, name, msg, False)
+                    return False
+                if not expect and rest[-1][0] == 72:
+                    # Parse, Describe, Flush (asyncpg's prepare): the client sent no Sync
+                    # yet, so the pooler ends the failed batch itself
+                    self.transport.write(pq.SYNC)
+                    expect.append((SYNC, None, None))
+                    self.retry = (client, rest, name, msg, True)
+                    return False
+            if not expect or expect[0][0] == SYNC:
+                return True
         replaced: bytes | bool = True
         first = True
         while expect and expect[0][0] != SYNC:
@@ -263,6 +309,14 @@ class ServerConn(asyncio.Protocol):
                 a.restore_statement(b)
             first = False
         return replaced
+
+    def first_use(self, entry: tuple[int, Any, Any]) -> None:
+        """Owe a RETRY entry (appended after the first use of a shared statement)."""
+        self.expect.append(entry)
+        self.look = LOOK_FIRST_USE
+
+    def _look(self) -> bytearray:
+        return LOOK_FIRST_USE if any(entry[0] == RETRY for entry in self.expect) else _LOOK
 
     def _notification(self, msg: bytes) -> bytes | bool:
         """The notifying backend's pid, as the pid its client got in BackendKeyData.

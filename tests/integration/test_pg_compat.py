@@ -286,3 +286,49 @@ async def test_a_result_type_change_is_seen_by_every_client_as_postgresql_says_i
             await conn.close()
         await direct.execute("DROP TABLE IF EXISTS shapes")
         await direct.close()
+
+
+async def test_a_client_preparing_a_text_whose_shared_statement_went_stale_gets_a_fresh_one(
+    ambassador, pg
+) -> None:
+    """asyncpg prepares with Parse, Describe, Sync. When a server already holds the text
+    (another client's), the Parse is answered from it; if a DROP and CREATE changed the
+    result type since, the Describe fails with `cached plan must not change result type`,
+    an error the client's own server (which parses afresh) would never give, and which
+    asyncpg does not retry at prepare. The ambassador plans it afresh, unseen."""
+    amb = ambassador(pool_size=1)  # one server: every client shares its statements
+    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
+    first = await asyncpg.connect(amb.dsn())
+    second = await asyncpg.connect(amb.dsn())
+    try:
+        await direct.execute("CREATE TABLE renewed (a int); INSERT INTO renewed VALUES (1)")
+        assert [tuple(r) for r in await first.fetch("SELECT * FROM renewed")] == [(1,)]
+        await direct.execute(
+            "DROP TABLE renewed; CREATE TABLE renewed (a int, b text);"
+            "INSERT INTO renewed VALUES (1, 'new')"
+        )
+        # its first prepare of the text: the shared statement is stale
+        assert [tuple(r) for r in await second.fetch("SELECT * FROM renewed")] == [(1, "new")]
+        assert amb.call(lambda: amb.amb.stats.prepared_retries) == 1
+        # the client that prepared it before the change: PostgreSQL's error, asyncpg
+        # prepares again (as on its own server), and gets the new shape too
+        assert [tuple(r) for r in await first.fetch("SELECT * FROM renewed")] == [(1, "new")]
+        # and the statement keeps working for both
+        for conn in (first, second, first):
+            assert await conn.fetchval("SELECT b FROM renewed WHERE a = $1", 1) == "new"
+        # psycopg prepares with Parse, Bind, Describe, Execute, Sync: the Bind fails
+        await direct.execute(
+            "DROP TABLE renewed; CREATE TABLE renewed (a int, b text, c int);"
+            "INSERT INTO renewed VALUES (1, 'newer', 3)"
+        )
+        async with await psycopg.AsyncConnection.connect(
+            amb.dsn(), autocommit=True, prepare_threshold=0
+        ) as third:
+            cursor = await third.execute("SELECT * FROM renewed")
+            assert await cursor.fetchall() == [(1, "newer", 3)]
+        assert amb.call(lambda: amb.amb.stats.prepared_retries) == 2
+    finally:
+        for conn in (first, second):
+            await conn.close()
+        await direct.execute("DROP TABLE IF EXISTS renewed")
+        await direct.close()
