@@ -140,6 +140,11 @@ class Framer:
             buf += data
             data = bytes(buf)
             buf.clear()
+        elif len(data) >= 5:
+            # the usual case: the chunk is exactly one message (no copy, no loop)
+            length = unpack_u32(data, 1)[0]
+            if length + 1 == len(data) and 4 <= length <= self.max_length:
+                return [(data[0], data)]
         out: list[tuple[int, bytes]] = []
         pos = 0
         end = len(data)
