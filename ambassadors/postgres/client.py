@@ -552,7 +552,8 @@ class ClientConn(asyncio.Protocol):
         stmts = self.stmts
         for kind, msg in messages:
             if kind == 80:  # P
-                name, pos = pq.cstr(msg, 5)
+                stop = msg.index(b"\x00", 5)
+                name, pos = msg[5:stop], stop + 1
                 if not name or name in stmts or msg[pos:] not in known:
                     return False
             elif kind == 67:  # C
@@ -712,11 +713,14 @@ class ClientConn(asyncio.Protocol):
         return False
 
     def _parse(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
-        name, pos = pq.cstr(msg, 5)
+        stop = msg.index(b"\x00", 5)
+        name, pos = msg[5:stop], stop + 1
         key = msg[pos:]
         pool = self.pool
         assert pool is not None
-        events = session.classify(key[: key.find(b"\x00")], pool.reported)
+        events = pool.parse_events.get(key)
+        if events is None:
+            events = pool.classify_parse(key)
         for event in events:
             if event.kind == "pin":
                 if self.settings.on_session_state == "error":
@@ -770,8 +774,10 @@ class ClientConn(asyncio.Protocol):
             server.unnamed = (self, unnamed)
 
     def _bind(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
-        _portal, pos = pq.cstr(msg, 5)
-        name, end = pq.cstr(msg, pos)
+        pos = msg.index(b"\x00", 5) + 1  # after the portal name
+        stop = msg.index(b"\x00", pos)
+        name = msg[pos:stop]
+        end = stop + 1
         if not name:
             self._ensure_unnamed(server, out)
             out.append(msg)

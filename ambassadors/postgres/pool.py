@@ -17,6 +17,7 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from podkit.ambassadors.postgres import protocol as pq
+from podkit.ambassadors.postgres import session
 from podkit.ambassadors.postgres.server import (
     SYNC,
     ServerConn,
@@ -47,6 +48,9 @@ REPLAYED = frozenset(
 
 
 KNOWN_STATEMENTS = 10000
+# Parse texts whose classification is remembered: at most this many, of at most this size
+MAX_REMEMBERED_PARSES = 1000
+MAX_REMEMBERED_TEXT = 2048
 MAX_LEARNED_SETTINGS = 1000
 WAIT_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -124,6 +128,9 @@ class Pool:
         # must not change result type"); a client's name prepared before the last change
         # is refused as PostgreSQL would refuse it
         self.changed: dict[bytes, int] = {}
+        # Parse body -> what it means for pooling (session.classify): drivers Parse the
+        # same few texts again and again (the unnamed statement on every execution)
+        self.parse_events: dict[bytes, list[session.Event]] = {}
         # SCRAM keys of an application that logged in: lets the pool log in to PostgreSQL
         # as that user without a password of its own (same verifier on both sides)
         self.scram_keys: Any = None
@@ -148,6 +155,15 @@ class Pool:
             self.known.pop(key, None)
         for server in (*self.idle, *self.active):
             server.drop_statements(keys)
+
+    def classify_parse(self, key: bytes) -> list[session.Event]:
+        """session.classify of a Parse body's query text, remembered for short texts."""
+        events = session.classify(key[: key.find(b"\x00")], self.reported)
+        if len(key) <= MAX_REMEMBERED_TEXT:
+            if len(self.parse_events) >= MAX_REMEMBERED_PARSES:
+                self.parse_events.clear()  # forgetting only costs classifying again
+            self.parse_events[key] = events
+        return events
 
     def learn_setting(self, name: str, value: str, server_value: str) -> None:
         """A login setting the server accepted (as server_value): later logins asking for
