@@ -76,6 +76,9 @@ class ClientConn(asyncio.Protocol):
         self.wanted: dict[str, str] = {}  # settings from the startup packet
         self.extra: dict[str, str] = {}  # of those, the ones the server does not report
         self.pinned: str | None = None
+        # Session mode: the client keeps its server, so its statements, names and session
+        # state are its own there, as on a direct connection; nothing is renamed or pinned.
+        self.passthrough = amb.settings.pool_mode == "session"
         self.process_id = 0
         self.secret_key = 0
         self.close_at_boundary = False
@@ -548,6 +551,8 @@ class ClientConn(asyncio.Protocol):
         """
         pool = self.pool
         assert pool is not None
+        if self.passthrough:
+            return False
         known = pool.known
         stmts = self.stmts
         for kind, msg in messages:
@@ -587,6 +592,9 @@ class ClientConn(asyncio.Protocol):
     # --- messages to the server ------------------------------------------------------------
 
     def process(self, messages: list[tuple[int, bytes]]) -> None:
+        if self.passthrough:
+            self._process_session(messages)
+            return
         server = self.server
         assert server is not None
         out: list[bytes] = []
@@ -646,6 +654,42 @@ class ClientConn(asyncio.Protocol):
                 self._first_use(server, messages, msg, batch_start)
         if out:
             server.transport.writelines(out)
+
+    def _process_session(self, messages: list[tuple[int, bytes]]) -> None:
+        """Session mode: forward everything; count what the server owes a ReadyForQuery
+        for (the transaction boundary, for drain), and whether a Sync is missing."""
+        server = self.server
+        assert server is not None
+        expect = server.expect
+        if not server.query_started:
+            server.query_started = time.monotonic()
+            server.cancel_sent = False
+        out: list[bytes] = []
+        for kind, msg in messages:
+            if kind == 81 or kind == 70:  # Q F
+                if kind == 81:
+                    server.pool.queries += 1
+                expect.append((SYNC, None, None))
+            elif kind == 83:  # S
+                self.unsynced = False
+                expect.append((SYNC, None, None))
+            elif kind == 88:  # X
+                if out:
+                    server.transport.writelines(out)
+                self.transport.close()
+                return
+            elif kind in (80, 66, 68, 67):  # P B D C
+                self.unsynced = True
+            elif kind == 69:  # E
+                self.unsynced = True
+                server.pool.queries += 1
+            elif kind == 99 or kind == 102:  # c f
+                server.copy_in = False
+            elif kind not in (72, 100):  # H d
+                self.protocol_error(pq.ProtocolError(f"invalid frontend message type {kind}"))
+                return
+            out.append(msg)
+        server.transport.writelines(out)
 
     def _first_use(
         self, server: ServerConn, messages: list[tuple[int, bytes]], msg: bytes, batch_start: bool

@@ -140,13 +140,38 @@ async def test_session_mode_keeps_the_server_and_resets_it(ambassador) -> None:
     a = await asyncpg.connect(amb.dsn())
     await a.execute("set statement_timeout = '1234ms'")
     pid = await a.fetchval("select pg_backend_pid()")
-    assert amb.amb.pinned["set"] == 1  # (counted, though session mode keeps it anyway)
+    assert sum(amb.amb.pinned.values()) == 0  # session mode: nothing to pin
     b_task = asyncio.ensure_future(_show_timeout(amb))
     await asyncio.sleep(0.2)
     assert not b_task.done()  # session mode: the only server stays with a
     await a.close()
     pid_b, timeout_b = await asyncio.wait_for(b_task, 30)
     assert (pid_b, timeout_b) == (pid, "0")
+
+
+async def test_session_mode_leaves_statement_names_as_the_client_gave_them(ambassador) -> None:
+    """In session mode the server is the client's alone: a statement prepared through the
+    protocol keeps its name (SQL `EXECUTE` finds it, `pg_prepared_statements` lists it,
+    asyncpg's test_prepare_explicitly_named), and the next client gets none of them."""
+    amb = ambassador(pool_mode="session", pool_size=1, query_wait_timeout=30)
+    names = "select array_agg(name order by name) from pg_prepared_statements"
+    conn = await asyncpg.connect(amb.dsn(), statement_cache_size=0)
+    try:
+        foobar = await conn.prepare("select 41 + 1", name="foobar")  # (closed once collected)
+        assert await conn.fetchval("EXECUTE foobar") == 42
+        assert await conn.fetchval(names) == ["foobar"]
+        await conn.execute("DEALLOCATE foobar")
+        del foobar
+        assert await conn.fetchval(names) is None
+        left_behind = await conn.prepare("select 2", name="left_behind")
+        assert await left_behind.fetchval() == 2
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(amb.dsn(), statement_cache_size=0)
+    try:
+        assert await conn.fetchval(names) is None  # reset (DISCARD ALL) before reuse
+    finally:
+        await conn.close()
 
 
 async def test_a_login_setting_seen_once_needs_no_server_again(ambassador, monkeypatch) -> None:
