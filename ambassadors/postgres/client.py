@@ -23,6 +23,7 @@ from podkit.ambassadors.postgres.auth import AuthError, ClientAuth
 from podkit.ambassadors.postgres.pool import REPLAYED, Pool, quote_ident, quote_literal
 from podkit.ambassadors.postgres.server import (
     C_FWD,
+    DESCRIBE,
     EMPTY_PARSE,
     FAIL,
     FAIL_BIND,
@@ -72,6 +73,8 @@ class ClientConn(asyncio.Protocol):
         # may have gone stale), not used since; and the one whose first use is being sent
         self.fresh: set[bytes] = set()
         self.first_use: bytes | None = None
+        # the rest of a batch held while the pooler checks a statement's row type
+        self.held: list[tuple[int, bytes]] | None = None
         self.params: dict[str, str] = {}
         self.wanted: dict[str, str] = {}  # settings from the startup packet
         self.extra: dict[str, str] = {}  # of those, the ones the server does not report
@@ -595,6 +598,9 @@ class ClientConn(asyncio.Protocol):
         if self.passthrough:
             self._process_session(messages)
             return
+        if self.held is not None:
+            self.held.extend(messages)
+            return
         server = self.server
         assert server is not None
         out: list[bytes] = []
@@ -615,7 +621,10 @@ class ClientConn(asyncio.Protocol):
                 self._parse(server, msg, out)
             elif kind == 66:  # B
                 self.unsynced = True
-                self._bind(server, msg, out)
+                key = self._bind(server, msg, out)
+                if key is not None:
+                    self._verify(server, key, messages, msg, out)
+                    return
             elif kind == 69:  # E
                 self.unsynced = True
                 server.pool.queries += 1
@@ -707,7 +716,39 @@ class ClientConn(asyncio.Protocol):
         i = next(k for k, (_, m) in enumerate(messages) if m is msg)
         end = _rest_of_batch(messages, i)
         if end >= 0:
-            server.first_use((RETRY, self, (messages[i:end], name)))
+            server.watch((RETRY, self, (messages[i:end], name)))
+
+    def _verify(
+        self,
+        server: ServerConn,
+        key: bytes,
+        messages: list[tuple[int, bytes]],
+        msg: bytes,
+        out: list[bytes],
+    ) -> None:
+        """Bind of a statement this server lacks, that clients were described before:
+        Parse it here and Describe it (answers swallowed) before the Bind goes out. A
+        schema change since may have changed its result type, and a client that cached the
+        old row description (asyncpg) would read rows of another shape; the pool then
+        treats it as PostgreSQL's `cached plan must not change result type` (Pool.
+        check_row_type), so this Bind gets that error, as on the client's own server.
+        The batch from this Bind on waits for the answer (ServerConn.resume_client)."""
+        i = next(k for k, (_, m) in enumerate(messages) if m is msg)
+        self.held = messages[i:]
+        name = server.add_statement(key, out)
+        out.append(pq.parse_message(name, key))
+        server.expect.append((P_SWALLOW, key, None))
+        out.append(pq.message(b"D", b"S" + name + b"\x00"))
+        out.append(pq.FLUSH)
+        server.watch((DESCRIBE, self, (key, b"", True)))
+        self.stats.prepared_reparses += 1
+        self.stats.prepared_verifications += 1
+        server.transport.writelines(out)
+
+    def resume_held(self) -> None:
+        held, self.held = self.held, None
+        if held and self.server is not None and not self.closed:
+            self.process(held)
 
     def retry(self, messages: list[tuple[int, bytes]], name: bytes) -> None:
         """Run again the part of a batch the server skipped when statement `name` proved
@@ -817,7 +858,9 @@ class ClientConn(asyncio.Protocol):
             server.expect.append((P_SWALLOW, None, None))
             server.unnamed = (self, unnamed)
 
-    def _bind(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
+    def _bind(self, server: ServerConn, msg: bytes, out: list[bytes]) -> bytes | None:
+        """Rename a Bind's statement; the statement's key if its row type must be checked
+        on this server first (see _verify), then nothing was added to `out`."""
         pos = msg.index(b"\x00", 5) + 1  # after the portal name
         stop = msg.index(b"\x00", pos)
         name = msg[pos:stop]
@@ -825,18 +868,21 @@ class ClientConn(asyncio.Protocol):
         if not name:
             self._ensure_unnamed(server, out)
             out.append(msg)
-            return
+            return None
         key = self.stmts.get(name)
         if key is None:
             out.append(msg)  # PostgreSQL answers: prepared statement "name" does not exist
-            return
-        changed = server.pool.changed
+            return None
+        pool = server.pool
+        changed = pool.changed
         if changed and changed.get(key, 0) != self.stmt_gen.get(name, 0):
             # Its result type changed since this client prepared it: PostgreSQL's own
             # answer, so the client prepares it again (and gets the new row shape).
             server.expect.append((FAIL, CACHED_PLAN_ERROR, None))
             out.append(FAIL_BIND)
-            return
+            return None
+        if key not in server.prepared and key in pool.row_types:
+            return key
         if self.fresh and name in self.fresh:
             self.fresh.discard(name)
             self.first_use = name
@@ -844,6 +890,7 @@ class ClientConn(asyncio.Protocol):
         server_name = server.statement(key, out)
         body = msg[5:pos] + server_name + b"\x00" + msg[end:]
         out.append(b"B" + _pack_u32(len(body) + 4) + body)
+        return None
 
     def _describe(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
         if msg[5] != 83:  # 'S' statement; 'P' portal passes
@@ -863,6 +910,8 @@ class ClientConn(asyncio.Protocol):
             self.first_use = name
         server.bound.append(key)  # PostgreSQL revalidates the plan here too
         server_name = server.statement(key, out)
+        # the row type the client is told: the pool compares it with earlier ones
+        server.watch((DESCRIBE, self, (key, name, False)))
         out.append(pq.message(b"D", b"S" + server_name + b"\x00"))
 
     def _close(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:

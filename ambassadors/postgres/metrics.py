@@ -91,7 +91,8 @@ class PgCollector(Collector):
             P + "prepared_statements",
             "named prepared statements: hit (the server had it), miss (new Parse), "
             "reparse (Parse sent again to a server lacking it), eviction (LRU Close), "
-            "retry (a shared statement whose result type changed, planned afresh)",
+            "retry (a shared statement whose result type changed, planned afresh), "
+            "verify (parsed and described before a Bind on a server lacking it)",
             labels=["result"],
         )
         prepared.add_metric(["hit"], s.prepared_hits)
@@ -99,6 +100,7 @@ class PgCollector(Collector):
         prepared.add_metric(["reparse"], s.prepared_reparses)
         prepared.add_metric(["eviction"], s.prepared_evictions)
         prepared.add_metric(["retry"], s.prepared_retries)
+        prepared.add_metric(["verify"], s.prepared_verifications)
         yield prepared
         pinned = GaugeMetricFamily(
             P + "pinned_clients",

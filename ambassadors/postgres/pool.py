@@ -67,6 +67,7 @@ class Stats:
         self.prepared_reparses = 0
         self.prepared_evictions = 0
         self.prepared_retries = 0
+        self.prepared_verifications = 0
         self.cancels_forwarded = 0
         self.cancels_dropped = 0
         self.server_connect_errors = 0
@@ -128,6 +129,8 @@ class Pool:
         # must not change result type"); a client's name prepared before the last change
         # is refused as PostgreSQL would refuse it
         self.changed: dict[bytes, int] = {}
+        # statement -> its row type (protocol.row_type) as clients were last described it
+        self.row_types: dict[bytes, bytes] = {}
         # Parse body -> what it means for pooling (session.classify): drivers Parse the
         # same few texts again and again (the unnamed statement on every execution)
         self.parse_events: dict[bytes, list[session.Event]] = {}
@@ -153,8 +156,26 @@ class Pool:
         for key in keys:
             changed[key] = changed.get(key, 0) + 1
             self.known.pop(key, None)
+            self.row_types.pop(key, None)
         for server in (*self.idle, *self.active):
             server.drop_statements(keys)
+
+    def check_row_type(
+        self, key: bytes, row_type: bytes, client: ClientConn | None, name: bytes
+    ) -> None:
+        """A Describe of statement `key` answered `row_type`. If clients were described
+        another one, a schema change altered its result type since (a server parsed it
+        afresh): as if PostgreSQL had said so (statements_changed); `client`, which was
+        just told the new one, keeps its `name` valid."""
+        row_types = self.row_types
+        known = row_types.get(key)
+        if known is not None and known != row_type:
+            self.statements_changed({key})
+            if client is not None:
+                client.stmt_gen[name] = self.changed[key]
+        elif known is None and len(row_types) >= KNOWN_STATEMENTS:
+            row_types.clear()  # forgetting only loses the check of those statements
+        row_types[key] = row_type
 
     def classify_parse(self, key: bytes) -> list[session.Event]:
         """session.classify of a Parse body's query text, remembered for short texts."""

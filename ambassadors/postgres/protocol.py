@@ -241,6 +241,23 @@ def parse_error_fields(msg: bytes) -> dict[str, str]:
     return out
 
 
+def row_type(msg: bytes) -> bytes:
+    """What a RowDescription (or NoData) says about a statement's result type: each
+    column's name, type, size, modifier and format, without the table and column it came
+    from (a table dropped and created again has new ones, the same result type)."""
+    if msg[:1] != b"T":
+        return msg[:1]
+    count = _I16.unpack_from(msg, 5)[0]
+    pos = 7
+    parts = [msg[5:7]]
+    for _ in range(count):
+        end = msg.index(b"\x00", pos) + 1
+        parts.append(msg[pos:end])  # name
+        parts.append(msg[end + 6 : end + 18])  # type oid, size, modifier, format
+        pos = end + 18
+    return b"".join(parts)
+
+
 def parameter_status(name: str, value: str) -> bytes:
     return message(b"S", name.encode() + b"\x00" + value.encode() + b"\x00")
 

@@ -43,17 +43,20 @@ C_SWALLOW = 3  # the pooler's Close of an evicted statement
 SYNC = 4  # a Sync, Query or FunctionCall: owes a ReadyForQuery
 FAIL = 5  # a Bind to a missing statement whose error is replaced by a: bytes
 RETRY = 6  # after a just-Parsed statement's first use; a: client, b: (rest of batch, name)
+# a statement Describe whose row type the pool compares with what its clients were told;
+# a: client, b: (key, name, verify: the pooler's own, the client's batch held meanwhile)
+DESCRIBE = 7
 
 # Types looked at in the server's stream; everything else passes untouched.
 _LOOK = bytearray(256)
 for _t in b"Z E 1 3 S G A":
     if _t != 32:
         _LOOK[_t] = 1
-# ... and while a statement's first use is answered (see RETRY): BindComplete, or after a
-# statement Describe's ParameterDescription, RowDescription or NoData.
-LOOK_FIRST_USE = bytearray(_LOOK)
-for _t in b"2Tn":
-    LOOK_FIRST_USE[_t] = 1
+# ... and while a statement's first use (RETRY) or a statement Describe (DESCRIBE) is
+# answered: BindComplete, ParameterDescription, RowDescription, NoData.
+LOOK_WATCH = bytearray(_LOOK)
+for _t in b"2tTn":
+    LOOK_WATCH[_t] = 1
 del _t
 
 FAIL_STATEMENT = b"pgamb_refused"
@@ -131,6 +134,7 @@ class ServerConn(asyncio.Protocol):
         self.stale: list[tuple[bytes, int]] = []
         self.bound: list[bytes] = []  # statements bound or described since ReadyForQuery
         self.look = _LOOK
+        self.resume_client: ClientConn | None = None  # whose held batch goes on (DESCRIBE)
         # (client, rest of its batch, statement name, the error held back, whether the
         # pooler sent the Sync) to run again at ReadyForQuery
         self.retry: tuple[ClientConn, list[tuple[int, bytes]], bytes, bytes, bool] | None = None
@@ -215,11 +219,17 @@ class ServerConn(asyncio.Protocol):
                             self.pool.parsed(entry[1])
                     elif entry[2] is not None and entry[2][1] is not None:
                         self.pool.parsed(entry[2][1])
-            elif kind == 50 or kind == 84 or kind == 110:  # 2 BindComplete, T, n
+            elif kind == 50 or kind == 84 or kind == 110 or kind == 116:  # 2 T n t
                 expect = self.expect
-                if expect and expect[0][0] == RETRY:
+                if expect and expect[0][0] == DESCRIBE:
+                    entry = expect[0]
+                    forward = not entry[2][2]  # the pooler's own: swallowed
+                    if kind != 116:  # RowDescription or NoData: the row type
+                        expect.popleft()
+                        self._described(entry, data[pos:end])
+                if kind != 116 and expect and expect[0][0] == RETRY:
                     expect.popleft()  # a first use went well: nothing to run again
-                    self.look = look = self._look()
+                self.look = look = self._look()
             elif kind == 51:  # 3 CloseComplete
                 expect = self.expect
                 if expect and expect[0][0] in (C_FWD, C_SWALLOW):
@@ -263,6 +273,10 @@ class ServerConn(asyncio.Protocol):
             client.server_done(self)
         elif retry is not None and not client.closed:
             client.retry(retry[1], retry[2])
+        if self.resume_client is not None:
+            held, self.resume_client = self.resume_client, None
+            if held is client and not held.closed:
+                held.resume_held()
 
     def _error(self, msg: bytes) -> bytes | bool | None:
         """An ErrorResponse: drop what the server will skip; maybe replace the message."""
@@ -273,7 +287,10 @@ class ServerConn(asyncio.Protocol):
             # PostgreSQL's error on their next use, as each would have on its own server.
             self.pool.statements_changed(set(self.bound))
         expect = self.expect
+        while expect and expect[0][0] == DESCRIBE:  # a statement Describe that failed
+            self._describe_failed(expect.popleft())
         if not expect or expect[0][0] == SYNC:
+            self.look = self._look()
             return True
         if expect[0][0] == RETRY:
             _kind, client, (rest, name) = expect.popleft()
@@ -307,16 +324,34 @@ class ServerConn(asyncio.Protocol):
                 self.prepared.pop(a, None)
             elif kind == C_FWD and a is not None:
                 a.restore_statement(b)
+            elif kind == DESCRIBE:
+                self._describe_failed((kind, a, b))
             first = False
+        self.look = self._look()
         return replaced
 
-    def first_use(self, entry: tuple[int, Any, Any]) -> None:
-        """Owe a RETRY entry (appended after the first use of a shared statement)."""
+    def _described(self, entry: tuple[int, Any, Any], msg: bytes) -> None:
+        """The row type of a statement Describe: the pool compares it with what clients
+        were told; the batch held for the pooler's own Describe goes on after."""
+        _kind, client, (key, name, verify) = entry
+        self.pool.check_row_type(key, pq.row_type(msg), None if verify else client, name)
+        if verify:
+            self.resume_client = client
+
+    def _describe_failed(self, entry: tuple[int, Any, Any]) -> None:
+        if entry[2][2]:  # the pooler's own: the client's batch goes on (and is skipped)
+            self.resume_client = entry[1]
+
+    def watch(self, entry: tuple[int, Any, Any]) -> None:
+        """Owe a RETRY or DESCRIBE entry: look at the answers they wait for."""
         self.expect.append(entry)
-        self.look = LOOK_FIRST_USE
+        self.look = LOOK_WATCH
 
     def _look(self) -> bytearray:
-        return LOOK_FIRST_USE if any(entry[0] == RETRY for entry in self.expect) else _LOOK
+        for entry in self.expect:
+            if entry[0] >= RETRY:
+                return LOOK_WATCH
+        return _LOOK
 
     def _notification(self, msg: bytes) -> bytes | bool:
         """The notifying backend's pid, as the pid its client got in BackendKeyData.

@@ -417,3 +417,52 @@ async def test_schema_changes_in_random_order_reach_clients_as_on_their_own_serv
             await pconn.close()
         await direct.execute("DROP TABLE IF EXISTS churn")
         await direct.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["ALTER TABLE moved ADD COLUMN c text DEFAULT 'x'", "ALTER TABLE moved ALTER b TYPE text"],
+)
+async def test_a_statement_parsed_again_on_another_server_after_a_schema_change(
+    ambassador, pg, change: str
+) -> None:
+    """asyncpg caches a statement's row description from its prepare and Binds without
+    describing again. A schema change, then its next transaction on a server that never
+    had the statement: parsed there afresh, it would return rows of the new shape under
+    the old description (asyncpg: 'the number of columns in the result row (3) is
+    different from what was described (2)', for ever). The ambassador describes it there
+    first and, the row type being another, answers the Bind as PostgreSQL would on the
+    client's own server (cached plan must not change result type): asyncpg prepares
+    again and reads the new rows."""
+    amb = ambassador(pool_size=2)
+    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
+    app = await asyncpg.connect(amb.dsn())
+    holder = await asyncpg.connect(amb.dsn())
+    other = await asyncpg.connect(amb.dsn())
+    try:
+        await direct.execute("CREATE TABLE moved (a int, b int); INSERT INTO moved VALUES (1, 2)")
+        assert [tuple(r) for r in await app.fetch("SELECT * FROM moved")] == [(1, 2)]
+        # `holder` keeps the server that has app's statement; `other` opens the second one
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT 1")
+        async with other.transaction():
+            await other.execute("SELECT 1")
+
+        async def second_server_idle() -> bool:
+            return amb.pool_state()["idle"] == 1
+
+        await until(second_server_idle, "the second server idle")
+        await direct.execute(change)
+        new_row = (1, 2, "x") if "ADD" in change else (1, "2")
+        for _ in range(2):  # on the server that never had it
+            assert [tuple(r) for r in await app.fetch("SELECT * FROM moved")] == [new_row]
+        await hold.rollback()
+        for _ in range(3):  # and wherever it runs next
+            assert [tuple(r) for r in await app.fetch("SELECT * FROM moved")] == [new_row]
+        assert amb.call(lambda: amb.amb.stats.prepared_verifications) >= 1
+    finally:
+        for conn in (app, holder, other):
+            await conn.close()
+        await direct.execute("DROP TABLE IF EXISTS moved")
+        await direct.close()
