@@ -786,6 +786,8 @@ class ClientConn(asyncio.Protocol):
                 if event.kind == "discard_all":
                     server.extra.clear()
                     server.settings_key = None
+            elif event.kind == "database":
+                self.amb.free_database(event.statement)
             elif event.kind == "deallocate" and len(events) == 1:
                 name = event.statement.encode()
                 key = self.stmts.pop(name, None)
@@ -819,6 +821,8 @@ class ClientConn(asyncio.Protocol):
                 self.fresh.clear()
                 self.unnamed = None
                 server.forget_prepared()
+            elif event.kind == "database":
+                self.amb.free_database(event.statement)
         if not name:
             self.unnamed = key
             server.unnamed = (self, key)

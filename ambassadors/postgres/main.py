@@ -185,6 +185,16 @@ class Ambassador:
             await self.no_clients.wait()
         self.log.info("drained", seconds=round(time.monotonic() - started, 3))
 
+    def free_database(self, database: str) -> None:
+        """A client is about to DROP (or rename, or copy as a template) `database`, which
+        PostgreSQL refuses while other sessions are connected to it: close the pool's idle
+        connections to it now (PostgreSQL waits up to 5 s for their backends to exit), and
+        the busy ones when released. PgBouncer keeps them and the statement fails."""
+        for pool in self.pools.values():
+            if pool.server_database == database:
+                closed = pool.close_idle_and_retire()
+                self.log.info("database_connections_closed", pool=pool.label, closed=closed)
+
     def close(self) -> None:
         self.closing = True
         for client in list(self.clients):

@@ -123,6 +123,7 @@ class Pool:
         self.last_error = ""
         self.tasks: set[asyncio.Task[None]] = set()
         self.retired_addrs: set[tuple[str, int]] = set()
+        self.retire_before = 0.0  # server connections made before this are closed on release
         # statements (Parse bodies) some server of this pool parsed without error
         self.known: OrderedDict[bytes, None] = OrderedDict()
         # statement text -> times its result type changed (PostgreSQL said "cached plan
@@ -273,6 +274,7 @@ class Pool:
         if (
             (lifetime and now - server.created > lifetime)
             or server.addr in self.retired_addrs
+            or server.created < self.retire_before
             or self.amb.closing
         ):
             server.close()
@@ -529,6 +531,15 @@ class Pool:
             )
         self.good_addrs &= now_addrs
         self.retired_addrs -= now_addrs
+
+    def close_idle_and_retire(self) -> int:
+        """Close the idle server connections now and the busy ones when released (a
+        client needs their database to itself); new ones are opened as needed."""
+        self.retire_before = time.monotonic()
+        idle, self.idle = self.idle, []
+        for server in idle:
+            server.close()
+        return len(idle)
 
     def close_all(self) -> None:
         for server in self.idle:

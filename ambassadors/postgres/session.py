@@ -16,13 +16,13 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 # Any statement that could matter contains one of these (reset and set_config contain
-# "set"), searched in the lowered text; everything else is free. A hit only means the
-# statements are looked at word by word.
-_SUSPECT = re.compile(rb"set|listen|advisory|temp|hold|prepare|deallocate|discard")
+# "set"; DROP/ALTER/CREATE DATABASE "database"), searched in the lowered text; everything
+# else is free. A hit only means the statements are looked at word by word.
+_SUSPECT = re.compile(rb"set|listen|advisory|temp|hold|prepare|deallocate|discard|database")
 _ADVISORY = re.compile(r"pg_(try_)?advisory_lock(_shared)?\s*\(")
 _SET_CONFIG = re.compile(r"set_config\s*\(")
 _SET_CONFIG_LOCAL = re.compile(r"set_config\s*\([^;]*,\s*true\s*\)")
-_WORD = re.compile(r'"(?:[^"]|"")*"|[a-z_][a-z0-9_$.]*|\S')
+_WORD_CASED = re.compile(r'"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$.]*|\S')
 
 REASONS = (
     "set",
@@ -36,9 +36,11 @@ REASONS = (
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # pin, deallocate, deallocate_all, discard_all
+    kind: str  # pin, deallocate, deallocate_all, discard_all, database
     reason: str = ""  # pin: one of REASONS
-    statement: str = ""  # pin: the statement (shortened); deallocate: the name
+    # pin: the statement (shortened); deallocate: the name; database: the database that
+    # must have no other connections (DROP, ALTER ... RENAME, CREATE ... TEMPLATE)
+    statement: str = ""
 
 
 def split_statements(sql: str) -> list[str]:
@@ -93,15 +95,33 @@ def strip_comments(sql: str) -> str:
 
 
 def _words(statement: str, count: int = 6) -> list[str]:
+    """The first words, folded as PostgreSQL folds identifiers (quoted ones keep case)."""
     words: list[str] = []
-    for match in _WORD.finditer(statement.lower()):
+    for match in _WORD_CASED.finditer(statement):
         word = match.group(0)
-        if word.startswith('"'):
-            word = word[1:-1].replace('""', '"')
-        words.append(word)
+        words.append(word[1:-1].replace('""', '"') if word.startswith('"') else word.lower())
         if len(words) >= count:
             break
     return words
+
+
+def _database_event(verb: str, rest: list[str], statement: str) -> Event | None:
+    """DROP DATABASE x, ALTER DATABASE x RENAME and CREATE DATABASE ... TEMPLATE x fail
+    while any other session is connected to x (PostgreSQL waits 5 s for them to go)."""
+    if verb == "drop":
+        if rest[:2] == ["if", "exists"]:
+            rest = rest[2:]
+        return Event("database", statement=rest[0]) if rest else None
+    if verb == "alter":
+        return Event("database", statement=rest[0]) if rest[1:2] == ["rename"] else None
+    words = _words(statement, 12)
+    if "template" in words:
+        index = words.index("template") + 1
+        if index < len(words) and words[index] == "=":
+            index += 1
+        if index < len(words):
+            return Event("database", statement=words[index])
+    return None
 
 
 def _short(statement: str) -> str:
@@ -149,7 +169,7 @@ def _classify_one(statement: str, reported: Container[str]) -> Event | None:
             return None
         if rest[0] in ("role", "authorization") or rest[:1] == ["session"]:
             return pin("set")
-        name = rest[0]
+        name = rest[0].lower()  # GUC names are case-blind, quoted or not
         if name == "time" and rest[1:2] == ["zone"]:
             name = "timezone"
         if name == "names":
@@ -172,6 +192,8 @@ def _classify_one(statement: str, reported: Container[str]) -> Event | None:
         if rest[0] == "all":
             return Event("deallocate_all")
         return Event("deallocate", statement=rest[0])
+    if first in ("drop", "alter", "create") and words[1:2] == ["database"]:
+        return _database_event(first, words[2:], statement)
     if first == "discard":
         if words[1:2] == ["all"]:
             return Event("discard_all")

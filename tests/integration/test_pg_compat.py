@@ -466,3 +466,45 @@ async def test_a_statement_parsed_again_on_another_server_after_a_schema_change(
             await conn.close()
         await direct.execute("DROP TABLE IF EXISTS moved")
         await direct.close()
+
+
+async def test_drop_database_succeeds_while_the_pool_holds_connections_to_it(
+    ambassador, pg
+) -> None:
+    """PostgreSQL refuses DROP DATABASE while other sessions use it (waiting 5 s for them
+    to go); a pool keeps server connections open after its clients left (asyncpg's
+    test_type_cache_invalidation_in_pool; PgBouncer alike). A client's DROP DATABASE
+    closes the pool's idle connections to it first, and busy ones at their release."""
+    amb = ambassador(pool_size=4)
+    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
+    await direct.execute("CREATE DATABASE dropme")
+    admin = await asyncpg.connect(amb.dsn())
+    busy = await asyncpg.connect(amb.dsn(db="dropme"))
+    try:
+        for _ in range(2):  # clients come and go: the pool keeps an idle connection
+            left = await asyncpg.connect(amb.dsn(db="dropme"))
+            assert await left.fetchval("SELECT current_database()") == "dropme"
+            await left.close()
+        transaction = busy.transaction()
+        await transaction.start()
+        await busy.execute("SELECT 1")
+        dropping = asyncio.create_task(admin.execute("DROP DATABASE dropme"))
+
+        async def dropping_waits_for_busy() -> bool:
+            return bool(
+                await direct.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = 'DROP DATABASE dropme'"
+                )
+            )
+
+        await until(dropping_waits_for_busy, "the DROP to wait for the busy client")
+        await transaction.commit()  # released: its server connection is closed then
+        await asyncio.wait_for(dropping, 10)
+        assert not await direct.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = 'dropme'"
+        )
+    finally:
+        for conn in (admin, busy):
+            await conn.close()
+        await direct.execute("DROP DATABASE IF EXISTS dropme WITH (FORCE)")
+        await direct.close()

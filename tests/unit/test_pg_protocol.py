@@ -144,6 +144,31 @@ def test_session_state_classification(sql: str, expected: list[tuple[str, str]])
     assert got == expected
 
 
+@pytest.mark.parametrize(
+    ("sql", "database"),
+    [
+        ("DROP DATABASE shop", "shop"),
+        ('drop database if exists "Shop" with (force)', "Shop"),
+        ("Drop Database Shop", "shop"),
+        ("ALTER DATABASE shop RENAME TO store", "shop"),
+        ("alter database shop set work_mem = '1MB'", None),
+        ("CREATE DATABASE copy TEMPLATE shop", "shop"),
+        ("create database copy with owner = a template = shop encoding 'UTF8'", "shop"),
+        ("create database fresh", None),
+        ("select 'drop database shop'", None),
+    ],
+)
+def test_statements_that_need_a_database_to_themselves(sql: str, database: str | None) -> None:
+    """Named so that the pool can close its connections to that database first."""
+    got = [e.statement for e in classify(sql.encode(), REPORTED) if e.kind == "database"]
+    assert got == ([database] if database else [])
+
+
+def test_quoted_names_keep_their_case_and_gucs_do_not() -> None:
+    assert [e.statement for e in classify(b'DEALLOCATE "MyStmt"')] == ["MyStmt"]
+    assert classify(b"SET \"TimeZone\" = 'UTC'", REPORTED) == []
+
+
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(st.text(max_size=300))
 def test_classify_never_crashes(sql: str) -> None:
