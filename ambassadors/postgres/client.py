@@ -675,6 +675,8 @@ class ClientConn(asyncio.Protocol):
             server.cancel_sent = False
         out: list[bytes] = []
         for kind, msg in messages:
+            if (kind == 81 or kind == 80) and session.suspect(msg):  # Q P
+                self._free_database(msg)
             if kind == 81 or kind == 70:  # Q F
                 if kind == 81:
                     server.pool.queries += 1
@@ -699,6 +701,18 @@ class ClientConn(asyncio.Protocol):
                 return
             out.append(msg)
         server.transport.writelines(out)
+
+    def _free_database(self, msg: bytes) -> None:
+        """Session mode: only a DROP DATABASE and the like matter (see Ambassador.
+        free_database); the pool keeps servers after their clients left here too."""
+        if msg[0] == 81:  # Query: the text
+            text = msg[5:-1]
+        else:  # Parse: the statement name, then the text
+            start = msg.index(b"\x00", 5) + 1
+            text = msg[start : msg.index(b"\x00", start)]
+        for event in session.classify(text):
+            if event.kind == "database":
+                self.amb.free_database(event.statement)
 
     def _first_use(
         self, server: ServerConn, messages: list[tuple[int, bytes]], msg: bytes, batch_start: bool

@@ -468,14 +468,15 @@ async def test_a_statement_parsed_again_on_another_server_after_a_schema_change(
         await direct.close()
 
 
+@pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 async def test_drop_database_succeeds_while_the_pool_holds_connections_to_it(
-    ambassador, pg
+    ambassador, pg, pool_mode: str
 ) -> None:
     """PostgreSQL refuses DROP DATABASE while other sessions use it (waiting 5 s for them
     to go); a pool keeps server connections open after its clients left (asyncpg's
     test_type_cache_invalidation_in_pool; PgBouncer alike). A client's DROP DATABASE
     closes the pool's idle connections to it first, and busy ones at their release."""
-    amb = ambassador(pool_size=4)
+    amb = ambassador(pool_size=4, pool_mode=pool_mode)
     direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
     await direct.execute("CREATE DATABASE dropme")
     admin = await asyncpg.connect(amb.dsn())
@@ -498,7 +499,13 @@ async def test_drop_database_succeeds_while_the_pool_holds_connections_to_it(
             )
 
         await until(dropping_waits_for_busy, "the DROP to wait for the busy client")
-        await transaction.commit()  # released: its server connection is closed then
+        # its server goes back to the pool, and is closed then: in transaction mode at the
+        # end of the transaction, in session mode when the client leaves (as a direct
+        # session would have to)
+        if pool_mode == "transaction":
+            await transaction.commit()
+        else:
+            await busy.close()
         await asyncio.wait_for(dropping, 10)
         assert not await direct.fetchval(
             "SELECT count(*) FROM pg_database WHERE datname = 'dropme'"
