@@ -75,6 +75,7 @@ class ClientConn(asyncio.Protocol):
         self.first_use: bytes | None = None
         # the rest of a batch held while the pooler checks a statement's row type
         self.held: list[tuple[int, bytes]] | None = None
+        self.unchecked = False  # sending a held batch whose check failed: no new check
         self.params: dict[str, str] = {}
         self.wanted: dict[str, str] = {}  # settings from the startup packet
         self.extra: dict[str, str] = {}  # of those, the ones the server does not report
@@ -759,10 +760,17 @@ class ClientConn(asyncio.Protocol):
         self.stats.prepared_verifications += 1
         server.transport.writelines(out)
 
-    def resume_held(self) -> None:
+    def resume_held(self, check: bool = True) -> None:
+        """Send the batch held for a row-type check. If the check failed, the server
+        skips the batch up to its Sync: it goes out as it is, with no check of its own
+        (one would wait for an answer the skipping server never gives)."""
         held, self.held = self.held, None
         if held and self.server is not None and not self.closed:
-            self.process(held)
+            self.unchecked = not check
+            try:
+                self.process(held)
+            finally:
+                self.unchecked = False
 
     def retry(self, messages: list[tuple[int, bytes]], name: bytes) -> None:
         """Run again the part of a batch the server skipped when statement `name` proved
@@ -899,7 +907,7 @@ class ClientConn(asyncio.Protocol):
             server.expect.append((FAIL, CACHED_PLAN_ERROR, None))
             out.append(FAIL_BIND)
             return None
-        if key not in server.prepared and key in pool.row_types:
+        if key not in server.prepared and key in pool.row_types and not self.unchecked:
             return key
         if self.fresh and name in self.fresh:
             self.fresh.discard(name)

@@ -6,9 +6,9 @@ client without copying them. Only a few message types are looked at: ReadyForQue
 transaction boundary), ParseComplete/CloseComplete (the pooler's own injected Parse and
 Close are swallowed), ErrorResponse (what the server skipped until Sync), ParameterStatus
 (settings to replay) and CopyInResponse; while the first use of a statement shared from
-another client is answered, also BindComplete, RowDescription and NoData (RETRY). A
-message that is not looked at may be forwarded in pieces as it arrives, so a 100 MB
-DataRow is never buffered.
+another client (RETRY) or a statement Describe (DESCRIBE) is answered, also BindComplete,
+ParameterDescription, RowDescription and NoData. A message that is not looked at may be
+forwarded in pieces as it arrives, so a 100 MB DataRow is never buffered.
 
 `expect` is the queue of what the server owes: one entry per Parse or Close sent (was it
 the client's, or the pooler's to swallow?) and one per Sync or Query (each owes a
@@ -134,7 +134,9 @@ class ServerConn(asyncio.Protocol):
         self.stale: list[tuple[bytes, int]] = []
         self.bound: list[bytes] = []  # statements bound or described since ReadyForQuery
         self.look = _LOOK
-        self.resume_client: ClientConn | None = None  # whose held batch goes on (DESCRIBE)
+        # whose held batch goes on (DESCRIBE), and whether the check failed (the server
+        # then skips that batch up to its Sync, so it must go out whole, unchecked)
+        self.resume_client: tuple[ClientConn, bool] | None = None
         # (client, rest of its batch, statement name, the error held back, whether the
         # pooler sent the Sync) to run again at ReadyForQuery
         self.retry: tuple[ClientConn, list[tuple[int, bytes]], bytes, bytes, bool] | None = None
@@ -274,9 +276,9 @@ class ServerConn(asyncio.Protocol):
         elif retry is not None and not client.closed:
             client.retry(retry[1], retry[2])
         if self.resume_client is not None:
-            held, self.resume_client = self.resume_client, None
+            (held, failed), self.resume_client = self.resume_client, None
             if held is client and not held.closed:
-                held.resume_held()
+                held.resume_held(check=not failed)
 
     def _error(self, msg: bytes) -> bytes | bool | None:
         """An ErrorResponse: drop what the server will skip; maybe replace the message."""
@@ -336,11 +338,11 @@ class ServerConn(asyncio.Protocol):
         _kind, client, (key, name, verify) = entry
         self.pool.check_row_type(key, pq.row_type(msg), None if verify else client, name)
         if verify:
-            self.resume_client = client
+            self.resume_client = (client, False)
 
     def _describe_failed(self, entry: tuple[int, Any, Any]) -> None:
         if entry[2][2]:  # the pooler's own: the client's batch goes on (and is skipped)
-            self.resume_client = entry[1]
+            self.resume_client = (entry[1], True)
 
     def watch(self, entry: tuple[int, Any, Any]) -> None:
         """Owe a RETRY or DESCRIBE entry: look at the answers they wait for."""

@@ -515,3 +515,33 @@ async def test_drop_database_succeeds_while_the_pool_holds_connections_to_it(
             await conn.close()
         await direct.execute("DROP DATABASE IF EXISTS dropme WITH (FORCE)")
         await direct.close()
+
+
+async def test_a_statement_whose_table_is_gone_fails_on_another_server_and_the_client_goes_on(
+    ambassador, pg
+) -> None:
+    """The row-type check on a server that lacks the statement fails when its table is
+    gone: the client gets PostgreSQL's error (as on its own server), and its connection
+    goes on (the held batch is sent as it is, skipped by the server up to its Sync)."""
+    amb = ambassador(pool_size=2)
+    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
+    app = await asyncpg.connect(amb.dsn())
+    holder = await asyncpg.connect(amb.dsn())
+    other = await asyncpg.connect(amb.dsn())
+    try:
+        await direct.execute("CREATE TABLE gone (a int); INSERT INTO gone VALUES (1)")
+        assert await app.fetchval("SELECT a FROM gone") == 1
+        hold = holder.transaction()  # keeps the server that has app's statement
+        await hold.start()
+        await holder.execute("SELECT 1")
+        async with other.transaction():  # opens the second server
+            await other.execute("SELECT 1")
+        await direct.execute("DROP TABLE gone")
+        with pytest.raises(asyncpg.UndefinedTableError):
+            await asyncio.wait_for(app.fetchval("SELECT a FROM gone"), 10)
+        assert await asyncio.wait_for(app.fetchval("SELECT 2"), 10) == 2
+        await hold.rollback()
+    finally:
+        for conn in (app, holder, other):
+            await conn.close()
+        await direct.close()
