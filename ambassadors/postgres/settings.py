@@ -139,7 +139,8 @@ class PgAmbassadorSettings(HelperSettings):
         "pin",
         description="session state transaction pooling cannot carry (SET, LISTEN, advisory "
         "locks, temp tables, WITH HOLD cursors, SQL PREPARE): pin the client to its server, "
-        "or refuse the statement with an error",
+        "or refuse the statement with an error (transaction mode; in session mode every "
+        "client keeps its server and its state)",
     )
     max_packet_size: ByteSize = Field(
         256 * 1024**2,
