@@ -677,7 +677,7 @@ class ClientConn(asyncio.Protocol):
         out: list[bytes] = []
         for kind, msg in messages:
             if (kind == 81 or kind == 80) and session.suspect(msg):  # Q P
-                self._free_database(msg)
+                self._free_database(kind, msg)
             if kind == 81 or kind == 70:  # Q F
                 if kind == 81:
                     server.pool.queries += 1
@@ -703,15 +703,16 @@ class ClientConn(asyncio.Protocol):
             out.append(msg)
         server.transport.writelines(out)
 
-    def _free_database(self, msg: bytes) -> None:
+    def _free_database(self, kind: int, msg: bytes) -> None:
         """Session mode: only a DROP DATABASE and the like matter (see Ambassador.
         free_database); the pool keeps servers after their clients left here too."""
-        if msg[0] == 81:  # Query: the text
-            text = msg[5:-1]
-        else:  # Parse: the statement name, then the text
-            start = msg.index(b"\x00", 5) + 1
-            text = msg[start : msg.index(b"\x00", start)]
-        for event in session.classify(text):
+        pool = self.pool
+        assert pool is not None
+        if kind == 81:  # Query: the text
+            events = session.classify(msg[5:-1], pool.reported)
+        else:  # Parse: the statement name, then the Parse body
+            events = pool.classify_parse(msg[msg.index(b"\x00", 5) + 1 :])
+        for event in events:
             if event.kind == "database":
                 self.amb.free_database(event.statement)
 
@@ -728,7 +729,7 @@ class ClientConn(asyncio.Protocol):
         name, self.first_use = self.first_use, None
         if not batch_start:
             return
-        i = next(k for k, (_, m) in enumerate(messages) if m is msg)
+        i = _position(messages, msg)
         end = _rest_of_batch(messages, i)
         if end >= 0:
             server.watch((RETRY, self, (messages[i:end], name)))
@@ -748,15 +749,11 @@ class ClientConn(asyncio.Protocol):
         treats it as PostgreSQL's `cached plan must not change result type` (Pool.
         check_row_type), so this Bind gets that error, as on the client's own server.
         The batch from this Bind on waits for the answer (ServerConn.resume_client)."""
-        i = next(k for k, (_, m) in enumerate(messages) if m is msg)
-        self.held = messages[i:]
-        name = server.add_statement(key, out)
-        out.append(pq.parse_message(name, key))
-        server.expect.append((P_SWALLOW, key, None))
+        self.held = messages[_position(messages, msg) :]
+        name = server.statement(key, out)  # a re-Parse: the server lacks it
         out.append(pq.message(b"D", b"S" + name + b"\x00"))
         out.append(pq.FLUSH)
         server.watch((DESCRIBE, self, (key, b"", True)))
-        self.stats.prepared_reparses += 1
         self.stats.prepared_verifications += 1
         server.transport.writelines(out)
 
@@ -800,11 +797,7 @@ class ClientConn(asyncio.Protocol):
                     return True
                 self.pin(event)
             elif event.kind in ("deallocate_all", "discard_all"):
-                self.invalidate_statements()
-                self.stmts.clear()
-                self.fresh.clear()
-                self.unnamed = None
-                server.forget_prepared()
+                self._forget_statements(server)
                 if event.kind == "discard_all":
                     server.extra.clear()
                     server.settings_key = None
@@ -827,10 +820,7 @@ class ClientConn(asyncio.Protocol):
         key = msg[pos:]
         pool = self.pool
         assert pool is not None
-        events = pool.parse_events.get(key)
-        if events is None:
-            events = pool.classify_parse(key)
-        for event in events:
+        for event in pool.classify_parse(key):
             if event.kind == "pin":
                 if self.settings.on_session_state == "error":
                     self.stats.refused_statements += 1
@@ -838,11 +828,7 @@ class ClientConn(asyncio.Protocol):
                     return
                 self.pin(event)
             elif event.kind in ("deallocate_all", "discard_all"):
-                self.invalidate_statements()
-                self.stmts.clear()
-                self.fresh.clear()
-                self.unnamed = None
-                server.forget_prepared()
+                self._forget_statements(server)
             elif event.kind == "database":
                 self.amb.free_database(event.statement)
         if not name:
@@ -875,6 +861,14 @@ class ClientConn(asyncio.Protocol):
         # If this Parse fails or is skipped, the client and the server both forget it.
         server.expect.append((P_FWD, self, (name, key)))
         out.append(pq.parse_message(server_name, key))
+
+    def _forget_statements(self, server: ServerConn) -> None:
+        """DEALLOCATE ALL or DISCARD ALL: the client's statements, and the server's."""
+        self.invalidate_statements()
+        self.stmts.clear()
+        self.fresh.clear()
+        self.unnamed = None
+        server.forget_prepared()
 
     def _ensure_unnamed(self, server: ServerConn, out: list[bytes]) -> None:
         """Re-Parse this client's unnamed statement on a server that holds another one."""
@@ -909,14 +903,18 @@ class ClientConn(asyncio.Protocol):
             return None
         if key not in server.prepared and key in pool.row_types and not self.unchecked:
             return key
-        if self.fresh and name in self.fresh:
-            self.fresh.discard(name)
-            self.first_use = name
+        self._mark_first_use(name)
         server.bound.append(key)
         server_name = server.statement(key, out)
         body = msg[5:pos] + server_name + b"\x00" + msg[end:]
         out.append(b"B" + _pack_u32(len(body) + 4) + body)
         return None
+
+    def _mark_first_use(self, name: bytes) -> None:
+        """A use of `name`: its first since a Parse answered from a shared statement?"""
+        if self.fresh and name in self.fresh:
+            self.fresh.discard(name)
+            self.first_use = name
 
     def _describe(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
         if msg[5] != 83:  # 'S' statement; 'P' portal passes
@@ -931,9 +929,7 @@ class ClientConn(asyncio.Protocol):
         if key is None:
             out.append(msg)
             return
-        if self.fresh and name in self.fresh:
-            self.fresh.discard(name)
-            self.first_use = name
+        self._mark_first_use(name)
         server.bound.append(key)  # PostgreSQL revalidates the plan here too
         server_name = server.statement(key, out)
         # the row type the client is told: the pool compares it with earlier ones
@@ -1033,6 +1029,11 @@ class ClientConn(asyncio.Protocol):
             return False
         server.cancel(done)
         return True
+
+
+def _position(messages: list[tuple[int, bytes]], msg: bytes) -> int:
+    """Index of the message `msg` (that very object) in a batch."""
+    return next(k for k, (_, m) in enumerate(messages) if m is msg)
 
 
 def _rest_of_batch(messages: list[tuple[int, bytes]], i: int) -> int:

@@ -180,6 +180,9 @@ class Pool:
 
     def classify_parse(self, key: bytes) -> list[session.Event]:
         """session.classify of a Parse body's query text, remembered for short texts."""
+        events = self.parse_events.get(key)
+        if events is not None:
+            return events
         events = session.classify(key[: key.find(b"\x00")], self.reported)
         if len(key) <= MAX_REMEMBERED_TEXT:
             if len(self.parse_events) >= MAX_REMEMBERED_PARSES:

@@ -283,7 +283,8 @@ class ServerConn(asyncio.Protocol):
     def _error(self, msg: bytes) -> bytes | bool | None:
         """An ErrorResponse: drop what the server will skip; maybe replace the message."""
         self.copy_in = False
-        if self.bound and b"C0A000\x00" in msg and CACHED_PLAN_CHANGED in msg:
+        stale = b"C0A000\x00" in msg and CACHED_PLAN_CHANGED in msg
+        if stale and self.bound:
             # A schema change altered the result type of a statement bound here: no server
             # of the pool may hand it out again, and the clients that prepared it get
             # PostgreSQL's error on their next use, as each would have on its own server.
@@ -297,7 +298,7 @@ class ServerConn(asyncio.Protocol):
         if expect[0][0] == RETRY:
             _kind, client, (rest, name) = expect.popleft()
             self.look = self._look()
-            if b"C0A000\x00" in msg and CACHED_PLAN_CHANGED in msg:
+            if stale:
                 # decided at ReadyForQuery: transparent only if nothing else was lost
                 if expect and expect[0][0] == SYNC:
                     self.retry = (client, rest, name, msg, False)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -139,6 +140,39 @@ class CancelHoldingProxy:
             self.listener.close()
 
 
+@pytest.fixture
+async def direct(pg):  # type: ignore[no-untyped-def]
+    """A connection straight to PostgreSQL, past the ambassador (schema changes, checks)."""
+    conn = await asyncpg.connect(pg.dsn)
+    yield conn
+    await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def on_a_server_lacking_the_statements(amb: Any) -> AsyncIterator[None]:
+    """Inside, a client's next transaction runs on a server that never ran its statements:
+    in a pool of 2 whose one idle server ran them, another client holds that one in a
+    transaction and a third opens the second server (left idle). Released on leaving."""
+    holder = await asyncpg.connect(amb.dsn())
+    other = await asyncpg.connect(amb.dsn())
+    try:
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("SELECT 1")
+        async with other.transaction():
+            await other.execute("SELECT 1")
+
+        async def second_server_idle() -> bool:
+            return amb.pool_state()["idle"] == 1
+
+        await until(second_server_idle, "the second server idle")
+        yield
+        await hold.rollback()
+    finally:
+        await holder.close()
+        await other.close()
+
+
 async def until(condition: Any, what: str, limit: float = 10.0) -> None:
     """Await `condition()` (a coroutine function) until true, polling; fail after `limit` seconds."""
     loop = asyncio.get_running_loop()
@@ -167,7 +201,9 @@ async def a_query_ended(direct: asyncpg.Connection) -> bool:
     return not await running(direct, "SELECT pg_advisory_xact_lock(1)")
 
 
-async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassador, pg) -> None:
+async def test_cancel_connection_closes_once_postgresql_took_the_cancel(
+    ambassador, pg, direct
+) -> None:
     """libpq's PQcancel (psycopg's cancel_safe) and asyncpg read the cancel connection
     until PostgreSQL closes it: then the backend has been signalled, and the next query
     cannot be the one the cancel hits. psycopg's test_stream_error_python_consumed got
@@ -177,7 +213,6 @@ async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassad
     proxy = CancelHoldingProxy(pg.port)
     amb = ambassador(pool_mode="transaction", server_port=await proxy.start())
     conn = await asyncpg.connect(amb.dsn())
-    direct = await asyncpg.connect(pg.dsn)
     cancel: socket.socket | None = None
     try:
         query = asyncio.create_task(conn.fetchval("SELECT pg_sleep(60)"))
@@ -198,11 +233,12 @@ async def test_cancel_connection_closes_once_postgresql_took_the_cancel(ambassad
             cancel.close()
         proxy.close()
         await conn.close()
-        await direct.close()
 
 
 @pytest.mark.parametrize("how", ["cancel_request", "client_gone"])
-async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg, how: str) -> None:
+async def test_late_cancel_never_hits_the_next_clients_query(
+    ambassador, pg, direct, how: str
+) -> None:
     """A cancel forwarded while the client's query runs (its CancelRequest, or the
     ambassador's own when the client left mid-query), which reaches PostgreSQL after that
     query ended: the server must not be serving another client by then (asyncpg's and
@@ -213,7 +249,6 @@ async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg, how
     amb = ambassador(pool_mode="transaction", pool_size=1, server_port=await proxy.start())
     a = await asyncpg.connect(amb.dsn())
     b = await asyncpg.connect(amb.dsn())
-    direct = await asyncpg.connect(pg.dsn)
     cancel: socket.socket | None = None
     try:
         await direct.execute("SELECT pg_advisory_lock(1), pg_advisory_lock(2)")
@@ -253,12 +288,11 @@ async def test_late_cancel_never_hits_the_next_clients_query(ambassador, pg, how
         proxy.close()
         await a.close()
         await b.close()
-        await direct.close()
 
 
 @pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 async def test_a_result_type_change_is_seen_by_every_client_as_postgresql_says_it(
-    ambassador, pg, pool_mode: str
+    ambassador, direct, pool_mode: str
 ) -> None:
     """asyncpg's cache invalidation (its test_cache_invalidation): after ALTER TABLE, the
     statements clients prepared fail with `cached plan must not change result type`;
@@ -268,7 +302,6 @@ async def test_a_result_type_change_is_seen_by_every_client_as_postgresql_says_i
     under a client's old row description)."""
     # session mode: a server per client; transaction mode: 3 clients share 2 servers
     amb = ambassador(pool_mode=pool_mode, pool_size=3 if pool_mode == "session" else 2)
-    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
     clients = [await asyncpg.connect(amb.dsn()) for _ in range(3)]
     try:
         await direct.execute("CREATE TABLE shapes (a int, b int); INSERT INTO shapes VALUES (1, 2)")
@@ -285,11 +318,10 @@ async def test_a_result_type_change_is_seen_by_every_client_as_postgresql_says_i
         for conn in clients:
             await conn.close()
         await direct.execute("DROP TABLE IF EXISTS shapes")
-        await direct.close()
 
 
 async def test_a_client_preparing_a_text_whose_shared_statement_went_stale_gets_a_fresh_one(
-    ambassador, pg
+    ambassador, direct
 ) -> None:
     """asyncpg prepares with Parse, Describe, Sync. When a server already holds the text
     (another client's), the Parse is answered from it; if a DROP and CREATE changed the
@@ -297,7 +329,6 @@ async def test_a_client_preparing_a_text_whose_shared_statement_went_stale_gets_
     an error the client's own server (which parses afresh) would never give, and which
     asyncpg does not retry at prepare. The ambassador plans it afresh, unseen."""
     amb = ambassador(pool_size=1)  # one server: every client shares its statements
-    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
     first = await asyncpg.connect(amb.dsn())
     second = await asyncpg.connect(amb.dsn())
     try:
@@ -331,7 +362,6 @@ async def test_a_client_preparing_a_text_whose_shared_statement_went_stale_gets_
         for conn in (first, second):
             await conn.close()
         await direct.execute("DROP TABLE IF EXISTS renewed")
-        await direct.close()
 
 
 def shape(version: int) -> tuple[str, str, tuple[Any, ...]]:
@@ -352,7 +382,7 @@ def shape(version: int) -> tuple[str, str, tuple[Any, ...]]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_schema_changes_in_random_order_reach_clients_as_on_their_own_servers(
-    ambassador, pg, seed: int
+    ambassador, direct, seed: int
 ) -> None:
     """A table dropped and created again with another result type at random points, while
     clients old and new read it through two shared servers: each sees what it would see
@@ -365,7 +395,6 @@ async def test_schema_changes_in_random_order_reach_clients_as_on_their_own_serv
 
     rng = random.Random(seed)
     amb = ambassador(pool_size=2)
-    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
     asyncpg_clients = [await asyncpg.connect(amb.dsn()) for _ in range(3)]
     psycopg_clients = [
         await psycopg.AsyncConnection.connect(amb.dsn(), autocommit=True, prepare_threshold=0)
@@ -416,7 +445,6 @@ async def test_schema_changes_in_random_order_reach_clients_as_on_their_own_serv
         for pconn in psycopg_clients:
             await pconn.close()
         await direct.execute("DROP TABLE IF EXISTS churn")
-        await direct.close()
 
 
 @pytest.mark.parametrize(
@@ -424,7 +452,7 @@ async def test_schema_changes_in_random_order_reach_clients_as_on_their_own_serv
     ["ALTER TABLE moved ADD COLUMN c text DEFAULT 'x'", "ALTER TABLE moved ALTER b TYPE text"],
 )
 async def test_a_statement_parsed_again_on_another_server_after_a_schema_change(
-    ambassador, pg, change: str
+    ambassador, direct, change: str
 ) -> None:
     """asyncpg caches a statement's row description from its prepare and Binds without
     describing again. A schema change, then its next transaction on a server that never
@@ -435,49 +463,32 @@ async def test_a_statement_parsed_again_on_another_server_after_a_schema_change(
     client's own server (cached plan must not change result type): asyncpg prepares
     again and reads the new rows."""
     amb = ambassador(pool_size=2)
-    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
     app = await asyncpg.connect(amb.dsn())
-    holder = await asyncpg.connect(amb.dsn())
-    other = await asyncpg.connect(amb.dsn())
     try:
         await direct.execute("CREATE TABLE moved (a int, b int); INSERT INTO moved VALUES (1, 2)")
         assert [tuple(r) for r in await app.fetch("SELECT * FROM moved")] == [(1, 2)]
-        # `holder` keeps the server that has app's statement; `other` opens the second one
-        hold = holder.transaction()
-        await hold.start()
-        await holder.execute("SELECT 1")
-        async with other.transaction():
-            await other.execute("SELECT 1")
-
-        async def second_server_idle() -> bool:
-            return amb.pool_state()["idle"] == 1
-
-        await until(second_server_idle, "the second server idle")
-        await direct.execute(change)
         new_row = (1, 2, "x") if "ADD" in change else (1, "2")
-        for _ in range(2):  # on the server that never had it
-            assert [tuple(r) for r in await app.fetch("SELECT * FROM moved")] == [new_row]
-        await hold.rollback()
+        async with on_a_server_lacking_the_statements(amb):
+            await direct.execute(change)
+            for _ in range(2):
+                assert [tuple(r) for r in await app.fetch("SELECT * FROM moved")] == [new_row]
         for _ in range(3):  # and wherever it runs next
             assert [tuple(r) for r in await app.fetch("SELECT * FROM moved")] == [new_row]
         assert amb.call(lambda: amb.amb.stats.prepared_verifications) >= 1
     finally:
-        for conn in (app, holder, other):
-            await conn.close()
+        await app.close()
         await direct.execute("DROP TABLE IF EXISTS moved")
-        await direct.close()
 
 
 @pytest.mark.parametrize("pool_mode", ["session", "transaction"])
 async def test_drop_database_succeeds_while_the_pool_holds_connections_to_it(
-    ambassador, pg, pool_mode: str
+    ambassador, direct, pool_mode: str
 ) -> None:
     """PostgreSQL refuses DROP DATABASE while other sessions use it (waiting 5 s for them
     to go); a pool keeps server connections open after its clients left (asyncpg's
     test_type_cache_invalidation_in_pool; PgBouncer alike). A client's DROP DATABASE
     closes the pool's idle connections to it first, and busy ones at their release."""
     amb = ambassador(pool_size=4, pool_mode=pool_mode)
-    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
     await direct.execute("CREATE DATABASE dropme")
     admin = await asyncpg.connect(amb.dsn())
     busy = await asyncpg.connect(amb.dsn(db="dropme"))
@@ -514,34 +525,23 @@ async def test_drop_database_succeeds_while_the_pool_holds_connections_to_it(
         for conn in (admin, busy):
             await conn.close()
         await direct.execute("DROP DATABASE IF EXISTS dropme WITH (FORCE)")
-        await direct.close()
 
 
 async def test_a_statement_whose_table_is_gone_fails_on_another_server_and_the_client_goes_on(
-    ambassador, pg
+    ambassador, direct
 ) -> None:
     """The row-type check on a server that lacks the statement fails when its table is
     gone: the client gets PostgreSQL's error (as on its own server), and its connection
     goes on (the held batch is sent as it is, skipped by the server up to its Sync)."""
     amb = ambassador(pool_size=2)
-    direct = await asyncpg.connect(f"postgresql://postgres@{HOST}:{pg.port}/postgres")
     app = await asyncpg.connect(amb.dsn())
-    holder = await asyncpg.connect(amb.dsn())
-    other = await asyncpg.connect(amb.dsn())
     try:
         await direct.execute("CREATE TABLE gone (a int); INSERT INTO gone VALUES (1)")
         assert await app.fetchval("SELECT a FROM gone") == 1
-        hold = holder.transaction()  # keeps the server that has app's statement
-        await hold.start()
-        await holder.execute("SELECT 1")
-        async with other.transaction():  # opens the second server
-            await other.execute("SELECT 1")
-        await direct.execute("DROP TABLE gone")
-        with pytest.raises(asyncpg.UndefinedTableError):
-            await asyncio.wait_for(app.fetchval("SELECT a FROM gone"), 10)
-        assert await asyncio.wait_for(app.fetchval("SELECT 2"), 10) == 2
-        await hold.rollback()
+        async with on_a_server_lacking_the_statements(amb):
+            await direct.execute("DROP TABLE gone")
+            with pytest.raises(asyncpg.UndefinedTableError):
+                await asyncio.wait_for(app.fetchval("SELECT a FROM gone"), 10)
+            assert await asyncio.wait_for(app.fetchval("SELECT 2"), 10) == 2
     finally:
-        for conn in (app, holder, other):
-            await conn.close()
-        await direct.close()
+        await app.close()
