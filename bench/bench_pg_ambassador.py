@@ -9,6 +9,11 @@ interleaved in rounds:
 2. the same with `-C` (a new connection per transaction);
 3. c1 latency: `pgbench -S -c 1 -j 1`.
 
+A fourth target, `forwarder` (bench/python_forwarder.py), forwards bytes with uvloop and
+asyncio Protocols and nothing else: one server connection per client, no framing, no
+pooling. Its tps is the most any Python proxy gets on the machine the bench runs on (with
+`-C` it pays a server connection per transaction, as direct does).
+
 Per run: tps, p50/p99 latency from pgbench's per-transaction logs (`--log`), the pooler's
 CPU seconds (utime+stime from /proc, and utime alone) during the run and per transaction
 (the number of transactions from the same logs); medians over the rounds. Memory of each
@@ -16,7 +21,7 @@ pooler: RSS idle after start, RSS with 1,000 idle clients logged in, peak RSS
 (VmHWM) at the end. Ratios podkit/PgBouncer and podkit/direct (PgBouncer/direct too).
 
     .venv/bin/python bench/bench_pg_ambassador.py [--quick] [--rounds N] [--duration S]
-        [--only direct,pgbouncer,podkit]
+        [--only direct,pgbouncer,podkit,forwarder]
 
 `podkit` rows need the `pg-ambassador` helper registered (entry point `podkit.helpers`);
 without it they are skipped with a message. The machine is small and shared: read the
@@ -78,6 +83,7 @@ class Target:
     port: int
     pid: int | None = None  # the pooler's process (None: direct)
     stop: Callable[[], None] = lambda: None
+    idle_only: bool = False  # memory: idle RSS only (no 1,000-clients figure)
     idle_rss_kib: int | None = None
     rss_1000_kib: int | None = None
     note: str = ""
@@ -154,6 +160,22 @@ def start_podkit(pg: PostgresServer) -> Target:
     helper = HelperProcess("pg-ambassador", *args).start(timeout=30)
     wait_for(lambda: port_open(port), what="pg-ambassador listening", timeout=15)
     return Target("podkit", port, helper.process.pid, helper.cleanup)
+
+
+def start_forwarder(pg: PostgresServer) -> Target:
+    port = free_port()
+    script = Path(__file__).with_name("python_forwarder.py")
+    tmp = TempDir("forwarder")
+    process = Process([sys.executable, str(script), str(port), str(pg.port)],
+                      tmp.path / "forwarder.out").start()  # fmt: skip
+    wait_for(lambda: port_open(port), what="the Python forwarder", timeout=15)
+
+    def stop() -> None:
+        process.stop(signal.SIGTERM)
+        tmp.cleanup()
+
+    # No idle-clients figure: it opens a server connection per client.
+    return Target("forwarder", port, process.pid, stop, idle_only=True)
 
 
 # --- pgbench ------------------------------------------------------------------------------------
@@ -297,7 +319,7 @@ def report(results: Results, targets: list[str], rounds: int, duration: int) -> 
     print(f"\npgbench -S -c {CLIENTS} -j {THREADS} -T {duration} (c1: -c 1 -j 1), pool size "
           f"{POOL_SIZE}, transaction mode, medians of {rounds} round(s)")  # fmt: skip
     cols = "".join(f"{t + ' tps':>15}" for t in targets)
-    header = f"{'mode':<13}{cols} {'pk/pgb':>7} {'pk/dir':>7} {'pgb/dir':>8}"
+    header = f"{'mode':<13}{cols} {'pk/pgb':>7} {'pk/dir':>7} {'pgb/dir':>8} {'fwd/pgb':>8}"
     print(header)
     print("-" * len(header))
     for mode in MODES:
@@ -308,7 +330,8 @@ def report(results: Results, targets: list[str], rounds: int, duration: int) -> 
         )
         print(f"{MODE_LABEL[mode]:<13}{cells} {ratio(tps.get('podkit'), tps.get('pgbouncer')):>7} "
               f"{ratio(tps.get('podkit'), tps.get('direct')):>7} "
-              f"{ratio(tps.get('pgbouncer'), tps.get('direct')):>8}")  # fmt: skip
+              f"{ratio(tps.get('pgbouncer'), tps.get('direct')):>8} "
+              f"{ratio(tps.get('forwarder'), tps.get('pgbouncer')):>8}")  # fmt: skip
     print("\nlatency ms p50 / p99 (from pgbench --log); pooler CPU seconds per run and CPU "
           "microseconds per transaction (of which user space: the rest is the kernel's "
           "socket work, about equal for both poolers)")  # fmt: skip
@@ -348,7 +371,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="5 s runs, 1 round, 200 idle clients")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=20, help="seconds per pgbench run")
-    parser.add_argument("--only", default="direct,pgbouncer,podkit")
+    parser.add_argument("--only", default="direct,pgbouncer,podkit,forwarder")
     options = parser.parse_args()
     global IDLE_CLIENTS
     rounds, duration = options.rounds, options.duration
@@ -379,6 +402,8 @@ def main() -> int:
                 print("podkit: SKIPPED: the pg-ambassador helper is not registered in this "
                       "install (podkit.helpers entry point); its rows are left out",
                       flush=True)  # fmt: skip
+        if "forwarder" in wanted:
+            started.append(start_forwarder(pg))
         for target in started:
             if target.pid:
                 time.sleep(1.0)
@@ -393,7 +418,7 @@ def main() -> int:
             print(f"  round {round_no + 1}/{rounds} done; load average "
                   f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)  # fmt: skip
         for target in started:
-            if target.pid:
+            if target.pid and not target.idle_only:
                 try:
                     target.rss_1000_kib = asyncio.run(idle_clients_rss(target, IDLE_CLIENTS))
                 except Exception as exc:  # report, do not abort the whole benchmark
@@ -410,7 +435,7 @@ def main() -> int:
                       f"  peak {mib(hwm):>6}  {target.note}")  # fmt: skip
         print("targets (issue 12): podkit tps >= 1.0x PgBouncer in every mode PgBouncer "
               "survives, c1 p50 <= 1.3x PgBouncer's, idle RSS < 48 MiB, < 128 MiB with "
-              "1,000 clients")  # fmt: skip
+              "1,000 clients; forwarder: the ceiling of a Python proxy here (fwd/pgb)")  # fmt: skip
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         for target in started:
