@@ -71,14 +71,24 @@ class Scenario:
         return str(new_addr), switched
 
     def check_after_switch(self, new_addr: str, switched: float) -> None:
-        # The connection bound to the old master was closed by the ambassador.
+        self.check_idle_closed()
+        self.finish_writes(switched)
+        self.assert_on_new_master(new_addr, switched)
+
+    def check_idle_closed(self) -> None:
+        """The connection bound to the old master was closed by the ambassador."""
         self.idle.settimeout(0.2)
         wait_for(lambda: _connection_closed(self.idle), what="the idle connection to close")
         self.idle.close()
-        # Writes go on, and every write acknowledged after the switch is on the new master.
+
+    def finish_writes(self, switched: float) -> None:
+        """Writes go on after the switch; stop them once there are enough to check."""
         wait_for(lambda: len(self.writer.keys_after(switched)) > 100, timeout=20,
                  what="writes after the switch")  # fmt: skip
         self.writer.stop()
+
+    def assert_on_new_master(self, new_addr: str, switched: float) -> None:
+        """Every write acknowledged after the switch is on the new master."""
         after = self.writer.keys_after(switched)
         with redis.Redis(host=HOST, port=self.cluster.node(new_addr).port) as new:
             missing = [key for key, found in zip(after, new.mget(after), strict=True) if not found]
@@ -92,7 +102,9 @@ class Scenario:
         roles = {}
         for node in self.cluster.nodes:
             with contextlib.suppress(Exception):
-                roles[node.port] = node.command("ROLE")[:40]
+                reply = node.command("ROLE").split(b"\r\n")  # RESP: keep the values
+                values = b" ".join(v for v in reply if v[:1] not in (b"*", b"$", b""))
+                roles[node.port] = values[:60]
         routes = [(e.get("event"), e.get("old"), e.get("new"), e.get("reason"))
                   for e in self.helper.log_events()
                   if e.get("event") in ("master_lost", "master_changed")]  # fmt: skip
@@ -127,12 +139,19 @@ def test_killed_master_restarted_stale_gets_no_traffic(run_helper, sentinel_clus
     assert stale.command("ROLE").startswith(b"*3\r\n$6\r\nmaster"), "not a stale master"
     monitor = Monitor(stale)
     # New connections (one client per write) and the running writers: none reach it.
-    for n in range(100):
+    fresh = [f"amb:fresh:{n}" for n in range(100)]
+    for key in fresh:
         with redis.Redis(host=HOST, port=scenario.port, socket_timeout=5) as client:
-            client.set(f"amb:fresh:{n}", repr(time.time()))
-    scenario.check_after_switch(new_addr, switched)
+            client.set(key, repr(time.time()))
+    scenario.check_idle_closed()
+    scenario.finish_writes(switched)
+    # The stale master is checked first: writes there are the ambassador's fault, while
+    # writes missing on the new master could also be Sentinel resyncing it.
     _flush_monitor(stale, monitor)
     assert monitor.writes() == [], "the stale master received writes"
+    scenario.assert_on_new_master(new_addr, switched)
+    with redis.Redis(host=HOST, port=sentinel_cluster.node(new_addr).port) as new:
+        assert new.exists(*fresh) == len(fresh)
     assert current_master(scenario.helper) == new_addr
     monitor.close()
 
