@@ -847,6 +847,12 @@ class ClientConn(asyncio.Protocol):
         if pool.changed:
             self.stmt_gen[name] = pool.changed.get(key, 0)
         entry = server.prepared.get(key)
+        if entry is not None and (server.status != b"I" or server.expect):
+            # Inside a transaction (or behind other messages of its batch) the error of a
+            # stale shared statement could not be rerun unseen: parse afresh, as the
+            # client's own server would.
+            server.retire_statement(key)
+            entry = None
         if entry is not None:
             # The server has it already: a no-op Parse answers in order.
             self.stats.prepared_hits += 1

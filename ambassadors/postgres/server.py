@@ -64,6 +64,8 @@ FAIL_BIND = pq.message(b"B", b"\x00" + FAIL_STATEMENT + b"\x00\x00\x00\x00\x00\x
 # Parse of the unnamed statement with an empty query: a real, in-order ParseComplete for a
 # client Parse whose statement this server already has.
 EMPTY_PARSE = pq.message(b"P", b"\x00\x00\x00\x00")
+# in ServerConn.stale: a statement to Close only outside a transaction (not a batch number)
+AFTER_TRANSACTION = -1
 # Close of a statement that never exists: a real, in-order CloseComplete.
 NOOP_CLOSE = pq.close_statement(b"pgamb_none")
 
@@ -488,10 +490,20 @@ class ServerConn(asyncio.Protocol):
             if entry is not None:
                 self.stale.append(entry)
 
+    def retire_statement(self, key: bytes) -> None:
+        """Hand out `key`'s statement no more (a fresh one replaces it); Close it later,
+        outside the batch in flight and the open transaction, whose portals may still
+        read from it."""
+        entry = self.prepared.pop(key, None)
+        if entry is not None:
+            self.stale.append((entry[0], entry[1] if self.status == b"I" else AFTER_TRANSACTION))
+
     def _close_stale(self, out: list[bytes]) -> None:
         keep = []
         for name, used in self.stale:
-            if used == self.batch:  # in the batch in flight: closing it would close its portals
+            # in the batch in flight, or retired in an open transaction: closing it would
+            # close its portals
+            if used == self.batch or (used == AFTER_TRANSACTION and self.status != b"I"):
                 keep.append((name, used))
                 continue
             out.append(pq.close_statement(name))

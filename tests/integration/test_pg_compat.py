@@ -364,6 +364,70 @@ async def test_a_client_preparing_a_text_whose_shared_statement_went_stale_gets_
         await direct.execute("DROP TABLE IF EXISTS renewed")
 
 
+async def test_a_first_prepare_inside_a_transaction_of_a_text_gone_stale_gets_a_fresh_one(
+    ambassador, direct
+) -> None:
+    """As above, but the client prepares inside a transaction (asyncpg's
+    `async with conn.transaction()`, psycopg without autocommit): the error of a stale
+    shared statement would abort the transaction, so it could not be rerun unseen. The
+    client's own server would parse the text afresh, and so does the ambassador there."""
+    amb = ambassador(pool_size=1)  # one server: every client shares its statements
+    first = await asyncpg.connect(amb.dsn())
+    second = await asyncpg.connect(amb.dsn())
+    try:
+        await direct.execute("CREATE TABLE intx (a int); INSERT INTO intx VALUES (1)")
+        assert [tuple(r) for r in await first.fetch("SELECT * FROM intx")] == [(1,)]
+        await direct.execute(
+            "DROP TABLE intx; CREATE TABLE intx (a int, b text); INSERT INTO intx VALUES (1, 'new')"
+        )
+        async with second.transaction():
+            assert [tuple(r) for r in await second.fetch("SELECT * FROM intx")] == [(1, "new")]
+            assert await second.fetchval("SELECT count(*) FROM intx") == 1
+        # the client that prepared it before the change: PostgreSQL's error, then the new shape
+        assert [tuple(r) for r in await first.fetch("SELECT * FROM intx")] == [(1, "new")]
+        await direct.execute(
+            "DROP TABLE intx; CREATE TABLE intx (a int, b text, c int);"
+            "INSERT INTO intx VALUES (1, 'newer', 3)"
+        )
+        async with await psycopg.AsyncConnection.connect(amb.dsn(), prepare_threshold=0) as third:
+            cursor = await third.execute("SELECT * FROM intx")  # after psycopg's BEGIN
+            assert await cursor.fetchall() == [(1, "newer", 3)]
+            await third.commit()
+        assert amb.call(lambda: amb.amb.stats.prepared_retries) == 0
+    finally:
+        for conn in (first, second):
+            await conn.close()
+        await direct.execute("DROP TABLE IF EXISTS intx")
+
+
+async def test_a_text_prepared_again_in_a_transaction_keeps_the_open_cursor_reading(
+    ambassador, direct
+) -> None:
+    """Preparing a text again inside a transaction gives the server a fresh statement
+    and retires the one it had: both client statements, and the cursor opened on the
+    first, go on working. (The retired statement is Closed only after the transaction:
+    PostgreSQL's protocol documentation says a Close closes the statement's portals,
+    though PostgreSQL 15 here keeps them open, so this cannot tell the two apart.)"""
+    amb = ambassador(pool_size=1)
+    conn = await asyncpg.connect(amb.dsn())
+    other = await asyncpg.connect(amb.dsn())
+    query = "SELECT g FROM generate_series(1, 10) AS g"
+    try:
+        assert len(await other.fetch(query)) == 10  # the server holds the text now
+        async with conn.transaction():
+            first = await conn.prepare(query)  # asyncpg's prepare(): never from its cache
+            cursor = await first.cursor()
+            assert [r[0] for r in await cursor.fetch(3)] == [1, 2, 3]
+            again = await conn.prepare(query)
+            assert len(await again.fetch()) == 10
+            assert [r[0] for r in await cursor.fetch(3)] == [4, 5, 6]
+        assert len(await other.fetch(query)) == 10
+        assert len(await conn.fetch(query)) == 10
+    finally:
+        await conn.close()
+        await other.close()
+
+
 def shape(version: int) -> tuple[str, str, tuple[Any, ...]]:
     """Table `churn` at `version`: columns, values, the row. Each version has another
     result type (one more column, int and text in turn)."""
