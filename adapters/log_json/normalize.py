@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 LEVEL_NAMES = ("trace", "debug", "info", "notice", "warning", "error", "fatal")
@@ -70,6 +70,18 @@ def is_partial(fields: dict[str, Any]) -> bool:
     if "level" not in fields and _LEVEL_IN_TEXT.search(message, 0, PEEK):
         return True
     return "timestamp" not in fields and _TIME_IN_TEXT.match(message) is not None
+
+
+class TimeIn(NamedTuple):
+    """A timestamp text in another format than the parser's `time_format`, for the
+    adapter's TimeParser to read with its own clock and zone: a time of day gets the
+    adapter's date, a syslog time its guessed year (never the parser's wall clock)."""
+
+    fmt: str
+    text: str
+
+    def __str__(self) -> str:  # as timestamp_raw when it cannot be read
+        return self.text
 
 
 class TimeError(ValueError):
@@ -151,6 +163,7 @@ class TimeParser:
         self.zone = zone
         self._now = now or (lambda: datetime.now(zone))
         self._cache: dict[Any, str] = {}
+        self._others: dict[str, TimeParser] = {}  # readers of TimeIn values, by format
         readers: dict[str, Callable[[str], datetime]] = {
             "iso": self._iso,
             "clf": self._clf,
@@ -186,6 +199,8 @@ class TimeParser:
             raise TimeError(f"timestamp is a {type(value).__name__}") from None
         if isinstance(value, datetime):
             moment = value
+        elif isinstance(value, TimeIn):
+            return self._read_in(value)  # not cached: its date depends on the clock
         elif isinstance(value, bool):
             raise TimeError("timestamp is a bool")
         elif isinstance(value, int | float):
@@ -207,6 +222,15 @@ class TimeParser:
             cache.clear()
         cache[value] = text
         return text
+
+    def _read_in(self, value: TimeIn) -> str:
+        reader = self._others.get(value.fmt)
+        if reader is None:
+            reader = self._others[value.fmt] = TimeParser(value.fmt, self.zone, self._now)
+        moment = reader.moment(value.text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.zone)
+        return moment.isoformat()
 
     def now(self) -> str:
         return self._now().isoformat()

@@ -162,3 +162,26 @@ def test_logfmt_fast_path_agrees_with_the_pair_by_pair_one(text: str) -> None:
         except ParseError as exc:
             results.append(("error", exc.kind))
     assert results[0] == results[1], text
+
+
+def test_a_time_of_day_gets_the_adapters_date_and_zone() -> None:
+    """logback's default line has a time of day only: its date is the adapter's (its
+    clock in --timezone), not the wall clock's in UTC; syslog times get the adapter's
+    guessed year. The clock moves on: nothing is cached across it."""
+    from datetime import UTC, datetime
+
+    now = [datetime(2026, 1, 15, 20, 0, tzinfo=UTC)]  # already 16 January in Tokyo
+    builder = RecordBuilder(
+        load_parser("java"),
+        time_parser=TimeParser("iso", resolve_zone("Asia/Tokyo"), now=lambda: now[0]),
+    )
+    line = b"23:30:00.250 [main] INFO com.example.App - started"
+    assert json.loads(builder.encode([line]))["timestamp"] == "2026-01-16T23:30:00.250000+09:00"
+    now[0] = datetime(2026, 1, 16, 20, 0, tzinfo=UTC)
+    assert json.loads(builder.encode([line]))["timestamp"] == "2026-01-17T23:30:00.250000+09:00"
+    haproxy = RecordBuilder(
+        load_parser("haproxy"),
+        time_parser=TimeParser("clf", resolve_zone("UTC"), now=lambda: now[0]),
+    )
+    stopped = b"<132>Dec  1 13:25:51 localhost haproxy[7949]: Proxy web stopped."
+    assert json.loads(haproxy.encode([stopped]))["timestamp"] == "2025-12-01T13:25:51+00:00"

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from podkit.parsers import ParseError
 
-from ..normalize import TimeParser
+from ..normalize import TimeIn
 from .base import BaseParser
 from .json_lines import JsonParser
 from .logfmt import LogfmtParser
@@ -452,9 +452,6 @@ class HaproxyParser(BaseParser):
     name = "haproxy"
     time_format = "clf"
 
-    def __init__(self) -> None:
-        self._syslog_time = TimeParser("syslog")
-
     def parse(self, text: str) -> dict[str, Any]:
         match = _HAPROXY_HTTP.match(text)
         if match is None:
@@ -499,7 +496,7 @@ class HaproxyParser(BaseParser):
         pri, timestamp, host, _app, pid, message = match.groups()
         fields: dict[str, Any] = {}
         if timestamp is not None:
-            fields["timestamp"] = self._syslog_time.moment(timestamp)
+            fields["timestamp"] = TimeIn("syslog", timestamp)  # the adapter guesses the year
         if pri is not None:
             fields["level"] = _SEVERITY_NAMES[int(pri) & 7]
         fields["message"] = message
@@ -541,15 +538,14 @@ class JavaParser(BaseParser):
 
     name = "java"
 
-    def __init__(self) -> None:
-        self._clock = TimeParser("clock")
-
     def parse(self, text: str) -> dict[str, Any]:
         match = _JAVA.match(text)
         if match is not None:
             day, clock, zone, thread, level, logger, message = match.groups()
             if day is None:
-                timestamp: Any = self._clock.moment(clock)
+                # A time of day: the record's date is the adapter's (its clock and
+                # --timezone), not the parser's.
+                timestamp: Any = TimeIn("clock", clock)
             else:
                 timestamp = f"{day}T{clock.replace(',', '.')}{zone or ''}"
             return {
