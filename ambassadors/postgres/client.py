@@ -2,9 +2,12 @@
 
 In transaction mode the client holds a server from its first message until the server
 says ReadyForQuery idle with nothing owed (see server.py); then the server goes back to
-its pool. Messages that arrive while the client holds none wait (reading paused) until
-the pool attaches one. Named prepared statements live in the client's own namespace
-(`stmts`, name -> Parse body) and are renamed to the server's names on the way out.
+its pool, or, when nobody waits for one, is parked there: idle, but the client takes it
+back at its next message if nobody needed it meanwhile (`self.server` stays set; the
+client holds it only while `server.client is self`). Messages that arrive while the
+client holds none wait (reading paused) until the pool attaches one. Named prepared
+statements live in the client's own namespace (`stmts`, name -> Parse body) and are
+renamed to the server's names on the way out.
 """
 
 from __future__ import annotations
@@ -140,7 +143,8 @@ class ClientConn(asyncio.Protocol):
                 return
             if not messages:
                 return
-            if self.server is not None:
+            server = self.server
+            if server is not None and (server.client is self or self._take_back(server)):
                 self.process(messages)
             elif self.console:
                 self.amb.console.handle(self, messages)
@@ -184,6 +188,10 @@ class ClientConn(asyncio.Protocol):
         server = self.server
         if server is not None and pool is not None:
             self.server = None
+            if server.client is not self:  # parked, or taken by another client since
+                if server.parked_by is self:
+                    pool.left_parked(server)
+                return
             if self.stmts and (server.status != b"I" or server.expect):
                 # Its transaction is rolled back: what it prepared may name objects that
                 # never existed for anyone else (a type created in it, say).
@@ -194,13 +202,13 @@ class ClientConn(asyncio.Protocol):
     # client waits for a server, and while its server cannot take more.
     def pause_writing(self) -> None:
         server = self.server
-        if server is not None and not server.read_paused:
+        if server is not None and server.client is self and not server.read_paused:
             server.read_paused = True
             server.transport.pause_reading()
 
     def resume_writing(self) -> None:
         server = self.server
-        if server is not None and server.read_paused and not server.closed:
+        if server is not None and server.client is self and server.read_paused:
             server.read_paused = False
             server.transport.resume_reading()
 
@@ -423,6 +431,22 @@ class ClientConn(asyncio.Protocol):
 
     # --- servers -------------------------------------------------------------------------------
 
+    @property
+    def holding(self) -> bool:
+        """Holds a server now (a transaction, a pinned or session-mode client); a parked
+        server is idle for the pool and not held."""
+        server = self.server
+        return server is not None and server.client is self
+
+    def _take_back(self, server: ServerConn) -> bool:
+        """The server parked at our last transaction's end: take it back, unless the pool
+        gave it to another client or closed it meanwhile."""
+        if server.parked_by is self and not server.closed:
+            server.pool.unpark(server, self)
+            return True
+        self.server = None
+        return False
+
     def need_server(self) -> None:
         assert self.pool is not None
         self.waiting = True
@@ -532,13 +556,14 @@ class ClientConn(asyncio.Protocol):
             self.fatal("57P01", ADMIN_SHUTDOWN)
             return
         if self.pinned is None and self.settings.pool_mode == "transaction":
-            self.server = None
             # idle from now, not from its last message: a query longer than
             # client_idle_timeout must not get its client closed as it ends
-            self.last_activity = time.monotonic()
+            self.last_activity = now = time.monotonic()
             pool = self.pool
             assert pool is not None
-            pool.release(server)
+            if not pool.park(server, self, now):
+                self.server = None
+                pool.release(server)
 
     def server_lost(self, server: ServerConn) -> None:
         if self.server is server:
@@ -1031,7 +1056,7 @@ class ClientConn(asyncio.Protocol):
     def cancel_server(self, done: Callable[[], None] | None = None) -> bool:
         """Forward a cancel to the server held now; `done()` once it was delivered."""
         server = self.server
-        if server is None or server.closed:
+        if server is None or server.closed or server.client is not self:
             return False
         server.cancel(done)
         return True

@@ -69,7 +69,7 @@ class Console:
                 out = [pq.command_complete("RESUME")]
             else:
                 for pool in pools:
-                    pool.paused = True
+                    pool.pause()
                 client.transport.pause_reading()
                 task = asyncio.get_running_loop().create_task(self._paused(client, pools))
                 self.tasks.add(task)
@@ -119,7 +119,7 @@ def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
         maxwait = max((now - c.wait_started for c in waiting), default=0.0)
         rows.append([
             pool.database, pool.user, len(pool.clients) - len(waiting), len(waiting), 0, 0,
-            len(pool.active), 0, 0, len(pool.idle), 0, 0, pool.connecting, int(maxwait),
+            len(pool.active), 0, 0, pool.idle_count(), 0, 0, pool.connecting, int(maxwait),
             int((maxwait % 1) * 1e6), amb.settings.pool_mode,
         ])  # fmt: skip
     return columns, rows
@@ -156,13 +156,13 @@ def _clients(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
         if client.closed or (client.pool is None and not client.console):
             continue
         host, _, port = client.addr.rpartition(":")
-        state = "active" if client.server is not None else (
+        state = "active" if client.holding else (
             "waiting" if client.waiting else "idle")  # fmt: skip
         wait = now - client.wait_started if client.waiting else 0.0
         rows.append([
             "C", client.user, client.database, state, host, port, _ts(client.connected_at),
             _ts(client.connected_at), int(wait), int((wait % 1) * 1e6), f"{id(client):x}",
-            f"{id(client.server):x}" if client.server else "", client.process_id, "",
+            f"{id(client.server):x}" if client.holding else "", client.process_id, "",
             client.params.get("application_name", ""), len(client.stmts), client.pinned or "",
         ])  # fmt: skip
     return _CONN_COLUMNS, rows
@@ -172,7 +172,7 @@ def _servers(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     rows: list[list[object]] = []
     wall = time.time() - time.monotonic()
     for pool in amb.pools.values():
-        for state, servers in (("active", list(pool.active)), ("idle", list(pool.idle))):
+        for state, servers in (("active", list(pool.active)), ("idle", [*pool.idle, *pool.parked])):
             for server in servers:
                 rows.append([
                     "S", pool.server_user, pool.server_database, state, server.addr[0],

@@ -159,7 +159,7 @@ class Ambassador:
             idle_timeout = self.settings.client_idle_timeout
             if idle_timeout:
                 for client in list(self.clients):
-                    if client.server is None and now - client.last_activity > idle_timeout:
+                    if not client.holding and now - client.last_activity > idle_timeout:
                         client.fatal("57P05", "pg-ambassador: client_idle_timeout")
             if now - last_addresses > ADDRESS_CHECK_EVERY:
                 last_addresses = now
@@ -173,7 +173,7 @@ class Ambassador:
             self.server.close()
         busy = 0
         for client in list(self.clients):
-            if client.server is None:
+            if not client.holding:
                 client.fatal("57P01", ADMIN_SHUTDOWN)
             else:
                 client.close_at_boundary = True

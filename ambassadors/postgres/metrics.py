@@ -38,13 +38,13 @@ class PgCollector(Collector):
         )
         for pool in amb.pools.values():
             waiting = sum(1 for c in pool.waiters if not c.closed)
-            active = sum(1 for c in pool.clients if c.server is not None)
+            active = sum(1 for c in pool.clients if c.holding)
             key = [pool.database, pool.user]
             clients.add_metric([*key, "active"], active)
             clients.add_metric([*key, "waiting"], waiting)
             clients.add_metric([*key, "idle"], max(len(pool.clients) - active - waiting, 0))
             servers.add_metric([*key, "active"], len(pool.active))
-            servers.add_metric([*key, "idle"], len(pool.idle))
+            servers.add_metric([*key, "idle"], pool.idle_count())
             servers.add_metric([*key, "login"], pool.connecting)
         yield clients
         yield servers

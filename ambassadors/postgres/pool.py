@@ -2,8 +2,11 @@
 
 A free server goes straight to the first waiting client (no task, no await); new server
 connections are opened only for waiting clients, up to `--pool-size` (plus
-`--reserve-pool-size` once a client waited `--reserve-pool-timeout`). A periodic check
-enforces the timeouts: query_wait_timeout, query_timeout, idle_transaction_timeout,
+`--reserve-pool-size` once a client waited `--reserve-pool-timeout`). When nobody waits,
+a transaction's end parks its server instead of releasing it: idle for the pool, but its
+client takes it back at its next message without the release, the attach and the
+settings check, unless someone needed it meanwhile. A periodic check enforces the
+timeouts: query_wait_timeout, query_timeout, idle_transaction_timeout,
 client_idle_timeout, server_idle_timeout, server_lifetime, and tops up min_pool_size.
 """
 
@@ -108,6 +111,9 @@ class Pool:
         self.server_user = self.settings.server_user or user
         self.server_database = self.settings.server_dbname or database
         self.idle: list[ServerConn] = []
+        # Idle servers kept by their last client (park), oldest first: given to another
+        # client only when no plain idle one is left, and counted as idle everywhere.
+        self.parked: dict[ServerConn, None] = {}
         self.active: set[ServerConn] = set()
         self.connecting = 0
         self.waiters: deque[ClientConn] = deque()
@@ -158,7 +164,7 @@ class Pool:
             changed[key] = changed.get(key, 0) + 1
             self.known.pop(key, None)
             self.row_types.pop(key, None)
-        for server in (*self.idle, *self.active):
+        for server in (*self.idle, *self.parked, *self.active):
             server.drop_statements(keys)
 
     def check_row_type(
@@ -209,7 +215,10 @@ class Pool:
             known.popitem(last=False)
 
     def total(self) -> int:
-        return len(self.idle) + len(self.active) + self.connecting
+        return len(self.idle) + len(self.parked) + len(self.active) + self.connecting
+
+    def idle_count(self) -> int:
+        return len(self.idle) + len(self.parked)
 
     # --- login parameters --------------------------------------------------------------------
 
@@ -234,6 +243,10 @@ class Pool:
                 if not server.closed:
                     self.attach(client, server, 0.0)
                     return
+            parked = self._take_parked()
+            if parked is not None:
+                self.attach(client, parked, 0.0)
+                return
         client.wait_started = time.monotonic()
         self.waiters.append(client)
         self.maybe_connect()
@@ -273,17 +286,82 @@ class Pool:
         if server.dirty or server.status != b"I":
             self._reset(server)
             return
-        lifetime = self.settings.server_lifetime
-        if (
-            (lifetime and now - server.created > lifetime)
-            or server.addr in self.retired_addrs
-            or server.created < self.retire_before
-            or self.amb.closing
-        ):
+        if not self._reusable(server, now):
             server.close()
             self.maybe_connect()
             return
         self._give(server)
+
+    def _reusable(self, server: ServerConn, now: float) -> bool:
+        lifetime = self.settings.server_lifetime
+        return not (
+            (lifetime and now - server.created > lifetime)
+            or server.addr in self.retired_addrs
+            or server.created < self.retire_before
+            or self.amb.closing
+        )
+
+    # --- parked servers ------------------------------------------------------------------------
+
+    def park(self, server: ServerConn, client: ClientConn, now: float) -> bool:
+        """`client` ended a transaction on `server` and nobody waits: keep the server idle
+        with `client`, which takes it back (`unpark`) at its next message if nobody needed
+        it meanwhile. False: the server must be released instead."""
+        if (
+            self.waiters
+            or self.paused
+            or server.cancelling
+            or server.dirty
+            or server.closed
+            or not self._reusable(server, now)
+        ):
+            return False
+        self.active.discard(server)
+        server.client = None
+        server.parked_by = client
+        server.last_used = now
+        if server.attached_at:
+            self.xact_time += now - server.attached_at
+            server.attached_at = 0.0
+        if server.read_paused:
+            server.read_paused = False
+            server.transport.resume_reading()
+        self.parked[server] = None
+        return True
+
+    def unpark(self, server: ServerConn, client: ClientConn) -> None:
+        """`client` is back for the server it parked (server.parked_by is client)."""
+        del self.parked[server]
+        server.parked_by = None
+        server.client = client
+        self.active.add(server)
+        server.attached_at = time.monotonic()
+
+    def _take_parked(self) -> ServerConn | None:
+        """The server parked longest, taken from its client (which gets a server from the
+        pool at its next message, as after a release)."""
+        for server in list(self.parked):
+            self._drop_parked(server)
+            if not server.closed:
+                return server
+        return None
+
+    def _drop_parked(self, server: ServerConn) -> None:
+        del self.parked[server]
+        server.parked_by = None
+
+    def left_parked(self, server: ServerConn) -> None:
+        """The client that parked `server` disconnected: a plain idle server now."""
+        self._drop_parked(server)
+        self._give(server)
+
+    def pause(self) -> None:
+        """PAUSE: no server is given out (parked ones are taken back from their clients)."""
+        self.paused = True
+        while self.parked:
+            server = next(iter(self.parked))
+            self._drop_parked(server)
+            self.idle.append(server)
 
     def _give(self, server: ServerConn) -> None:
         if not self.paused:
@@ -349,6 +427,8 @@ class Pool:
 
     def server_lost(self, server: ServerConn) -> None:
         self.active.discard(server)
+        if server.parked_by is not None:
+            self._drop_parked(server)
         with contextlib.suppress(ValueError):
             self.idle.remove(server)
         if self.waiters:
@@ -471,12 +551,12 @@ class Pool:
         idle_timeout = settings.server_idle_timeout
         lifetime = settings.server_lifetime
         keep = settings.min_pool_size
-        for server in list(self.idle):
+        for server in [*self.parked, *self.idle]:
             expired = (idle_timeout and now - server.last_used > idle_timeout) or (
                 lifetime and now - server.created > lifetime
             )
             if expired and self.total() > keep:
-                self.idle.remove(server)
+                self._remove_idle(server)
                 server.close()
         if keep and not self.amb.closing and self.total() < keep and now >= self.next_connect:
             for _ in range(keep - self.total()):
@@ -522,9 +602,9 @@ class Pool:
         gone = self.good_addrs - now_addrs
         if gone:
             self.retired_addrs |= gone
-            for server in list(self.idle):
+            for server in [*self.parked, *self.idle]:
                 if server.addr in gone:
-                    self.idle.remove(server)
+                    self._remove_idle(server)
                     server.close()
             self.log.info(
                 "server_addresses_retired",
@@ -539,15 +619,23 @@ class Pool:
         """Close the idle server connections now and the busy ones when released (a
         client needs their database to itself); new ones are opened as needed."""
         self.retire_before = time.monotonic()
-        idle, self.idle = self.idle, []
+        idle = [*self.parked, *self.idle]
         for server in idle:
+            self._remove_idle(server)
             server.close()
         return len(idle)
 
+    def _remove_idle(self, server: ServerConn) -> None:
+        """Take an idle or parked server out of the pool (to close it)."""
+        if server.parked_by is not None:
+            self._drop_parked(server)
+        else:
+            self.idle.remove(server)
+
     def close_all(self) -> None:
-        for server in self.idle:
+        for server in [*self.parked, *self.idle]:
+            self._remove_idle(server)
             server.close()
-        self.idle.clear()
         for task in list(self.tasks):
             task.cancel()
 

@@ -98,6 +98,8 @@ class ServerConn(asyncio.Protocol):
         self.addr = addr
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: ClientConn | None = None
+        # idle, but kept by the client that last held it (Pool.park); None otherwise
+        self.parked_by: ClientConn | None = None
         self.params: dict[str, str] = {}
         self.process_id = 0
         self.secret_key = 0

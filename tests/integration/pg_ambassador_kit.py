@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import asyncpg
 import uvloop
 
 from podkit.ambassadors.postgres.main import Ambassador
@@ -87,7 +90,7 @@ class AmbassadorThread:
         def read() -> dict[str, int]:
             out = {"idle": 0, "active": 0, "waiting": 0, "connecting": 0}
             for pool in self.amb.pools.values():
-                out["idle"] += len(pool.idle)
+                out["idle"] += pool.idle_count()  # parked ones too
                 out["active"] += len(pool.active)
                 out["waiting"] += sum(1 for c in pool.waiters if not c.closed)
                 out["connecting"] += pool.connecting
@@ -144,4 +147,40 @@ def server_backends(pg: PostgresServer) -> int:
     return int(out.strip())
 
 
-__all__ = ["AmbassadorThread", "run_pg_tool", "server_backends", "wait_for"]
+CANCEL_CODE = 80877102
+
+
+async def until(condition: Any, what: str, limit: float = 10.0) -> None:
+    """Await `condition()` (a coroutine function) until true, polling; fail after `limit` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def send_cancel(port: int, conn: asyncpg.Connection) -> socket.socket:
+    """A CancelRequest with `conn`'s key (asyncpg's) to `port`; the socket, to read."""
+    protocol = conn._protocol  # type: ignore[attr-defined]
+    sock = socket.create_connection((HOST, port))
+    sock.sendall(
+        struct.pack("!IIii", 16, CANCEL_CODE, protocol.backend_pid, protocol.backend_secret)
+    )
+    return sock
+
+
+async def running(direct: asyncpg.Connection, query: str) -> bool:
+    """`query` runs on PostgreSQL now (asked over `direct`, a connection past the pool)."""
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'"
+    return bool(await direct.fetchval(sql, query) == 1)
+
+
+__all__ = [
+    "AmbassadorThread",
+    "run_pg_tool",
+    "running",
+    "send_cancel",
+    "server_backends",
+    "until",
+    "wait_for",
+]

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from podkit_dev.servers import HOST, free_port
+from tests.integration.pg_ambassador_kit import CANCEL_CODE, running, send_cancel, until
 
 INSERT = "INSERT INTO preptable (bar) VALUES (%s::prepenum[])"
 
@@ -73,26 +74,29 @@ def test_deallocate_all_after_drop_reaches_the_other_servers_of_the_pool(ambassa
     with (
         psycopg.connect(amb.dsn(), prepare_threshold=0, autocommit=True) as conn,
         psycopg.connect(amb.dsn()) as blocker,
+        psycopg.connect(amb.dsn()) as taker,
     ):
         create(conn)
         with conn.transaction():
             prepared_on = conn.execute("SELECT pg_backend_pid()").fetchone()
             conn.execute(INSERT, [["foo"]])
-        held = blocker.execute("SELECT pg_backend_pid()").fetchone()  # stays in a transaction
+        # Each stays in a transaction. The blocker takes the server conn parked (the
+        # only one), so conn's DROPs run on a second one, which the taker takes next.
+        held = blocker.execute("SELECT pg_backend_pid()").fetchone()
         conn.execute("DROP TABLE preptable")
         conn.execute("DROP TYPE prepenum")  # then psycopg sends DEALLOCATE ALL
+        dropped_on = taker.execute("SELECT pg_backend_pid()").fetchone()
         blocker.commit()
         create(conn)
         with conn.transaction():
             now_on = conn.execute("SELECT pg_backend_pid()").fetchone()
             conn.execute(INSERT, [["bar"]])
-        # the precondition (idle servers are reused last in, first out): the DROPs ran on
-        # the other server, and the INSERT is back on the one that prepared it
-        assert held == prepared_on == now_on
+        # the precondition: the DROPs ran on the other server, and the INSERT is back on
+        # the one that prepared it
+        assert held == prepared_on == now_on != dropped_on
         assert conn.execute("SELECT bar::text FROM preptable").fetchall() == [("{bar}",)]
 
 
-CANCEL_CODE = 80877102
 B_QUERY = "SELECT 'b' FROM pg_advisory_xact_lock(2)"
 
 
@@ -171,29 +175,6 @@ async def on_a_server_lacking_the_statements(amb: Any) -> AsyncIterator[None]:
     finally:
         await holder.close()
         await other.close()
-
-
-async def until(condition: Any, what: str, limit: float = 10.0) -> None:
-    """Await `condition()` (a coroutine function) until true, polling; fail after `limit` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not await condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
-
-
-def send_cancel(port: int, conn: asyncpg.Connection) -> socket.socket:
-    protocol = conn._protocol  # type: ignore[attr-defined]
-    sock = socket.create_connection((HOST, port))
-    sock.sendall(
-        struct.pack("!IIii", 16, CANCEL_CODE, protocol.backend_pid, protocol.backend_secret)
-    )
-    return sock
-
-
-async def running(direct: asyncpg.Connection, query: str) -> bool:
-    sql = "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'"
-    return bool(await direct.fetchval(sql, query) == 1)
 
 
 async def a_query_ended(direct: asyncpg.Connection) -> bool:

@@ -33,6 +33,7 @@ async def test_drain_closes_each_client_at_its_transaction_boundary(run_helper, 
     helper = start(run_helper, pg, "--pool-size", "3", "--shutdown-timeout", "20")
     conns = [await asyncpg.connect(helper.dsn) for _ in range(6)]
     idle = await asyncpg.connect(helper.dsn)
+    assert await idle.fetchval("select 1") == 1  # its server is parked with it, or taken
     acked: list[tuple[int, int]] = []
     errors: list[tuple[str, BaseException]] = []
     stop = asyncio.Event()

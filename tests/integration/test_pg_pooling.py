@@ -15,7 +15,10 @@ import pytest
 from tests.integration.pg_ambassador_kit import (
     pg_binary,
     run_pg_tool,
+    running,
+    send_cancel,
     server_backends,
+    until,
     wait_for,
 )
 
@@ -202,6 +205,60 @@ async def test_more_clients_than_slots_queue_then_query_wait_timeout(ambassador)
         waiter.terminate()
 
 
+async def test_a_parked_server_goes_back_to_its_client_or_to_whoever_needs_it(
+    ambassador,
+) -> None:
+    """A transaction's end parks its server with its client while nobody waits: the
+    client's next transaction runs there without a trip through the pool. Another client
+    needing a server takes a parked one at once (no wait, no new connection), and the
+    settings each client logged in with are set again when a server changes hands."""
+    amb = ambassador(pool_size=1)
+    a = await asyncpg.connect(amb.dsn(), server_settings={"application_name": "app-a"})
+    b = await asyncpg.connect(amb.dsn(), server_settings={"application_name": "app-b"})
+    name_and_pid = "select current_setting('application_name'), pg_backend_pid()"
+
+    def parked_with() -> list[int]:  # the (virtual) pids of the clients parked servers are with
+        return [s.parked_by.process_id for p in amb.amb.pools.values() for s in p.parked]
+
+    try:
+        first = await a.fetchrow(name_and_pid)
+        assert amb.pool_state() == {"idle": 1, "active": 0, "waiting": 0, "connecting": 0}
+        assert amb.call(parked_with) == [a.get_server_pid()]
+        for conn, name in ((a, "app-a"), (a, "app-a"), (b, "app-b"), (a, "app-a"), (b, "app-b")):
+            assert tuple(await conn.fetchrow(name_and_pid)) == (name, first[1])
+            assert amb.call(parked_with) == [conn.get_server_pid()]
+        assert amb.amb.stats.server_connects == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_cancel_for_a_client_whose_server_is_parked_is_dropped(ambassador, pg) -> None:
+    """A parked server is not its client's any more: when another client took it, a
+    cancel from the first must not reach the query now running there."""
+    amb = ambassador(pool_size=1)
+    a = await asyncpg.connect(amb.dsn())
+    b = await asyncpg.connect(amb.dsn())
+    direct = await asyncpg.connect(pg.dsn)
+    query = "select pg_advisory_xact_lock(3)"
+    try:
+        await a.fetchval("select 1")  # a's server is parked with it
+        await direct.execute("select pg_advisory_lock(3)")
+        b_query = asyncio.create_task(b.fetchval(query))  # takes it, and waits there
+        await until(lambda: running(direct, query), "b's query to wait for the lock")
+        with send_cancel(amb.port, a) as cancel:
+            cancel.settimeout(10)
+            assert cancel.recv(1) == b""  # closed: handled
+        assert amb.amb.stats.cancels_dropped == 1
+        await direct.execute("select pg_advisory_unlock(3)")
+        assert await asyncio.wait_for(b_query, 10) is None  # not QueryCanceled
+        assert await a.fetchval("select 2") == 2
+    finally:
+        await a.close()
+        await b.close()
+        await direct.close()
+
+
 async def test_max_client_conn_refuses_with_53300(ambassador) -> None:
     amb = ambassador(max_client_conn=2)
     conns = [await asyncpg.connect(amb.dsn()) for _ in range(2)]
@@ -306,4 +363,4 @@ async def test_prepared_statement_lru_eviction_with_many_statements(ambassador) 
             await conn.close()
     stats = amb.amb.stats
     assert stats.prepared_evictions > 0 and stats.prepared_reparses > 0
-    assert all(len(s.prepared) <= 3 for p in amb.amb.pools.values() for s in p.idle)
+    assert all(len(s.prepared) <= 3 for p in amb.amb.pools.values() for s in [*p.idle, *p.parked])

@@ -70,7 +70,9 @@ async def test_server_idle_timeout_and_min_pool_size(ambassador, pg) -> None:
 
     await asyncio.gather(*(hold(c) for c in conns))
     kit.wait_for(lambda: kit.server_backends(pg) == 1, what="idle servers closed down to 1")
+    # each client's server was parked with it when closed: the next query gets another
     for conn in conns:
+        assert await conn.fetchval("select 1") == 1
         await conn.close()
 
 
