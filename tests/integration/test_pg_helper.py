@@ -34,6 +34,12 @@ async def test_drain_closes_each_client_at_its_transaction_boundary(run_helper, 
     conns = [await asyncpg.connect(helper.dsn) for _ in range(6)]
     idle = await asyncpg.connect(helper.dsn)
     assert await idle.fetchval("select 1") == 1  # its server is parked with it, or taken
+    # a transaction open across the SIGTERM: the drain cannot end (nor the process exit)
+    # before /readyz has been seen to say 503
+    holder = await asyncpg.connect(helper.dsn)
+    held = holder.transaction()
+    await held.start()
+    await holder.execute("select 1")
     acked: list[tuple[int, int]] = []
     errors: list[tuple[str, BaseException]] = []
     stop = asyncio.Event()
@@ -69,6 +75,7 @@ async def test_drain_closes_each_client_at_its_transaction_boundary(run_helper, 
                          what="readyz 503", timeout=5) and (503, b"")
     )  # fmt: skip
     assert status == 503
+    await held.commit()  # its transaction ends well; then it is closed at that boundary
     await asyncio.wait_for(asyncio.gather(*tasks), 30)
     assert await asyncio.to_thread(helper.wait_exit, 30) == 0
     # no transaction was cut in the middle; every acknowledged commit is there
@@ -78,7 +85,7 @@ async def test_drain_closes_each_client_at_its_transaction_boundary(run_helper, 
     assert len(acked) > 6
     # the idle client was closed at once (asyncpg read the FATAL 57P01 and closed)
     assert idle.is_closed()
-    for conn in [*conns, idle]:
+    for conn in [*conns, idle, holder]:
         conn.terminate()
     events = [e.get("event") for e in helper.log_events()]
     assert "draining" in events and "drained" in events
