@@ -927,11 +927,14 @@ class ClientConn(asyncio.Protocol):
         pool = server.pool
         changed = pool.changed
         if changed and changed.get(key, 0) != self.stmt_gen.get(name, 0):
-            # Its result type changed since this client prepared it: PostgreSQL's own
-            # answer, so the client prepares it again (and gets the new row shape).
-            server.expect.append((FAIL, CACHED_PLAN_ERROR, None))
-            out.append(FAIL_BIND)
-            return None
+            if pool.shape_back(key, self.stmt_gen.get(name, 0)):
+                self.stmt_gen[name] = changed[key]  # as prepared: valid again
+            else:
+                # Its result type changed since this client prepared it: PostgreSQL's
+                # own answer, so the client prepares it again (and gets the new shape).
+                server.expect.append((FAIL, CACHED_PLAN_ERROR, None))
+                out.append(FAIL_BIND)
+                return None
         if key not in server.prepared and key in pool.row_types and not self.unchecked:
             return key
         self._mark_first_use(name)

@@ -138,6 +138,9 @@ class Pool:
         self.changed: dict[bytes, int] = {}
         # statement -> its row type (protocol.row_type) as clients were last described it
         self.row_types: dict[bytes, bytes] = {}
+        # (statement, its change count then) -> the row type it had until that change: a
+        # name prepared then is valid again once the table is back to that shape
+        self.past_row_types: dict[tuple[bytes, int], bytes] = {}
         # Parse body -> what it means for pooling (session.classify): drivers Parse the
         # same few texts again and again (the unnamed statement on every execution)
         self.parse_events: dict[bytes, list[session.Event]] = {}
@@ -158,14 +161,26 @@ class Pool:
         """The result type of these statements changed (a schema change): every server
         forgets them (each Closed later), new Parses make fresh ones."""
         changed = self.changed
-        if len(changed) >= KNOWN_STATEMENTS:
+        past = self.past_row_types
+        if len(changed) >= KNOWN_STATEMENTS or len(past) >= KNOWN_STATEMENTS:
             changed.clear()  # forgetting only loses the refusal of a stale name
+            past.clear()
         for key in keys:
-            changed[key] = changed.get(key, 0) + 1
+            count = changed.get(key, 0)
+            changed[key] = count + 1
             self.known.pop(key, None)
-            self.row_types.pop(key, None)
+            row_type = self.row_types.pop(key, None)
+            if row_type is not None:
+                past[(key, count)] = row_type
         for server in (*self.idle, *self.parked, *self.active):
             server.drop_statements(keys)
+
+    def shape_back(self, key: bytes, count: int) -> bool:
+        """Statement `key` has the row type again that it had at change count `count`
+        (a table changed back to an earlier shape; PostgreSQL plans a statement prepared
+        then afresh and finds its result type unchanged)."""
+        row_type = self.past_row_types.get((key, count))
+        return row_type is not None and row_type == self.row_types.get(key)
 
     def check_row_type(
         self, key: bytes, row_type: bytes, client: ClientConn | None, name: bytes

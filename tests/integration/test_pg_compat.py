@@ -492,6 +492,49 @@ async def test_schema_changes_in_random_order_reach_clients_as_on_their_own_serv
         await direct.execute("DROP TABLE IF EXISTS churn")
 
 
+async def test_a_name_prepared_before_a_table_changed_and_changed_back_works_again(
+    ambassador, pg, direct
+) -> None:
+    """A table changes shape and back. PostgreSQL plans a statement prepared under the
+    first shape afresh and, its result type being the same again, runs it; so must the
+    pool, although the shared statement's result type changed twice in between (inside a
+    transaction, where asyncpg cannot prepare again and retry, the error would abort it).
+    The same steps on a direct connection show what PostgreSQL does."""
+    amb = ambassador(pool_size=1)
+    query = "SELECT * FROM back_and_forth"
+    shapes = [
+        ("a int, b int", "1, 2"),
+        ("a int, b text, c int", "1, 'x', 3"),
+        ("a int, b int", "1, 2"),
+    ]
+
+    async def recreate(columns: str, values: str) -> None:
+        await direct.execute(
+            f"DROP TABLE IF EXISTS back_and_forth; CREATE TABLE back_and_forth ({columns});"
+            f"INSERT INTO back_and_forth VALUES ({values})"
+        )
+
+    async def steps(dsn: str) -> Any:
+        old, busy = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+        try:
+            await recreate(*shapes[0])
+            await old.fetch(query)  # prepared under the first shape, then unused
+            for shape in shapes:
+                await recreate(*shape)
+                await busy.fetch(query)  # sees each change (and prepares again)
+            async with old.transaction():
+                return [tuple(r) for r in await old.fetch(query)]
+        finally:
+            await old.close()
+            await busy.close()
+
+    try:
+        assert await steps(pg.dsn) == [(1, 2)]  # PostgreSQL itself
+        assert await steps(amb.dsn()) == [(1, 2)]
+    finally:
+        await direct.execute("DROP TABLE IF EXISTS back_and_forth")
+
+
 @pytest.mark.parametrize(
     "change",
     ["ALTER TABLE moved ADD COLUMN c text DEFAULT 'x'", "ALTER TABLE moved ALTER b TYPE text"],
