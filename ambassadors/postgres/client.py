@@ -462,6 +462,9 @@ class ClientConn(asyncio.Protocol):
             server.owner_pid = self.process_id
         sql = self._replay_sql(server)
         if sql:
+            # What the client sends meanwhile must queue behind `pending`, not overtake
+            # it: read nothing more until the settings are set (_attached resumes).
+            self.pause()
             server.run_internal(sql, self._replayed)
             return
         self._attached()

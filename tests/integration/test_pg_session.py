@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import psycopg
 import pytest
 
 from tests.integration import pg_ambassador_kit as kit
@@ -26,6 +27,38 @@ async def test_reported_settings_follow_the_client_to_other_servers(ambassador) 
     finally:
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize("batch", ["executemany", "pipeline"])
+@pytest.mark.timeout(60)
+def test_messages_sent_while_settings_are_set_again_keep_their_order(
+    ambassador, batch: str
+) -> None:
+    """The server a client gets first has its settings set again (it last served a client
+    with another application_name); the client may send more meanwhile (psycopg's
+    executemany and pipelines send a Parse, then its Binds). Found by psycopg's
+    test_type_error_shadow: the later messages overtook the queued ones, so a Bind
+    reached the server before its Parse (`prepared statement "_pg3_0" does not exist`),
+    or a pipeline hung."""
+    amb = ambassador(pool_size=1)
+    with psycopg.connect(amb.dsn(), application_name="other") as first:
+        first.execute("select 1")
+    with psycopg.connect(amb.dsn(), autocommit=True) as conn:
+        if batch == "executemany":
+            with conn.cursor() as cursor:
+                cursor.executemany("select %s::int", [(i,) for i in range(20)], returning=True)
+                results = []
+                while True:
+                    results.append(cursor.fetchone())
+                    if not cursor.nextset():
+                        break
+            assert results == [(i,) for i in range(20)]
+        else:
+            with conn.pipeline():
+                one = conn.execute("select %s::int", [1])
+                two = conn.execute("select %s::int", [2], prepare=True)
+            assert (one.fetchone(), two.fetchone()) == ((1,), (2,))
+        assert conn.execute("show application_name").fetchone() != ("other",)
 
 
 async def test_set_of_unreported_guc_pins_and_is_reset_before_reuse(ambassador, pg) -> None:
