@@ -504,6 +504,11 @@ class ClientConn(asyncio.Protocol):
             return
         pool = self.pool
         assert pool is not None
+        if server.closed and not self.login_replay:
+            # Lost before anything of the client's went out (only the SET): another one.
+            self.server = None
+            self.need_server()
+            return
         if not ok:
             if self.login_replay:
                 self.server = None

@@ -144,6 +144,43 @@ class CancelHoldingProxy:
             self.listener.close()
 
 
+class SettingsKillingProxy:
+    """A TCP proxy in front of PostgreSQL that, once armed, drops the server connection
+    on which the pooler sends a Query setting application_name (before PostgreSQL gets it)."""
+
+    def __init__(self, pg_port: int) -> None:
+        self.pg_port = pg_port
+        self.armed = False
+        self.killed = asyncio.Event()
+        self.listener: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.listener = await asyncio.start_server(self._handle, HOST, free_port())
+        return int(self.listener.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(HOST, self.pg_port)
+
+        async def upstream() -> None:
+            with contextlib.suppress(OSError):
+                while data := await reader.read(65536):
+                    if self.armed and data[:1] == b"Q" and b"application_name" in data:
+                        self.armed = False
+                        writer.transport.abort()
+                        up_writer.transport.abort()
+                        self.killed.set()
+                        return
+                    up_writer.write(data)
+                    await up_writer.drain()
+            up_writer.close()
+
+        await asyncio.gather(upstream(), _pipe(up_reader, writer))
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+
+
 @pytest.fixture
 async def direct(pg):  # type: ignore[no-untyped-def]
     """A connection straight to PostgreSQL, past the ambassador (schema changes, checks)."""
@@ -214,6 +251,31 @@ async def test_cancel_connection_closes_once_postgresql_took_the_cancel(
             cancel.close()
         proxy.close()
         await conn.close()
+
+
+async def test_a_server_lost_while_its_settings_are_set_again_is_replaced_unseen(
+    ambassador, pg
+) -> None:
+    """The server a client gets has its settings set again first (it last served another
+    application_name); it dies during that round trip. Nothing of the client's was sent
+    yet, so it gets another server and its query runs; before, the client was closed with
+    `the server connection was lost`."""
+    proxy = SettingsKillingProxy(pg.port)
+    amb = ambassador(pool_size=1, server_port=await proxy.start())
+    try:
+        first = await asyncpg.connect(amb.dsn(), server_settings={"application_name": "other"})
+        assert await first.fetchval("SELECT 1") == 1
+        await first.close()
+        proxy.armed = True
+        conn = await asyncpg.connect(amb.dsn())
+        try:
+            assert await asyncio.wait_for(conn.fetchval("SELECT 2"), 10) == 2
+            assert proxy.killed.is_set()
+            assert await conn.fetchval("SHOW application_name") == ""
+        finally:
+            conn.terminate()
+    finally:
+        proxy.close()
 
 
 @pytest.mark.parametrize("how", ["cancel_request", "client_gone"])
