@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
+
 from podkit_dev.servers import HOST
 from tests.integration import pg_ambassador_kit as kit
 
@@ -51,3 +55,24 @@ def test_show_stats_has_a_row_per_database(ambassador, pg) -> None:
     header, *lines = psql(amb, "pgbouncer", "SHOW STATS").splitlines()
     after = {line.split("|")[0]: line.split("|") for line in lines}
     assert int(after["other"][1]) == 2 and int(after["postgres"][1]) == 3
+
+
+async def test_pause_holds_a_client_whose_server_is_parked_until_resume(ambassador) -> None:
+    """PAUSE gives out no server until RESUME, a parked one included: its client waits
+    instead of running on the server it last used."""
+    amb = ambassador(pool_size=1)
+    conn = await asyncpg.connect(amb.dsn())
+    try:
+        assert await conn.fetchval("select 1") == 1  # its server is parked with it now
+        await asyncio.to_thread(psql, amb, "pgbouncer", "PAUSE")
+        query = asyncio.create_task(conn.fetchval("select 2"))
+
+        async def client_waits() -> bool:
+            return bool(amb.pool_state()["waiting"] == 1)
+
+        await kit.until(client_waits, "the client to wait for a server")
+        assert not query.done()
+        await asyncio.to_thread(psql, amb, "pgbouncer", "RESUME")
+        assert await asyncio.wait_for(query, 10) == 2
+    finally:
+        await conn.close()

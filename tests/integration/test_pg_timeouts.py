@@ -148,10 +148,13 @@ def read_to_eof(sock: socket.socket) -> tuple[bytes, float]:
 
 async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambassador) -> None:
     timeout = 1.0
-    amb = ambassador(pool_size=3, client_idle_timeout=timeout)
+    amb = ambassador(pool_size=4, client_idle_timeout=timeout)
     logged_in = time.monotonic()  # (just before: the ambassador's clock starts after)
     idle = raw_login(amb.port)
     watch = asyncio.ensure_future(asyncio.to_thread(read_to_eof, idle))
+    # idle after one query: its server stays parked with it (a server for each client)
+    used = await asyncpg.connect(amb.dsn())
+    assert await used.fetchval("select 0") == 0
     busy = await asyncpg.connect(amb.dsn())
     chatty = await asyncpg.connect(amb.dsn())
     in_tx = await asyncpg.connect(amb.dsn())
@@ -187,8 +190,14 @@ async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambas
         errors = [pq.parse_error_fields(m) for k, m in pq.iter_messages(said) if k == ord("E")]
         assert [(e.get("S"), e.get("C")) for e in errors] == [("FATAL", "57P05")], said
         assert "client_idle_timeout" in errors[0]["M"]
+
+        async def used_closed() -> bool:
+            return used.is_closed()
+
+        await kit.until(used_closed, "the client idle since its query to be closed")
     finally:
         idle.close()
+        used.terminate()
         for conn in (busy, chatty, in_tx):
             await conn.close()
 
