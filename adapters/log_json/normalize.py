@@ -209,15 +209,10 @@ class TimeParser:
             except (OverflowError, OSError, ValueError) as exc:
                 raise TimeError(f"epoch {value!r} out of range") from exc
         elif isinstance(value, str):
-            try:
-                moment = self._read(value.strip())
-            except (ValueError, OverflowError, KeyError) as exc:
-                raise TimeError(f"{value[:64]!r} is not a {self.fmt} timestamp") from exc
+            moment = self.moment(value)
         else:
             raise TimeError(f"timestamp is a {type(value).__name__}")
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=self.zone)
-        text = moment.isoformat()
+        text = self._text(moment)
         if len(cache) >= self.CACHE_SIZE:
             cache.clear()
         cache[value] = text
@@ -227,7 +222,10 @@ class TimeParser:
         reader = self._others.get(value.fmt)
         if reader is None:
             reader = self._others[value.fmt] = TimeParser(value.fmt, self.zone, self._now)
-        moment = reader.moment(value.text)
+        return self._text(reader.moment(value.text))
+
+    def _text(self, moment: datetime) -> str:
+        """RFC 3339 text; a naive time is in the adapter's zone."""
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=self.zone)
         return moment.isoformat()

@@ -172,7 +172,7 @@ def _servers(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     rows: list[list[object]] = []
     wall = time.time() - time.monotonic()
     for pool in amb.pools.values():
-        for state, servers in (("active", list(pool.active)), ("idle", [*pool.idle, *pool.parked])):
+        for state, servers in (("active", list(pool.active)), ("idle", pool.idle_servers())):
             for server in servers:
                 rows.append([
                     "S", pool.server_user, pool.server_database, state, server.addr[0],

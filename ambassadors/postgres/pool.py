@@ -172,7 +172,7 @@ class Pool:
             row_type = self.row_types.pop(key, None)
             if row_type is not None:
                 past[(key, count)] = row_type
-        for server in (*self.idle, *self.parked, *self.active):
+        for server in (*self.idle_servers(), *self.active):
             server.drop_statements(keys)
 
     def shape_back(self, key: bytes, count: int) -> bool:
@@ -234,6 +234,10 @@ class Pool:
 
     def idle_count(self) -> int:
         return len(self.idle) + len(self.parked)
+
+    def idle_servers(self) -> list[ServerConn]:
+        """The idle servers, parked ones first (the oldest parked first)."""
+        return [*self.parked, *self.idle]
 
     # --- login parameters --------------------------------------------------------------------
 
@@ -327,7 +331,6 @@ class Pool:
             or self.paused
             or server.cancelling
             or server.dirty
-            or server.closed
             or not self._reusable(server, now)
         ):
             return False
@@ -350,7 +353,7 @@ class Pool:
         server.parked_by = None
         server.client = client
         self.active.add(server)
-        server.attached_at = time.monotonic()
+        server.attached_at = client.last_activity  # its message's arrival
 
     def _take_parked(self) -> ServerConn | None:
         """The server parked longest, taken from its client (which gets a server from the
@@ -373,9 +376,7 @@ class Pool:
     def pause(self) -> None:
         """PAUSE: no server is given out (parked ones are taken back from their clients)."""
         self.paused = True
-        while self.parked:
-            server = next(iter(self.parked))
-            self._drop_parked(server)
+        while (server := self._take_parked()) is not None:
             self.idle.append(server)
 
     def _give(self, server: ServerConn) -> None:
@@ -566,7 +567,7 @@ class Pool:
         idle_timeout = settings.server_idle_timeout
         lifetime = settings.server_lifetime
         keep = settings.min_pool_size
-        for server in [*self.parked, *self.idle]:
+        for server in self.idle_servers():
             expired = (idle_timeout and now - server.last_used > idle_timeout) or (
                 lifetime and now - server.created > lifetime
             )
@@ -617,7 +618,7 @@ class Pool:
         gone = self.good_addrs - now_addrs
         if gone:
             self.retired_addrs |= gone
-            for server in [*self.parked, *self.idle]:
+            for server in self.idle_servers():
                 if server.addr in gone:
                     self._remove_idle(server)
                     server.close()
@@ -634,7 +635,7 @@ class Pool:
         """Close the idle server connections now and the busy ones when released (a
         client needs their database to itself); new ones are opened as needed."""
         self.retire_before = time.monotonic()
-        idle = [*self.parked, *self.idle]
+        idle = self.idle_servers()
         for server in idle:
             self._remove_idle(server)
             server.close()
@@ -648,7 +649,7 @@ class Pool:
             self.idle.remove(server)
 
     def close_all(self) -> None:
-        for server in [*self.parked, *self.idle]:
+        for server in self.idle_servers():
             self._remove_idle(server)
             server.close()
         for task in list(self.tasks):

@@ -10,7 +10,6 @@ import asyncio
 import concurrent.futures
 import os
 import socket
-import struct
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 import asyncpg
 import uvloop
 
+from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.main import Ambassador
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 from podkit_dev.servers import HOST, PostgresServer, find_binary, free_port, wait_for
@@ -147,9 +147,6 @@ def server_backends(pg: PostgresServer) -> int:
     return int(out.strip())
 
 
-CANCEL_CODE = 80877102
-
-
 async def until(condition: Any, what: str, limit: float = 10.0) -> None:
     """Await `condition()` (a coroutine function) until true, polling; fail after `limit` seconds."""
     loop = asyncio.get_running_loop()
@@ -163,9 +160,7 @@ def send_cancel(port: int, conn: asyncpg.Connection) -> socket.socket:
     """A CancelRequest with `conn`'s key (asyncpg's) to `port`; the socket, to read."""
     protocol = conn._protocol  # type: ignore[attr-defined]
     sock = socket.create_connection((HOST, port))
-    sock.sendall(
-        struct.pack("!IIii", 16, CANCEL_CODE, protocol.backend_pid, protocol.backend_secret)
-    )
+    sock.sendall(pq.cancel_request(protocol.backend_pid, protocol.backend_secret))
     return sock
 
 

@@ -8,15 +8,16 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
 
+from podkit.ambassadors.postgres import protocol as pq
 from podkit_dev.servers import HOST, free_port
-from tests.integration.pg_ambassador_kit import CANCEL_CODE, running, send_cancel, until
+from tests.integration.pg_ambassador_kit import running, send_cancel, until
 
 INSERT = "INSERT INTO preptable (bar) VALUES (%s::prepenum[])"
 
@@ -100,22 +101,26 @@ def test_deallocate_all_after_drop_reaches_the_other_servers_of_the_pool(ambassa
 B_QUERY = "SELECT 'b' FROM pg_advisory_xact_lock(2)"
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    cut: Callable[[bytes], bool] | None = None,
+) -> None:
+    """Copy until EOF, or until `cut(data)` is true (it dropped the connection)."""
     with contextlib.suppress(OSError):
         while data := await reader.read(65536):
+            if cut is not None and cut(data):
+                return
             writer.write(data)
             await writer.drain()
     writer.close()
 
 
-class CancelHoldingProxy:
-    """A TCP proxy in front of PostgreSQL that holds each CancelRequest until `release`."""
+class PgProxy:
+    """A TCP proxy in front of PostgreSQL on a free loopback port (`start` returns it)."""
 
     def __init__(self, pg_port: int) -> None:
         self.pg_port = pg_port
-        self.held = asyncio.Event()
-        self.release = asyncio.Event()
-        self.forwarded = asyncio.Event()  # PostgreSQL closed a cancel connection
         self.listener: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -123,8 +128,25 @@ class CancelHoldingProxy:
         return int(self.listener.sockets[0].getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+
+
+class CancelHoldingProxy(PgProxy):
+    """Holds each CancelRequest until `release`."""
+
+    def __init__(self, pg_port: int) -> None:
+        super().__init__(pg_port)
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.forwarded = asyncio.Event()  # PostgreSQL closed a cancel connection
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readexactly(8)
-        is_cancel = struct.unpack("!II", head) == (16, CANCEL_CODE)
+        is_cancel = struct.unpack("!II", head) == (16, pq.CANCEL_REQUEST)
         if is_cancel:
             head += await reader.readexactly(8)
             self.held.set()
@@ -140,45 +162,31 @@ class CancelHoldingProxy:
 
     def close(self) -> None:
         self.release.set()
-        if self.listener is not None:
-            self.listener.close()
+        super().close()
 
 
-class SettingsKillingProxy:
-    """A TCP proxy in front of PostgreSQL that, once armed, drops the server connection
-    on which the pooler sends a Query setting application_name (before PostgreSQL gets it)."""
+class SettingsKillingProxy(PgProxy):
+    """Once armed, drops the server connection on which the pooler sends a Query setting
+    application_name (before PostgreSQL gets it)."""
 
     def __init__(self, pg_port: int) -> None:
-        self.pg_port = pg_port
+        super().__init__(pg_port)
         self.armed = False
         self.killed = asyncio.Event()
-        self.listener: asyncio.Server | None = None
-
-    async def start(self) -> int:
-        self.listener = await asyncio.start_server(self._handle, HOST, free_port())
-        return int(self.listener.sockets[0].getsockname()[1])
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(HOST, self.pg_port)
 
-        async def upstream() -> None:
-            with contextlib.suppress(OSError):
-                while data := await reader.read(65536):
-                    if self.armed and data[:1] == b"Q" and b"application_name" in data:
-                        self.armed = False
-                        writer.transport.abort()
-                        up_writer.transport.abort()
-                        self.killed.set()
-                        return
-                    up_writer.write(data)
-                    await up_writer.drain()
-            up_writer.close()
+        def cut(data: bytes) -> bool:
+            if not (self.armed and data[:1] == b"Q" and b"application_name" in data):
+                return False
+            self.armed = False
+            writer.transport.abort()
+            up_writer.transport.abort()
+            self.killed.set()
+            return True
 
-        await asyncio.gather(upstream(), _pipe(up_reader, writer))
-
-    def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
+        await asyncio.gather(_pipe(reader, up_writer, cut), _pipe(up_reader, writer))
 
 
 @pytest.fixture
@@ -187,6 +195,15 @@ async def direct(pg):  # type: ignore[no-untyped-def]
     conn = await asyncpg.connect(pg.dsn)
     yield conn
     await conn.close()
+
+
+async def table_as(direct: asyncpg.Connection, name: str, columns: str, row: str) -> None:
+    """(Re)create table `name` with `columns` and one `row` (a schema change for the
+    statements that read it)."""
+    await direct.execute(
+        f"DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns});"
+        f"INSERT INTO {name} VALUES ({row})"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -347,7 +364,7 @@ async def test_a_result_type_change_is_seen_by_every_client_as_postgresql_says_i
     amb = ambassador(pool_mode=pool_mode, pool_size=3 if pool_mode == "session" else 2)
     clients = [await asyncpg.connect(amb.dsn()) for _ in range(3)]
     try:
-        await direct.execute("CREATE TABLE shapes (a int, b int); INSERT INTO shapes VALUES (1, 2)")
+        await table_as(direct, "shapes", "a int, b int", "1, 2")
         for conn in clients:  # each caches the statement (asyncpg's default cache)
             assert [tuple(r) for r in await conn.fetch("SELECT * FROM shapes")] == [(1, 2)]
         await direct.execute("ALTER TABLE shapes ADD COLUMN c text DEFAULT 'x'")
@@ -363,6 +380,35 @@ async def test_a_result_type_change_is_seen_by_every_client_as_postgresql_says_i
         await direct.execute("DROP TABLE IF EXISTS shapes")
 
 
+@contextlib.asynccontextmanager
+async def sharing_one_server(
+    ambassador: Any, direct: asyncpg.Connection, table: str
+) -> AsyncIterator[tuple[Any, asyncpg.Connection, asyncpg.Connection]]:
+    """An ambassador with one server (every client shares its statements), two asyncpg
+    clients of it, and `table` dropped at the end."""
+    amb = ambassador(pool_size=1)
+    first = await asyncpg.connect(amb.dsn())
+    second = await asyncpg.connect(amb.dsn())
+    try:
+        yield amb, first, second
+    finally:
+        for conn in (first, second):
+            await conn.close()
+        await direct.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+async def psycopg_rows(amb: Any, table: str, *, autocommit: bool) -> list[tuple[Any, ...]]:
+    """`SELECT * FROM table` by a new psycopg client that prepares at once (Parse, Bind,
+    Describe, Execute, Sync); without autocommit, after psycopg's BEGIN."""
+    async with await psycopg.AsyncConnection.connect(
+        amb.dsn(), autocommit=autocommit, prepare_threshold=0
+    ) as conn:
+        cursor = await conn.execute(f"SELECT * FROM {table}")
+        rows = await cursor.fetchall()
+        await conn.commit()
+        return rows
+
+
 async def test_a_client_preparing_a_text_whose_shared_statement_went_stale_gets_a_fresh_one(
     ambassador, direct
 ) -> None:
@@ -371,16 +417,10 @@ async def test_a_client_preparing_a_text_whose_shared_statement_went_stale_gets_
     result type since, the Describe fails with `cached plan must not change result type`,
     an error the client's own server (which parses afresh) would never give, and which
     asyncpg does not retry at prepare. The ambassador plans it afresh, unseen."""
-    amb = ambassador(pool_size=1)  # one server: every client shares its statements
-    first = await asyncpg.connect(amb.dsn())
-    second = await asyncpg.connect(amb.dsn())
-    try:
-        await direct.execute("CREATE TABLE renewed (a int); INSERT INTO renewed VALUES (1)")
+    async with sharing_one_server(ambassador, direct, "renewed") as (amb, first, second):
+        await table_as(direct, "renewed", "a int", "1")
         assert [tuple(r) for r in await first.fetch("SELECT * FROM renewed")] == [(1,)]
-        await direct.execute(
-            "DROP TABLE renewed; CREATE TABLE renewed (a int, b text);"
-            "INSERT INTO renewed VALUES (1, 'new')"
-        )
+        await table_as(direct, "renewed", "a int, b text", "1, 'new'")
         # its first prepare of the text: the shared statement is stale
         assert [tuple(r) for r in await second.fetch("SELECT * FROM renewed")] == [(1, "new")]
         assert amb.call(lambda: amb.amb.stats.prepared_retries) == 1
@@ -391,20 +431,9 @@ async def test_a_client_preparing_a_text_whose_shared_statement_went_stale_gets_
         for conn in (first, second, first):
             assert await conn.fetchval("SELECT b FROM renewed WHERE a = $1", 1) == "new"
         # psycopg prepares with Parse, Bind, Describe, Execute, Sync: the Bind fails
-        await direct.execute(
-            "DROP TABLE renewed; CREATE TABLE renewed (a int, b text, c int);"
-            "INSERT INTO renewed VALUES (1, 'newer', 3)"
-        )
-        async with await psycopg.AsyncConnection.connect(
-            amb.dsn(), autocommit=True, prepare_threshold=0
-        ) as third:
-            cursor = await third.execute("SELECT * FROM renewed")
-            assert await cursor.fetchall() == [(1, "newer", 3)]
+        await table_as(direct, "renewed", "a int, b text, c int", "1, 'newer', 3")
+        assert await psycopg_rows(amb, "renewed", autocommit=True) == [(1, "newer", 3)]
         assert amb.call(lambda: amb.amb.stats.prepared_retries) == 2
-    finally:
-        for conn in (first, second):
-            await conn.close()
-        await direct.execute("DROP TABLE IF EXISTS renewed")
 
 
 async def test_a_first_prepare_inside_a_transaction_of_a_text_gone_stale_gets_a_fresh_one(
@@ -414,33 +443,18 @@ async def test_a_first_prepare_inside_a_transaction_of_a_text_gone_stale_gets_a_
     `async with conn.transaction()`, psycopg without autocommit): the error of a stale
     shared statement would abort the transaction, so it could not be rerun unseen. The
     client's own server would parse the text afresh, and so does the ambassador there."""
-    amb = ambassador(pool_size=1)  # one server: every client shares its statements
-    first = await asyncpg.connect(amb.dsn())
-    second = await asyncpg.connect(amb.dsn())
-    try:
-        await direct.execute("CREATE TABLE intx (a int); INSERT INTO intx VALUES (1)")
+    async with sharing_one_server(ambassador, direct, "intx") as (amb, first, second):
+        await table_as(direct, "intx", "a int", "1")
         assert [tuple(r) for r in await first.fetch("SELECT * FROM intx")] == [(1,)]
-        await direct.execute(
-            "DROP TABLE intx; CREATE TABLE intx (a int, b text); INSERT INTO intx VALUES (1, 'new')"
-        )
+        await table_as(direct, "intx", "a int, b text", "1, 'new'")
         async with second.transaction():
             assert [tuple(r) for r in await second.fetch("SELECT * FROM intx")] == [(1, "new")]
             assert await second.fetchval("SELECT count(*) FROM intx") == 1
         # the client that prepared it before the change: PostgreSQL's error, then the new shape
         assert [tuple(r) for r in await first.fetch("SELECT * FROM intx")] == [(1, "new")]
-        await direct.execute(
-            "DROP TABLE intx; CREATE TABLE intx (a int, b text, c int);"
-            "INSERT INTO intx VALUES (1, 'newer', 3)"
-        )
-        async with await psycopg.AsyncConnection.connect(amb.dsn(), prepare_threshold=0) as third:
-            cursor = await third.execute("SELECT * FROM intx")  # after psycopg's BEGIN
-            assert await cursor.fetchall() == [(1, "newer", 3)]
-            await third.commit()
+        await table_as(direct, "intx", "a int, b text, c int", "1, 'newer', 3")
+        assert await psycopg_rows(amb, "intx", autocommit=False) == [(1, "newer", 3)]
         assert amb.call(lambda: amb.amb.stats.prepared_retries) == 0
-    finally:
-        for conn in (first, second):
-            await conn.close()
-        await direct.execute("DROP TABLE IF EXISTS intx")
 
 
 async def test_a_text_prepared_again_in_a_transaction_keeps_the_open_cursor_reading(
@@ -512,10 +526,7 @@ async def test_schema_changes_in_random_order_reach_clients_as_on_their_own_serv
 
     async def recreate() -> None:
         columns, values, _ = shape(version)
-        await direct.execute(
-            f"DROP TABLE IF EXISTS churn; CREATE TABLE churn ({columns});"
-            f"INSERT INTO churn VALUES ({values})"
-        )
+        await table_as(direct, "churn", columns, values)
 
     async def read(kind: str, index: int) -> Any:
         if kind == "asyncpg":
@@ -570,19 +581,13 @@ async def test_a_name_prepared_before_a_table_changed_and_changed_back_works_aga
         ("a int, b int", "1, 2"),
     ]
 
-    async def recreate(columns: str, values: str) -> None:
-        await direct.execute(
-            f"DROP TABLE IF EXISTS back_and_forth; CREATE TABLE back_and_forth ({columns});"
-            f"INSERT INTO back_and_forth VALUES ({values})"
-        )
-
     async def steps(dsn: str) -> Any:
         old, busy = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
         try:
-            await recreate(*shapes[0])
+            await table_as(direct, "back_and_forth", *shapes[0])
             await old.fetch(query)  # prepared under the first shape, then unused
             for shape in shapes:
-                await recreate(*shape)
+                await table_as(direct, "back_and_forth", *shape)
                 await busy.fetch(query)  # sees each change (and prepares again)
             async with old.transaction():
                 return [tuple(r) for r in await old.fetch(query)]
@@ -615,7 +620,7 @@ async def test_a_statement_parsed_again_on_another_server_after_a_schema_change(
     amb = ambassador(pool_size=2)
     app = await asyncpg.connect(amb.dsn())
     try:
-        await direct.execute("CREATE TABLE moved (a int, b int); INSERT INTO moved VALUES (1, 2)")
+        await table_as(direct, "moved", "a int, b int", "1, 2")
         assert [tuple(r) for r in await app.fetch("SELECT * FROM moved")] == [(1, 2)]
         new_row = (1, 2, "x") if "ADD" in change else (1, "2")
         async with on_a_server_lacking_the_statements(amb):
@@ -686,7 +691,7 @@ async def test_a_statement_whose_table_is_gone_fails_on_another_server_and_the_c
     amb = ambassador(pool_size=2)
     app = await asyncpg.connect(amb.dsn())
     try:
-        await direct.execute("CREATE TABLE gone (a int); INSERT INTO gone VALUES (1)")
+        await table_as(direct, "gone", "a int", "1")
         assert await app.fetchval("SELECT a FROM gone") == 1
         async with on_a_server_lacking_the_statements(amb):
             await direct.execute("DROP TABLE gone")

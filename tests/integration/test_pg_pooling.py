@@ -363,4 +363,4 @@ async def test_prepared_statement_lru_eviction_with_many_statements(ambassador) 
             await conn.close()
     stats = amb.amb.stats
     assert stats.prepared_evictions > 0 and stats.prepared_reparses > 0
-    assert all(len(s.prepared) <= 3 for p in amb.amb.pools.values() for s in [*p.idle, *p.parked])
+    assert all(len(s.prepared) <= 3 for p in amb.amb.pools.values() for s in p.idle_servers())

@@ -258,7 +258,7 @@ async def test_results_through_a_pool_talking_tls_to_postgres(ambassador, pg, pk
         await conns[1].execute("create temp table t as select repeat('x', 1000000) as v")
         assert await conns[1].fetchval("select length(v) from t") == 1_000_000
         pool = next(iter(amb.amb.pools.values()))
-        idle = amb.call(lambda: [*pool.idle, *pool.parked])
+        idle = amb.call(pool.idle_servers)
         assert idle and all(server.tls for server in idle)
     finally:
         for conn in conns:
