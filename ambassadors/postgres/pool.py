@@ -517,8 +517,11 @@ class Pool:
             self.reported = frozenset(k.lower() for k in server.params)
         if self.params_future is not None and not self.params_future.done():
             self.params_future.set_result(self.params)
-        if self.amb.closing:
+        if not self._reusable(server, time.monotonic()):
+            # retired while it logged in: its database is being dropped, its address
+            # no longer resolves, or the ambassador is closing
             server.close()
+            self.maybe_connect()
             return
         self._give(server)
 

@@ -189,6 +189,39 @@ class SettingsKillingProxy(PgProxy):
         await asyncio.gather(_pipe(reader, up_writer, cut), _pipe(up_reader, writer))
 
 
+class LoginHoldingProxy(PgProxy):
+    """Once armed, holds the next connection's login replies from ReadyForQuery on (the
+    login done for PostgreSQL, not yet for the pooler) until `release`."""
+
+    def __init__(self, pg_port: int) -> None:
+        super().__init__(pg_port)
+        self.armed = False
+        self.logged_in = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(HOST, self.pg_port)
+        hold, self.armed = self.armed, False
+
+        async def replies() -> None:
+            nonlocal hold
+            with contextlib.suppress(OSError):
+                while data := await up_reader.read(65536):
+                    if hold and data.endswith(pq.READY_IDLE):
+                        hold = False
+                        self.logged_in.set()
+                        await self.release.wait()
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        await asyncio.gather(_pipe(reader, up_writer), replies())
+
+    def close(self) -> None:
+        self.release.set()
+        super().close()
+
+
 @pytest.fixture
 async def direct(pg):  # type: ignore[no-untyped-def]
     """A connection straight to PostgreSQL, past the ambassador (schema changes, checks)."""
@@ -679,6 +712,44 @@ async def test_drop_database_succeeds_while_the_pool_holds_connections_to_it(
     finally:
         for conn in (admin, busy):
             await conn.close()
+        await direct.execute("DROP DATABASE IF EXISTS dropme WITH (FORCE)")
+
+
+async def test_drop_database_closes_a_server_that_logged_in_to_it_meanwhile(
+    ambassador, pg, direct
+) -> None:
+    """A server connection to the database still logging in when a client's DROP
+    DATABASE closed the pool's connections is closed when its login completes, not given
+    to the client that waits for it (which would keep it in session mode, and the DROP
+    would fail after PostgreSQL's 5 s)."""
+    proxy = LoginHoldingProxy(pg.port)
+    amb = ambassador(pool_size=2, pool_mode="session", server_port=await proxy.start())
+    await direct.execute("CREATE DATABASE dropme")
+    admin = await asyncpg.connect(amb.dsn())
+    try:
+        proxy.armed = True
+        # psycopg sends no setting at login, so its login needs no server (asyncpg's
+        # client_encoding would take one to learn how the server spells it)
+        late = asyncio.create_task(psycopg.AsyncConnection.connect(amb.dsn(db="dropme")))
+        await asyncio.wait_for(proxy.logged_in.wait(), 10)
+        dropping = asyncio.create_task(admin.execute("DROP DATABASE dropme"))
+
+        async def dropping_waits() -> bool:
+            sql = "SELECT count(*) FROM pg_stat_activity WHERE query = 'DROP DATABASE dropme'"
+            return bool(await direct.fetchval(sql))
+
+        await until(dropping_waits, "the DROP to wait for the server logging in")
+        proxy.release.set()
+        await asyncio.wait_for(dropping, 10)
+        conn = await asyncio.wait_for(late, 10)
+        try:  # its query needs a server: the pool's next login finds the database gone
+            with pytest.raises(psycopg.errors.InvalidCatalogName):
+                await asyncio.wait_for(conn.execute("SELECT 1"), 10)
+        finally:
+            await conn.close()
+    finally:
+        await admin.close()
+        proxy.close()
         await direct.execute("DROP DATABASE IF EXISTS dropme WITH (FORCE)")
 
 
