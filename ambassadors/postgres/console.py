@@ -2,8 +2,9 @@
 
 `psql -p 5432 -U any pgbouncer -c 'SHOW POOLS'` works as with PgBouncer, with the same
 column names (so scripts and exporters that parse them keep working), simple query
-protocol only. SHOW POOLS / STATS / CLIENTS / SERVERS / DATABASES / CONFIG / VERSION,
-PAUSE [db] (returns once the pools' servers are all released), RESUME [db].
+protocol only. SHOW POOLS / STATS / STATS_TOTALS / LISTS / CLIENTS / SERVERS / DATABASES /
+CONFIG / VERSION (all that prometheus-community/pgbouncer_exporter reads); PAUSE [db]
+(returns once the pools' servers are all released), RESUME [db].
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from podkit import __version__
 from podkit.ambassadors.postgres import protocol as pq
+from podkit.ambassadors.postgres.client import READY
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.client import ClientConn
@@ -82,7 +84,8 @@ class Console:
                 pq.error_response(
                     f"pg-ambassador console: unsupported command: {sql[:100]}",
                     "42601",
-                    hint="SHOW POOLS|STATS|CLIENTS|SERVERS|DATABASES|CONFIG|VERSION, "
+                    hint="SHOW POOLS|STATS|STATS_TOTALS|LISTS|CLIENTS|SERVERS|DATABASES|CONFIG|"
+                    "VERSION, "
                     "PAUSE [db], RESUME [db]",
                 )
             ]
@@ -125,23 +128,64 @@ def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     return columns, rows
 
 
+def _totals(amb: Ambassador) -> list[tuple[str, list[int]]]:
+    """Per database (its pools, one per user, summed): transactions, queries, bytes
+    received and sent, and transaction, query and wait times in microseconds."""
+    totals: dict[str, list[float]] = {}
+    for pool in amb.pools.values():
+        row = totals.setdefault(pool.database, [0.0] * 7)
+        figures = (pool.xacts, pool.queries, pool.bytes_received, pool.bytes_sent,
+                   pool.xact_time * 1e6, pool.query_time * 1e6, pool.wait_time * 1e6)  # fmt: skip
+        for i, value in enumerate(figures):
+            row[i] += value
+    return [(db, [int(v) for v in row]) for db, row in sorted(totals.items())]
+
+
 def _stats(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
-    """One row per database, as PgBouncer: its pools (one per user) summed; times in us.
+    """One row per database, as PgBouncer; times in us.
 
     PgBouncer's avg_* columns (rates over its last 15 s period) are left out: the same
     figures are on /metrics, where Prometheus computes rates over any window."""
     columns = ["database", "total_xact_count", "total_query_count", "total_received",
                "total_sent", "total_xact_time", "total_query_time", "total_wait_time",
                "cl_pinned"]  # fmt: skip
-    rows: dict[str, list[float]] = {}
+    pinned: dict[str, int] = {}
     for pool in amb.pools.values():
-        row = rows.setdefault(pool.database, [0.0] * (len(columns) - 1))
-        figures = (pool.xacts, pool.queries, pool.bytes_received, pool.bytes_sent,
-                   pool.xact_time * 1e6, pool.query_time * 1e6, pool.wait_time * 1e6,
-                   sum(1 for c in pool.clients if c.pinned and not c.closed))  # fmt: skip
-        for i, value in enumerate(figures):
-            row[i] += value
-    return columns, [[db, *(int(v) for v in row)] for db, row in sorted(rows.items())]
+        count = sum(1 for c in pool.clients if c.pinned and not c.closed)
+        pinned[pool.database] = pinned.get(pool.database, 0) + count
+    return columns, [[db, *row, pinned[db]] for db, row in _totals(amb)]
+
+
+def _stats_totals(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    """SHOW STATS' totals under PgBouncer's SHOW STATS_TOTALS names (what
+    prometheus-community/pgbouncer_exporter reads)."""
+    columns = ["database", "xact_count", "query_count", "bytes_received", "bytes_sent",
+               "xact_time", "query_time", "wait_time"]  # fmt: skip
+    return columns, [[db, *row] for db, row in _totals(amb)]
+
+
+def _lists(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+    """PgBouncer's SHOW LISTS: one (list, items) row per internal list. Its object caches
+    (free_*) and DNS cache have no counterpart here (names are resolved for every new
+    server connection): 0."""
+    pools = amb.pools.values()
+    clients = [c for c in amb.clients if not c.closed]
+    logged_in = sum(1 for c in clients if c.state == READY)
+    items = {
+        "databases": len({p.database for p in pools}),
+        "users": len({p.user for p in pools}),
+        "pools": len(pools),
+        "free_clients": 0,
+        "used_clients": logged_in,
+        "login_clients": len(clients) - logged_in,
+        "free_servers": 0,
+        "used_servers": sum(p.total() for p in pools),
+        "dns_names": 0,
+        "dns_zones": 0,
+        "dns_queries": 0,
+        "dns_pending": 0,
+    }
+    return ["list", "items"], [[name, value] for name, value in items.items()]
 
 
 _CONN_COLUMNS = ["type", "user", "database", "state", "addr", "port", "connect_time",
@@ -215,6 +259,8 @@ def _version(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
 _SHOW = {
     "POOLS": _pools,
     "STATS": _stats,
+    "STATS_TOTALS": _stats_totals,
+    "LISTS": _lists,
     "CLIENTS": _clients,
     "SERVERS": _servers,
     "DATABASES": _databases,

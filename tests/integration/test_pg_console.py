@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import psycopg
 
 from podkit_dev.servers import HOST
 from tests.integration import pg_ambassador_kit as kit
@@ -76,3 +77,53 @@ async def test_pause_holds_a_client_whose_server_is_parked_until_resume(ambassad
         assert await asyncio.wait_for(query, 10) == 2
     finally:
         await conn.close()
+
+
+def test_what_pgbouncer_exporter_reads(ambassador, pg) -> None:
+    """prometheus-community/pgbouncer_exporter's scrape: SHOW VERSION (one `version`
+    column), LISTS (list, items), CONFIG (3 or 4 columns; max_client_conn a number),
+    CLIENTS (database, user, state), STATS_TOTALS, DATABASES and POOLS by column name. A
+    query it cannot run sets its `pgbouncer_up` to 0."""
+    pg.sql("create database other")
+    amb = ambassador(max_client_conn=50)
+    with (
+        psycopg.connect(amb.dsn(), autocommit=True) as app,
+        psycopg.connect(amb.dsn(db="other")) as busy,
+        psycopg.connect(amb.dsn(db="pgbouncer"), autocommit=True) as console,
+    ):
+        app.execute("select 1")
+        busy.execute("select 1")  # and holds its server: a transaction is open
+
+        def show(what: str) -> list[dict[str, object]]:
+            cursor = console.execute(f"SHOW {what};")
+            names = [column.name for column in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        assert [list(row) for row in show("VERSION")] == [["version"]]
+        lists = {str(row["list"]): int(str(row["items"])) for row in show("LISTS")}
+        assert lists == {
+            "databases": 2, "users": 1, "pools": 2, "free_clients": 0, "used_clients": 3,
+            "login_clients": 0, "free_servers": 0, "used_servers": 2, "dns_names": 0,
+            "dns_zones": 0, "dns_queries": 0, "dns_pending": 0,
+        }  # fmt: skip
+        config = {str(row["key"]): row["value"] for row in show("CONFIG")}
+        assert float(str(config["max_client_conn"])) == 50
+        clients = show("CLIENTS")
+        assert {(r["database"], r["user"], r["state"]) for r in clients} >= {
+            ("postgres", "postgres", "idle"),
+            ("other", "postgres", "active"),
+        }
+        totals = {str(row["database"]): row for row in show("STATS_TOTALS")}
+        assert set(totals) == {"postgres", "other"}
+        counts = {db: [int(str(row[c])) for c in ("xact_count", "query_count")]
+                  for db, row in totals.items()}  # fmt: skip
+        assert counts == {"postgres": [1, 1], "other": [0, 2]}  # BEGIN, select; still open
+        for row in totals.values():
+            assert int(str(row["bytes_received"])) > 0 and int(str(row["bytes_sent"])) > 0
+            for column in ("xact_time", "query_time", "wait_time"):
+                assert int(str(row[column])) >= 0
+        databases = {str(row["name"]): row for row in show("DATABASES")}
+        assert int(str(databases["other"]["current_connections"])) == 1
+        pools = {str(row["database"]): row for row in show("POOLS")}
+        assert int(str(pools["other"]["sv_active"])) == 1
+        assert int(str(pools["other"]["cl_active"])) == 1
