@@ -498,6 +498,7 @@ class Pool:
 
     async def _connect(self) -> None:
         settings = self.settings
+        started = time.monotonic()
         try:
             server = await asyncio.wait_for(self._login(), settings.server_connect_timeout)
         except Exception as exc:  # OSError, timeout, login refused, bad server bytes
@@ -517,9 +518,9 @@ class Pool:
             self.reported = frozenset(k.lower() for k in server.params)
         if self.params_future is not None and not self.params_future.done():
             self.params_future.set_result(self.params)
-        if not self._reusable(server, time.monotonic()):
-            # retired while it logged in: its database is being dropped, its address
-            # no longer resolves, or the ambassador is closing
+        if started < self.retire_before or not self._reusable(server, time.monotonic()):
+            # retired while it connected or logged in: its database is being dropped, its
+            # address no longer resolves, or the ambassador is closing
             server.close()
             self.maybe_connect()
             return
