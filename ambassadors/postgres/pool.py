@@ -55,6 +55,7 @@ KNOWN_STATEMENTS = 10000
 MAX_REMEMBERED_PARSES = 1000
 MAX_REMEMBERED_TEXT = 2048
 MAX_LEARNED_SETTINGS = 1000
+MAX_WELCOMES = 100
 WAIT_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -120,6 +121,11 @@ class Pool:
         self.clients: set[ClientConn] = set()
         self.params: dict[str, str] | None = None
         self.reported: frozenset[str] = frozenset()
+        # lower-cased name -> the name as the server reports it (logins look up by lower)
+        self.param_names: dict[str, str] = {}
+        # a login's ParameterStatus messages, by its settings: clients of one application
+        # log in alike, so each login sends bytes built once
+        self.welcomes: dict[tuple[tuple[str, str], ...], bytes] = {}
         self.params_future: asyncio.Future[dict[str, str]] | None = None
         # (setting, value as a client gave it) -> the value as the server reports it
         self.normalized: dict[tuple[str, str], str] = {}
@@ -210,6 +216,17 @@ class Pool:
                 self.parse_events.clear()  # forgetting only costs classifying again
             self.parse_events[key] = events
         return events
+
+    def welcome(self, params: dict[str, str]) -> bytes:
+        """The ParameterStatus messages that tell a client `params` at login."""
+        key = tuple(params.items())
+        block = self.welcomes.get(key)
+        if block is None:
+            block = b"".join(pq.parameter_status(k, v) for k, v in key)
+            if len(self.welcomes) >= MAX_WELCOMES:
+                self.welcomes.clear()  # forgetting only costs building them again
+            self.welcomes[key] = block
+        return block
 
     def learn_setting(self, name: str, value: str, server_value: str) -> None:
         """A login setting the server accepted (as server_value): later logins asking for
@@ -516,6 +533,7 @@ class Pool:
         if self.params is None:
             self.params = dict(server.params)
             self.reported = frozenset(k.lower() for k in server.params)
+            self.param_names = {k.lower(): k for k in server.params}
         if self.params_future is not None and not self.params_future.done():
             self.params_future.set_result(self.params)
         if started < self.retire_before or not self._reusable(server, time.monotonic()):
