@@ -85,8 +85,7 @@ class Console:
                     f"pg-ambassador console: unsupported command: {sql[:100]}",
                     "42601",
                     hint="SHOW POOLS|STATS|STATS_TOTALS|LISTS|CLIENTS|SERVERS|DATABASES|CONFIG|"
-                    "VERSION, "
-                    "PAUSE [db], RESUME [db]",
+                    "VERSION, PAUSE [db], RESUME [db]",
                 )
             ]
         out.append(pq.READY_IDLE)
