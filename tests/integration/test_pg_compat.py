@@ -719,9 +719,9 @@ async def test_drop_database_closes_a_server_that_logged_in_to_it_meanwhile(
     ambassador, pg, direct
 ) -> None:
     """A server connection to the database still logging in when a client's DROP
-    DATABASE closed the pool's connections is closed when its login completes, not given
-    to the client that waits for it (which would keep it in session mode, and the DROP
-    would fail after PostgreSQL's 5 s)."""
+    DATABASE closed the pool's connections is closed when its login completes. Kept in
+    the pool, or given to a session-mode client, it is a session on that database, and
+    the DROP fails after PostgreSQL's 5 s."""
     proxy = LoginHoldingProxy(pg.port)
     amb = ambassador(pool_size=2, pool_mode="session", server_port=await proxy.start())
     await direct.execute("CREATE DATABASE dropme")
