@@ -7,6 +7,7 @@ log-adapter); nothing here sleeps and hopes: every wait is on a condition, with 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
 from collections.abc import Callable
@@ -18,10 +19,13 @@ from podkit.follow.follower import Follower
 
 
 async def until(condition: Callable[[], object], *, within: float = 10.0, what: str) -> Any:
-    """Wait until `condition()` is truthy (checked every 10 ms); TimeoutError names `what`."""
+    """Wait until `condition()` is truthy (checked every 10 ms; a coroutine it returns is
+    awaited); TimeoutError names `what`."""
     deadline = time.monotonic() + within
     while True:
         result = condition()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() >= deadline:

@@ -424,10 +424,7 @@ class ClientConn(asyncio.Protocol):
             return
         self.amb.assign_cancel_key(self)
         pool = self.pool
-        if pool is not None:
-            statuses = pool.welcome(params)
-        else:  # the admin console
-            statuses = b"".join(pq.parameter_status(k, v) for k, v in params.items())
+        statuses = pool.welcome(params) if pool else pq.parameter_statuses(params)  # console
         self.transport.write(
             self.auth_reply
             + statuses

@@ -67,7 +67,7 @@ class Console:
             pools = [p for p in self.amb.pools.values() if database in (None, p.database)]
             if verb == "RESUME":
                 for pool in pools:
-                    resume(pool)
+                    pool.resume()
                 out = [pq.command_complete("RESUME")]
             else:
                 for pool in pools:
@@ -98,15 +98,6 @@ class Console:
         if not client.closed:
             client.transport.writelines([pq.command_complete("PAUSE"), pq.READY_IDLE])
             client.transport.resume_reading()
-
-
-def resume(pool: Pool) -> None:
-    pool.paused = False
-    while pool.waiters and pool.idle:
-        client = pool.waiters.popleft()
-        if not client.closed:
-            pool.attach(client, pool.idle.pop(), time.monotonic() - client.wait_started)
-    pool.maybe_connect()
 
 
 def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:

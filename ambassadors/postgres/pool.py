@@ -222,7 +222,7 @@ class Pool:
         key = tuple(params.items())
         block = self.welcomes.get(key)
         if block is None:
-            block = b"".join(pq.parameter_status(k, v) for k, v in key)
+            block = pq.parameter_statuses(params)
             if len(self.welcomes) >= MAX_WELCOMES:
                 self.welcomes.clear()  # forgetting only costs building them again
             self.welcomes[key] = block
@@ -312,13 +312,7 @@ class Pool:
             self.maybe_connect()
             return
         now = time.monotonic()
-        server.last_used = now
-        if server.attached_at:  # (not again after a reset)
-            self.xact_time += now - server.attached_at
-            server.attached_at = 0.0
-        if server.read_paused:
-            server.read_paused = False
-            server.transport.resume_reading()
+        self._detached(server, now)
         if server.dirty or server.status != b"I":
             self._reset(server)
             return
@@ -327,6 +321,17 @@ class Pool:
             self.maybe_connect()
             return
         self._give(server)
+
+    def _detached(self, server: ServerConn, now: float) -> None:
+        """`server` was just let go by its client: its idle time starts, its transaction's
+        time is counted, and it is read again if its client had stalled it."""
+        server.last_used = now
+        if server.attached_at:  # (not again after a reset)
+            self.xact_time += now - server.attached_at
+            server.attached_at = 0.0
+        if server.read_paused:
+            server.read_paused = False
+            server.transport.resume_reading()
 
     def _reusable(self, server: ServerConn, now: float) -> bool:
         lifetime = self.settings.server_lifetime
@@ -354,13 +359,7 @@ class Pool:
         self.active.discard(server)
         server.client = None
         server.parked_by = client
-        server.last_used = now
-        if server.attached_at:
-            self.xact_time += now - server.attached_at
-            server.attached_at = 0.0
-        if server.read_paused:
-            server.read_paused = False
-            server.transport.resume_reading()
+        self._detached(server, now)
         self.parked[server] = None
         return True
 
@@ -395,6 +394,15 @@ class Pool:
         self.paused = True
         while (server := self._take_parked()) is not None:
             self.idle.append(server)
+
+    def resume(self) -> None:
+        """RESUME: the idle servers go to the clients that waited meanwhile."""
+        self.paused = False
+        while self.waiters and self.idle:
+            client = self.waiters.popleft()
+            if not client.closed:
+                self.attach(client, self.idle.pop(), time.monotonic() - client.wait_started)
+        self.maybe_connect()
 
     def _give(self, server: ServerConn) -> None:
         if not self.paused:
@@ -536,7 +544,10 @@ class Pool:
             self.param_names = {k.lower(): k for k in server.params}
         if self.params_future is not None and not self.params_future.done():
             self.params_future.set_result(self.params)
-        if started < self.retire_before or not self._reusable(server, time.monotonic()):
+        # Made from when the connect began: a retirement meanwhile (a client's DROP
+        # DATABASE) covers it, whenever its TCP connection completed.
+        server.created = started
+        if not self._reusable(server, time.monotonic()):
             # retired while it connected or logged in: its database is being dropped, its
             # address no longer resolves, or the ambassador is closing
             server.close()

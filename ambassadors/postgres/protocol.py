@@ -262,6 +262,10 @@ def parameter_status(name: str, value: str) -> bytes:
     return message(b"S", name.encode() + b"\x00" + value.encode() + b"\x00")
 
 
+def parameter_statuses(params: dict[str, str]) -> bytes:
+    return b"".join(parameter_status(k, v) for k, v in params.items())
+
+
 def parse_parameter_status(msg: bytes) -> tuple[str, str]:
     name, pos = cstr(msg, 5)
     value, _ = cstr(msg, pos)

@@ -21,6 +21,7 @@ import uvloop
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.main import Ambassador
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
+from podkit_dev.follow import until
 from podkit_dev.servers import HOST, PostgresServer, find_binary, free_port, wait_for
 from tests.servers import _start
 
@@ -145,15 +146,6 @@ def server_backends(pg: PostgresServer) -> int:
         "and pid <> pg_backend_pid()"
     )
     return int(out.strip())
-
-
-async def until(condition: Any, what: str, limit: float = 10.0) -> None:
-    """Await `condition()` (a coroutine function) until true, polling; fail after `limit` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not await condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def send_cancel(port: int, conn: asyncpg.Connection) -> socket.socket:

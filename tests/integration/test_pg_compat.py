@@ -253,10 +253,7 @@ async def on_a_server_lacking_the_statements(amb: Any) -> AsyncIterator[None]:
         async with other.transaction():
             await other.execute("SELECT 1")
 
-        async def second_server_idle() -> bool:
-            return amb.pool_state()["idle"] == 1
-
-        await until(second_server_idle, "the second server idle")
+        await until(lambda: amb.pool_state()["idle"] == 1, what="the second server idle")
         yield
         await hold.rollback()
     finally:
@@ -284,7 +281,7 @@ async def test_cancel_connection_closes_once_postgresql_took_the_cancel(
     cancel: socket.socket | None = None
     try:
         query = asyncio.create_task(conn.fetchval("SELECT pg_sleep(60)"))
-        await until(lambda: running(direct, "SELECT pg_sleep(60)"), "the query to run")
+        await until(lambda: running(direct, "SELECT pg_sleep(60)"), what="the query to run")
         cancel = send_cancel(amb.port, conn)
         await asyncio.wait_for(proxy.held.wait(), 10)
         cancel.setblocking(False)
@@ -346,7 +343,7 @@ async def test_late_cancel_never_hits_the_next_clients_query(
     try:
         await direct.execute("SELECT pg_advisory_lock(1), pg_advisory_lock(2)")
         a_query = asyncio.create_task(a.fetchval("SELECT pg_advisory_xact_lock(1)"))
-        await until(lambda: running(direct, "SELECT pg_advisory_xact_lock(1)"), "A to wait")
+        await until(lambda: running(direct, "SELECT pg_advisory_xact_lock(1)"), what="A to wait")
         if how == "cancel_request":
             cancel = send_cancel(amb.port, a)
         else:
@@ -358,21 +355,21 @@ async def test_late_cancel_never_hits_the_next_clients_query(
         else:
             with pytest.raises(asyncpg.ConnectionDoesNotExistError):
                 await asyncio.wait_for(a_query, 10)
-            await until(lambda: a_query_ended(direct), "A's query to end")
+            await until(lambda: a_query_ended(direct), what="A's query to end")
         b_query = asyncio.create_task(b.fetchval(B_QUERY))
 
         async def b_queued_or_running() -> bool:
             queued = amb.pool_state()["waiting"] == 1
             return queued or await running(direct, B_QUERY)
 
-        await until(b_queued_or_running, "B to be queued or running")
+        await until(b_queued_or_running, what="B to be queued or running")
         proxy.release.set()
         await asyncio.wait_for(proxy.forwarded.wait(), 10)
 
         async def b_running_or_done() -> bool:
             return b_query.done() or await running(direct, B_QUERY)
 
-        await until(b_running_or_done, "B to run")
+        await until(b_running_or_done, what="B to run")
         await direct.execute("SELECT pg_advisory_unlock(2)")
         assert await asyncio.wait_for(b_query, 10) == "b"  # not QueryCanceled
     finally:
@@ -697,7 +694,7 @@ async def test_drop_database_succeeds_while_the_pool_holds_connections_to_it(
                 )
             )
 
-        await until(dropping_waits_for_busy, "the DROP to wait for the busy client")
+        await until(dropping_waits_for_busy, what="the DROP to wait for the busy client")
         # its server goes back to the pool, and is closed then: in transaction mode at the
         # end of the transaction, in session mode when the client leaves (as a direct
         # session would have to)
@@ -738,7 +735,7 @@ async def test_drop_database_closes_a_server_that_logged_in_to_it_meanwhile(
             sql = "SELECT count(*) FROM pg_stat_activity WHERE query = 'DROP DATABASE dropme'"
             return bool(await direct.fetchval(sql))
 
-        await until(dropping_waits, "the DROP to wait for the server logging in")
+        await until(dropping_waits, what="the DROP to wait for the server logging in")
         proxy.release.set()
         await asyncio.wait_for(dropping, 10)
         conn = await asyncio.wait_for(late, 10)

@@ -68,10 +68,9 @@ async def test_pause_holds_a_client_whose_server_is_parked_until_resume(ambassad
         await asyncio.to_thread(psql, amb, "pgbouncer", "PAUSE")
         query = asyncio.create_task(conn.fetchval("select 2"))
 
-        async def client_waits() -> bool:
-            return bool(amb.pool_state()["waiting"] == 1)
-
-        await kit.until(client_waits, "the client to wait for a server")
+        await kit.until(
+            lambda: amb.pool_state()["waiting"] == 1, what="the client to wait for a server"
+        )
         assert not query.done()
         await asyncio.to_thread(psql, amb, "pgbouncer", "RESUME")
         assert await asyncio.wait_for(query, 10) == 2

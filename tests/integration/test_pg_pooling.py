@@ -245,7 +245,7 @@ async def test_a_cancel_for_a_client_whose_server_is_parked_is_dropped(ambassado
         await a.fetchval("select 1")  # a's server is parked with it
         await direct.execute("select pg_advisory_lock(3)")
         b_query = asyncio.create_task(b.fetchval(query))  # takes it, and waits there
-        await until(lambda: running(direct, query), "b's query to wait for the lock")
+        await until(lambda: running(direct, query), what="b's query to wait for the lock")
         with send_cancel(amb.port, a) as cancel:
             cancel.settimeout(10)
             assert cancel.recv(1) == b""  # closed: handled

@@ -191,10 +191,7 @@ async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambas
         assert [(e.get("S"), e.get("C")) for e in errors] == [("FATAL", "57P05")], said
         assert "client_idle_timeout" in errors[0]["M"]
 
-        async def used_closed() -> bool:
-            return used.is_closed()
-
-        await kit.until(used_closed, "the client idle since its query to be closed")
+        await kit.until(used.is_closed, what="the client idle since its query to be closed")
     finally:
         idle.close()
         used.terminate()
