@@ -90,6 +90,7 @@ class Runtime:
         self._ready_reason = "starting"
         self._started = False
         self._drain = asyncio.Event()
+        self._drain_shown = False  # /readyz says "draining" (see request_drain)
         self.admin: AdminServer | None = None
         self.loop_lag = 0.0
         self._last_tick = time.monotonic()
@@ -127,10 +128,10 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        return self._ready and not self._drain.is_set()
+        return self._ready and not self._drain_shown
 
     def readiness(self) -> tuple[bool, str]:
-        if self._drain.is_set():
+        if self._drain_shown:
             return False, "draining"
         return self._ready, self._ready_reason
 
@@ -172,6 +173,13 @@ class Runtime:
             self.log.info("drain_requested", source=source)
             self._drain.set()
             self._draining_gauge.set(1)
+            # Setting the event queued each waiter's next step (where a helper closes its
+            # listener); /readyz turns 503 right after those, so that a 503 means new work
+            # is already refused.
+            asyncio.get_running_loop().call_soon(self._show_drain)
+
+    def _show_drain(self) -> None:
+        self._drain_shown = True
 
     # --- liveness -------------------------------------------------------------------------
 

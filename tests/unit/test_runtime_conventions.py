@@ -37,7 +37,10 @@ async def drains(settings: Settings, runtime: Runtime) -> None:
     stop = asyncio.Event()
 
     async def on_drain() -> None:
-        DRAINED.append("callback")
+        # the callback's first step (closing a listener) runs before /readyz says draining
+        DRAINED.append(f"callback ready={runtime.readiness()}")
+        await asyncio.sleep(0)
+        DRAINED.append(f"then ready={runtime.readiness()}")
         stop.set()
 
     runtime.set_ready(True)
@@ -112,7 +115,11 @@ def test_a_crash_is_exit_1_with_the_traceback_in_one_line(log_lines, capsys) -> 
 def test_on_drain_calls_back_once_and_the_helper_finishes(log_lines, capsys) -> None:  # type: ignore[no-untyped-def]
     DRAINED.clear()
     code, _ = serve("drains")
-    assert code == 0 and DRAINED == ["callback", "after"]
+    assert code == 0 and DRAINED == [
+        "callback ready=(True, '')",
+        "then ready=(False, 'draining')",
+        "after",
+    ]
 
 
 def test_on_drain_without_a_drain_never_calls_back(log_lines, capsys) -> None:  # type: ignore[no-untyped-def]
