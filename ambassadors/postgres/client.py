@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 _pack_u32 = struct.Struct("!I").pack
 ADMIN_SHUTDOWN = "terminating connection due to administrator command"
+# A new client while draining: PostgreSQL answers 57P03 while it shuts down, and PQping
+# (pg_isready) reads that code as "rejecting connections".
+SHUTTING_DOWN = ("57P03", "pg-ambassador is shutting down")
+TOO_MANY_CLIENTS = ("53300", "pg-ambassador: no more connections allowed (max_client_conn)")
 # PostgreSQL's error for a statement whose result type changed; drivers (asyncpg) know it
 # by its code and the function that raised it, not by its (localised) text.
 CACHED_PLAN_ERROR = pq.error_response(
@@ -118,12 +122,10 @@ class ClientConn(asyncio.Protocol):
         # Refusals are answered after the startup packet (and SSLRequest), as PostgreSQL does,
         # so that drivers read them as what they are.
         if amb.draining:
-            self.stats.refused("draining")
-            self.refusal = ("57P01", ADMIN_SHUTDOWN)
+            self.refuse(SHUTTING_DOWN, "draining")
         elif len(amb.clients) > self.settings.max_client_conn:
-            self.stats.refused("max_client_conn")
             amb.warn("client_refused", reason="max_client_conn", addr=self.addr)
-            self.refusal = ("53300", "pg-ambassador: no more connections allowed (max_client_conn)")
+            self.refuse(TOO_MANY_CLIENTS, "max_client_conn")
         self.login_timer = amb.loop.call_later(
             self.settings.client_login_timeout, self._login_timeout
         )
@@ -173,8 +175,8 @@ class ClientConn(asyncio.Protocol):
         self.state = CLOSED
         amb = self.amb
         amb.clients.discard(self)
-        if not amb.clients:
-            amb.no_clients.set()
+        if amb.draining and amb.sessions_closed():
+            amb.no_sessions.set()
         amb.forget_cancel_key(self)
         if self.login_timer is not None:
             self.login_timer.cancel()
@@ -267,6 +269,12 @@ class ClientConn(asyncio.Protocol):
             self._startup(startup)
 
     refusal: tuple[str, str] | None = None
+
+    def refuse(self, error: tuple[str, str], reason: str) -> None:
+        """Answer the startup packet with this FATAL error (sqlstate, text)."""
+        if self.refusal is None:
+            self.stats.refused(reason)
+            self.refusal = error
 
     async def _start_tls(self, context: ssl.SSLContext) -> None:
         try:

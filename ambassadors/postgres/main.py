@@ -13,7 +13,7 @@ from typing import Any
 
 from podkit.ambassadors.postgres import auth, tls
 from podkit.ambassadors.postgres import protocol as pq
-from podkit.ambassadors.postgres.client import ADMIN_SHUTDOWN, ClientConn
+from podkit.ambassadors.postgres.client import ADMIN_SHUTDOWN, AUTH, SHUTTING_DOWN, ClientConn
 from podkit.ambassadors.postgres.console import Console
 from podkit.ambassadors.postgres.metrics import PgCollector
 from podkit.ambassadors.postgres.pool import Pool, Stats
@@ -48,7 +48,7 @@ class Ambassador:
         self.console = Console(self)
         self._throttled = Throttled(self.log, LOG_EVERY)
         self.started_at = time.time()
-        self.no_clients = asyncio.Event()
+        self.no_sessions = asyncio.Event()  # set while draining, by sessions_closed()
         # how the server host is looked up, for each new server connection (a hook: tests
         # replace it to move the host to another address)
         self.resolve: Resolver = resolve
@@ -167,23 +167,35 @@ class Ambassador:
                     await pool.check_addresses()
 
     async def drain(self) -> None:
-        """Refuse new clients; close each client at its next transaction boundary."""
+        """Refuse new clients; close each client at its next transaction boundary.
+
+        The listener stays open until the end, as PostgreSQL's does while it shuts down:
+        a client that connects meanwhile is told why (57P03 after its startup packet)
+        instead of being refused, or reset when its connection was still in the accept
+        queue as the listener closed.
+        """
         self.draining = True
-        if self.server is not None:
-            self.server.close()
         busy = 0
         for client in list(self.clients):
-            if not client.holding:
+            if client.state < AUTH:
+                # no startup packet read yet: answered after it, not closed under it
+                client.refuse(SHUTTING_DOWN, "draining")
+            elif not client.holding:
                 client.fatal("57P01", ADMIN_SHUTDOWN)
             else:
                 client.close_at_boundary = True
                 busy += 1
         self.log.info("draining", clients_in_transaction=busy)
         started = time.monotonic()
-        if self.clients:
-            self.no_clients.clear()
-            await self.no_clients.wait()
+        if not self.sessions_closed():
+            self.no_sessions.clear()
+            await self.no_sessions.wait()
         self.log.info("drained", seconds=round(time.monotonic() - started, 3))
+
+    def sessions_closed(self) -> bool:
+        """No client is logging in or logged in. One that connected and sent nothing does
+        not hold up a drain: it is closed with the rest at the end."""
+        return all(client.state < AUTH for client in self.clients)
 
     def free_database(self, database: str) -> None:
         """A client is about to DROP (or rename, or copy as a template) `database`, which
@@ -197,6 +209,8 @@ class Ambassador:
 
     def close(self) -> None:
         self.closing = True
+        if self.server is not None:
+            self.server.close()
         for client in list(self.clients):
             client.fatal("57P01", ADMIN_SHUTDOWN)
         for pool in self.pools.values():

@@ -2,7 +2,9 @@
 
 pgbench runs a short write transaction on 8 connections through the helper; one more
 client holds a transaction open across the drain. The promises checked from the clients'
-side: /readyz turns 503 at once, a new connection is refused with 57P01, no transaction
+side: /readyz turns 503 at once, a new connection is answered 57P03 (the listener stays
+open, as PostgreSQL's does while it shuts down; pg_isready reads it as "rejecting"), a
+connection that never sent its startup packet does not hold the drain up, no transaction
 fails except by being closed at its boundary with 57P01 (pgbench aborts a client only in
 the first command of a transaction), every transaction pgbench counted is committed (its
 per-transaction log against the rows in the table), the open transaction commits, and
@@ -15,6 +17,7 @@ import collections
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from podkit.ambassadors.postgres import protocol as pq
 from podkit_dev.servers import HOST, free_port, http_get, podkit_argv, wait_for
 from tests.integration import pg_ambassador_kit as kit
 
@@ -34,6 +38,13 @@ END;
 """
 ADMIN_SHUTDOWN = "terminating connection due to administrator command"
 ABORTED = re.compile(r"client (\d+) (?:script \d+ )?aborted in command (\d+)[^:;]*[:;] (.*)")
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
 
 
 def committed_per_client(pg) -> collections.Counter[int]:  # type: ignore[no-untyped-def]
@@ -61,6 +72,10 @@ def test_drain_under_pgbench_load(run_helper, pg, tmp_path: Path, protocol, trig
     holder.add_notice_handler(lambda diag: notices.append(diag.sqlstate or ""))
     holder.execute("begin")
     holder.execute("insert into drained values (-1, 'held across the drain')")
+    # connected before the drain: one sends its startup packet during it, the other never
+    # does and must not hold the drain up
+    silent = socket.create_connection((HOST, port), timeout=10)
+    mute = socket.create_connection((HOST, port), timeout=10)
 
     script = tmp_path / "script.sql"
     script.write_text(SCRIPT)
@@ -89,10 +104,17 @@ def test_drain_under_pgbench_load(run_helper, pg, tmp_path: Path, protocol, trig
         wait_for(lambda: http_get(f"{helper.admin}/readyz")[0] == 503,
                  what="/readyz 503", timeout=2)  # fmt: skip
 
-        # new connections are refused (the listener is closed; one accepted in the race
-        # gets 57P01)
-        with pytest.raises(psycopg.OperationalError, match=r"refused|administrator command"):
+        # a new connection is told why, whether it came in after the drain began or
+        # before it (the silent socket, answered once it speaks)
+        with pytest.raises(psycopg.OperationalError, match="pg-ambassador is shutting down"):
             psycopg.connect(dsn, sslmode="disable", connect_timeout=10).close()
+        silent.sendall(pq.startup_message({"user": "postgres", "database": "postgres"}))
+        assert b"C57P03\x00" in read_until_closed(silent)
+        isready = subprocess.run(
+            [kit.pg_binary("pg_isready"), "-h", HOST, "-p", str(port), "-U", "postgres"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10,
+        )  # fmt: skip
+        assert isready.returncode == 1 and "rejecting" in isready.stdout, isready.stdout
 
         # pgbench's clients are all closed at a transaction boundary: the run ends long
         # before its -T
@@ -111,6 +133,8 @@ def test_drain_under_pgbench_load(run_helper, pg, tmp_path: Path, protocol, trig
             assert ctl.returncode == 0, ctl_out
     finally:
         holder.close()
+        silent.close()
+        mute.close()
         if bench.poll() is None:
             bench.kill()
             bench.wait()
