@@ -3,8 +3,12 @@
 `psql -p 5432 -U any pgbouncer -c 'SHOW POOLS'` works as with PgBouncer, with the same
 column names (so scripts and exporters that parse them keep working), simple query
 protocol only. SHOW POOLS / STATS / STATS_TOTALS / LISTS / CLIENTS / SERVERS / DATABASES /
-CONFIG / VERSION (all that prometheus-community/pgbouncer_exporter reads); PAUSE [db]
-(returns once the pools' servers are all released), RESUME [db].
+CONFIG / VERSION (all that prometheus-community/pgbouncer_exporter reads) / HELP; PAUSE [db]
+(returns once the pools' servers are all released), RESUME [db]; RECONNECT [db] (each
+server connection is closed now if idle, else when released; new ones are opened as
+needed); SHUTDOWN [WAIT_FOR_SERVERS] (the drain SIGTERM starts: PgBouncer's plain SHUTDOWN
+exits at once, this one lets each client finish its transaction, within
+--shutdown-timeout).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ if TYPE_CHECKING:
     from podkit.ambassadors.postgres.pool import Pool
 
 VERSION = f"PgBouncer 1.21.0 compatible (podkit pg-ambassador {__version__})"
+COMMANDS = (
+    "SHOW POOLS|STATS|STATS_TOTALS|LISTS|CLIENTS|SERVERS|DATABASES|CONFIG|VERSION|HELP, "
+    "PAUSE [db], RESUME [db], RECONNECT [db], SHUTDOWN [WAIT_FOR_SERVERS]"
+)
 
 
 def _ts(seconds: float) -> str:
@@ -62,10 +70,19 @@ class Console:
             out = [pq.row_description(columns)]
             out += [pq.data_row([None if v is None else str(v) for v in row]) for row in rows]
             out.append(pq.command_complete("SHOW"))
-        elif verb in ("PAUSE", "RESUME"):
+        elif verb == "SHOW" and arg == "HELP":
+            usage = pq.error_response(
+                "Console usage", "00000", severity="NOTICE", detail=COMMANDS, kind=b"N"
+            )
+            out = [usage, pq.command_complete("SHOW")]
+        elif verb in ("PAUSE", "RESUME", "RECONNECT"):
             database = words[1].strip('"') if len(words) > 1 else None
             pools = [p for p in self.amb.pools.values() if database in (None, p.database)]
-            if verb == "RESUME":
+            if verb == "RECONNECT":
+                closed = sum(pool.close_idle_and_retire() for pool in pools)
+                self.amb.log.info("reconnect", database=database or "*", idle_closed=closed)
+                out = [pq.command_complete("RECONNECT")]
+            elif verb == "RESUME":
                 for pool in pools:
                     pool.resume()
                 out = [pq.command_complete("RESUME")]
@@ -77,15 +94,27 @@ class Console:
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 return
+        elif verb == "SHUTDOWN" and arg in ("", "WAIT_FOR_SERVERS") and len(words) <= 2:
+            runtime = self.amb.runtime
+            if runtime is None:  # an Ambassador embedded without the runtime (tests)
+                out = [pq.error_response("pg-ambassador console: no runtime to drain", "55000")]
+            else:
+                # answered first: the drain then closes this idle client with 57P01
+                client.transport.writelines([pq.command_complete("SHUTDOWN"), pq.READY_IDLE])
+                runtime.request_drain(source="console")
+                return
         elif not sql:
             out = [b"I\x00\x00\x00\x04"]
         else:
+            hint = COMMANDS
+            if verb == "SHUTDOWN" and arg == "WAIT_FOR_CLIENTS":
+                hint = (
+                    "pg-ambassador does not wait for clients to leave on their own: SHUTDOWN "
+                    "closes each one at the end of its transaction"
+                )
             out = [
                 pq.error_response(
-                    f"pg-ambassador console: unsupported command: {sql[:100]}",
-                    "42601",
-                    hint="SHOW POOLS|STATS|STATS_TOTALS|LISTS|CLIENTS|SERVERS|DATABASES|CONFIG|"
-                    "VERSION, PAUSE [db], RESUME [db]",
+                    f"pg-ambassador console: unsupported command: {sql[:100]}", "42601", hint=hint
                 )
             ]
         out.append(pq.READY_IDLE)

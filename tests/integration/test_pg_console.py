@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import psycopg
 
-from podkit_dev.servers import HOST
+from podkit_dev.servers import HOST, wait_for
 from tests.integration import pg_ambassador_kit as kit
 
 # PgBouncer's SHOW STATS columns, in its order (its avg_* rates left out)
@@ -126,3 +126,51 @@ def test_what_pgbouncer_exporter_reads(ambassador, pg) -> None:
         pools = {str(row["database"]): row for row in show("POOLS")}
         assert int(str(pools["other"]["sv_active"])) == 1
         assert int(str(pools["other"]["cl_active"])) == 1
+
+
+def test_reconnect_replaces_each_server_connection_once_released(ambassador, pg) -> None:
+    """RECONNECT closes an idle (here parked) server connection at once and a busy one
+    when its transaction ends, never under it; later queries get new backends."""
+    amb = ambassador(pool_size=2)
+
+    def backends() -> set[int]:
+        out = pg.sql("select pid from pg_stat_activity where backend_type = 'client backend' "
+                     "and pid <> pg_backend_pid()")  # fmt: skip
+        return {int(pid) for pid in out.split()}
+
+    with (
+        psycopg.connect(amb.dsn(), autocommit=True) as idle,
+        psycopg.connect(amb.dsn()) as busy,
+        psycopg.connect(amb.dsn(db="pgbouncer"), autocommit=True) as console,
+    ):
+        pid = "select pg_backend_pid()"
+        held = busy.execute(pid).fetchone()[0]  # type: ignore[index]  # transaction open
+        parked = idle.execute(pid).fetchone()[0]  # type: ignore[index]
+        assert parked != held and backends() == {parked, held}
+        console.execute("RECONNECT")
+        wait_for(lambda: parked not in backends(), what="the idle server closed")
+        assert busy.execute(pid).fetchone()[0] == held  # type: ignore[index]
+        assert held in backends()
+        busy.commit()
+        wait_for(lambda: held not in backends(), what="the released server closed")
+        fresh = {idle.execute(pid).fetchone()[0], busy.execute(pid).fetchone()[0]}  # type: ignore[index]
+        assert not fresh & {parked, held}
+        busy.commit()
+        # RECONNECT of another database leaves these alone
+        console.execute("RECONNECT other")
+        assert idle.execute(pid).fetchone()[0] in fresh  # type: ignore[index]
+
+
+def test_show_help_and_an_unsupported_command(ambassador) -> None:
+    """SHOW HELP lists the commands (a NOTICE, as PgBouncer's); an unsupported one is an
+    error that says what is supported, and the console stays usable after it."""
+    amb = ambassador()
+    args = ["-X", "-h", HOST, "-p", str(amb.port), "-U", "postgres", "-d", "pgbouncer"]
+    done = kit.run_pg_tool("psql", *args, "-c", "SHOW HELP", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "NOTICE:  Console usage" in done.stderr and "RECONNECT [db]" in done.stderr
+    done = kit.run_pg_tool("psql", *args, "-c", "SHUTDOWN WAIT_FOR_CLIENTS", "-c", "SHOW VERSION",
+                           timeout=30)  # fmt: skip
+    assert "unsupported command: SHUTDOWN WAIT_FOR_CLIENTS" in done.stderr, done.stderr
+    assert "closes each one at the end of its transaction" in done.stderr
+    assert "(podkit pg-ambassador" in done.stdout, done.stdout  # SHOW VERSION ran after it

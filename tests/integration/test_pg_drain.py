@@ -166,3 +166,31 @@ def test_drain_under_pgbench_load(run_helper, pg, tmp_path: Path, protocol, trig
     assert pg.sql("select count(*) from drained where client = -1").strip() == "1"
     events = [e.get("event") for e in helper.log_events()]
     assert "draining" in events and "drained" in events
+
+
+def test_console_shutdown_starts_the_drain(run_helper, pg) -> None:
+    """PgBouncer's `SHUTDOWN` on the admin console starts the same drain as SIGTERM: the
+    command is answered, an open transaction still commits, then the helper exits 0."""
+    port = free_port()
+    helper = run_helper(
+        "pg-ambassador", "--listen", f"{HOST}:{port}", "--server-port", str(pg.port),
+        "--client-auth", "trust", "--shutdown-timeout", str(SHUTDOWN_TIMEOUT),
+    )  # fmt: skip
+    dsn = f"postgresql://postgres@{HOST}:{port}/postgres"
+    with psycopg.connect(dsn, sslmode="disable") as holder:
+        notices: list[str] = []  # libpq reports a FATAL read while idle as a notice
+        holder.add_notice_handler(lambda diag: notices.append(diag.sqlstate or ""))
+        holder.execute("create table shut (n int)")  # a transaction is open
+        done = kit.run_pg_tool("psql", "-X", "-h", HOST, "-p", str(port), "-U", "postgres",
+                               "-d", "pgbouncer", "-c", "SHUTDOWN", timeout=30)  # fmt: skip
+        assert "SHUTDOWN" in done.stdout, done.stderr
+        wait_for(lambda: http_get(f"{helper.admin}/readyz")[0] == 503, what="/readyz 503")
+        assert helper.process.alive()  # waiting for the open transaction
+        holder.commit()
+        with pytest.raises(psycopg.OperationalError) as closed:
+            holder.execute("select 1")
+        assert "administrator command" in str(closed.value) or "57P01" in notices, closed.value
+    assert helper.wait_exit(SHUTDOWN_TIMEOUT) == 0, helper.log_text()
+    assert pg.sql("select count(*) from shut").strip() == "0"  # the table was committed
+    requested = [e for e in helper.log_events() if e.get("event") == "drain_requested"]
+    assert [e.get("source") for e in requested] == ["console"]
