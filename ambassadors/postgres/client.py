@@ -146,12 +146,17 @@ class ClientConn(asyncio.Protocol):
             if not messages:
                 return
             server = self.server
-            if server is not None and (server.client is self or self._take_back(server)):
+            if server is not None and server.client is self:
+                self.process(messages)
+            elif messages[0][0] == 88 and not self.waiting:
+                # Terminate needs no server: one parked with us stays parked until
+                # connection_lost hands it back (taking it back would cost an orphan's
+                # round of checks for nothing)
+                self.transport.close()
+            elif server is not None and self._take_back(server):
                 self.process(messages)
             elif self.console:
                 self.amb.console.handle(self, messages)
-            elif messages[0][0] == 88 and not self.waiting:  # Terminate: no server needed
-                self.transport.close()
             elif self.waiting or messages[0][0] == 81 or not self.answer_locally(messages):
                 self.pending.extend(messages)
                 if not self.waiting:
