@@ -57,9 +57,15 @@ def free_port() -> int:
 
 
 def wait_for(
-    condition: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.02, what: str
+    condition: Callable[[], object],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str,
+    explain: Callable[[], object] | None = None,
 ) -> object:
-    """Poll `condition` until it returns something truthy; raise TimeoutError naming `what`."""
+    """Poll `condition` until it returns something truthy; raise TimeoutError naming `what`
+    (and, when given, what `explain()` says then: a helper's log, say)."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -72,6 +78,8 @@ def wait_for(
                 return result
         time.sleep(interval)
     suffix = f" (last error: {last_error})" if last_error else ""
+    if explain is not None:
+        suffix += f"\n{explain()}"
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}{suffix}")
 
 

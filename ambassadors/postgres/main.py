@@ -48,7 +48,7 @@ class Ambassador:
         self.console = Console(self)
         self._throttled = Throttled(self.log, LOG_EVERY)
         self.started_at = time.time()
-        self.no_sessions = asyncio.Event()  # set while draining, by sessions_closed()
+        self.no_sessions = asyncio.Event()  # set while draining, once sessions_closed()
         # how the server host is looked up, for each new server connection (a hook: tests
         # replace it to move the host to another address)
         self.resolve: Resolver = resolve
@@ -188,7 +188,6 @@ class Ambassador:
         self.log.info("draining", clients_in_transaction=busy)
         started = time.monotonic()
         if not self.sessions_closed():
-            self.no_sessions.clear()
             await self.no_sessions.wait()
         self.log.info("drained", seconds=round(time.monotonic() - started, 3))
 

@@ -139,6 +139,14 @@ def run_pg_tool(
     )  # fmt: skip
 
 
+def read_to_eof(sock: socket.socket) -> bytes:
+    """Everything the ambassador says on a raw socket until it closes it."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
 def server_backends(pg: PostgresServer) -> int:
     """Client backends connected to PostgreSQL (not counting the one asking)."""
     out = pg.sql(

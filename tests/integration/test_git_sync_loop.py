@@ -36,11 +36,8 @@ def published(root: Path, link: str = "current") -> str | None:
 
 
 def wait_published(root: Path, sha: str, helper=None, timeout: float = 20) -> None:
-    try:
-        wait_for(lambda: published(root) == sha, what=f"{sha[:10]} published", timeout=timeout)
-    except TimeoutError as exc:
-        log = helper.log_text() if helper is not None else ""
-        raise TimeoutError(f"{exc}\n{log}") from None
+    wait_for(lambda: published(root) == sha, what=f"{sha[:10]} published", timeout=timeout,
+             explain=helper.log_text if helper is not None else None)  # fmt: skip
 
 
 def metric(helper, name: str) -> float:

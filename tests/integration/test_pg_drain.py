@@ -40,13 +40,6 @@ ADMIN_SHUTDOWN = "terminating connection due to administrator command"
 ABORTED = re.compile(r"client (\d+) (?:script \d+ )?aborted in command (\d+)[^:;]*[:;] (.*)")
 
 
-def read_until_closed(sock: socket.socket) -> bytes:
-    received = b""
-    while chunk := sock.recv(65536):
-        received += chunk
-    return received
-
-
 def committed_per_client(pg) -> collections.Counter[int]:  # type: ignore[no-untyped-def]
     out = pg.sql("select client, count(*) from drained where note = 'pgbench' group by client")
     counts: collections.Counter[int] = collections.Counter()
@@ -109,7 +102,7 @@ def test_drain_under_pgbench_load(run_helper, pg, tmp_path: Path, protocol, trig
         with pytest.raises(psycopg.OperationalError, match="pg-ambassador is shutting down"):
             psycopg.connect(dsn, sslmode="disable", connect_timeout=10).close()
         silent.sendall(pq.startup_message({"user": "postgres", "database": "postgres"}))
-        assert b"C57P03\x00" in read_until_closed(silent)
+        assert b"C57P03\x00" in kit.read_to_eof(silent)
         isready = subprocess.run(
             [kit.pg_binary("pg_isready"), "-h", HOST, "-p", str(port), "-U", "postgres"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=10,

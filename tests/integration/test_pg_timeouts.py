@@ -138,12 +138,9 @@ def raw_login(port: int) -> socket.socket:
     return sock
 
 
-def read_to_eof(sock: socket.socket) -> tuple[bytes, float]:
+def read_to_eof_timed(sock: socket.socket) -> tuple[bytes, float]:
     """Everything the ambassador says until it closes, and when it closed."""
-    buf = b""
-    while chunk := sock.recv(65536):
-        buf += chunk
-    return buf, time.monotonic()
+    return kit.read_to_eof(sock), time.monotonic()
 
 
 async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambassador) -> None:
@@ -151,7 +148,7 @@ async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambas
     amb = ambassador(pool_size=4, client_idle_timeout=timeout)
     logged_in = time.monotonic()  # (just before: the ambassador's clock starts after)
     idle = raw_login(amb.port)
-    watch = asyncio.ensure_future(asyncio.to_thread(read_to_eof, idle))
+    watch = asyncio.ensure_future(asyncio.to_thread(read_to_eof_timed, idle))
     # idle after one query: its server stays parked with it (a server for each client)
     used = await asyncpg.connect(amb.dsn())
     assert await used.fetchval("select 0") == 0
