@@ -625,7 +625,7 @@ class Discovery:
                                  error=str(exc)[:200] or type(exc).__name__)  # fmt: skip
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                 with contextlib.suppress(Exception):
                     await client.aclose()
             # Events may have been missed meanwhile: a round right away looks at the flags.
