@@ -56,8 +56,8 @@ def scrape_timeout(request: Request) -> float | None:
 
 
 def wants_openmetrics(accept: bytes) -> bool:
-    """Accept names OpenMetrics 1.0.0 (or no version) with a q above 0."""
-    for item in accept.split(b","):
+    """Accept names OpenMetrics 1.0.0 (or no version) with a q above 0 (any case)."""
+    for item in accept.lower().split(b","):
         media, *params = (p.strip() for p in item.split(b";"))
         if media != b"application/openmetrics-text":
             continue
