@@ -48,6 +48,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class StartupError(Exception):
     """The helper cannot start (cannot listen, unusable output...): one log line, exit 1.
 
+    A bind goes inside `with listening(settings, field):`, which raises the one shape of
+    "cannot listen" error every helper uses.
+
     `event` and `fields` become that line, as `runtime.log.error(event, **fields)` would
     write it; no traceback, since the cause is the environment, not a bug.
     """
