@@ -155,7 +155,8 @@ class AdminServer:
         return _status(self.health.started)
 
     async def metrics(self, request: Request) -> Response:
-        accept = request.headers.get(b"accept", b"").decode("latin-1")
+        # Media types are case-insensitive; prometheus_client compares lower-case ones.
+        accept = request.headers.get(b"accept", b"").decode("latin-1").lower()
         encoder, content_type = choose_encoder(accept)
         return Response(200, encoder(self.health.registry), content_type.encode())
 

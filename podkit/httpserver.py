@@ -37,7 +37,8 @@ class Request:
     path: str
     query: str
     headers: dict[bytes, bytes]
-    """Header names and values, lower-cased."""
+    """Header names lower-cased, values as sent (a token is case-sensitive); repeated
+    headers joined with ", "."""
     peer: str | None
     """The client's IP address."""
 
@@ -68,8 +69,8 @@ def _encode(response: Response, keep_alive: bool, head: bool) -> bytes:
 
 
 def accepts_gzip(accept_encoding: bytes) -> bool:
-    """Accept-Encoding lists gzip (or *) with a q above 0."""
-    for item in accept_encoding.split(b","):
+    """Accept-Encoding lists gzip (or *) with a q above 0 (codings are case-insensitive)."""
+    for item in accept_encoding.lower().split(b","):
         coding, *params = (p.strip() for p in item.split(b";"))
         if coding in (b"gzip", b"*"):
             q = next((p[2:] for p in params if p.startswith(b"q=")), b"1")
@@ -197,7 +198,6 @@ class _Protocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        value = value.lower()
         old = self._headers.get(name)
         self._headers[name] = value if old is None else old + b", " + value
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import platform
 import signal
+import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -29,6 +31,7 @@ from prometheus_client import (
 
 from podkit import __version__, logs
 from podkit.admin import AdminServer
+from podkit.config import aliases, flag_name
 
 if TYPE_CHECKING:
     from podkit.config import HelperSettings, Notice
@@ -45,6 +48,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class StartupError(Exception):
     """The helper cannot start (cannot listen, unusable output...): one log line, exit 1.
 
+    A bind goes inside `with listening(settings, field):`, which raises the one shape of
+    "cannot listen" error every helper uses.
+
     `event` and `fields` become that line, as `runtime.log.error(event, **fields)` would
     write it; no traceback, since the cause is the environment, not a bug.
     """
@@ -53,6 +59,41 @@ class StartupError(Exception):
         super().__init__(event)
         self.event = event
         self.fields = fields
+
+
+def cannot_listen(settings: HelperSettings, field: str, exc: OSError) -> StartupError:
+    """The error for an address setting that cannot be bound: it names the flag to change.
+
+    One shape for every listener (a helper's, the admin server), e.g. "cannot listen on
+    127.0.0.1:5432 (address already in use): set --listen to a free address".
+    """
+    addr = str(getattr(settings, field))
+    flag = flag_name(field)
+    also = [f for f in aliases(type(settings).model_fields[field]).flags if f.startswith("--")]
+    named = f"{flag} (also {', '.join(also)})" if also else flag
+    if isinstance(exc, socket.gaierror) or not exc.errno:
+        reason = exc.strerror or str(exc)
+    else:  # asyncio's strerror also names the socket address: the errno says it shorter
+        reason = os.strerror(exc.errno)
+    reason = reason[:1].lower() + reason[1:]
+    wanted = "a free address" if exc.errno == errno.EADDRINUSE else "an address it can bind"
+    return StartupError(
+        "listen_failed",
+        setting=flag,
+        addr=addr,
+        error=reason,
+        message=f"cannot listen on {addr} ({reason}): set {named} to {wanted}",
+    )
+
+
+@contextlib.contextmanager
+def listening(settings: HelperSettings, field: str) -> Iterator[None]:
+    """Wrap the bind of the address in `settings.<field>`: an OSError becomes the
+    StartupError of `cannot_listen` (one log line, exit 1)."""
+    try:
+        yield
+    except OSError as exc:
+        raise cannot_listen(settings, field, exc) from None
 
 
 class Runtime:
@@ -226,9 +267,10 @@ class Server:
             loop.add_signal_handler(sig, self.handle_exit, sig)
         self.runtime.admin = AdminServer(self.runtime, self.settings.admin_addr)
         try:
-            await self.runtime.admin.start()
-        except OSError as exc:
-            self.log.error("admin_listen_failed", addr=self.settings.admin_addr, error=str(exc))
+            with listening(self.settings, "admin_addr"):
+                await self.runtime.admin.start()
+        except StartupError as exc:
+            self.log.error(exc.event, **exc.fields)
             return False
         self.log.info(
             "starting",

@@ -1,8 +1,10 @@
 """Bounded HTTP GETs for the sources: http, https, and HTTP over a unix socket.
 
-Targets are dialled with keep-alive (one pooled session for TCP, one per unix socket),
-like Go's http.Client, so a scrape costs one request and no handshake. Every failure
-becomes a `SourceError` whose message says what went wrong in words a user can act on.
+Targets are dialled with keep-alive, like Go's http.Client, so a scrape costs one request
+and no handshake: http:// and unix: targets through the lean client of `http1.py` (a pool
+per host and port or per socket path), https:// (and http:// with credentials in the URL)
+through one pooled aiohttp session. Every failure becomes a `SourceError` whose message
+says what went wrong in words a user can act on.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ class HttpClient:
         self.max_body_size = max_body_size
         self._ssl = client_context(verify=verify, ca_file=ca_file)
         self._tcp: aiohttp.ClientSession | None = None
-        self._unix: dict[str, aiohttp.ClientSession] = {}
         self._plain = Http1Pool(max_body_size)
 
     async def _get_plain(self, uri: str) -> bytes | None:
@@ -74,23 +75,16 @@ class HttpClient:
             raise SourceError(f"HTTP status {status} (expected 200)")
         return body
 
-    def _session(self, socket_path: str | None) -> aiohttp.ClientSession:
+    def _session(self) -> aiohttp.ClientSession:
         import aiohttp
 
-        timeout = aiohttp.ClientTimeout(total=None)  # the scrape's own timeout bounds it
-        if socket_path is None:
-            if self._tcp is None:
-                connector = aiohttp.TCPConnector(ssl=self._ssl, limit=0, keepalive_timeout=60)
-                self._tcp = aiohttp.ClientSession(
-                    connector=connector, timeout=timeout, auto_decompress=False
-                )
-            return self._tcp
-        session = self._unix.get(socket_path)
-        if session is None:
-            unix = aiohttp.UnixConnector(path=socket_path, limit=0, keepalive_timeout=60)
-            session = aiohttp.ClientSession(connector=unix, timeout=timeout, auto_decompress=False)
-            self._unix[socket_path] = session
-        return session
+        if self._tcp is None:
+            timeout = aiohttp.ClientTimeout(total=None)  # the scrape's own timeout bounds it
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=0, keepalive_timeout=60)
+            self._tcp = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, auto_decompress=False
+            )
+        return self._tcp
 
     async def get(self, uri: str) -> bytes:
         """The body of a 200 answer, at most max_body_size bytes, or SourceError."""
@@ -101,14 +95,9 @@ class HttpClient:
         # then: it costs about 11 MiB of RSS that a plain-http exporter never needs.
         import aiohttp
 
-        socket_path: str | None = None
-        url = uri
-        if uri.startswith("unix:"):
-            socket_path, request_path = split_unix_uri(uri)
-            url = "http://localhost" + request_path
-        session = self._session(socket_path)
+        session = self._session()
         try:
-            async with session.get(url, allow_redirects=False) as response:
+            async with session.get(uri, allow_redirects=False) as response:
                 if response.status != 200:
                     raise SourceError(f"HTTP status {response.status} (expected 200)")
                 length = response.content_length
@@ -122,8 +111,6 @@ class HttpClient:
         except aiohttp.ClientPayloadError as exc:
             raise SourceError(f"truncated or malformed body: {exc}") from None
         except aiohttp.ClientConnectorError as exc:
-            if socket_path is not None and isinstance(exc.os_error, FileNotFoundError):
-                raise SourceError(f"unix socket {socket_path} does not exist") from None
             raise SourceError(f"cannot connect: {exc.os_error.strerror or exc}") from None
         except aiohttp.ClientError as exc:
             raise SourceError(f"{type(exc).__name__}: {exc}") from None
@@ -135,9 +122,9 @@ class HttpClient:
 
     async def close(self) -> None:
         self._plain.close()
-        sessions = [s for s in (self._tcp, *self._unix.values()) if s is not None]
-        self._tcp, self._unix = None, {}
-        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        session, self._tcp = self._tcp, None
+        if session is not None:
+            await session.close()
 
 
 async def read_capped(

@@ -25,7 +25,7 @@ from podkit.adapters.prometheus.scrape import Scraper
 from podkit.adapters.prometheus.settings import ExporterSettings, parse_const_labels
 from podkit.config import split_host_port
 from podkit.httpserver import HttpServer, Request, Response
-from podkit.runtime import Runtime, StartupError
+from podkit.runtime import Runtime, listening
 
 LANDING = """<!DOCTYPE html>
 <html><head><title>podkit stats-exporter</title></head>
@@ -56,8 +56,8 @@ def scrape_timeout(request: Request) -> float | None:
 
 
 def wants_openmetrics(accept: bytes) -> bool:
-    """Accept names OpenMetrics 1.0.0 (or no version) with a q above 0."""
-    for item in accept.split(b","):
+    """Accept names OpenMetrics 1.0.0 (or no version) with a q above 0 (any case)."""
+    for item in accept.lower().split(b","):
         media, *params = (p.strip() for p in item.split(b";"))
         if media != b"application/openmetrics-text":
             continue
@@ -132,12 +132,8 @@ async def run(settings: ExporterSettings, runtime: Runtime) -> None:
     listener = MetricsListener(settings, scraper, sources, runtime.log)
     if runtime.admin is not None:  # key figures for `podkit ctl status` (/status)
         runtime.admin.add_status(scraper.figures)
-    try:
+    with listening(settings, "web_listen_address"):
         await listener.start()
-    except OSError as exc:
-        raise StartupError(
-            "listen_failed", addr=settings.web_listen_address, error=exc.strerror or str(exc)
-        ) from None
     runtime.log.info(
         "listening",
         addr=settings.web_listen_address,

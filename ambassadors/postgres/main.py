@@ -22,7 +22,7 @@ from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 from podkit.config import split_host_port
 from podkit.logs import Throttled, get_logger
-from podkit.runtime import Runtime, StartupError
+from podkit.runtime import Runtime, StartupError, listening
 
 LOG_EVERY = 1.0
 ADDRESS_CHECK_EVERY = 10.0
@@ -140,12 +140,10 @@ class Ambassador:
 
     async def start(self) -> str:
         host, port = split_host_port(self.settings.listen)
-        try:
+        with listening(self.settings, "listen"):
             self.server = await self.loop.create_server(
                 lambda: ClientConn(self), host, port, backlog=4096, reuse_address=True
             )
-        except OSError as exc:
-            raise StartupError("listen_failed", addr=self.settings.listen, error=str(exc)) from None
         sock = self.server.sockets[0].getsockname()
         return f"{sock[0]}:{sock[1]}"
 

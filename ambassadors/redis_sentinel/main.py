@@ -15,7 +15,7 @@ from podkit.ambassadors.redis_sentinel.metrics import (
 )
 from podkit.ambassadors.redis_sentinel.proxy import Proxy
 from podkit.ambassadors.redis_sentinel.settings import AmbassadorSettings
-from podkit.runtime import Runtime, StartupError
+from podkit.runtime import Runtime, listening
 from podkit.tls import client_context
 
 
@@ -101,12 +101,8 @@ class Ambassador:
             self.discovery.wake.set()
 
     async def serve(self) -> None:
-        try:
+        with listening(self.settings, "listen"):
             bound = await self.proxy.start()
-        except OSError as exc:
-            raise StartupError(
-                "listen_failed", addr=self.settings.listen, error=exc.strerror or str(exc)
-            ) from None
         self.log.info(
             "listening",
             addr=bound,

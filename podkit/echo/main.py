@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge
 
 from podkit.config import split_host_port
 from podkit.echo.settings import EchoSettings
-from podkit.runtime import Runtime, StartupError
+from podkit.runtime import Runtime, listening
 
 
 class EchoServer:
@@ -68,14 +68,10 @@ class EchoServer:
 
     async def serve(self) -> None:
         host, port = split_host_port(self.settings.listen)
-        try:
+        with listening(self.settings, "listen"):
             server = await asyncio.start_server(
                 self.handle, host, port, limit=self.settings.max_line_bytes
             )
-        except OSError as exc:
-            raise StartupError(
-                "listen_failed", addr=self.settings.listen, error=exc.strerror or str(exc)
-            ) from None
         bound = server.sockets[0].getsockname()
         self.log.info("listening", addr=f"{bound[0]}:{bound[1]}")
         self.runtime.set_ready(True)

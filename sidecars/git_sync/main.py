@@ -661,8 +661,14 @@ class GitSync:
                 token = _read_secret(self.s.sync_token_file).strip()
             except OSError:
                 return json_response({"error": "sync token file unreadable"}, 503)
-            given = request.headers.get(b"authorization", b"").decode("latin-1")
-            if not token or not hmac.compare_digest(given, f"Bearer {token}"):
+            # The scheme is case-insensitive (RFC 9110), the token is not; bytes, so that
+            # compare_digest (constant time) takes any header a client sends.
+            scheme, _, given = request.headers.get(b"authorization", b"").partition(b" ")
+            if (
+                not token
+                or scheme.lower() != b"bearer"
+                or not hmac.compare_digest(given.strip(), token.encode())
+            ):
                 return json_response({"error": "bearer token required"}, 403)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.waiters.append(future)

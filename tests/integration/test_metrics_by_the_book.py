@@ -91,6 +91,22 @@ def test_admin_metrics_negotiate_too(run_helper: Callable[..., HelperProcess]) -
     assert b"podkit_ready" in gzip.decompress(body)
 
 
+def test_media_types_and_codings_match_in_any_case(
+    exporter: Callable[..., str],
+    nginx_server: NginxServer,
+    run_helper: Callable[..., HelperProcess],
+) -> None:
+    # Header values reach the handlers as sent; the keywords in them are case-insensitive.
+    url = exporter("--nginx-scrape-uri", f"{nginx_server.url}/stub_status")
+    admin = run_helper("echo", "--listen", f"{HOST}:0").admin + "/metrics"
+    for target in (url, admin):
+        headers, body = get(target, Accept="Application/OpenMetrics-Text; Version=1.0.0")
+        assert headers["content-type"].startswith("application/openmetrics-text"), target
+        assert body.endswith(b"# EOF\n")
+        headers, _ = get(target, **{"Accept-Encoding": "GZIP"})
+        assert headers["content-encoding"] == "gzip", target
+
+
 def test_scrape_timeout_header_bounds_the_fetch(
     run_helper: Callable[..., HelperProcess], free_port: Callable[[], int]
 ) -> None:

@@ -186,7 +186,10 @@ def test_admin_port_in_use_exits_1():
         try:
             helper.start(wait=None)
             assert helper.wait_exit(timeout=20) == 1
-            assert any(e["event"] == "admin_listen_failed" for e in helper.log_events())
+            assert any(
+                e["event"] == "listen_failed" and e["setting"] == "--admin-addr"
+                for e in helper.log_events()
+            )
         finally:
             helper.cleanup()
 

@@ -205,3 +205,34 @@ def test_pipelined_requests_answer_the_same_however_they_are_split(cuts: list[in
         assert seen == ["/a", "/a", "/a"]
 
     _with_server(check)
+
+
+def test_header_values_arrive_as_sent_and_keywords_match_in_any_case() -> None:
+    async def run() -> None:
+        seen: list[dict[bytes, bytes]] = []
+
+        async def record(request: Request) -> Response:
+            seen.append(request.headers)
+            return Response(200, b"x" * 4096)
+
+        server = HttpServer({"/a": {"GET": record}})
+        await server.start("127.0.0.1", 0)
+        try:
+            raw = (
+                b"GET /a HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer MiXeD-Token\r\n"
+                b"X-Twice: One\r\nx-twice: Two\r\nAccept-Encoding: GZIP;Q=1\r\n"
+                b"Connection: Keep-Alive\r\n\r\n"
+                b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: CLOSE\r\n\r\n"
+                b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
+            answer = await _exchange(server.port, raw)
+        finally:
+            await server.stop()
+        assert seen[0][b"authorization"] == b"Bearer MiXeD-Token"
+        assert seen[0][b"x-twice"] == b"One, Two"
+        first, second = answer.split(b"HTTP/1.1 ")[1:]  # CLOSE ends it: no third answer
+        assert b"Content-Encoding: gzip" in first and b"Connection: close" not in first
+        assert b"Content-Encoding" not in second and b"Connection: close" in second
+        assert len(seen) == 2
+
+    asyncio.run(run())
