@@ -1,10 +1,18 @@
-"""Static checks of the example pods under k8s/ (issue 9): schemas, then what schemas
-cannot see (tests/e2e/manifests.py), then each helper's own settings validation."""
+"""Static checks of the example pods under k8s/: schemas, then what schemas cannot see
+(tests/e2e/manifests.py), then each helper's own settings validation.
+
+The checks of one manifest (`schema_check`, `manifest_problems`, `image_argv`,
+`helper_settings`) are shared with tests/unit/test_docs_yaml.py, which runs them on the
+YAML examples in the documentation.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -15,6 +23,7 @@ from podkit.config import ConfigError
 from tests.e2e.manifests import (
     GIT_REPO_MOUNT,
     K8S,
+    ROOT,
     Findings,
     Local,
     check_helper_container,
@@ -44,6 +53,84 @@ CRDS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 HELPERS = registered_helpers()
+# An image's ENTRYPOINT as images/build.sh builds it (exec form).
+ENTRYPOINT = re.compile(r"^ENTRYPOINT (\[.*\])$", re.M)
+
+
+def schema_check(doc: dict[str, Any], version: str) -> None:
+    """kubernetes-validate, strict (unknown fields fail); raises ValidationError."""
+    if (doc["apiVersion"], doc["kind"]) in CRDS:
+        return
+    kubernetes_validate.validate(doc, version, strict=True)
+
+
+def built_helpers() -> set[str]:
+    """The helpers images/build.sh makes an image of: podkit/<helper>:<version>."""
+    return {
+        p.name.removesuffix(".Containerfile") for p in (ROOT / "images").glob("*.Containerfile")
+    }
+
+
+def image_entrypoint(helper: str) -> list[str]:
+    text = (ROOT / "images" / f"{helper}.Containerfile").read_text()
+    match = ENTRYPOINT.search(text)
+    assert match, f"images/{helper}.Containerfile has no exec-form ENTRYPOINT"
+    return list(json.loads(match.group(1)))
+
+
+def image_argv(container: dict[str, Any]) -> list[str]:
+    """What the container runs: `command` replaces the image's ENTRYPOINT, `args` follow."""
+    found = podkit_helper(container)
+    assert found, container.get("image")
+    command = container.get("command") or image_entrypoint(found[0])
+    return [*command, *container.get("args", [])]
+
+
+def manifest_problems(where: str, doc: dict[str, Any]) -> list[str]:
+    """What schemas cannot see, for every pod of DOC: restricted Pod Security, resources,
+    probes, pinned tags (check_pod); for a podkit container also that its image is one the
+    build makes, that it runs `podkit HELPER` as the image does, with probes on the
+    helper's admin port and a preStop drain (check_helper_container)."""
+    findings = Findings()
+    for pod, _, spec in pod_specs(doc):
+        at = f"{where}:{pod}"
+        check_pod(at, spec, __version__, findings)
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            image = container.get("image", "")
+            found = podkit_helper(container)
+            if found is None:
+                if "podkit" in image:
+                    findings.add(
+                        f"{at}/{container['name']}",
+                        f"image {image!r} is not one images/build.sh makes (podkit/HELPER:VERSION)",
+                    )
+                continue
+            if found[0] not in built_helpers() or found[0] not in HELPERS:
+                findings.add(
+                    f"{at}/{container['name']}",
+                    f"image {image!r}: no helper {found[0]!r} is registered and built",
+                )
+                continue
+            argv = image_argv(container)
+            if argv[:2] != ["podkit", found[0]]:
+                findings.add(
+                    f"{at}/{container['name']}",
+                    f"runs {argv[:2]}, not the image's `podkit {found[0]}`",
+                )
+            if any(c is container for c in long_running(spec)):
+                check_helper_container(at, container, HELPERS[found[0]], findings)
+    return findings.problems
+
+
+def podkit_settings(
+    container: dict[str, Any], spec: dict[str, Any], docs: list[dict[str, Any]]
+) -> Any:
+    """The container's settings as `podkit HELPER` in its image loads them (the image's
+    argument parser, so an unknown argument fails as it would in the pod). Raises
+    ConfigError."""
+    helper = HELPERS[podkit_helper(container)[0]]  # type: ignore[index]
+    argv = image_argv(container)
+    return helper_settings({**container, "args": argv[2:]}, spec, docs, helper)
 
 
 def helper_containers() -> list[tuple[Path, str, dict, dict]]:
@@ -78,9 +165,7 @@ def test_every_pattern_is_there() -> None:
 @pytest.mark.parametrize("path", FILES, ids=IDS)
 def test_schema_strict(path: Path, version: str) -> None:
     for doc in load(path).docs:
-        if (doc["apiVersion"], doc["kind"]) in CRDS:
-            continue
-        kubernetes_validate.validate(doc, version, strict=True)
+        schema_check(doc, version)
 
 
 def test_strict_schema_rejects_an_unknown_field() -> None:
@@ -92,11 +177,10 @@ def test_strict_schema_rejects_an_unknown_field() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=IDS)
 def test_restricted_security_resources_probes_tags(path: Path) -> None:
-    findings = Findings()
+    problems = []
     for doc in load(path).docs:
-        for name, _, spec in pod_specs(doc):
-            check_pod(f"{path.relative_to(K8S)}:{name}", spec, __version__, findings)
-    assert findings.problems == []
+        problems += manifest_problems(str(path.relative_to(K8S)), doc)
+    assert problems == []
 
 
 @pytest.mark.parametrize(
@@ -114,7 +198,7 @@ def test_helper_probes_and_settings(path: Path, pod: str, spec: dict, container:
     # The ConfigMap keys, args and env the pod gives the helper pass its own validation.
     # ConfigMaps and Secrets of every folder: redis-ambassador/ uses redis-sentinel/'s Secret.
     everything = [doc for file in FILES for doc in load(file).docs]
-    helper_settings(container, spec, everything, helper)
+    podkit_settings(container, spec, everything)
 
 
 @pytest.mark.parametrize("folder", PATTERN_FOLDERS, ids=[f.name for f in PATTERN_FOLDERS])
