@@ -27,6 +27,7 @@ it in a pod that lacks the file.
 from __future__ import annotations
 
 import re
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 import pytest
 import yaml
 
-from podkit.config import ConfigError, load_settings
+from podkit.config import ConfigError, build_parser, load_settings
 from tests.e2e.manifests import ROOT, pod_specs, podkit_helper
 from tests.unit.test_k8s_manifests import (
     HELPERS,
@@ -317,6 +318,71 @@ def test_every_readme_is_found() -> None:
     assert not any(part.startswith(".") for f in found for part in Path(f).parts)
 
 
+# --- shell examples -----------------------------------------------------------------------
+
+SHELL_LANGS = ("", "sh", "bash", "shell", "console")
+PODKIT_COMMAND = re.compile(r"(?:^|\s)(?:\S*/)?podkit (?P<helper>[a-z0-9-]+)(?P<rest>(?:\s.*)?)$")
+
+
+def podkit_commands(text: str) -> list[tuple[str, list[str]]]:
+    """(helper, argv) of each `podkit HELPER ...` command line in a shell block, up to a
+    pipe, redirection or comment (continuation lines joined)."""
+    found = []
+    for line in text.replace("\\\n", " ").splitlines():
+        match = PODKIT_COMMAND.search(line)
+        if not match or match["helper"] not in HELPERS:
+            continue
+        lexer = shlex.shlex(match["rest"], posix=True, punctuation_chars=True)
+        lexer.commenters = "#"
+        lexer.whitespace_split = True
+        argv = []
+        for token in lexer:
+            if token and set(token) <= set("|&;<>()"):
+                break
+            argv.append(token)
+        found.append((match["helper"], argv))
+    return found
+
+
+SHELL_COMMANDS = [
+    (block, helper, argv)
+    for path in doc_files()
+    for block in code_blocks(path)
+    if block.lang in SHELL_LANGS
+    for helper, argv in podkit_commands(block.text)
+]
+
+
+@pytest.mark.parametrize(
+    ("block", "helper", "argv"),
+    SHELL_COMMANDS,
+    ids=[f"{b.where}:{h}" for b, h, _ in SHELL_COMMANDS],
+)
+def test_shell_example_arguments_exist(block: Block, helper: str, argv: list[str]) -> None:
+    """Every flag a documented `podkit HELPER ...` command uses is one the helper takes
+    (the values are not validated: they name files and hosts of the reader's)."""
+    if {"--help", "-h", "--man"} & set(argv):
+        return
+    settings = HELPERS[helper].load_settings_class()
+    build_parser(f"podkit {helper}", settings).parse_args(argv)
+
+
+def test_podkit_commands_are_found_in_shell_text() -> None:
+    text = (
+        "podkit log-shipper --path '/var/log/*.log' \\\n    --output stdout | jq .\n"
+        ".venv/bin/podkit stats-exporter --nope  # a comment\n"
+        "podkit ctl drain --admin http://127.0.0.1:9701\n"
+    )
+    assert podkit_commands(text) == [
+        ("log-shipper", ["--path", "/var/log/*.log", "--output", "stdout"]),
+        ("stats-exporter", ["--nope"]),
+    ]
+    with pytest.raises(ConfigError, match="unrecognized arguments: --nope"):
+        test_shell_example_arguments_exist(
+            Block(ROOT / "README.md", 1, "sh", ""), "stats-exporter", ["--nope"]
+        )
+
+
 # --- no internal history in the documentation ---------------------------------------------
 
 # "issue 12", "issues 3 and 4", "stop 5", "PR 7", or "#12" used as a reference (not
@@ -330,7 +396,7 @@ ISSUE_REF = re.compile(
 HEX = re.compile(r"(?<![\w#-])(?:[0-9a-f]{7,12}|[0-9a-f]{40})(?![\w-])")
 # Notes for podkit's own developers, which mean nothing to a user of the repository.
 INTERNAL_NOTE = re.compile(
-    r"For the top README|\bthe seed(?:'s)?\b|\bfrom the [\w-]+ work\b|\bDESIGN\.md\b"
+    r"For the top README|\bseed(?:'s)?\b|\bfrom the [\w-]+ work\b|\bDESIGN\.md\b"
 )
 # Exact texts that look like a reference but are not one, each with its reason.
 ALLOWED: dict[str, str] = {}
@@ -380,7 +446,8 @@ def test_no_issue_numbers_commit_hashes_or_internal_notes(path: Path) -> None:
         ("## Heading\n", []),
         ("1796131581233 ms, deadbeef, cafe1", []),
         ("## For the top README", ["For the top README"]),
-        ("the seed's env names (from the pg-auth work)", ["the seed's", "from the pg-auth work"]),
+        ("the seed's env names (from the pg-auth work)", ["seed's", "from the pg-auth work"]),
+        ("as in the seed pod", ["seed"]),
         ("see DESIGN.md", ["DESIGN.md"]),
     ],
 )
