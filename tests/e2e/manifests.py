@@ -269,10 +269,10 @@ def helper_settings(
             if path.is_file():
                 path.write_text(relocate(path.read_text()))
         argv = [relocate(arg) for arg in container.get("args", [])]
+        # Every env value, as the image's `podkit` reads them: drop-in names such as
+        # DATABASES_HOST or GITSYNC_REPO are settings too.
         environ = {
-            e["name"]: relocate(e["value"])
-            for e in container.get("env", [])
-            if e["name"].startswith("PODKIT_") and "value" in e
+            e["name"]: relocate(e["value"]) for e in container.get("env", []) if "value" in e
         }
         return load_settings(
             helper.load_settings_class(),

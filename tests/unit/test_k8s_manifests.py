@@ -378,3 +378,17 @@ def test_secret_volumes_become_configmaps_of_the_same_files(form: str) -> None:
     # `data` is base64 in a Secret, plain in a ConfigMap.
     encoded = {**secret, "stringData": {}, "data": {"password": "c2VjcmV0IQ=="}}
     assert secret_as_configmap(encoded)["data"] == {"password": "secret!"}
+
+
+def test_drop_in_env_names_are_validated_as_the_image_reads_them() -> None:
+    """The pod's DATABASES_*/PGBOUNCER_* env are settings of the image's `podkit`, so a bad
+    value must fail the static check as it would fail the container's start."""
+    (doc,) = copy.deepcopy(load(K8S / "pg-ambassador/classic.yaml").docs)
+    spec = doc["spec"]
+    (container,) = [c for c in spec["containers"] if podkit_helper(c)]
+    everything = [doc for file in FILES for doc in load(file).docs]
+    podkit_settings(container, spec, everything)
+    (port,) = [e for e in container["env"] if e["name"] == "DATABASES_PORT"]
+    port["value"] = "not-a-port"
+    with pytest.raises(ConfigError, match="DATABASES_PORT"):
+        podkit_settings(container, spec, everything)
