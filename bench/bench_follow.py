@@ -1,4 +1,4 @@
-"""Benchmark of podkit's file follower (issue 3).
+"""Benchmark of podkit's file follower.
 
     .venv/bin/python bench/bench_follow.py [--quick] [--runs N] [--lines N]
 

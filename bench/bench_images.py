@@ -6,7 +6,7 @@ Builds the images if the tree changed (as the e2e tests do), then prints per ima
 its size, what it adds over the base image (its own layers), and the median time from
 `podman run` to the first 200 of /readyz, next to the same measurement for the simplest
 Python HTTP server (`python3 -m http.server`) in the same base image: the floor that
-podman and the interpreter set. Targets (issue 8): under 30 MB over the base, ready in
+podman and the interpreter set. Targets: under 30 MB over the base, ready in
 under 1.5 s.
 """
 

@@ -16,17 +16,17 @@ and drops the time it parsed.
     FLUENT_BIT=/path/to/fluent-bit .venv/bin/python bench/bench_log_adapter.py [--quick]
         [--lines N] [--repeat R] [--only parse|follow|rotation] [--gb] [--busybox]
 
---busybox adds the classic `while read` loop (adapters/log_json/classic_loop.py) on a small
+--busybox adds the classic `while read` loop (podkit_dev/classic_loop.py) on a small
 sample, for the ratio the first version of the adapter was measured by.
 
-`--parsers [a,b,...]` prints instead the in-process CPU per line of each parser of issue 20
+`--parsers [a,b,...]` prints instead the in-process CPU per line of each server and runtime parser
 (postgresql, redis, ..., auto; nginx for reference) on its golden input repeated
 (tests/golden/log_adapter/, real logs of the programs): parse + normalise + encode, no
 start-up, the least of --repeat runs, which a shared machine distorts least:
 
     .venv/bin/python bench/bench_log_adapter.py --parsers [--lines 50000] [--repeat 5]
 
-Targets (issue 17): nginx parse >= 1.5x Fluent Bit's lines/s; peak RSS < 64 MiB on a 1 GB
+Targets: nginx parse >= 1.5x Fluent Bit's lines/s; peak RSS < 64 MiB on a 1 GB
 file (--gb).
 """
 
@@ -79,7 +79,7 @@ def busybox(lines: int, work: Path) -> str:
     return f"{lines / seconds:,.0f} lines/s, {cpu / lines * 1e6:,.0f} CPU-s/M"
 
 
-# Issue 20's parsers, each on its golden input; `auto` reads the PostgreSQL log.
+# The server and runtime parsers, each on its golden input; `auto` reads the PostgreSQL log.
 PARSER_ROWS = (
     "postgresql", "redis", "mariadb", "nginx_error", "apache_error", "rabbitmq", "nats",
     "mosquitto", "haproxy", "java", "go", "node", "k8s-nginx-ingress", "docker",
@@ -145,7 +145,10 @@ def main() -> int:
         "--adapter-arg", action="append", default=[], help="extra flag for the adapter (=form)"
     )
     parser.add_argument(
-        "--parsers", nargs="?", const="all", help="CPU per line of issue 20's parsers (a,b,...)"
+        "--parsers",
+        nargs="?",
+        const="all",
+        help="CPU per line of the server and runtime parsers (a,b,...)",
     )
     args = parser.parse_args()
     if args.parsers:

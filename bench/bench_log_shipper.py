@@ -13,7 +13,7 @@ podkit/Fluent Bit are printed with the load average. Method: bench/side_by_side.
     FLUENT_BIT=/path/to/fluent-bit .venv/bin/python bench/bench_log_shipper.py [--quick]
         [--lines N] [--repeat R] [--only raw|follow|rotation] [--gb] [--shipper-arg=--flag=V]
 
-Targets (issue 17): raw tail->file >= 1.0x Fluent Bit's lines/s at <= 1.5x its CPU per
+Targets: raw tail->file >= 1.0x Fluent Bit's lines/s at <= 1.5x its CPU per
 line; peak RSS < 64 MiB on a 1 GB file (--gb).
 """
 

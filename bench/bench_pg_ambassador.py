@@ -433,7 +433,7 @@ def main() -> int:
                 loaded = mib(target.rss_1000_kib)
                 print(f"  {target.name:<10} idle {idle:>6}  {IDLE_CLIENTS} clients {loaded:>6}"
                       f"  peak {mib(hwm):>6}  {target.note}")  # fmt: skip
-        print("targets (issue 12): podkit tps >= 1.0x PgBouncer in every mode PgBouncer "
+        print("targets: podkit tps >= 1.0x PgBouncer in every mode PgBouncer "
               "survives, c1 p50 <= 1.3x PgBouncer's, idle RSS < 48 MiB, < 128 MiB with "
               "1,000 clients; forwarder: the ceiling of a Python proxy here (fwd/pgb)")  # fmt: skip
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

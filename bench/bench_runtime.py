@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_runtime.py [--runs 15]
 
 Prints medians over several runs, beside `python3 -c pass` (the interpreter's own floor).
-Targets (issue 2): helper ready within 1 s of exec, idle RSS under 40 MiB.
+Targets: helper ready within 1 s of exec, idle RSS under 40 MiB.
 """
 
 from __future__ import annotations
