@@ -26,6 +26,7 @@ it in a pod that lacks the file.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import tempfile
@@ -55,13 +56,13 @@ MISSING_FILE = re.compile(r"\bfile \S+ does not exist\b|: file does not exist")
 
 
 def doc_files() -> list[Path]:
-    """Every Markdown file of the repository: all are read by users."""
-    return sorted(
-        path
-        for path in ROOT.rglob("*.md")
-        if not SKIPPED_DIRS & set(path.relative_to(ROOT).parts[:-1])
-        and not any(part.startswith(".") for part in path.relative_to(ROOT).parts[:-1])
-    )
+    """Every Markdown file of the repository: all are read by users. Hidden folders
+    (.venv, .git, caches) and build output are not the repository's."""
+    found = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS and not d.startswith(".")]
+        found += [Path(folder, name) for name in files if name.endswith(".md")]
+    return sorted(found)
 
 
 @dataclass
