@@ -92,11 +92,19 @@ class Output(abc.ABC):
     Options: ClassVar[type[OutputOptions]] = OutputOptions
     idempotent: ClassVar[bool] = False
     """True when a resend after a crash creates no duplicate (deterministic record ids)."""
+    failure_reasons: ClassVar[tuple[str, ...]] = ()
+    """`OutputError` reasons this output raises besides the pipeline's own (connect,
+    timeout, error): exported at 0 from the start, so an alert on increase() sees the first."""
 
     def __init__(self, options: Any, *, log: EventLogger) -> None:
         self.options = options
         self.name = options.name or options.type
         self.log = log
+
+    async def prepare(self) -> None:  # noqa: B027 - optional hook
+        """At start, before any line: check what waiting cannot fix (a local path that
+        cannot be opened). An OutputError here stops the shipper (exit 1); a backend that
+        is merely down belongs in `open`, whose errors are retried."""
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect, create what is missing. Errors here are retried like sends."""
