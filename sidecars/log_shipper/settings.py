@@ -191,10 +191,11 @@ class LogShipperSettings(FollowSettings):
     @field_validator("output", mode="before")
     @classmethod
     def _output_names(cls, value: Any) -> Any:
-        # YAML `output: http` and a comma list (`PODKIT_OUTPUT=stdout,file`) read as a list.
-        if isinstance(value, str):
-            return [name.strip() for name in value.split(",") if name.strip()]
-        return value
+        # YAML `output: http` and comma lists (`PODKIT_OUTPUT=stdout,file`) read as a list.
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            return value  # pydantic says what is wrong with it
+        return [name.strip() for item in items for name in item.split(",") if name.strip()]
 
     @model_validator(mode="after")
     def _load_parser(self) -> LogShipperSettings:
