@@ -118,3 +118,19 @@ def test_repeated_output_mistakes_are_one_config_error(argv: list[str], message:
     with pytest.raises(ConfigError) as caught:
         load(argv)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--retry-max", "200ms"], "invalid setting --retry-max=0.2 (from --retry-max): is below"),
+        (["--retry-initial", "0"], "invalid setting --retry-initial=0.0"),
+    ],
+)
+def test_retry_delays_that_backoff_cannot_use_are_config_errors(
+    argv: list[str], message: str
+) -> None:
+    # Before, they passed and stopped the output at its first failed send.
+    with pytest.raises(ConfigError) as caught:
+        load(["--output", "file", "--file-path", "/x", *argv])
+    assert str(caught.value).startswith(message)

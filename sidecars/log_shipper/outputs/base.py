@@ -18,7 +18,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from podkit.config import ByteSize, Duration
 from podkit.logs import EventLogger
@@ -80,12 +80,21 @@ class OutputOptions(BaseModel):
     buffer_max_bytes: ByteSize = Field(
         8 << 20, ge=1, description="bytes queued for this output before the input pauses"
     )
-    retry_initial: Duration = Field(0.25, description="first retry delay (then doubles)")
+    retry_initial: Duration = Field(0.25, gt=0, description="first retry delay (then doubles)")
     retry_max: Duration = Field(30.0, description="longest retry delay")
     retry_max_attempts: int = Field(
         0, ge=0, description="give a batch up after this many failed attempts; 0 = never"
     )
     request_timeout: Duration = Field(30.0, gt=0, description="timeout of one send")
+
+    @field_validator("retry_max")
+    @classmethod
+    def _retry_max_not_below_initial(cls, value: float, info: ValidationInfo) -> float:
+        # Checked here, not at the first failed send, where it would stop the output.
+        initial = info.data.get("retry_initial")
+        if initial is not None and value < initial:
+            raise ValueError(f"is below retry_initial ({initial:g}s)")
+        return value
 
 
 class Output(abc.ABC):
