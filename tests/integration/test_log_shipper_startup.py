@@ -9,6 +9,7 @@ regular file in the directory's place or above it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -210,6 +211,51 @@ def test_file_output_that_cannot_be_opened_refuses_to_start(
     assert error["event"] == "output_unusable" and error["output"] == "file"
     assert error["error"].endswith(why) and str(tmp_path / "volume") in error["error"]
     assert "Traceback" not in done.stderr
+
+
+def test_file_output_failing_later_retries_unready_then_delivers(
+    run_helper: Callable[..., HelperProcess], tmp_path: Path, logs: Path
+) -> None:
+    require_binary("nsenter")
+    sink = tmp_path / "sink"
+    sink.mkdir()
+    out = sink / "out.jsonl"
+    write_lines(logs / "app.log", range(100))
+    shipper = run_helper(
+        "log-shipper", "--path", str(logs / "*.log"), "--state-dir", str(tmp_path / "state"),
+        "--output", "file", "--file-path", str(out), "--ready-timeout", "1s",
+        "--retry-initial", "50ms", "--retry-max", "200ms", *FAST,
+        wrapper=in_tmpfs(sink, "size=256k"),
+    )  # fmt: skip
+
+    def inside(*argv: str) -> subprocess.CompletedProcess[bytes]:
+        """A command in the shipper's mount namespace, where its tmpfs is."""
+        pid = str(shipper.process.pid)
+        return subprocess.run(["nsenter", "-t", pid, "-m", *argv], capture_output=True, timeout=30)
+
+    def shipped() -> set[int]:
+        # Whole records only: a write cut short by the full disk leaves a torn line.
+        return {int(n) for n in re.findall(rb'seq=(\d+)",', inside("cat", str(out)).stdout)}
+
+    wait_for(
+        lambda: shipped() == set(range(100)),
+        timeout=60,
+        what="100 lines shipped",
+        explain=shipper.log_text,
+    )
+    inside("sh", "-c", f"cat /dev/zero > {sink / 'filler'}")  # ENOSPC ends it: the disk is full
+    write_lines(logs / "app.log", range(100, 200))
+    shipper.wait_http("readyz", status=503, timeout=30)
+    assert b"output file" in shipper.get("readyz")[1]
+    wait_for(
+        lambda: metric_value(shipper.metrics(), "log_shipper_batches_failed_total",
+                             output="file", reason="write") >= 2,
+        timeout=30, what="failed writes counted",
+    )  # fmt: skip
+    inside("rm", str(sink / "filler"))
+    wait_for(lambda: shipped() == set(range(200)), timeout=60, what="every line after the outage")
+    shipper.wait_http("readyz", status=200, timeout=30)
+    assert shipper.stop(signal.SIGTERM) == 0
 
 
 # --- counters with a zero -----------------------------------------------------------------
