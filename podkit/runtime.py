@@ -129,6 +129,8 @@ class Runtime:
         )
         self._ready = False
         self._ready_reason = "starting"
+        self._holds: dict[str, str] = {}
+        """Conditions apart from the helper's own set_ready (unwritable checkpoints...)."""
         self._started = False
         self._drain = asyncio.Event()
         self._drain_shown = False  # /readyz says "draining" (see request_drain)
@@ -153,15 +155,32 @@ class Runtime:
         """The helper can (or can no longer) do its job; reason says why not."""
         if ready:
             self.set_started()
-        changed = ready != self._ready
+        before = self.readiness()[0]
         self._ready = ready
         self._ready_reason = "" if ready else (reason or "not ready")
+        self._show_readiness(before)
+
+    def hold_ready(self, key: str, reason: str | None) -> None:
+        """While `reason` is set under `key`, /readyz fails with it, whatever set_ready says.
+
+        For a shared part (the follower's checkpoints) whose trouble must show without the
+        helper's own readiness overwriting it; `None` lifts the hold.
+        """
+        before = self.readiness()[0]
+        if reason:
+            self._holds[key] = reason
+        else:
+            self._holds.pop(key, None)
+        self._show_readiness(before)
+
+    def _show_readiness(self, before: bool) -> None:
+        ready, reason = self.readiness()
         self._ready_gauge.set(1 if ready else 0)
-        if changed:
+        if ready != before:
             if ready:
                 self.log.info("ready")
             else:
-                self.log.warning("not_ready", reason=self._ready_reason)
+                self.log.warning("not_ready", reason=reason)
 
     @property
     def started(self) -> bool:
@@ -169,11 +188,13 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        return self._ready and not self._drain_shown
+        return self.readiness()[0]
 
     def readiness(self) -> tuple[bool, str]:
         if self._drain_shown:
             return False, "draining"
+        if self._holds:
+            return False, next(iter(self._holds.values()))
         return self._ready, self._ready_reason
 
     # --- draining -------------------------------------------------------------------------

@@ -56,7 +56,7 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
         output=settings.output_path if settings.output == "file" else "stdout",
         multiline=settings.multiline,
     )
-    follower = Follower(config, registry=runtime.registry, log=runtime.log)
+    follower = Follower(config, runtime=runtime)  # its readiness shows checkpoint trouble
 
     def write_failed(error: OSError) -> None:
         # Not ready: the output cannot take records; the batch waits, unacknowledged.

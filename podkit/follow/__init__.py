@@ -10,12 +10,23 @@
 ends the iteration once everything read has been yielded; acks still count after it.
 """
 
-from podkit.follow.api import CUT_MARKER, Batch, FileEvent, FileId, FollowConfig, MultilineConfig
+from podkit.follow.api import (
+    CUT_MARKER,
+    EVENT_KINDS,
+    LOSS_REASONS,
+    Batch,
+    FileEvent,
+    FileId,
+    FollowConfig,
+    MultilineConfig,
+)
 from podkit.follow.follower import Follower
 from podkit.follow.ledger import FileStats, Ledger
 
 __all__ = [
     "CUT_MARKER",
+    "EVENT_KINDS",
+    "LOSS_REASONS",
     "Batch",
     "FileEvent",
     "FileId",

@@ -6,6 +6,7 @@ change it only together with both.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,6 +35,10 @@ class FileId:
 EventKind = Literal[
     "opened", "rotated", "truncated", "deleted", "line_cut", "lost", "closed", "recovered"
 ]
+EVENT_KINDS: tuple[str, ...] = typing.get_args(EventKind)
+LOSS_REASONS = ("truncated_unread", "rotated_away_unread", "deleted_unread", "line_cut")
+"""Every `reason` a loss can have: metrics export each from the start, at 0, so that an
+alert on `increase()` sees the first loss (a series born non-zero has no increase)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from podkit.follow.api import Batch, FollowConfig
@@ -45,6 +46,8 @@ class AckBook:
         self.dirty = False
         self.last_save = time.monotonic()
         self.save_failing = False
+        self.on_save_trouble: Callable[[str | None], None] | None = None
+        """Told why saving fails (once per failure spell), and None once it works again."""
         self.closed = False
         """The follower exited: later acks and saves would only lose what was just saved."""
 
@@ -119,6 +122,11 @@ class AckBook:
             if not self.save_failing:  # once per failure spell, not every second
                 self.save_failing = True
                 self.log.error("checkpoint_save_failed", path=str(self.store.path), error=str(exc))
+                if self.on_save_trouble is not None:
+                    self.on_save_trouble(
+                        f"checkpoints cannot be written to --state-dir {self.config.state_dir}: "
+                        f"{exc.strerror or exc}"
+                    )
             # Reading goes on (a broken state dir must not stop the logs); only the bound
             # on what a kill -9 would repeat grows while saving fails.
             self._recount(tailers, saved=False)
@@ -126,6 +134,8 @@ class AckBook:
         if self.save_failing:
             self.save_failing = False
             self.log.info("checkpoint_save_recovered", path=str(self.store.path))
+            if self.on_save_trouble is not None:
+                self.on_save_trouble(None)
         self._recount(tailers, saved=True)
         self.dirty = False
 

@@ -8,6 +8,7 @@ either the old or the new checkpoint, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,6 +62,29 @@ class CheckpointStore:
                 self.path.replace(self.path.with_suffix(".corrupt"))
             return [], f"{type(exc).__name__}: {exc}"
         return entries, None
+
+    def check(self) -> None:
+        """Raise OSError (its strerror says why) unless checkpoints can be written here.
+
+        The state dir is created if missing, then takes a probe file the way `save` writes
+        its temp file: a read-only mount, a file in the directory's place or a path under
+        a file fail here, at start, instead of at every save.
+        """
+        if self.path is None:
+            return
+        directory = self.path.parent
+        if directory.exists() and not directory.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(directory))
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = self.path.with_name(f".{self.path.name}.probe")
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, b"{}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
 
     def save(self, entries: list[Entry]) -> None:
         if self.path is None:

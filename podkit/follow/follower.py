@@ -34,6 +34,8 @@ from podkit.logs import get_logger
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from podkit.runtime import Runtime
+
 MAX_IDLE_STATS = 1000
 """Stats (metric series) kept for paths with no open file; older ones are dropped."""
 
@@ -45,13 +47,23 @@ class Follower:
         *,
         registry: CollectorRegistry | None = None,
         log: Any = None,
+        runtime: Runtime | None = None,
     ) -> None:
+        """`runtime` (a helper's): its registry and log by default, and its readiness,
+        held unready while checkpoints cannot be saved. Either way an unusable
+        --state-dir at start is a StartupError (exit 1)."""
         self.config = config
+        self.runtime = runtime
+        if runtime is not None:
+            registry = registry if registry is not None else runtime.registry
+            log = log if log is not None else runtime.log
         self.log = log if log is not None else get_logger("follow")
         self.ledger = Ledger()
         self._files = FileTable()
         self._ready: deque[Batch] = deque()
         self._book = AckBook(config, self._files, self.log)
+        if runtime is not None:
+            self._book.on_save_trouble = lambda reason: runtime.hold_ready("checkpoints", reason)
         self._scanner = Scanner(config, self._files, self._book, self.ledger, self.log, self._ready)
         self._reader = Reader(
             config,
@@ -100,6 +112,7 @@ class Follower:
         return self._watcher.stop_event
 
     async def __aenter__(self) -> Follower:
+        self.check_state_dir()
         self._book.load()
         self._scan(time.monotonic())
         self._restart_watch()
@@ -179,6 +192,25 @@ class Follower:
     def persist(self) -> None:
         """Save acknowledged progress now (atomically)."""
         self._book.save()
+
+    def check_state_dir(self) -> None:
+        """Refuse to start when checkpoints could never be saved (read-only, not a directory).
+
+        A helper that read on without checkpoints would look healthy and repeat everything
+        after each restart; a state dir that fails later holds readiness instead (see
+        `runtime`), since lines are still being delivered meanwhile.
+        """
+        try:
+            self._book.store.check()
+        except OSError as exc:
+            from podkit.runtime import StartupError  # only on this path: keeps imports light
+
+            raise StartupError(
+                "state_dir_unusable",
+                setting="--state-dir",
+                state_dir=str(self.config.state_dir),
+                error=exc.strerror or str(exc),
+            ) from None
 
     # --- the loop's helpers ----------------------------------------------------------
 

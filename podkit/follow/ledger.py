@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from podkit.follow.api import FileEvent
+from podkit.follow.api import LOSS_REASONS, FileEvent
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -105,8 +105,9 @@ class FollowCollector:
             labels=["path", "reason"],
         )
         for s in files:
-            for reason, n in s.lost.items():
-                lost.add_metric([s.path, reason], n)
+            # Every known reason from the path's first scrape, at 0 until a loss.
+            for reason in (*LOSS_REASONS, *(r for r in s.lost if r not in LOSS_REASONS)):
+                lost.add_metric([s.path, reason], s.lost.get(reason, 0))
         yield lost
         lag = GaugeMetricFamily(
             "podkit_follow_lag_bytes", "bytes not read yet behind each file's end", labels=["path"]

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 
 from podkit.follow import Batch, FollowConfig, Follower
-from podkit.runtime import Runtime
+from podkit.runtime import Runtime, StartupError
 from podkit.sidecars.log_shipper.metrics import ShipperMetrics
-from podkit.sidecars.log_shipper.outputs.base import Output
+from podkit.sidecars.log_shipper.outputs.base import Output, OutputError
 from podkit.sidecars.log_shipper.pipeline import Pipeline
 from podkit.sidecars.log_shipper.records import RecordEncoder, k8s_metadata
 from podkit.sidecars.log_shipper.settings import LogShipperSettings
@@ -67,8 +67,7 @@ async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
     )
     follower = Follower(
         FollowConfig.from_settings(settings, multiline=settings.multiline_config()),
-        registry=runtime.registry,
-        log=runtime.log,
+        runtime=runtime,
     )
     pipeline = Pipeline(
         build_outputs(settings, runtime),
@@ -77,6 +76,15 @@ async def run(settings: LogShipperSettings, runtime: Runtime) -> None:
         runtime.log,
         input_blocked=lambda: follower.waiting_for_acks,
     )
+    for runner in pipeline.runners:
+        try:
+            await runner.prepare()
+        except OutputError as exc:
+            raise StartupError("output_unusable", output=runner.name, error=exc.detail) from None
+        except TimeoutError:
+            raise StartupError(
+                "output_unusable", output=runner.name, error="start-up check timed out"
+            ) from None
     pipeline.start()
     if runtime.admin is not None:  # key figures for `podkit ctl status` (/status)
         runtime.admin.add_status(

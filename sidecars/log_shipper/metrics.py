@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from podkit.follow.api import EVENT_KINDS, LOSS_REASONS
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -36,6 +38,11 @@ class ShipperMetrics:
             "bytes the follower reported lost before they were read",
             ("reason",),
         )
+        # Every known label value exported at 0 from the start: alerts use increase().
+        for kind in EVENT_KINDS:
+            self.file_events.labels(kind)
+        for reason in LOSS_REASONS:
+            self.lost_bytes.labels(reason)
         self.records_sent = counter(
             "log_shipper_records_sent_total", "records an output delivered", ("output",)
         )

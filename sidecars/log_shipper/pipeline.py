@@ -25,6 +25,8 @@ from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, SendRe
 from podkit.sidecars.log_shipper.records import Chunk, OutBatch, Slice
 
 DETAIL_LIMIT = 500
+PIPELINE_FAILURES = ("connect", "timeout", "error")
+"""Failure reasons the pipeline itself gives any output's send (besides its own)."""
 _FROZEN = False
 
 
@@ -92,6 +94,10 @@ class OutputRunner:
         metrics.oldest_age.labels(self.name).set_function(self.oldest_age)
         self._m_duplicate = metrics.records_duplicate.labels(self.name)
         self._m_last_success = metrics.last_success.labels(self.name)
+        # Known reasons at 0 from the start: an alert on increase() then sees the first.
+        for reason in (*PIPELINE_FAILURES, *output.failure_reasons):
+            metrics.batches_failed.labels(self.name, reason)
+        metrics.records_dropped.labels(self.name, "retries_exhausted")
 
     # --- the producer side ----------------------------------------------------------------
 
@@ -132,6 +138,11 @@ class OutputRunner:
         return max(0.0, time.monotonic() - since)
 
     # --- the sending side ---------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """The output's start-up check (OutputError: it cannot work, do not start)."""
+        self.ever_opened = True  # whatever prepare() opened is closed when the runner ends
+        await asyncio.wait_for(self.output.prepare(), self.options.request_timeout)
 
     async def run(self) -> None:
         try:

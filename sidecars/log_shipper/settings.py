@@ -1,9 +1,10 @@
 """log-shipper settings: the follower's, the record metadata, and the outputs.
 
-A single output comes from flags (`--output http --http-url URL ...`); several come from
-the YAML config (`outputs:` a list of mappings, each with `type:` and that output's
-keys, batching and retry included). Either way every output's options are validated
-here, so a mistake exits 2 with one line naming the flag or the YAML key.
+Outputs come from flags (`--output http --http-url URL ...`, `--output` repeated for
+several outputs of different types, each reading its own prefixed flags) or from the YAML
+config (`outputs:` a list of mappings, each with `type:` and that output's keys, batching
+and retry included). Either way every output's options are validated here, so a mistake
+exits 2 with one line naming the flag or the YAML key.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -100,10 +102,11 @@ class LogShipperSettings(FollowSettings):
     )
     node_name: str | None = Field(None, description="record metadata; default: env NODE_NAME")
 
-    output: str = Field(
-        "stdout",
-        description="the output when `outputs:` is not in the config: stdout, file, http, loki, "
-        "elasticsearch, redis, postgres, or a plugin",
+    output: list[str] = Field(
+        default_factory=lambda: ["stdout"],
+        description="output when `outputs:` is not in the config: stdout, file, http, loki, "
+        "elasticsearch, redis, postgres, or a plugin; repeat it for several outputs of "
+        "different types, each set by its own prefixed flags (--file-path, --http-url...)",
         json_schema_extra={"metavar": "NAME"},
     )
     outputs: list[OutputEntry] = Field(
@@ -111,7 +114,7 @@ class LogShipperSettings(FollowSettings):
         description="several outputs (YAML): a list of {type: NAME, ...options}",
     )
 
-    # Batching and retry of the single output (YAML outputs set their own).
+    # Batching and retry of the flag outputs, each of them (YAML outputs set their own).
     batch_max_records: int | None = Field(None, ge=1, description="send once this many wait")
     batch_max_bytes: ByteSize | None = Field(None, description="send once this many bytes wait")
     batch_timeout: Duration | None = Field(None, description="send a partial batch after this")
@@ -185,6 +188,15 @@ class LogShipperSettings(FollowSettings):
         """(Output class, validated options) for every configured output."""
         return self._output_specs
 
+    @field_validator("output", mode="before")
+    @classmethod
+    def _output_names(cls, value: Any) -> Any:
+        # YAML `output: http` and comma lists (`PODKIT_OUTPUT=stdout,file`) read as a list.
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            return value  # pydantic says what is wrong with it
+        return [name.strip() for item in items for name in item.split(",") if name.strip()]
+
     @model_validator(mode="after")
     def _load_parser(self) -> LogShipperSettings:
         if self.parser is None:
@@ -207,15 +219,16 @@ class LogShipperSettings(FollowSettings):
     @model_validator(mode="after")
     def _build_outputs(self) -> LogShipperSettings:
         if self.outputs:
-            entries: list[tuple[tuple[str | int, ...], dict[str, Any]]] = [
-                (("outputs", i), entry.model_dump()) for i, entry in enumerate(self.outputs)
+            entries: list[tuple[tuple[str | int, ...], dict[str, Any], dict[str, str] | None]] = [
+                (("outputs", i), entry.model_dump(), None) for i, entry in enumerate(self.outputs)
             ]
-            flag_map: dict[str, str] | None = None
         else:
-            entries = [(("output",), self._single_output())]
-            flag_map = self._flag_map(self.output)
+            entries = [
+                (("output",), self._flag_output(kind), self._flag_map(kind))
+                for kind in self._flag_outputs()
+            ]
         names: set[str] = set()
-        for loc, raw in entries:
+        for loc, raw, flag_map in entries:
             cls = self._load_output(loc, raw)
             try:
                 options = cls.Options.model_validate(raw)
@@ -228,27 +241,46 @@ class LogShipperSettings(FollowSettings):
             self._output_specs.append((cls, options))
         return self
 
-    def _single_output(self) -> dict[str, Any]:
-        raw: dict[str, Any] = {"type": self.output}
+    def _flag_outputs(self) -> list[str]:
+        """The --output types, once each; every prefixed flag set must belong to one."""
+        kinds = self.output
+        if not kinds:
+            raise _error(("output",), "", "names no output; give one (stdout, file, http...)")
+        for kind in kinds:
+            if kinds.count(kind) > 1:
+                # Its flags (--file-path...) could not say which of the two they are for.
+                raise _error(
+                    ("output",),
+                    ",".join(kinds),
+                    f"names {kind} twice; two outputs of one type need `outputs:` in the "
+                    "--config file, each with its own `name:`",
+                )
+        for field in type(self).model_fields:
+            for other, prefix in FLAG_PREFIXES.items():
+                if not field.startswith(prefix) or other in kinds:
+                    continue
+                value = getattr(self, field)
+                if value not in (None, []):
+                    raise _error(
+                        (field,),
+                        "********" if isinstance(value, SecretStr) else value,
+                        f"belongs to the {other} output, but --output is {','.join(kinds)}",
+                    )
+        return kinds
+
+    def _flag_output(self, kind: str) -> dict[str, Any]:
+        """One --output's options: the common flags, and the flags with its own prefix."""
+        raw: dict[str, Any] = {"type": kind}
         for field in COMMON_OUTPUT_FLAGS:
             value = getattr(self, field)
             if value is not None:
                 raw[field] = value
-        prefix = FLAG_PREFIXES.get(self.output)
-        for field in type(self).model_fields:
-            for other, other_prefix in FLAG_PREFIXES.items():
-                if not field.startswith(other_prefix):
-                    continue
+        prefix = FLAG_PREFIXES.get(kind)
+        if prefix:
+            for field in type(self).model_fields:
                 value = getattr(self, field)
-                if value in (None, []):
-                    continue
-                if other_prefix != prefix:
-                    raise _error(
-                        (field,),
-                        "********" if isinstance(value, SecretStr) else value,
-                        f"belongs to the {other} output, but --output is {self.output}",
-                    )
-                raw[field.removeprefix(prefix)] = value
+                if field.startswith(prefix) and value not in (None, []):
+                    raw[field.removeprefix(prefix)] = value
         return raw
 
     def _flag_map(self, output: str) -> dict[str, str]:

@@ -8,8 +8,10 @@ import shutil
 from pathlib import Path
 
 import orjson
+import pytest
 
 from podkit.follow import CUT_MARKER, FollowConfig, Follower
+from podkit.runtime import StartupError
 from podkit_dev.follow import (
     BatchRecorder,
     ack_first,
@@ -255,13 +257,36 @@ async def test_corrupt_checkpoint_file_is_set_aside_and_reading_starts_over(tmp_
     assert saved_offsets(tmp_path) == {str(log): 4}
 
 
-async def test_unwritable_state_dir_does_not_stop_reading(tmp_path):
+async def test_state_dir_unwritable_later_does_not_stop_reading(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 5000))
-    blocker = tmp_path / "state"
-    blocker.write_bytes(b"a file where the state dir should be")
     cfg = config(tmp_path, "app.log", buffer_bytes=8192, batch_max_bytes=2048)
-    await read_lines(cfg, 5000, what="every line despite failed saves")
+    troubles: list[str | None] = []
+    async with Follower(cfg) as follower:
+        follower._book.on_save_trouble = troubles.append
+        # Usable at start, then a file takes the directory's place: saves fail from now on.
+        (tmp_path / "state").rename(tmp_path / "state.old")
+        (tmp_path / "state").write_bytes(b"a file where the state dir should be")
+        c = BatchRecorder(follower).start()
+        await until(lambda: len(c.lines()) == 5000, what="every line despite failed saves")
+        await until(lambda: troubles != [], what="the failure reported")
+        (tmp_path / "state").unlink()
+        (tmp_path / "state.old").rename(tmp_path / "state")
+        append(log, numbered("x", 5000, 5010))
+        await until(lambda: troubles[-1] is None, what="the recovery reported")
+        await c.stop()
+    assert troubles[0] is not None and "--state-dir" in troubles[0]
+    assert saved_offsets(tmp_path) == {str(log): log.stat().st_size}
+
+
+async def test_state_dir_unusable_at_start_is_a_startup_error(tmp_path):
+    (tmp_path / "app.log").write_bytes(b"a\n")
+    (tmp_path / "state").write_bytes(b"a file where the state dir should be")
+    with pytest.raises(StartupError) as caught:
+        async with Follower(config(tmp_path, "app.log")):
+            pass
+    assert caught.value.fields["setting"] == "--state-dir"
+    assert caught.value.fields["error"] == "not a directory"
 
 
 async def test_ack_after_exit_changes_nothing_saved(tmp_path):

@@ -91,3 +91,46 @@ def test_outputs_from_env_and_flag_yaml() -> None:
 def test_duplicate_output_names_are_refused() -> None:
     with pytest.raises(ConfigError, match="two outputs have this name"):
         load(["--outputs", '[{"type": "stdout"}, {"type": "stdout"}]'])
+
+
+def test_repeated_output_flags_make_one_output_per_type() -> None:
+    loaded = load(
+        ["--output", "stdout", "--output", "file", "--file-path", "/x", "--batch-timeout", "2s"]
+    )
+    specs = [(cls.__name__, options) for cls, options in loaded.output_specs]
+    assert [name for name, _ in specs] == ["StdoutOutput", "FileOutput"]
+    assert specs[1][1].path == "/x"
+    assert all(options.batch_timeout == 2.0 for _, options in specs)
+    from_env = load([], {"PODKIT_OUTPUT": "stdout,file", "PODKIT_FILE_PATH": "/x"})
+    assert [cls.__name__ for cls, _ in from_env.output_specs] == ["StdoutOutput", "FileOutput"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--output", "file", "--output", "file", "--file-path", "/x"], "`outputs:`"),
+        (["--output", "stdout", "--output", "file", "--http-url", "http://h/"],
+         "belongs to the http output, but --output is stdout,file"),
+        (["--output", ""], "names no output"),
+    ],
+)  # fmt: skip
+def test_repeated_output_mistakes_are_one_config_error(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(argv)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--retry-max", "200ms"], "invalid setting --retry-max=0.2 (from --retry-max): is below"),
+        (["--retry-initial", "0"], "invalid setting --retry-initial=0.0"),
+    ],
+)
+def test_retry_delays_that_backoff_cannot_use_are_config_errors(
+    argv: list[str], message: str
+) -> None:
+    # Before, they passed and stopped the output at its first failed send.
+    with pytest.raises(ConfigError) as caught:
+        load(["--output", "file", "--file-path", "/x", *argv])
+    assert str(caught.value).startswith(message)

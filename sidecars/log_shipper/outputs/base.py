@@ -18,7 +18,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from podkit.config import ByteSize, Duration
 from podkit.logs import EventLogger
@@ -80,23 +80,40 @@ class OutputOptions(BaseModel):
     buffer_max_bytes: ByteSize = Field(
         8 << 20, ge=1, description="bytes queued for this output before the input pauses"
     )
-    retry_initial: Duration = Field(0.25, description="first retry delay (then doubles)")
+    retry_initial: Duration = Field(0.25, gt=0, description="first retry delay (then doubles)")
     retry_max: Duration = Field(30.0, description="longest retry delay")
     retry_max_attempts: int = Field(
         0, ge=0, description="give a batch up after this many failed attempts; 0 = never"
     )
     request_timeout: Duration = Field(30.0, gt=0, description="timeout of one send")
 
+    @field_validator("retry_max")
+    @classmethod
+    def _retry_max_not_below_initial(cls, value: float, info: ValidationInfo) -> float:
+        # Checked here, not at the first failed send, where it would stop the output.
+        initial = info.data.get("retry_initial")
+        if initial is not None and value < initial:
+            raise ValueError(f"is below retry_initial ({initial:g}s)")
+        return value
+
 
 class Output(abc.ABC):
     Options: ClassVar[type[OutputOptions]] = OutputOptions
     idempotent: ClassVar[bool] = False
     """True when a resend after a crash creates no duplicate (deterministic record ids)."""
+    failure_reasons: ClassVar[tuple[str, ...]] = ()
+    """`OutputError` reasons this output raises besides the pipeline's own (connect,
+    timeout, error): exported at 0 from the start, so an alert on increase() sees the first."""
 
     def __init__(self, options: Any, *, log: EventLogger) -> None:
         self.options = options
         self.name = options.name or options.type
         self.log = log
+
+    async def prepare(self) -> None:  # noqa: B027 - optional hook
+        """At start, before any line: check what waiting cannot fix (a local path that
+        cannot be opened). An OutputError here stops the shipper (exit 1); a backend that
+        is merely down belongs in `open`, whose errors are retried."""
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect, create what is missing. Errors here are retried like sends."""

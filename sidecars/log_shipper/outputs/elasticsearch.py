@@ -27,6 +27,7 @@ class ElasticsearchOptions(HttpOptions):
 
 
 class ElasticsearchOutput(HttpOutput):
+    failure_reasons = (*HttpOutput.failure_reasons, "bad_response", "item_429")
     Options = ElasticsearchOptions
     options: ElasticsearchOptions
     idempotent = True

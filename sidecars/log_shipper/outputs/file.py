@@ -46,6 +46,7 @@ class FileOptions(OutputOptions):
 
 class FileOutput(Output):
     Options = FileOptions
+    failure_reasons = ("open", "write")
     options: FileOptions
 
     def __init__(self, options: FileOptions, **kwargs: object) -> None:
@@ -60,12 +61,23 @@ class FileOutput(Output):
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._writing)
 
+    async def prepare(self) -> None:
+        # A path that cannot be opened at start is a mistake in the pod spec (read-only
+        # mount, a file where the directory should be): refuse to start. Later failures
+        # (disk full, volume gone) are retried by the pipeline.
+        await self.open()
+
     async def open(self) -> None:
         if self.fd is not None:
             return
         path = Path(self.options.path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # mkdir's words for "a file is in the directory's place"
+            raise OutputError("open", f"{path.parent}: not a directory", retryable=True) from None
+        except OSError as exc:
+            raise OutputError("open", f"{path}: {exc.strerror}", retryable=True) from None
+        try:
             self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise OutputError("open", f"{path}: {exc.strerror}", retryable=True) from None

@@ -8,7 +8,7 @@ import base64
 import gzip
 import time
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -73,6 +73,10 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class HttpOutput(Output):
+    # The answers that are retried (and so may come again and again): 408, 429, 5xx.
+    failure_reasons: ClassVar[tuple[str, ...]] = (
+        "http_408", "http_429", "http_500", "http_502", "http_503", "http_504",
+    )  # fmt: skip
     """Base of the HTTP outputs: `post()` sends, `check()` reads the status."""
 
     options: HttpOptions

@@ -35,6 +35,7 @@ class RedisOptions(OutputOptions):
 
 
 class RedisOutput(Output):
+    failure_reasons = ("redis_error",)
     Options = RedisOptions
     options: RedisOptions
 

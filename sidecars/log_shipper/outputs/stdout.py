@@ -10,5 +10,7 @@ from podkit.sidecars.log_shipper.records import OutBatch
 
 
 class StdoutOutput(Output):
+    failure_reasons = ("write",)
+
     async def send(self, batch: OutBatch) -> None:
         await write_all(sys.stdout.fileno(), batch.ndjson())
