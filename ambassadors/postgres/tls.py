@@ -175,3 +175,8 @@ def _load(loader: object, what: str, path: str | Path) -> None:
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc.__class__.__name__
         raise TlsConfigError(f"{what} {path} cannot be loaded ({reason})") from None
+
+
+def check_ca_file(what: str, path: str | Path) -> None:
+    """TlsConfigError unless `path` is a CA bundle OpenSSL can load."""
+    _load(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations, what, path)
