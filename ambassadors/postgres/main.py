@@ -83,6 +83,31 @@ class Ambassador:
             raise StartupError("auth_file_invalid", error=str(exc)) from None
         if runtime is not None:
             runtime.registry.register(PgCollector(self))
+            if runtime.admin is not None:
+                runtime.admin.add_status(self.figures)
+
+    def figures(self) -> dict[str, object]:
+        """Key figures for `podkit ctl status` (/status): the pools summed, with the states
+        of /metrics (an active client holds a server)."""
+        now = time.monotonic()
+        out = dict.fromkeys(
+            ("clients_active", "clients_waiting", "clients_idle", "servers_active",
+             "servers_idle", "servers_login", "transactions", "queries"), 0,
+        )  # fmt: skip
+        longest_wait = 0.0
+        for pool in self.pools.values():
+            waiting = [c for c in pool.waiters if not c.closed]
+            active = sum(1 for c in pool.clients if c.holding)
+            out["clients_active"] += active
+            out["clients_waiting"] += len(waiting)
+            out["clients_idle"] += max(len(pool.clients) - active - len(waiting), 0)
+            out["servers_active"] += len(pool.active)
+            out["servers_idle"] += pool.idle_count()
+            out["servers_login"] += pool.connecting
+            out["transactions"] += pool.xacts
+            out["queries"] += pool.queries
+            longest_wait = max([longest_wait, *(now - c.wait_started for c in waiting)])
+        return {"pools": len(self.pools), **out, "max_wait_seconds": round(longest_wait, 3)}
 
     def lookup(self, user: str) -> str | None:
         return self.credentials(user) if self.credentials is not None else None
