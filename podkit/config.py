@@ -193,6 +193,19 @@ class HelperSettings(BaseModel):
         description="how long a drain (SIGTERM or POST /drain) may take before exiting anyway",
     )
 
+    @classmethod
+    def compat_env(
+        cls, environ: Mapping[str, str], notices: list[Notice]
+    ) -> dict[str, tuple[Any, str]]:
+        """Drop-in env names that are not one-to-one `Alias`es: several variables making
+        one setting, values spelled another way, names refused or ignored.
+
+        Returns field -> (value, the variable it came from); it ranks as env, below
+        PODKIT_* and the `Alias` names. Raises ConfigError for a name that cannot be
+        honoured; appends a Notice for one that is ignored.
+        """
+        return {}
+
 
 COMMON_FIELDS = frozenset(HelperSettings.model_fields)
 
@@ -624,6 +637,11 @@ def load_settings(
                     Notice("deprecated_setting", {"name": variable, "use": env_name(name)})
                 )
             break
+
+    for name, (value, variable) in settings_cls.compat_env(environ, notices).items():
+        if origins.get(name, Origin("default")).kind != "env":
+            merged[name] = value
+            origins[name] = Origin("env", variable)
 
     for name, value in flags.items():
         info = settings_cls.model_fields[name]

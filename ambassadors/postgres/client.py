@@ -38,6 +38,7 @@ from podkit.ambassadors.postgres.server import (
     ServerConn,
     ServerLoginError,
 )
+from podkit.ambassadors.postgres.tls import describe as tls_describe
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.main import Ambassador
@@ -100,6 +101,7 @@ class ClientConn(asyncio.Protocol):
         self.addr = ""
         self.connected_at = time.time()
         self.last_activity = time.monotonic()
+        self.request_time = self.last_activity
         self.login_timer: asyncio.TimerHandle | None = None
         self.read_paused = False
         self.params_version = 0  # bumped whenever params change
@@ -108,6 +110,7 @@ class ClientConn(asyncio.Protocol):
         self.replay_key: tuple[object, ...] = ()
         self.login_task: asyncio.Task[None] | None = None
         self.tls = False
+        self.tls_info = ""  # protocol/cipher, for SHOW CLIENTS
         self.authenticator: ClientAuth = None  # type: ignore[assignment]
 
     # --- asyncio.Protocol ------------------------------------------------------------------
@@ -137,7 +140,8 @@ class ClientConn(asyncio.Protocol):
                 pool.bytes_received += len(data)
             else:  # the admin console
                 self.stats.bytes_from_client += len(data)
-            self.last_activity = time.monotonic()
+            # request_time: when the client's latest request arrived (PgBouncer's)
+            self.last_activity = self.request_time = time.monotonic()
             try:
                 messages = self.framer.feed(data)
             except pq.ProtocolError as exc:
@@ -294,6 +298,7 @@ class ClientConn(asyncio.Protocol):
             return
         self.transport = transport
         self.tls = True
+        self.tls_info = tls_describe(transport)
         self.state = STARTUP
 
     def _startup(self, startup: pq.Startup) -> None:
@@ -671,7 +676,7 @@ class ClientConn(asyncio.Protocol):
         out: list[bytes] = []
         expect = server.expect
         if not server.query_started:
-            server.query_started = time.monotonic()
+            server.query_started = server.request_time = time.monotonic()
             server.cancel_sent = False
         batch_start = not expect and not self.unsynced and server.status == b"I"
         for kind, msg in messages:
@@ -736,7 +741,7 @@ class ClientConn(asyncio.Protocol):
         assert server is not None
         expect = server.expect
         if not server.query_started:
-            server.query_started = time.monotonic()
+            server.query_started = server.request_time = time.monotonic()
             server.cancel_sent = False
         out: list[bytes] = []
         for kind, msg in messages:

@@ -130,18 +130,22 @@ class Console:
 
 
 def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
-    columns = ["database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
-               "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
-               "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us",
-               "pool_mode"]  # fmt: skip
+    """PgBouncer's columns but those of states podkit has not: cancel requests are sent on
+    connections of their own, outside the pools (cl_*_cancel_req, sv_active_cancel), and
+    idle servers are not checked before use (sv_used)."""
+    columns = ["database", "user", "cl_active", "cl_waiting", "sv_active",
+               "sv_being_canceled", "sv_idle", "sv_tested", "sv_login", "maxwait",
+               "maxwait_us", "pool_mode"]  # fmt: skip
     rows: list[list[object]] = []
     now = time.monotonic()
     for pool in amb.pools.values():
         waiting = [c for c in pool.waiters if not c.closed]
         maxwait = max((now - c.wait_started for c in waiting), default=0.0)
+        resetting = sum(1 for s in pool.active if s.client is None and s.internal is not None)
         rows.append([
-            pool.database, pool.user, len(pool.clients) - len(waiting), len(waiting), 0, 0,
-            len(pool.active), 0, 0, pool.idle_count(), 0, 0, pool.connecting, int(maxwait),
+            pool.database, pool.user, len(pool.clients) - len(waiting), len(waiting),
+            len(pool.active) - resetting, sum(1 for s in pool.active if s.cancelling),
+            pool.idle_count(), resetting, pool.connecting, int(maxwait),
             int((maxwait % 1) * 1e6), amb.settings.pool_mode,
         ])  # fmt: skip
     return columns, rows
@@ -184,9 +188,9 @@ def _stats_totals(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
 
 
 def _lists(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
-    """PgBouncer's SHOW LISTS: one (list, items) row per internal list. Its object caches
-    (free_*) and DNS cache have no counterpart here (names are resolved for every new
-    server connection): 0."""
+    """PgBouncer's SHOW LISTS: one (list, items) row per internal list podkit has too. Its
+    object caches (free_*) and DNS cache have no counterpart here (names are resolved for
+    every new server connection): no rows."""
     pools = amb.pools.values()
     clients = [c for c in amb.clients if not c.closed]
     logged_in = sum(1 for c in clients if c.state == READY)
@@ -194,15 +198,9 @@ def _lists(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
         "databases": len({p.database for p in pools}),
         "users": len({p.user for p in pools}),
         "pools": len(pools),
-        "free_clients": 0,
         "used_clients": logged_in,
         "login_clients": len(clients) - logged_in,
-        "free_servers": 0,
         "used_servers": sum(p.total() for p in pools),
-        "dns_names": 0,
-        "dns_zones": 0,
-        "dns_queries": 0,
-        "dns_pending": 0,
     }
     return ["list", "items"], [[name, value] for name, value in items.items()]
 
@@ -210,6 +208,11 @@ def _lists(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
 _CONN_COLUMNS = ["type", "user", "database", "state", "addr", "port", "connect_time",
                  "request_time", "wait", "wait_us", "ptr", "link", "remote_pid", "tls",
                  "application_name", "prepared_statements", "pinned"]  # fmt: skip
+
+
+def _wall(monotonic: float) -> str | None:
+    """A time.monotonic() instant as PgBouncer shows times; None (NULL) for "never"."""
+    return _ts(monotonic + time.time() - time.monotonic()) if monotonic else None
 
 
 def _clients(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
@@ -224,8 +227,9 @@ def _clients(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
         wait = now - client.wait_started if client.waiting else 0.0
         rows.append([
             "C", client.user, client.database, state, host, port, _ts(client.connected_at),
-            _ts(client.connected_at), int(wait), int((wait % 1) * 1e6), f"{id(client):x}",
-            f"{id(client.server):x}" if client.holding else "", client.process_id, "",
+            _wall(client.request_time), int(wait), int((wait % 1) * 1e6), f"{id(client):x}",
+            f"{id(client.server):x}" if client.holding else "", client.process_id,
+            client.tls_info,
             client.params.get("application_name", ""), len(client.stmts), client.pinned or "",
         ])  # fmt: skip
     return _CONN_COLUMNS, rows
@@ -233,16 +237,18 @@ def _clients(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
 
 def _servers(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     rows: list[list[object]] = []
-    wall = time.time() - time.monotonic()
     for pool in amb.pools.values():
         for state, servers in (("active", list(pool.active)), ("idle", pool.idle_servers())):
             for server in servers:
+                client = server.client
+                # wait: servers never wait in a queue, as in PgBouncer
                 rows.append([
                     "S", pool.server_user, pool.server_database, state, server.addr[0],
-                    server.addr[1], _ts(server.created + wall), _ts(server.last_used + wall),
-                    0, 0, f"{id(server):x}",
-                    f"{id(server.client):x}" if server.client else "", server.process_id, "",
-                    server.params.get("application_name", ""), len(server.prepared), "",
+                    server.addr[1], _wall(server.created), _wall(server.request_time),
+                    0, 0, f"{id(server):x}", f"{id(client):x}" if client else "",
+                    server.process_id, server.tls_info,
+                    server.params.get("application_name", ""), len(server.prepared),
+                    client.pinned if client is not None and client.pinned else "",
                 ])  # fmt: skip
     return _CONN_COLUMNS, rows
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -52,12 +51,14 @@ class Ambassador:
         # how the server host is looked up, for each new server connection (a hook: tests
         # replace it to move the host to another address)
         self.resolve: Resolver = resolve
-        password = settings.password_file
-        if password is not None:
-            self.server_password: str | None = password.get_secret_value()
-        else:
-            # The pgbouncer image's env var, for the classic pod (a file is the better way).
-            self.server_password = os.environ.get("DATABASES_PASSWORD") or None
+        password = (
+            settings.password_file
+            if settings.password_file is not None
+            else (
+                settings.password  # the pgbouncer image's DATABASES_PASSWORD
+            )
+        )
+        self.server_password = password.get_secret_value() if password is not None else None
         try:
             self.server_tls = tls.server_tls(settings.server_tls_mode, settings.server_tls_ca_file)
             self.client_tls = (
@@ -75,19 +76,38 @@ class Ambassador:
         try:
             if settings.auth_file:
                 self.credentials = auth.Credentials.from_auth_file(settings.auth_file)
-            elif settings.password_file is not None or self.server_password:
+            elif self.server_password is not None:
                 user = settings.server_user or "postgres"
                 self.credentials = auth.Credentials.single(user, self.server_password or "")
         except auth.CredentialsError as exc:
             raise StartupError("auth_file_invalid", error=str(exc)) from None
-        if settings.client_auth != "trust" and self.credentials is None:
-            raise StartupError(
-                "no_client_credentials",
-                error=f"--client-auth {settings.client_auth} needs --auth-file, or "
-                "--password-file with --server-user",
-            )
         if runtime is not None:
             runtime.registry.register(PgCollector(self))
+            if runtime.admin is not None:
+                runtime.admin.add_status(self.figures)
+
+    def figures(self) -> dict[str, object]:
+        """Key figures for `podkit ctl status` (/status): the pools summed, with the states
+        of /metrics (an active client holds a server)."""
+        now = time.monotonic()
+        out = dict.fromkeys(
+            ("clients_active", "clients_waiting", "clients_idle", "servers_active",
+             "servers_idle", "servers_login", "transactions", "queries"), 0,
+        )  # fmt: skip
+        longest_wait = 0.0
+        for pool in self.pools.values():
+            waiting = [c for c in pool.waiters if not c.closed]
+            active = sum(1 for c in pool.clients if c.holding)
+            out["clients_active"] += active
+            out["clients_waiting"] += len(waiting)
+            out["clients_idle"] += max(len(pool.clients) - active - len(waiting), 0)
+            out["servers_active"] += len(pool.active)
+            out["servers_idle"] += pool.idle_count()
+            out["servers_login"] += pool.connecting
+            out["transactions"] += pool.xacts
+            out["queries"] += pool.queries
+            longest_wait = max([longest_wait, *(now - c.wait_started for c in waiting)])
+        return {"pools": len(self.pools), **out, "max_wait_seconds": round(longest_wait, 3)}
 
     def lookup(self, user: str) -> str | None:
         return self.credentials(user) if self.credentials is not None else None

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.auth import AuthError, ServerAuth
 from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, TlsError, after_ssl_answer
+from podkit.ambassadors.postgres.tls import describe as describe_tls
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.client import ClientConn
@@ -123,9 +124,11 @@ class ServerConn(asyncio.Protocol):
         self.internal_error = ""
         self.release_pending = False
         self.query_started = 0.0
+        self.request_time = 0.0  # when its latest request started (0: none yet)
         self.cancel_sent = False
         self.writer: asyncio.StreamWriter | None = None
         self.tls = False
+        self.tls_info = ""  # protocol/cipher, for SHOW SERVERS
         self.read_paused = False
         self.synced: tuple[object, int] | None = None  # (client, its settings version) set
         # The replay key of the client whose settings it holds (None: unknown; any change
@@ -648,6 +651,7 @@ async def _login_on(
     conn.transport = transport  # type: ignore[assignment]
     conn.writer = writer  # a StreamWriter closes its transport when garbage-collected
     conn.tls = transport.get_extra_info("sslcontext") is not None
+    conn.tls_info = describe_tls(transport)
     transport.set_protocol(conn)
     pool.amb.server_pids[(addr, conn.process_id)] = conn
     if leftover:

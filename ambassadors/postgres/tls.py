@@ -175,3 +175,21 @@ def _load(loader: object, what: str, path: str | Path) -> None:
     except (ssl.SSLError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc.__class__.__name__
         raise TlsConfigError(f"{what} {path} cannot be loaded ({reason})") from None
+
+
+def describe(transport: object) -> str:
+    """A connection's TLS as PgBouncer's SHOW CLIENTS/SERVERS `tls` column shows it
+    (`TLSv1.3/TLS_AES_256_GCM_SHA384`; PgBouncer adds the key exchange group, which
+    Python's ssl module does not tell), or "" for a plaintext connection."""
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    ssl_object = get_extra_info("ssl_object") if get_extra_info is not None else None
+    if ssl_object is None:
+        return ""
+    cipher = ssl_object.cipher()
+    parts = [ssl_object.version(), cipher[0] if cipher else None]
+    return "/".join(part for part in parts if part)
+
+
+def check_ca_file(what: str, path: str | Path) -> None:
+    """TlsConfigError unless `path` is a CA bundle OpenSSL can load."""
+    _load(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations, what, path)

@@ -4,15 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+from collections.abc import Awaitable
 
 import asyncpg
 import psycopg
 import pytest
 
-from podkit_dev.servers import HOST, free_port, http_get, wait_for
+from podkit_dev.follow import until
+from podkit_dev.servers import HOST, free_port, http_get, podkit_argv, wait_for
 from tests.integration import pg_ambassador_kit as kit
 from tests.servers import require_binary
 
@@ -206,3 +209,50 @@ def test_databases_password_env_is_the_fallback_and_is_never_logged(
         assert SECRET not in helper.get(path)[1].decode()
     helper.stop()
     assert SECRET not in helper.log_text()
+
+
+async def test_ctl_status_shows_the_pools_key_figures(run_helper, pg) -> None:
+    """`podkit ctl status` (the admin's /status) sums the pools: clients and servers by
+    state, pools, transactions and queries so far, the longest wait now."""
+    pg.sql("create database other")
+    helper = start(run_helper, pg, "--pool-size", "1")
+    busy = await asyncpg.connect(helper.dsn)
+    elsewhere = await asyncpg.connect(f"postgresql://postgres@{HOST}:{helper.port}/other")
+    waiting = await asyncpg.connect(helper.dsn)
+    held = busy.transaction()
+    await held.start()
+    assert await busy.fetchval("select 1") == 1  # holds the pool's only server
+    assert await elsewhere.fetchval("select 2") == 2  # another pool, its server idle now
+    queued = asyncio.ensure_future(waiting.fetchval("select 3"))
+
+    async def ctl_status(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run, [*podkit_argv(), "ctl", "status", "--admin", helper.admin, *args],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    async def figures() -> dict[str, object]:
+        done = await ctl_status("--json")
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout)["helpers"][0]["figures"])
+
+    seen = await until(lambda: _when_waiting(figures()), within=15, what="a waiting client")
+    assert seen["pools"] == 2
+    assert (seen["clients_active"], seen["clients_waiting"], seen["clients_idle"]) == (1, 1, 1)
+    assert (seen["servers_active"], seen["servers_idle"], seen["servers_login"]) == (1, 1, 0)
+    assert seen["transactions"] == 1  # elsewhere's; busy's is still open
+    assert seen["queries"] == 3  # BEGIN and select 1, select 2
+    assert isinstance(seen["max_wait_seconds"], float) and seen["max_wait_seconds"] >= 0
+    table = (await ctl_status()).stdout
+    assert "clients active 1" in table and "clients waiting 1" in table, table
+    await held.commit()
+    assert await asyncio.wait_for(queued, 30) == 3
+    after = await figures()
+    assert after["clients_waiting"] == 0 and after["transactions"] == 3
+    for conn in (busy, elsewhere, waiting):
+        await conn.close()
+
+
+async def _when_waiting(figures: Awaitable[dict[str, object]]) -> dict[str, object] | None:
+    seen = await figures
+    return seen if seen.get("clients_waiting") == 1 else None

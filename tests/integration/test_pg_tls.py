@@ -9,10 +9,13 @@ the connection really was encrypted; `pg_stat_ssl` says so for the others.
 from __future__ import annotations
 
 import asyncio
+import csv
 import hashlib
+import io
 import os
 import ssl
 import subprocess
+import time
 
 import asyncpg
 import pytest
@@ -28,6 +31,7 @@ from podkit.ambassadors.postgres.tls import (
     server_tls,
     ssl_answer,
 )
+from podkit_dev.follow import until
 from podkit_dev.servers import HOST, PostgresServer
 from tests.integration import pg_ambassador_kit as kit
 from tests.integration.pg_auth_kit import AuthProxy, login, make_pki
@@ -277,3 +281,52 @@ async def test_verify_full_refuses_a_server_whose_name_does_not_match(ambassador
         await asyncpg.connect(amb.dsn(user="app"))
     assert "certificate verify failed" in str(refused.value), refused.value
     assert "db.example" in str(refused.value) and "mismatch" in str(refused.value)
+
+
+async def show(port: int, command: str, env: dict[str, str]) -> list[dict[str, str]]:
+    """A console command through psql, its rows by column name."""
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [kit.pg_binary("psql"), "-X", "--csv", "-h", HOST, "-p", str(port), "-U", "console",
+         "-d", "pgbouncer", "-c", command],
+        capture_output=True, text=True, timeout=30, env={**os.environ, **env},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return list(csv.DictReader(io.StringIO(done.stdout)))
+
+
+async def test_show_clients_and_servers_tell_tls_and_request_time(ambassador, pg, pki):
+    """SHOW CLIENTS/SERVERS' `tls` is the connection's protocol/cipher (empty when plain),
+    `request_time` when its latest request came, as in PgBouncer."""
+    good = pki["good"]
+    amb = ambassador(
+        server_tls_mode="require", server_user="app", password=PASSWORD, pool_size=2,
+        client_tls_cert_file=str(good["cert"]), client_tls_key_file=str(good["key"]),
+    )  # fmt: skip
+    context = ssl.create_default_context(cafile=str(good["ca"]))
+    secure = await asyncpg.connect(host=HOST, port=amb.port, user="secure",
+                                   database="postgres", ssl=context)  # fmt: skip
+    plain = await asyncpg.connect(host=HOST, port=amb.port, user="plain",
+                                  database="postgres", ssl=False)  # fmt: skip
+    try:
+        assert await plain.fetchval("select 1") == 1
+        # times are shown to the second: the secure client's query comes a second later
+        started = time.time()
+        await until(lambda: time.time() >= int(started) + 1.05, within=5, what="the next second")
+        assert await secure.fetchval("select current_user") == "app"
+        tls_console = {"PGSSLMODE": "require"}
+        clients = {row["user"]: row for row in await show(amb.port, "SHOW CLIENTS", tls_console)}
+        assert clients["secure"]["tls"].startswith("TLSv1."), clients["secure"]
+        assert "/" in clients["secure"]["tls"]
+        assert clients["plain"]["tls"] == ""
+        assert clients["console"]["tls"].startswith("TLSv1.")  # psql itself, over TLS
+        assert clients["secure"]["request_time"] > clients["secure"]["connect_time"]
+        assert clients["plain"]["request_time"] < clients["secure"]["request_time"]
+        plain_console = await show(amb.port, "SHOW CLIENTS", {"PGSSLMODE": "disable"})
+        assert [row["tls"] for row in plain_console if row["user"] == "console"] == [""]
+        servers = await show(amb.port, "SHOW SERVERS", {"PGSSLMODE": "disable"})
+        assert servers and all(row["tls"].startswith("TLSv1.") for row in servers), servers
+        assert all(row["request_time"] >= row["connect_time"] for row in servers), servers
+    finally:
+        await secure.close()
+        await plain.close()
