@@ -50,6 +50,11 @@ class ConfigError(Exception):
     """A setting is missing or wrong; the message is the single line shown to the user."""
 
 
+class SettingError(ValueError):
+    """Raised by a validator whose message already names the setting and shows the fix
+    (`--parser grok needs the option 'pattern': --parser-options '...'`): shown as it is."""
+
+
 @dataclass(frozen=True)
 class Alias:
     """Other spellings of one setting, as `Annotated` metadata on its field.
@@ -652,6 +657,8 @@ def _describe_error(
             f"missing required setting {flag_name(field)} "
             f"(or env {env_name(field)}{also}, or {field}: in --config)"
         )
+    if isinstance((error.get("ctx") or {}).get("error"), SettingError):
+        return str(error["ctx"]["error"])
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
     message = _podkit_words(error, info if len(loc) == 1 else None)
     setting = origin.spelling(field) + path
