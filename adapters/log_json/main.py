@@ -57,6 +57,18 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
         multiline=settings.multiline,
     )
     follower = Follower(config, registry=runtime.registry, log=runtime.log)
+    if runtime.admin is not None:  # key figures for `podkit ctl status` (/status)
+        stats = builder.stats  # shared by every per-file fork
+        runtime.admin.add_status(
+            lambda: {
+                "lines_read": stats.lines_in,
+                "records_written": stats.written,
+                "parse_failures": stats.failed,
+                "read_bytes": stats.bytes_in,
+                "files_followed": follower.files_open,
+                "lost_bytes": follower.ledger.lost_total(),
+            }
+        )
 
     def write_failed(error: OSError) -> None:
         # Not ready: the output cannot take records; the batch waits, unacknowledged.
