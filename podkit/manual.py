@@ -50,12 +50,6 @@ def _wrap(text: str, indent: str) -> list[str]:
     return lines
 
 
-def _default_text(name: str, info: FieldInfo, admin_default: str) -> str:
-    default = _help_default(name, info, admin_default)
-    # A switch is off unless given: only a switch that is on by default says so.
-    return "" if default == "false" and _field_kind(info) == "bool" else default
-
-
 def _value_word(info: FieldInfo) -> str:
     kind = _field_kind(info)
     if kind == "bool":
@@ -88,7 +82,7 @@ def _entry(name: str, info: FieldInfo, admin_default: str) -> list[str]:
     text = (info.description or "").strip()
     if text and not text.endswith("."):
         text += "."
-    default = _default_text(name, info, admin_default)
+    default = _help_default(name, info, admin_default)  # as --help shows it
     if info.is_required():
         text += " Required."
     elif default:

@@ -44,11 +44,11 @@ def test_help_lists_every_declared_setting(role: str) -> None:
     assert missing == [], f"podkit {role} --help does not show {missing}"
 
 
-def _defaults(text: str, pattern: str) -> dict[str, str]:
-    """{flag: default} from `--help` ("default: X]") or `--man` ('Default: "X".')."""
+def _defaults(text: str, entry: str, pattern: str) -> dict[str, str]:
+    """{flag: default} of the entries (split at `entry`) whose text matches `pattern`."""
     found = {}
-    for block in re.split(r"\n(?=  {1,4}-)", text):
-        flag = re.match(r"\s*(--[a-z0-9-]+)", block)
+    for block in re.split(entry, text):
+        flag = re.match(r"\s*(--[a-z0-9-]+)(?=[\s,<{\[]|$)", block)
         default = re.search(pattern, " ".join(block.split()))
         if flag and default:
             found[flag.group(1)] = default.group(1)
@@ -59,8 +59,10 @@ def _defaults(text: str, pattern: str) -> dict[str, str]:
 def test_help_and_man_show_durations_and_sizes_in_one_human_notation(role: str) -> None:
     fields = helpers()[role].load_settings_class().model_fields
     man = podkit(role, "--man").stdout
-    help_defaults = _defaults(podkit(role, "--help").stdout, r"default: ([^;\]]+)[;\]]")
-    man_defaults = _defaults(man, r'Default: "([^"]*)"')
+    # --help: an entry per line starting "  --"; --man: entries apart by blank lines.
+    help_text = podkit(role, "--help").stdout
+    help_defaults = _defaults(help_text, r"\n(?=  -)", r"default: ([^;\]]+)[;\]]")
+    man_defaults = _defaults(man, r"\n\s*\n", r'Default: "([^"]*)"')
     # --man names the kind of value: `--rotate-wait <duration>`, `--buffer-bytes <size>`.
     kinds = dict(re.findall(r"^    (--[a-z0-9-]+) <(duration|size)>", man, re.MULTILINE))
     checked = 0
@@ -80,6 +82,9 @@ def test_help_and_man_show_durations_and_sizes_in_one_human_notation(role: str) 
             assert shown[-1] in "smh", f"{flag}: {shown!r} has no unit"
         checked += 1
     assert checked, f"podkit {role} has no duration or size default to check"
+    # Every other default too (switches as true/false, lists as a,b) reads the same in both.
+    for flag, shown in man_defaults.items():
+        assert help_defaults.get(flag) == shown, f"{flag}: --help {help_defaults.get(flag)!r}"
 
 
 @pytest.mark.parametrize(
