@@ -152,3 +152,18 @@ def test_a_missing_required_option_is_named_with_a_working_example(
     fixed = check("--parser", name, "--parser-options", example.group(1), "--check", str(log))
     assert fixed.returncode in (0, 1), fixed.stderr
     assert len(records(fixed)) == 1
+
+
+def test_a_plugin_file_s_own_field_types_are_applied(tmp_path: Path) -> None:
+    plugin = tmp_path / "typed.py"
+    plugin.write_text(
+        "def parser(line: str) -> dict:\n"
+        "    status, _, message = line.partition(' ')\n"
+        "    return {'status': status, 'message': message}\n\n\n"
+        "parser.types = {'status': 'int'}\n"
+    )
+    log = tmp_path / "app.log"
+    log.write_text("404 not found\n")
+    done = check("--parser", str(plugin), "--check", str(log))
+    assert done.returncode == 0, done.stderr
+    assert records(done)[0]["status"] == 404
