@@ -57,6 +57,16 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
         multiline=settings.multiline,
     )
     follower = Follower(config, registry=runtime.registry, log=runtime.log)
+
+    def write_failed(error: OSError) -> None:
+        # Not ready: the output cannot take records; the batch waits, unacknowledged.
+        runtime.log.warning("output_write_failed", output=settings.output, error=str(error))
+        runtime.set_ready(False, f"output write failed: {error.strerror or error}")
+
+    def write_recovered() -> None:
+        runtime.log.info("output_write_recovered", output=settings.output)
+        runtime.set_ready(True)
+
     if runtime.admin is not None:  # key figures for `podkit ctl status` (/status)
         stats = builder.stats  # shared by every per-file fork
         runtime.admin.add_status(
@@ -69,15 +79,6 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                 "lost_bytes": follower.ledger.lost_total(),
             }
         )
-
-    def write_failed(error: OSError) -> None:
-        # Not ready: the output cannot take records; the batch waits, unacknowledged.
-        runtime.log.warning("output_write_failed", output=settings.output, error=str(error))
-        runtime.set_ready(False, f"output write failed: {error.strerror or error}")
-
-    def write_recovered() -> None:
-        runtime.log.info("output_write_recovered", output=settings.output)
-        runtime.set_ready(True)
 
     # The batch being written (in a worker thread) while the next one is read and parsed:
     # writes stay in order, one at a time, and a batch is acknowledged as soon as written.
