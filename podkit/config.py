@@ -15,6 +15,7 @@ the same settings dict, so every spelling is validated the same way.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -47,6 +48,11 @@ _M = typing.TypeVar("_M")
 
 class ConfigError(Exception):
     """A setting is missing or wrong; the message is the single line shown to the user."""
+
+
+class SettingError(ValueError):
+    """Raised by a validator whose message already names the setting and shows the fix
+    (`--parser grok needs the option 'pattern': --parser-options '...'`): shown as it is."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,42 @@ def parse_byte_size(value: Any) -> Any:
             raise ValueError("expected a size such as 65536, 64KiB, 10MB or 1GiB")
         return int(float(match.group(1)) * unit)
     return value
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds in the notation `parse_duration` reads back: "250ms", "5s", "2m", "1h"."""
+    for unit, size in (("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    if 0 < seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"
+
+
+def format_byte_size(size: int) -> str:
+    """Bytes in the notation `parse_byte_size` reads back: "64KiB", "256MiB", "10MB", "100"."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024),
+                         ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):  # fmt: skip
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def format_value(value: Any) -> str:
+    """A setting's value as a user would type it: lists comma-separated, no Python reprs."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(format_value(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value, default=str, separators=(", ", ": "))
+    if isinstance(value, BaseModel):
+        return format_value(value.model_dump())
+    if isinstance(value, str):
+        return value if value.isprintable() else repr(value)
+    return str(value)
 
 
 def split_host_port(value: str) -> tuple[str, int]:
@@ -399,17 +441,49 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{name} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
 
 
+def _validators(info: FieldInfo) -> set[object]:
+    """The validator functions of a field, also those inside `X | None` and lists."""
+    found = {getattr(meta, "func", None) for meta in info.metadata}
+    stack: list[Any] = [info.annotation]
+    while stack:
+        annotation = stack.pop()
+        if typing.get_origin(annotation) is typing.Annotated:
+            found |= {getattr(meta, "func", None) for meta in annotation.__metadata__}
+        stack += typing.get_args(annotation)
+    return found
+
+
+def value_kind(info: FieldInfo) -> Literal["duration", "size", "other"]:
+    validators = _validators(info)
+    if parse_duration in validators:
+        return "duration"
+    if parse_byte_size in validators:
+        return "size"
+    return "other"
+
+
+def _format_setting(info: FieldInfo, value: Any) -> str:
+    """A value of this setting in the notation its input takes (5s, 256MiB, a,b)."""
+    if _field_kind(info) == "structured":
+        return json.dumps(value, default=str, separators=(", ", ": "))
+    kind = value_kind(info)
+    if kind == "duration" and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_duration(value)
+    if kind == "size" and isinstance(value, int) and not isinstance(value, bool):
+        return format_byte_size(value)
+    return format_value(value)
+
+
 def _help_default(name: str, info: FieldInfo, admin_default: str) -> str:
+    """The default as `--help` and `--man` both show it ("" when there is none to show)."""
     if name == "admin_addr":
         return admin_default
     if is_secret(info) or info.is_required():
         return ""
     default = info.get_default(call_default_factory=True)
-    if default in (None, "", [], {}):
+    if default in (None, "", [], {}) and not isinstance(default, bool):
         return ""
-    if isinstance(default, list):
-        return ",".join(map(str, default))
-    return str(default)
+    return _format_setting(info, default)
 
 
 EPILOG = (
@@ -439,6 +513,9 @@ def render_manual(
     from podkit.manual import render
 
     return render(prog, settings_cls, description=description, admin_default=admin_default)
+
+
+_METAVARS = {"structured": "JSON", "duration": "DURATION", "size": "SIZE"}
 
 
 def build_parser(
@@ -483,14 +560,14 @@ def build_parser(
         elif default:
             notes.append(f"default: {default}")
         description = (info.description or "").replace("%", "%%")
-        if kind == "structured":
-            group.add_argument(
-                *spellings, dest=name, action=_Store, help=argparse.SUPPRESS,
-                default=argparse.SUPPRESS,
-            )  # fmt: skip
-            continue
         help_text = f"{description} [{'; '.join(notes)}]"
-        metavar = extra.get("metavar") or name.upper()
+        if kind == "structured":
+            help_text += " (YAML/JSON)"
+        metavar = (
+            extra.get("metavar")
+            or _METAVARS.get(kind if kind == "structured" else value_kind(info))
+            or name.upper()
+        )
         if kind == "bool":
             negations = [f"--no-{name.replace('_', '-')}"]
             group.add_argument(
@@ -516,6 +593,63 @@ def build_parser(
 # --- putting it together ------------------------------------------------------------------
 
 
+_TYPE_WORDS = {
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected text",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping (a YAML/JSON object)",
+    "model_type": "expected a mapping (a YAML/JSON object)",
+    "model_attributes_type": "expected a mapping (a YAML/JSON object)",
+    "missing": "a required key is missing",
+    "extra_forbidden": "unknown key",
+}
+_BOUND_WORDS = {
+    "greater_than_equal": ("ge", "must be at least"),
+    "greater_than": ("gt", "must be more than"),
+    "less_than_equal": ("le", "must be at most"),
+    "less_than": ("lt", "must be less than"),
+}
+
+
+def _podkit_words(error: ErrorDetails, info: FieldInfo | None) -> str:
+    """What is wrong, in podkit's words rather than pydantic's ("Input should be ...")."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind in ("value_error", "assertion_error"):
+        message = error["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+        return message
+    if kind == "literal_error":
+        annotation = _strip_optional(info.annotation) if info is not None else None
+        if typing.get_origin(annotation) is Literal:
+            expected = ", ".join(map(str, typing.get_args(annotation)))
+        else:  # a nested field: pydantic's "'a', 'b' or 'c'" without the quotes
+            expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{format_value(error.get('input'))!r} is not one of: {expected}"
+    if kind in _BOUND_WORDS:
+        key, words = _BOUND_WORDS[kind]
+        bound = ctx.get(key)
+        if info is not None and isinstance(bound, int | float):
+            bound = _format_setting(info, bound)
+        return f"{words} {bound}"
+    unit = "characters" if kind.startswith("string") else "items"
+    if kind in ("string_too_short", "too_short"):
+        return f"needs at least {ctx.get('min_length')} {unit}"
+    if kind in ("string_too_long", "too_long"):
+        return f"allows at most {ctx.get('max_length')} {unit}"
+    if kind in _TYPE_WORDS:
+        return _TYPE_WORDS[kind]
+    message = error["msg"].removeprefix("Input should be ")
+    return message[:1].lower() + message[1:]
+
+
 def _describe_error(
     settings_cls: type[HelperSettings],
     error: ErrorDetails,
@@ -536,15 +670,17 @@ def _describe_error(
             f"missing required setting {flag_name(field)} "
             f"(or env {env_name(field)}{also}, or {field}: in --config)"
         )
+    if isinstance((error.get("ctx") or {}).get("error"), SettingError):
+        return str(error["ctx"]["error"])
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
-    message = error["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
+    message = _podkit_words(error, info if len(loc) == 1 else None)
     setting = origin.spelling(field) + path
     if info is not None and (is_secret(info) and not _is_secret_file(info)):
         return f"invalid setting {setting} ({origin.describe(field)}): {message}"
     value = error.get("input", merged.get(field))
-    shown = value if isinstance(value, str) and value.isprintable() else repr(value)
+    shown = (
+        _format_setting(info, value) if info is not None and len(loc) == 1 else format_value(value)
+    )
     if len(shown) > 200:
         shown = shown[:200] + "..."
     return f"invalid setting {setting}={shown} ({origin.describe(field)}): {message}"

@@ -11,7 +11,7 @@ import inspect
 import sys
 import textwrap
 import typing
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic.fields import FieldInfo
 
@@ -27,8 +27,7 @@ from podkit.config import (
     aliases,
     env_name,
     flag_name,
-    parse_byte_size,
-    parse_duration,
+    value_kind,
 )
 
 INDENT = " " * 4
@@ -51,27 +50,6 @@ def _wrap(text: str, indent: str) -> list[str]:
     return lines
 
 
-def _validators(info: FieldInfo) -> set[object]:
-    """The validator functions of a field, also those inside `X | None`."""
-    found = {getattr(meta, "func", None) for meta in info.metadata}
-    stack: list[Any] = [info.annotation]
-    while stack:
-        annotation = stack.pop()
-        if typing.get_origin(annotation) is typing.Annotated:
-            found |= {getattr(meta, "func", None) for meta in annotation.__metadata__}
-        stack += typing.get_args(annotation)
-    return found
-
-
-def _default_text(name: str, info: FieldInfo, admin_default: str) -> str:
-    default = _help_default(name, info, admin_default)
-    if _field_kind(info) == "bool":
-        return "true" if default == "True" else ""
-    if default and parse_duration in _validators(info):
-        return f"{float(default):g}s"
-    return default
-
-
 def _value_word(info: FieldInfo) -> str:
     kind = _field_kind(info)
     if kind == "bool":
@@ -79,11 +57,9 @@ def _value_word(info: FieldInfo) -> str:
     metavar = _extra(info).get("metavar")
     if metavar:
         return f" <{metavar}>"
-    validators = _validators(info)
-    if parse_duration in validators:
-        return " <duration>"
-    if parse_byte_size in validators:
-        return " <size>"
+    kind_of_value = value_kind(info)
+    if kind_of_value != "other":
+        return f" <{kind_of_value}>"
     annotation = _strip_optional(info.annotation)
     if typing.get_origin(annotation) is Literal:
         return " {" + "|".join(map(str, typing.get_args(annotation))) + "}"
@@ -106,7 +82,7 @@ def _entry(name: str, info: FieldInfo, admin_default: str) -> list[str]:
     text = (info.description or "").strip()
     if text and not text.endswith("."):
         text += "."
-    default = _default_text(name, info, admin_default)
+    default = _help_default(name, info, admin_default)  # as --help shows it
     if info.is_required():
         text += " Required."
     elif default:

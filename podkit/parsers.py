@@ -5,7 +5,9 @@ A parser is either
 - a callable `parse(line) -> dict[str, Any]`, or
 - a class whose instances are such callables; `load_parser(spec, options)` instantiates it
   with the options as keyword arguments (`MyParser(**options)`), so a bad option is a
-  `TypeError`/`ValueError` raised at load time, never at the first line.
+  `TypeError`/`ValueError` raised at load time, never at the first line. A required
+  option (a constructor argument without a default) that is not given is named, with an
+  example from the class's `option_examples = {"pattern": "..."}` when it has one.
 
 It returns the fields of the line, or raises `ParseError` when the line is not in its
 format. Any other exception is treated like a `ParseError` of kind "exception" (the line is
@@ -20,8 +22,12 @@ instead (decoded as UTF-8, invalid bytes replaced by U+FFFD) when it says so, in
 
 Fields a parser may return, with a meaning the consumers know:
 
-- `timestamp`: a `datetime`, an `int`/`float` of Unix seconds, or text; text is read
-  with the consumer's `time_format`/`timezone` settings (ISO 8601 by default).
+- `timestamp`: a `datetime`, an `int`/`float` of Unix seconds, or text. Text is read
+  as ISO 8601 unless a format is given: the user's `--time-format`, else the parser's
+  own `time_format` attribute (on the function, class or instance: "clf", "syslog",
+  "epoch_ms", a strptime format such as "%d/%b/%Y %H:%M" ...; see log-adapter's
+  `--time-format` for the names). A text timestamp in neither is a `bad_timestamp`
+  failure whose detail names the setting that fixes it.
 - `level`: any spelling (`WARN`, `warning`, `W`, `err`, syslog severity 0-7); normalised.
 - `message`: the human-readable text. Everything else is passed through as a field.
   Values must be JSON-able: str, int, float, bool, None, lists and dicts of them
@@ -63,6 +69,7 @@ Example (a file mounted at /etc/podkit/kv.py)::
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
@@ -70,6 +77,7 @@ from podkit import plugins
 
 __all__ = [
     "LoadedParser",
+    "MissingParserOptions",
     "ParseError",
     "Parser",
     "ParserLoadError",
@@ -103,6 +111,37 @@ class Pending(Exception):
 
 class ParserLoadError(plugins.PluginError):
     """The parser could not be found, loaded or configured; the message says why."""
+
+
+class MissingParserOptions(ParserLoadError):
+    """A parser class needs options that were not given; the message names them, with an
+    example in the `--parser-options` syntax, and names the setting itself."""
+
+    def __init__(self, spec: str, missing: list[str], options: dict[str, Any], obj: Any) -> None:
+        examples = getattr(obj, "option_examples", None) or {}
+        example = {**options, **{name: examples.get(name, "...") for name in missing}}
+        names = ", ".join(repr(name) for name in missing)
+        what = "option" if len(missing) == 1 else "options"
+        super().__init__(
+            f"--parser {spec} needs the {what} {names}: "
+            f"--parser-options '{json.dumps(example, default=str)}'"
+        )
+        self.missing = missing
+
+
+def _missing_options(cls: type, options: dict[str, Any]) -> list[str]:
+    """Constructor arguments without a default that `options` does not give."""
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [
+        p.name
+        for p in params
+        if p.default is p.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in options
+    ]
 
 
 @runtime_checkable
@@ -140,15 +179,21 @@ def _input_type(obj: Any) -> InputType:
 
 
 class LoadedParser:
-    """A user's parser made uniform: takes bytes, returns a dict, raises only ParseError."""
+    """A user's parser made uniform: takes bytes, returns a dict, raises only ParseError.
 
-    __slots__ = ("_func", "input_type", "name", "stateful")
+    The attributes a consumer reads (`time_format`, `types`) are the user parser's own.
+    """
+
+    __slots__ = ("_func", "input_type", "name", "stateful", "time_format", "types")
 
     def __init__(self, func: Callable[[Any], Any], name: str, input_type: InputType) -> None:
         self._func = func
         self.name = name
         self.input_type = input_type
         self.stateful = bool(getattr(func, "stateful", False))
+        self.time_format: str | None = getattr(func, "time_format", None)
+        """How the parser's text timestamps are read (None: ISO 8601, unless configured)."""
+        self.types: dict[str, str] = dict(getattr(func, "types", None) or {})
 
     def fork(self) -> LoadedParser:
         """A fresh instance for another file, for parsers that keep state between lines."""
@@ -192,6 +237,9 @@ def load_parser(spec: str, options: dict[str, Any] | None = None) -> Parser:
         raise ParserLoadError(str(exc)) from None
     instance: Any
     if inspect.isclass(obj):
+        missing = _missing_options(obj, options)
+        if missing:
+            raise MissingParserOptions(spec, missing, options, obj)
         try:
             instance = obj(**options)
         except (TypeError, ValueError, ParseError) as exc:

@@ -14,11 +14,14 @@ from .settings import LogAdapterSettings
 if TYPE_CHECKING:
     from podkit.follow import MultilineConfig
 
+TIME_FORMAT_HINT = "set --time-format (or the parser's time_format attribute)"
+"""What a `bad_timestamp` failure's detail says fixes it."""
+
 
 def make_builder(settings: LogAdapterSettings, stats: Stats | None = None) -> RecordBuilder:
     parser = load_parser(settings.parser, settings.parser_options)
-    time_format = str(settings.time_format or getattr(parser, "time_format", "iso"))
-    time_parser = TimeParser(time_format, resolve_zone(settings.timezone))
+    time_format = str(settings.time_format or getattr(parser, "time_format", None) or "iso")
+    time_parser = TimeParser(time_format, resolve_zone(settings.timezone), hint=TIME_FORMAT_HINT)
     return RecordBuilder(
         parser,
         time_parser=time_parser,

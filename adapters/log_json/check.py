@@ -1,9 +1,12 @@
 """`--check FILE`: run the parser over a file once, the way a user tests it before deploying.
 
 Lines are joined by the follower's multiline stage when --multiline is set. JSON records
-go to stdout, a summary to stderr (lines, parsed, partial, failed, failures by kind,
-field type errors; with `--parser auto` the parser chosen and the runner-up, with their
-scores on the sampled lines), and the exit status is 1 if any line failed to parse.
+go to stdout, a summary to stderr, and the exit status is 1 if any line failed to parse.
+The summary's first line counts each line once: lines = parsed + partial (parsed, with
+the level or time left in the message) + failed (emitted raw, or with an unreadable time)
++ pending (joined into a later line's record); then the records written, those stamped
+with the read time (ingest_time) and the lines with invalid UTF-8. Failures by kind,
+field type errors and, with `--parser auto`, the parser chosen and the runner-up follow.
 """
 
 from __future__ import annotations
@@ -52,11 +55,12 @@ def _joiner(settings: LogAdapterSettings) -> MultilineJoiner | None:
 
 
 def summary(stats: Stats, parser: str, auto: dict[str, Any] | None = None) -> str:
+    # Every line is in one of the four counts in parentheses: they add up to `lines`.
     lines = [
-        f"check: parser={parser} lines={stats.lines_in} records={stats.records_out} "
-        f"parsed={stats.parsed} partial={stats.partial} failed={stats.failed} "
-        f"pending={stats.pending} invalid_utf8={stats.invalid_utf8} "
-        f"ingest_time={stats.ingest_time}"
+        f"check: parser={parser} lines={stats.lines_in} (parsed={stats.parsed} "
+        f"partial={stats.partial} failed={stats.failed} pending={stats.pending}) "
+        f"records={stats.records_out} ingest_time={stats.ingest_time} "
+        f"invalid_utf8={stats.invalid_utf8}"
     ]
     if auto is not None:
         lines.append(_auto_line("chose", auto.get("parser"), auto.get("score")))

@@ -67,6 +67,19 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
         runtime.log.info("output_write_recovered", output=settings.output)
         runtime.set_ready(True)
 
+    if runtime.admin is not None:  # key figures for `podkit ctl status` (/status)
+        stats = builder.stats  # shared by every per-file fork
+        runtime.admin.add_status(
+            lambda: {
+                "lines_read": stats.lines_in,
+                "records_written": stats.written,
+                "parse_failures": stats.failed,
+                "read_bytes": stats.bytes_in,
+                "files_followed": follower.files_open,
+                "lost_bytes": follower.ledger.lost_total(),
+            }
+        )
+
     # The batch being written (in a worker thread) while the next one is read and parsed:
     # writes stay in order, one at a time, and a batch is acknowledged as soon as written.
     in_flight: asyncio.Task[None] | None = None

@@ -79,7 +79,8 @@ class AdapterCollector(Collector):
         )
         yield CounterMetricFamily(
             "log_adapter_ingest_time_records",
-            "records stamped with the time they were read (no usable time in the line)",
+            "records stamped with the time they were read (no usable time in the line, "
+            "or a line the parser rejected)",
             value=stats.ingest_time,
         )
         yield GaugeMetricFamily(

@@ -143,6 +143,9 @@ def _micro(fraction: str | None) -> int:
     return int((fraction or "0")[:6].ljust(6, "0"))
 
 
+_FORMAT_WORDS = {"iso": "ISO 8601", "auto": "in any time format podkit knows"}
+
+
 class TimeParser:
     """Reads timestamps in one input format, assumes `zone` when they carry none.
 
@@ -157,9 +160,16 @@ class TimeParser:
     CACHE_SIZE = 4096
 
     def __init__(
-        self, fmt: str = "iso", zone: tzinfo = UTC, now: Callable[[], datetime] | None = None
+        self,
+        fmt: str = "iso",
+        zone: tzinfo = UTC,
+        now: Callable[[], datetime] | None = None,
+        *,
+        hint: str = "",
     ) -> None:
         self.fmt = fmt
+        self.hint = hint
+        """Appended to the error of a timestamp not in the format: what setting fixes it."""
         self.zone = zone
         self._now = now or (lambda: datetime.now(zone))
         self._cache: dict[Any, str] = {}
@@ -238,7 +248,9 @@ class TimeParser:
         try:
             return self._read(value.strip())
         except (ValueError, OverflowError, KeyError) as exc:
-            raise TimeError(f"{value[:64]!r} is not a {self.fmt} timestamp") from exc
+            expected = _FORMAT_WORDS.get(self.fmt) or f"in time format {self.fmt!r}"
+            hint = f": {self.hint}" if self.hint else ""
+            raise TimeError(f"timestamp {value[:64]!r} is not {expected}{hint}") from exc
 
     # --- readers, each returns a datetime (naive when the text has no zone) ---------------
 

@@ -76,7 +76,11 @@ def _sanitize(value: Any, depth: int = 0) -> Any:
 
 @dataclass
 class Stats:
-    """What the builder counted; read by the metrics collector and the --check summary."""
+    """What the builder counted; read by the metrics collector and the --check summary.
+
+    Each line handed to the builder is counted once in exactly one of `parsed`, `partial`,
+    `failed` and `pending`, so `lines_in` is their sum.
+    """
 
     lines_in: int = 0
     bytes_in: int = 0
@@ -87,8 +91,11 @@ class Stats:
     partial: int = 0
     """Parsed, but the level or timestamp stayed in the message (counted apart from parsed)."""
     pending: int = 0
+    """Lines a stateful parser joined into a later line's record (CRI partial lines)."""
     invalid_utf8: int = 0
     ingest_time: int = 0
+    """Records stamped with the time they were read: no time in the line, an unreadable one
+    (bad_timestamp) or a line the parser rejected."""
     failures: Counter[str] = field(default_factory=Counter)
     type_errors: Counter[str] = field(default_factory=Counter)
 
@@ -117,7 +124,7 @@ class RecordBuilder:
         self._parse: Callable[[Any], dict[str, Any]] = (
             parse_str if self._str_input and getattr(parser, "trusted", False) else parser  # type: ignore[assignment]
         )
-        self.time = time_parser or TimeParser(getattr(parser, "time_format", "iso"))
+        self.time = time_parser or TimeParser(getattr(parser, "time_format", None) or "iso")
         merged_types = {**getattr(parser, "types", {}), **(types or {})}
         unknown = {t for t in merged_types.values() if t not in CONVERTERS}
         if unknown:
@@ -157,16 +164,20 @@ class RecordBuilder:
         held = flush() if flush is not None else []
         self._now = self.time.now()
         out = bytearray()
-        partial_before = self.stats.partial
+        stats = self.stats
+        demoted_before = stats.partial + stats.failures["bad_timestamp"]
         for fields in held:
             record = self._finish(fields, b"", "", False)
             try:
                 out += orjson.dumps(record, default=_default, option=DUMPS_OPTIONS)
             except orjson.JSONEncodeError as exc:
                 out += self._second_chance(record, b"", "", False, exc)
-            self.stats.parsed += 1
-        self.stats.parsed -= self.stats.partial - partial_before
-        self.stats.records_out += len(held)
+                continue
+            stats.parsed += 1
+        # Each held record's last line was counted pending: it is the record's line now.
+        stats.pending -= len(held)
+        stats.parsed -= stats.partial + stats.failures["bad_timestamp"] - demoted_before
+        stats.records_out += len(held)
         return out
 
     # --- the hot loop ---------------------------------------------------------------------
@@ -184,7 +195,8 @@ class RecordBuilder:
         dumps = orjson.dumps
         stats = self.stats
         count = size = pending = 0
-        partial_before = stats.partial
+        # Lines _finish counted as partial or bad_timestamp are not `parsed` (fixed below).
+        demoted_before = stats.partial + stats.failures["bad_timestamp"]
         for raw in lines:
             count += 1
             size += len(raw)
@@ -216,7 +228,7 @@ class RecordBuilder:
                 append(self._second_chance(record, raw, text, bad, exc))
                 continue
             stats.parsed += 1
-        stats.parsed -= stats.partial - partial_before  # _finish counted them apart
+        stats.parsed -= stats.partial + stats.failures["bad_timestamp"] - demoted_before
         stats.lines_in += count
         stats.bytes_in += size
         stats.pending += pending
@@ -295,6 +307,7 @@ class RecordBuilder:
         if kind not in failures and len(failures) >= MAX_FAILURE_KINDS:
             kind = "other"  # a plugin putting line content in `kind` must not explode labels
         failures[kind] += 1
+        self.stats.ingest_time += 1  # stamped with the read time, like a line with no time
         record: dict[str, Any] = {
             "timestamp": self._now,
             "timestamp_source": "ingest",

@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from podkit.config import SettingError
 from podkit.follow.settings import FollowSettings
-from podkit.parsers import load_parser
+from podkit.parsers import MissingParserOptions, load_parser
 from podkit.plugins import PluginError, load
 
 from .normalize import TimeParser, resolve_zone
@@ -82,9 +83,19 @@ class LogAdapterSettings(FollowSettings):
         parser = info.data.get("parser")
         if parser:
             try:
-                load_parser(parser, value)
+                loaded = load_parser(parser, value)
+            except MissingParserOptions as exc:
+                raise SettingError(str(exc)) from None
             except PluginError as exc:
                 raise ValueError(str(exc)) from None
+            own_format = getattr(loaded, "time_format", None)
+            if own_format is not None:
+                try:
+                    TimeParser(str(own_format))
+                except ValueError as exc:
+                    raise SettingError(
+                        f"invalid setting --parser={parser}: its time_format attribute: {exc}"
+                    ) from None
         return value
 
     @field_validator("time_format")

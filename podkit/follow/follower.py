@@ -94,6 +94,11 @@ class Follower:
         return self.ledger.files
 
     @property
+    def files_open(self) -> int:
+        """Files being read now (a rotated-away file still being finished counts too)."""
+        return len(self._files.open)
+
+    @property
     def unacked_bytes(self) -> int:
         return self._book.unacked
 

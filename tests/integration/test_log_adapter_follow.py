@@ -117,7 +117,10 @@ def test_stack_traces_become_one_record_and_metrics_count(
 def test_bad_settings_exit_2_with_one_line() -> None:
     for args, expected in [
         (["--path", "/tmp/x.log", "--parser", "nope"], "unknown parser 'nope'"),
-        (["--path", "/tmp/x.log", "--parser", "regex"], "missing 1 required"),
+        (
+            ["--path", "/tmp/x.log", "--parser", "regex"],
+            "--parser regex needs the option 'pattern'",
+        ),
         (["--path", "/tmp/x.log", "--output", "file"], "--output file needs --output-path"),
         (["--path", "/tmp/x.log", "--timezone", "Mars/Base"], "unknown time zone"),
         ([], "give --path"),

@@ -71,7 +71,7 @@ def test_unknown_helper_exits_2():
         (["--log-level", "loud"], {}, "invalid setting --log-level=loud"),
         (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
         (["--config", "/nonexistent/podkit.yaml"], {}, "--config=/nonexistent/podkit.yaml: file does not exist"),
-        (["--max-line-bytes", "8"], {}, "greater than or equal to 16"),
+        (["--max-line-bytes", "8"], {}, "must be at least 16"),
     ],
 )  # fmt: skip
 def test_bad_configuration_exits_2_with_one_line(args, env, expected):

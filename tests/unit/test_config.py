@@ -90,7 +90,7 @@ def test_booleans():
         (["--required-name=x", "--mode", "turbo"], {}, "invalid setting --mode=turbo"),
         (["--required-name=x", "--listen", "nowhere"], {}, "expected HOST:PORT"),
         (["--required-name=x", "--bogus"], {}, "unrecognized arguments: --bogus"),
-        (["--required-name=x", "--timeout", "-1"], {}, "greater than or equal to 0"),
+        (["--required-name=x", "--timeout", "-1"], {}, "must be at least 0s"),
     ],
 )  # fmt: skip
 def test_errors_are_one_line_naming_setting_source_and_value(argv, env, expected):

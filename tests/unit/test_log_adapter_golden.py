@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from podkit.adapters.log_json.build import TIME_FORMAT_HINT
 from podkit.adapters.log_json.check import read_lines
 from podkit.adapters.log_json.normalize import TimeParser
 from podkit.adapters.log_json.record import RecordBuilder
@@ -38,7 +39,9 @@ def builder_for(name: str) -> RecordBuilder:
     options_file = GOLDEN / f"{SHARED_INPUT.get(name, name)}.options.json"
     config = json.loads(options_file.read_text()) if options_file.exists() else {}
     parser = load_parser(name, config.get("options"))
-    time_parser = TimeParser(getattr(parser, "time_format", "iso"), UTC, now=lambda: FIXED_NOW)
+    time_parser = TimeParser(
+        getattr(parser, "time_format", "iso"), UTC, now=lambda: FIXED_NOW, hint=TIME_FORMAT_HINT
+    )
     return RecordBuilder(parser, time_parser=time_parser, types=config.get("types"))
 
 

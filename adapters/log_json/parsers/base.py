@@ -29,6 +29,8 @@ class BaseParser:
     """True when `level` is inferred (an HTTP status), not a token of the line: no `level_raw`."""
     stateful: ClassVar[bool] = False
     """True when lines depend on earlier lines (CRI partials): one instance per file."""
+    option_examples: ClassVar[dict[str, Any]] = {}
+    """Example values of required options, for the error that names a missing one."""
 
     def __call__(self, line: bytes | str) -> dict[str, Any]:
         if isinstance(line, bytes):
@@ -63,6 +65,7 @@ class RegexParser(BaseParser):
 
     name = "regex"
     sets_level_raw = True
+    option_examples: ClassVar[dict[str, Any]] = {"pattern": r"(?P<client>\S+) (?P<method>\w+)"}
 
     def __init__(self, pattern: str, time_format: str = "iso", search: bool = False) -> None:
         self.regex = compile_pattern(pattern)

@@ -10,7 +10,7 @@ common cases and needs no dependency.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from podkit.parsers import ParseError
 
@@ -77,6 +77,7 @@ MAX_DEPTH = 20
 class GrokParser(BaseParser):
     name = "grok"
     sets_level_raw = True
+    option_examples: ClassVar[dict[str, Any]] = {"pattern": "%{IP:client} %{WORD:method}"}
 
     def __init__(
         self, pattern: str, patterns: dict[str, str] | None = None, time_format: str = "auto"

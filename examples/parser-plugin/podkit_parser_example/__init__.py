@@ -15,16 +15,21 @@ DEFAULT_COLUMNS = ("timestamp", "level", "service", "message")
 
 
 class PipeParser:
-    """Options (from the adapter's YAML `parser_options`): `separator`, `columns`."""
+    """Options (from the adapter's `parser_options`): `separator`, `columns`, `time_format`."""
 
     name = "pipes"
     input_type = "str"  # podkit decodes the line (UTF-8, invalid bytes replaced)
 
-    def __init__(self, separator: str = "|", columns: list[str] | None = None) -> None:
+    def __init__(
+        self, separator: str = "|", columns: list[str] | None = None, time_format: str = "iso"
+    ) -> None:
         if not separator:
             raise ValueError("separator must not be empty")
         self.separator = separator
         self.columns = tuple(columns or DEFAULT_COLUMNS)
+        # How podkit reads the `timestamp` text this parser returns (unless the user sets
+        # --time-format): "iso", "clf", "epoch_ms", ... or a strptime format.
+        self.time_format = time_format
 
     def __call__(self, line: str) -> dict[str, Any]:
         parts = line.split(self.separator)

@@ -59,3 +59,29 @@ def test_check_mode_runs_it_like_the_pod_will() -> None:
     assert records[-1]["parse_error"] == "too_few_columns"
     assert done.returncode == 1, done.stderr  # one line of the sample is broken on purpose
     assert b"failed too_few_columns: 1" in done.stderr
+
+
+def test_its_time_format_option_reads_non_iso_timestamps() -> None:
+    """The parser's `time_format` attribute tells podkit how to read its timestamps."""
+    options = json.dumps({"time_format": "%d/%m/%Y %H:%M:%S"})
+    line = b"01/05/2024 12:00:00|WARN|api|slow\n"
+
+    def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "podkit.cli", "log-adapter", "--parser", "pipes", *args,
+             "--check", "/dev/stdin"],
+            input=line,
+            capture_output=True,
+            timeout=60,
+        )  # fmt: skip
+
+    done = run("--parser-options", options)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["timestamp"] == "2024-05-01T12:00:00+00:00"
+    # Without it the text is read as ISO 8601, and the record says what to set.
+    plain = run()
+    assert plain.returncode == 1
+    assert (
+        "set --time-format (or the parser's time_format attribute)"
+        in json.loads(plain.stdout)["parse_error_detail"]
+    )
