@@ -617,7 +617,7 @@ _BOUND_WORDS = {
 }
 
 
-def _podkit_words(error: ErrorDetails, info: FieldInfo | None) -> str:
+def problem_words(error: ErrorDetails, info: FieldInfo | None = None) -> str:
     """What is wrong, in podkit's words rather than pydantic's ("Input should be ...")."""
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -673,7 +673,7 @@ def _describe_error(
     if isinstance((error.get("ctx") or {}).get("error"), SettingError):
         return str(error["ctx"]["error"])
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
-    message = _podkit_words(error, info if len(loc) == 1 else None)
+    message = problem_words(error, info if len(loc) == 1 else None)
     setting = origin.spelling(field) + path
     if info is not None and (is_secret(info) and not _is_secret_file(info)):
         return f"invalid setting {setting} ({origin.describe(field)}): {message}"

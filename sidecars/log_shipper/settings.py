@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from podkit import plugins
-from podkit.config import ByteSize, Duration, ForeignConfig, SecretFile
+from podkit.config import ByteSize, Duration, ForeignConfig, SecretFile, problem_words
 from podkit.follow.settings import FollowSettings
 
 # Flag prefix of each built-in output's own settings: --http-url -> http output's `url`.
@@ -332,7 +332,7 @@ def _relocated(
             return ValidationError.from_exception_data("LogShipperSettings", [detail])
     else:
         where = (*loc, *inner)
-    message = first["msg"].removeprefix("Value error, ")
+    message = problem_words(first)
     value = first.get("input")
     if first["type"] == "extra_forbidden":
         message = f"unknown key {inner[-1]!r} for this output"

@@ -123,8 +123,14 @@ def test_repeated_output_mistakes_are_one_config_error(argv: list[str], message:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--retry-max", "200ms"], "invalid setting --retry-max=0.2 (from --retry-max): is below"),
-        (["--retry-initial", "0"], "invalid setting --retry-initial=0.0"),
+        (
+            ["--retry-max", "200ms"],
+            "invalid setting --retry-max=200ms (from --retry-max): is below",
+        ),
+        (
+            ["--retry-initial", "0"],
+            "invalid setting --retry-initial=0s (from --retry-initial): must be more than 0",
+        ),
     ],
 )
 def test_retry_delays_that_backoff_cannot_use_are_config_errors(
