@@ -44,6 +44,7 @@ def _print_help() -> None:
 
 def run_helper(name: str, argv: list[str]) -> int:
     from podkit.config import ConfigError, Notice, environ_snapshot, load_settings
+    from podkit.manual import render
 
     helper = helpers().get(name)
     if helper is None:
@@ -61,6 +62,7 @@ def run_helper(name: str, argv: list[str]) -> int:
             description=helper.summary,
             admin_default=f"0.0.0.0:{helper.admin_port}",
             notices=notices,
+            manual=render,
         )
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -40,7 +40,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-ENV_PREFIX = "PODKIT_"
+from podkit.importing import import_attr
+from podkit.naming import ENV_PREFIX, Alias, aliases, env_name, flag_name
 
 S = typing.TypeVar("S", bound="HelperSettings")
 _M = typing.TypeVar("_M")
@@ -53,26 +54,6 @@ class ConfigError(Exception):
 class SettingError(ValueError):
     """Raised by a validator whose message already names the setting and shows the fix
     (`--parser grok needs the option 'pattern': --parser-options '...'`): shown as it is."""
-
-
-@dataclass(frozen=True)
-class Alias:
-    """Other spellings of one setting, as `Annotated` metadata on its field.
-
-    Flags may be GNU (`--repo`), pflag (`--repo=V`) or Go single-dash long flags
-    (`-nginx.scrape-uri=V`, `-web.listen-address V`). Env names are read as they are, not
-    under PODKIT_. Deprecated spellings work and log a `deprecated_setting` warning.
-    """
-
-    flags: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
-    deprecated_flags: tuple[str, ...] = ()
-    deprecated_env: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        for flag in self.flags + self.deprecated_flags:
-            if not flag.startswith("-") or flag.startswith("---"):
-                raise ValueError(f"alias flag {flag!r} must start with - or --")
 
 
 @dataclass(frozen=True)
@@ -255,14 +236,6 @@ COMMON_FIELDS = frozenset(HelperSettings.model_fields)
 # --- where each value comes from ----------------------------------------------------------
 
 
-def flag_name(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
-def env_name(field: str) -> str:
-    return ENV_PREFIX + field.upper()
-
-
 @dataclass(frozen=True)
 class Origin:
     kind: Literal["default", "file", "env", "flag"]
@@ -287,7 +260,7 @@ class Origin:
         return "default"
 
 
-def _strip_optional(annotation: Any) -> Any:
+def strip_optional(annotation: Any) -> Any:
     while True:
         origin = typing.get_origin(annotation)
         if origin is Annotated:
@@ -301,14 +274,14 @@ def _strip_optional(annotation: Any) -> Any:
             return annotation
 
 
-def _field_kind(info: FieldInfo) -> Literal["bool", "list", "structured", "scalar"]:
-    annotation = _strip_optional(info.annotation)
+def field_kind(info: FieldInfo) -> Literal["bool", "list", "structured", "scalar"]:
+    annotation = strip_optional(info.annotation)
     origin = typing.get_origin(annotation)
     if annotation is bool:
         return "bool"
     if origin in (list, tuple, set, frozenset, Sequence):
         (item,) = typing.get_args(annotation)[:1] or (str,)
-        item = _strip_optional(item)
+        item = strip_optional(item)
         if isinstance(item, type) and issubclass(item, BaseModel):
             return "structured"
         return "list"
@@ -319,7 +292,7 @@ def _field_kind(info: FieldInfo) -> Literal["bool", "list", "structured", "scala
     return "scalar"
 
 
-def _extra(info: FieldInfo) -> dict[str, Any]:
+def field_extra(info: FieldInfo) -> dict[str, Any]:
     extra = info.json_schema_extra
     merged = dict(extra) if isinstance(extra, dict) else {}
     for meta in info.metadata:
@@ -333,20 +306,16 @@ def _meta(info: FieldInfo, kind: type[_M]) -> _M | None:
     return next((meta for meta in info.metadata if isinstance(meta, kind)), None)
 
 
-def aliases(info: FieldInfo) -> Alias:
-    return _meta(info, Alias) or Alias()
-
-
 def is_secret(info: FieldInfo) -> bool:
-    return _strip_optional(info.annotation) is SecretStr or bool(_extra(info).get("secret"))
+    return strip_optional(info.annotation) is SecretStr or bool(field_extra(info).get("secret"))
 
 
 def _is_secret_file(info: FieldInfo) -> bool:
-    return bool(_extra(info).get("secret_file"))
+    return bool(field_extra(info).get("secret_file"))
 
 
 def _env_value(info: FieldInfo, raw: str) -> Any:
-    kind = _field_kind(info)
+    kind = field_kind(info)
     if kind == "structured" or (kind == "list" and raw.lstrip().startswith("[")):
         return yaml.safe_load(raw)
     if kind == "list":
@@ -464,7 +433,7 @@ def value_kind(info: FieldInfo) -> Literal["duration", "size", "other"]:
 
 def _format_setting(info: FieldInfo, value: Any) -> str:
     """A value of this setting in the notation its input takes (5s, 256MiB, a,b)."""
-    if _field_kind(info) == "structured":
+    if field_kind(info) == "structured":
         return json.dumps(value, default=str, separators=(", ", ": "))
     kind = value_kind(info)
     if kind == "duration" and isinstance(value, int | float) and not isinstance(value, bool):
@@ -474,7 +443,7 @@ def _format_setting(info: FieldInfo, value: Any) -> str:
     return format_value(value)
 
 
-def _help_default(name: str, info: FieldInfo, admin_default: str) -> str:
+def help_default(name: str, info: FieldInfo, admin_default: str) -> str:
     """The default as `--help` and `--man` both show it ("" when there is none to show)."""
     if name == "admin_addr":
         return admin_default
@@ -507,19 +476,25 @@ class _Manual(argparse.Action):
         parser.exit(0)
 
 
-def render_manual(
-    prog: str, settings_cls: type[HelperSettings], *, description: str, admin_default: str
-) -> str:
-    from podkit.manual import render
+class ManualRenderer(typing.Protocol):
+    """Renders `--man` (podkit.manual.render): handed in by the CLI, so that the loader
+    does not import the manual, which reads the loader's declarations."""
 
-    return render(prog, settings_cls, description=description, admin_default=admin_default)
+    def __call__(
+        self, prog: str, settings_cls: type[HelperSettings], *, description: str, admin_default: str
+    ) -> str: ...
 
 
 _METAVARS = {"structured": "JSON", "duration": "DURATION", "size": "SIZE"}
 
 
 def build_parser(
-    prog: str, settings_cls: type[HelperSettings], *, description: str = "", admin_default: str = ""
+    prog: str,
+    settings_cls: type[HelperSettings],
+    *,
+    description: str = "",
+    admin_default: str = "",
+    manual: ManualRenderer | None = None,
 ) -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog=prog,
@@ -529,14 +504,15 @@ def build_parser(
         epilog=EPILOG,
     )
     summary = description  # `description` is reused for each setting below
-    parser.add_argument(
-        "--man",
-        action=_Manual,
-        manual=lambda: render_manual(
-            prog, settings_cls, description=summary, admin_default=admin_default
-        ),
-        help="print the full manual (every setting and all its names) and exit",
-    )
+    if manual is not None:
+        parser.add_argument(
+            "--man",
+            action=_Manual,
+            manual=lambda: manual(
+                prog, settings_cls, description=summary, admin_default=admin_default
+            ),
+            help="print the full manual (every setting and all its names) and exit",
+        )
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -547,14 +523,14 @@ def build_parser(
     common = parser.add_argument_group("common settings")
     for name, info in settings_cls.model_fields.items():
         group = common if name in COMMON_FIELDS else own
-        kind = _field_kind(info)
-        extra = _extra(info)
+        kind = field_kind(info)
+        extra = field_extra(info)
         alias = aliases(info)
         spellings = [flag_name(name), *alias.flags, *alias.deprecated_flags]
         notes = [f"env: {', '.join([env_name(name), *alias.env])}"]
         if alias.flags:
             notes.append(f"also: {' '.join(alias.flags)}")
-        default = _help_default(name, info, admin_default)
+        default = help_default(name, info, admin_default)
         if info.is_required():
             notes.append("required")
         elif default:
@@ -580,8 +556,8 @@ def build_parser(
                 default=argparse.SUPPRESS, help=help_text + " (repeatable)",
             )  # fmt: skip
         else:
-            choices = typing.get_args(_strip_optional(info.annotation))
-            literal = typing.get_origin(_strip_optional(info.annotation)) is Literal
+            choices = typing.get_args(strip_optional(info.annotation))
+            literal = typing.get_origin(strip_optional(info.annotation)) is Literal
             group.add_argument(
                 *spellings, dest=name, action=_Store,
                 metavar="{" + ",".join(map(str, choices)) + "}" if literal else metavar,
@@ -627,7 +603,7 @@ def problem_words(error: ErrorDetails, info: FieldInfo | None = None) -> str:
             message = message.removeprefix(prefix)
         return message
     if kind == "literal_error":
-        annotation = _strip_optional(info.annotation) if info is not None else None
+        annotation = strip_optional(info.annotation) if info is not None else None
         if typing.get_origin(annotation) is Literal:
             expected = ", ".join(map(str, typing.get_args(annotation)))
         else:  # a nested field: pydantic's "'a', 'b' or 'c'" without the quotes
@@ -714,8 +690,6 @@ def _read_foreign(
         )  # fmt: skip
         if not path:
             continue
-        from podkit.helper import import_attr
-
         result: ForeignSettings = import_attr(foreign.reader)(str(path))
         notices.extend(result.notices)
         origin = Origin("file", f"{flag_name(name).removeprefix('--')} file {path}")
@@ -735,6 +709,7 @@ def load_settings(
     description: str = "",
     admin_default: str = "",
     notices: list[Notice] | None = None,
+    manual: ManualRenderer | None = None,
 ) -> S:
     """Merge defaults < foreign file < --config file < env < flags and validate.
 
@@ -742,7 +717,9 @@ def load_settings(
     up (deprecated spellings used, keys a foreign config reader ignored).
     """
     notices = notices if notices is not None else []
-    parser = build_parser(prog, settings_cls, description=description, admin_default=admin_default)
+    parser = build_parser(
+        prog, settings_cls, description=description, admin_default=admin_default, manual=manual
+    )
     namespace = parser.parse_args(list(argv))
     spellings: dict[str, str] = getattr(namespace, _SPELLINGS, {})
     flags = {k: v for k, v in vars(namespace).items() if k != _SPELLINGS}
@@ -782,7 +759,7 @@ def load_settings(
     for name, value in flags.items():
         info = settings_cls.model_fields[name]
         spelling = spellings.get(name, flag_name(name))
-        if _field_kind(info) == "structured":
+        if field_kind(info) == "structured":
             try:
                 value = yaml.safe_load(value)
             except yaml.YAMLError:

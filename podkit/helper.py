@@ -7,26 +7,13 @@ group. It names its settings class and its `run` coroutine as "module:attr" stri
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
+
+from podkit.importing import import_attr
 
 if TYPE_CHECKING:
     from podkit.config import HelperSettings
-    from podkit.runtime import Runtime
-
-
-class RunFunction(Protocol):
-    async def __call__(self, settings: Any, runtime: Runtime) -> None: ...
-
-
-def import_attr(ref: str) -> Any:
-    """Import "package.module:attr" and return the attribute."""
-    module_name, _, attr = ref.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split(".") if attr else []:
-        obj = getattr(obj, part)
-    return obj
 
 
 @dataclass(frozen=True)
@@ -56,10 +43,6 @@ class Helper:
     def load_settings_class(self) -> type[HelperSettings]:
         settings_class: type[HelperSettings] = import_attr(self.settings)
         return settings_class
-
-    def load_run(self) -> RunFunction:
-        run: RunFunction = import_attr(self.run)
-        return run
 
     def run_oneshot(self, settings: HelperSettings) -> int | None:
         """The exit status of the helper's one-shot mode, or None to run as a service."""

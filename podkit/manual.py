@@ -17,18 +17,15 @@ from pydantic.fields import FieldInfo
 
 from podkit.config import (
     COMMON_FIELDS,
-    ENV_PREFIX,
     EPILOG,
     HelperSettings,
-    _extra,
-    _field_kind,
-    _help_default,
-    _strip_optional,
-    aliases,
-    env_name,
-    flag_name,
+    field_extra,
+    field_kind,
+    help_default,
+    strip_optional,
     value_kind,
 )
+from podkit.naming import ENV_PREFIX, aliases, env_name, flag_name
 
 INDENT = " " * 4
 BODY = " " * 12
@@ -51,23 +48,23 @@ def _wrap(text: str, indent: str) -> list[str]:
 
 
 def _value_word(info: FieldInfo) -> str:
-    kind = _field_kind(info)
+    kind = field_kind(info)
     if kind == "bool":
         return ""
-    metavar = _extra(info).get("metavar")
+    metavar = field_extra(info).get("metavar")
     if metavar:
         return f" <{metavar}>"
     kind_of_value = value_kind(info)
     if kind_of_value != "other":
         return f" <{kind_of_value}>"
-    annotation = _strip_optional(info.annotation)
+    annotation = strip_optional(info.annotation)
     if typing.get_origin(annotation) is Literal:
         return " {" + "|".join(map(str, typing.get_args(annotation))) + "}"
     if kind == "structured":
         return " <json>"
     if kind == "list":
         (item,) = typing.get_args(annotation)[:1] or (str,)
-        annotation = _strip_optional(item)
+        annotation = strip_optional(item)
     names = {int: "int", float: "number", str: "string"}
     return f" <{names.get(annotation, 'string')}>"
 
@@ -82,15 +79,15 @@ def _entry(name: str, info: FieldInfo, admin_default: str) -> list[str]:
     text = (info.description or "").strip()
     if text and not text.endswith("."):
         text += "."
-    default = _help_default(name, info, admin_default)  # as --help shows it
+    default = help_default(name, info, admin_default)  # as --help shows it
     if info.is_required():
         text += " Required."
     elif default:
         text += f' Default: "{default}".'
-    if _field_kind(info) == "bool":
+    if field_kind(info) == "bool":
         flag = flag_name(name)
         text += f" A switch: {flag}, {flag}=true|false, --no-{flag[2:]}."
-    elif _field_kind(info) == "list":
+    elif field_kind(info) == "list":
         text += " Repeatable; comma-separated in the environment."
     old = [*alias.deprecated_flags, *(f"${env}" for env in alias.deprecated_env)]
     if old:

@@ -18,7 +18,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from podkit.helper import import_attr
+from podkit.importing import import_attr
 
 GROUPS = {
     "parser": "podkit.parsers",

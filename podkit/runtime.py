@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -31,7 +31,8 @@ from prometheus_client import (
 
 from podkit import __version__, logs
 from podkit.admin import AdminServer
-from podkit.config import aliases, flag_name
+from podkit.importing import import_attr
+from podkit.naming import aliases, flag_name
 
 if TYPE_CHECKING:
     from podkit.config import HelperSettings, Notice
@@ -43,6 +44,12 @@ LIVENESS_MAX_LAG = 5.0
 CANCEL_GRACE = 2.0
 EXIT_CODE_CRASH = 1
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class RunFunction(Protocol):
+    """A helper's `async def run(settings, runtime)`, named by `Helper.run`."""
+
+    async def __call__(self, settings: Any, runtime: Runtime) -> None: ...
 
 
 class StartupError(Exception):
@@ -302,7 +309,7 @@ class Server:
         )
         for notice in self.notices:
             self.log.warning(notice.event, **notice.fields)
-        run = self.helper.load_run()
+        run: RunFunction = import_attr(self.helper.run)
         self._tasks.append(asyncio.create_task(self.runtime._watch_loop_lag(), name="loop-lag"))
         self.helper_task = asyncio.create_task(run(self.settings, self.runtime), name="helper")
         return True

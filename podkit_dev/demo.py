@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 
 from podkit.cli import helpers as registered_helpers
-from podkit.helper import import_attr
+from podkit.importing import import_attr
 from podkit_dev.servers import HelperProcess, MissingBinary
 
 BOLD, GREEN, RED, DIM, RESET = "\033[1m", "\033[32m", "\033[31m", "\033[2m", "\033[0m"

@@ -9,7 +9,8 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from podkit.adapters.prometheus.api import SourceSpec, check_label_name
 from podkit.adapters.prometheus.loader import build_source, check_context
-from podkit.config import Alias, ByteSize, Duration, HelperSettings, HostPort, SecretFile
+from podkit.config import ByteSize, Duration, HelperSettings, HostPort, SecretFile
+from podkit.naming import Alias
 
 DEFAULT_NGINX_URI = "http://127.0.0.1:8080/stub_status"
 # Source type -> the flag (field) that lists its targets.

@@ -17,7 +17,6 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from podkit.ambassadors.postgres import auth, tls
 from podkit.config import (
-    Alias,
     ByteSize,
     ConfigError,
     Duration,
@@ -27,6 +26,7 @@ from podkit.config import (
     SecretFile,
     split_host_port,
 )
+from podkit.naming import Alias
 
 PoolMode = Literal["transaction", "session"]
 

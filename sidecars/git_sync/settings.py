@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from podkit.config import Alias, Duration, HelperSettings, HostPort
+from podkit.config import Duration, HelperSettings, HostPort
+from podkit.naming import Alias
 
 
 def _names(name: str, *v3: str, flags: tuple[str, ...] = ()) -> Alias:

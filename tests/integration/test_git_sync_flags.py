@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from podkit.config import aliases, env_name, flag_name
+from podkit.naming import aliases, env_name, flag_name
 from podkit.sidecars.git_sync.settings import GitSyncSettings
 from podkit_dev.servers import HOST, GitRepo, free_port, http_get, podkit_argv, wait_for
 

@@ -14,7 +14,8 @@ import subprocess
 import pytest
 
 from podkit.cli import helpers
-from podkit.config import flag_name, parse_byte_size, parse_duration
+from podkit.config import parse_byte_size, parse_duration
+from podkit.naming import flag_name
 from podkit_dev.servers import podkit_argv
 
 HELPERS = sorted(helpers())

@@ -10,7 +10,6 @@ import pytest
 from pydantic import Field
 
 from podkit.config import (
-    Alias,
     ConfigError,
     Duration,
     ForeignConfig,
@@ -20,6 +19,7 @@ from podkit.config import (
     build_parser,
     load_settings,
 )
+from podkit.naming import Alias
 
 
 class Sample(HelperSettings):
