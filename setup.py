@@ -3,6 +3,8 @@
 `sidecars/`, `ambassadors/` and `adapters/` stay at the top of the tree (DESIGN.md), but
 install as `podkit.sidecars`, `podkit.ambassadors` and `podkit.adapters`, so nothing with a
 generic name lands in site-packages. pyproject.toml holds everything else.
+`podkit_dev/typecheck.py` reads `packages` and `package_dir` from here, so mypy checks the
+installed layout without a second copy of it.
 """
 
 from setuptools import find_packages, setup
@@ -15,4 +17,5 @@ for root in HELPER_ROOTS:
     package_dir[f"podkit.{root}"] = root
     packages += [f"podkit.{name}" for name in find_packages(include=[root, f"{root}.*"])]
 
-setup(packages=packages, package_dir=package_dir)
+if __name__ == "__main__":  # setuptools runs this file as __main__; typecheck imports it
+    setup(packages=packages, package_dir=package_dir)
