@@ -9,7 +9,7 @@ the listener costs a connection: nothing runs per message.
 
 A helper drains a listener in one of two ways:
 
-- `await listener.shutdown(grace)`: stop accepting, then `finish()`;
+- `await listener.shutdown(grace)`: stop accepting, `finish()`, close the rest;
 - `await listener.finish(grace)`, then `listener.close()`: the same steps, but the
   listener keeps accepting until the end, for a server that answers newcomers itself
   while it drains (pg-ambassador tells them "shutting down", as PostgreSQL does).
@@ -79,7 +79,9 @@ class Listener(Generic[C]):
         `loop.create_server` (backlog...).
 
         Call it inside `with podkit.runtime.listening(settings, field):`, which turns a
-        failure to bind into the one "cannot listen on ADDR: set --FLAG" error."""
+        failure to bind into the one "cannot listen on ADDR: set --FLAG" error. (It is not
+        called here: podkit.runtime imports the admin server, which is built on this
+        module, so this module cannot import podkit.runtime back.)"""
         kwargs.setdefault("reuse_address", True)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(factory, host, port, **kwargs)
