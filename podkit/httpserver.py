@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from podkit.listener import Listener
+
 MAX_REQUEST_HEAD = 16 * 1024
 GZIP_MIN_BYTES = 512
 GZIP_LEVEL = 1  # metrics text compresses well at the cheapest level; CPU is the sidecar's
@@ -133,14 +135,29 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peername = transport.get_extra_info("peername")
         self.peer = peername[0] if isinstance(peername, tuple) else None
-        self.server.connections.add(self)
+        self.server.listener.add(self)
         self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connections.discard(self)
+        self.server.listener.discard(self)
         self.transport = None
         if self.idle_timer is not None:
             self.idle_timer.cancel()
+
+    # --- podkit.listener.Connection -----------------------------------------------------------
+
+    def ask_to_finish(self) -> bool:
+        """Answer the requests already read, then close; an idle connection closes now."""
+        self.closing = True
+        if not self.busy and not self.queue and self.transport is not None:
+            self.transport.close()
+            self.transport = None
+        return True
+
+    def close_now(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
 
     def _arm_idle_timer(self) -> None:
         # A connection that sends nothing for this long is closed, so idle or half-sent
@@ -279,31 +296,23 @@ class HttpServer:
         }
         self.on_error = on_error
         self.idle_timeout = idle_timeout
-        self.connections: set[_Protocol] = set()
+        self.listener: Listener[_Protocol] = Listener()
         self.tasks: set[asyncio.Future[None]] = set()
-        self.server: asyncio.Server | None = None
-        self.port = 0
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         self.routes.setdefault(path, {})[method.upper()] = handler
 
+    @property
+    def port(self) -> int:
+        """The port bound (differs from the one asked for when that was 0)."""
+        return self.listener.port
+
     async def start(self, host: str, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: _Protocol(self), host, port, reuse_address=True, backlog=1024
-        )
-        self.port = self.server.sockets[0].getsockname()[1]
+        await self.listener.start(lambda: _Protocol(self), host, port, backlog=1024)
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop listening, give requests in flight `grace` seconds, close the rest."""
-        if self.server is not None:
-            self.server.close()
-        if self.tasks:
-            await asyncio.wait(set(self.tasks), timeout=grace)
+        await self.listener.shutdown(grace)
         for task in list(self.tasks):
             task.cancel()
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.close()
-        if self.server is not None:
-            await self.server.wait_closed()
+        await self.listener.wait_closed()

@@ -121,7 +121,7 @@ class ClientConn(asyncio.Protocol):
         self.stats.clients_total += 1
         peer = transport.get_extra_info("peername")
         self.addr = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or "")
-        amb.clients.add(self)
+        amb.listener.add(self)
         # Refusals are answered after the startup packet (and SSLRequest), as PostgreSQL does,
         # so that drivers read them as what they are.
         if amb.draining:
@@ -183,9 +183,7 @@ class ClientConn(asyncio.Protocol):
         self.closed = True
         self.state = CLOSED
         amb = self.amb
-        amb.clients.discard(self)
-        if amb.draining and amb.sessions_closed():
-            amb.no_sessions.set()
+        amb.listener.discard(self)
         amb.forget_cancel_key(self)
         if self.login_timer is not None:
             self.login_timer.cancel()
@@ -1084,6 +1082,23 @@ class ClientConn(asyncio.Protocol):
         )
 
     # --- ending ------------------------------------------------------------------------------
+
+    def ask_to_finish(self) -> bool:
+        """The drain (podkit.listener.Connection): close at the next transaction boundary.
+
+        One that sent no startup packet yet is answered after it, not closed under it, and
+        does not hold up the drain: it is closed with the rest at the end."""
+        if self.state < AUTH:
+            self.refuse(SHUTTING_DOWN, "draining")
+            return False
+        if self.holding:
+            self.close_at_boundary = True
+        else:
+            self.fatal("57P01", ADMIN_SHUTDOWN)
+        return True
+
+    def close_now(self) -> None:
+        self.fatal("57P01", ADMIN_SHUTDOWN)
 
     def fatal(self, sqlstate: str, text: str) -> None:
         if self.closed or self.transport is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from podkit.ambassadors.postgres import auth, tls
 from podkit.ambassadors.postgres import protocol as pq
-from podkit.ambassadors.postgres.client import ADMIN_SHUTDOWN, AUTH, SHUTTING_DOWN, ClientConn
+from podkit.ambassadors.postgres.client import AUTH, ClientConn
 from podkit.ambassadors.postgres.console import Console
 from podkit.ambassadors.postgres.metrics import PgCollector
 from podkit.ambassadors.postgres.pool import Pool, Stats
@@ -20,6 +20,7 @@ from podkit.ambassadors.postgres.server import Resolver, ServerConn, resolve
 from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 from podkit.config import split_host_port
+from podkit.listener import Listener
 from podkit.logs import Throttled, get_logger
 from podkit.runtime import Runtime, StartupError, listening
 
@@ -35,19 +36,18 @@ class Ambassador:
         self.loop = asyncio.get_running_loop()
         self.stats = Stats()
         self.pools: dict[tuple[str, str], Pool] = {}
-        self.clients: set[ClientConn] = set()
+        self.listener: Listener[ClientConn] = Listener()
+        self.clients = self.listener.connections  # the open client connections
         self.pinned: collections.Counter[str] = collections.Counter({r: 0 for r in REASONS})
         self.cancel_keys: dict[int, ClientConn] = {}
         # (address, backend pid) -> server connection: NotificationResponse pids
         self.server_pids: dict[tuple[tuple[str, int], int], ServerConn] = {}
         self.next_pid = secrets.randbelow(1 << 30) + 1
-        self.server: asyncio.AbstractServer | None = None
         self.draining = False
         self.closing = False
         self.console = Console(self)
         self._throttled = Throttled(self.log, LOG_EVERY)
         self.started_at = time.time()
-        self.no_sessions = asyncio.Event()  # set while draining, once sessions_closed()
         # how the server host is looked up, for each new server connection (a hook: tests
         # replace it to move the host to another address)
         self.resolve: Resolver = resolve
@@ -161,11 +161,7 @@ class Ambassador:
     async def start(self) -> str:
         host, port = split_host_port(self.settings.listen)
         with listening(self.settings, "listen"):
-            self.server = await self.loop.create_server(
-                lambda: ClientConn(self), host, port, backlog=4096, reuse_address=True
-            )
-        sock = self.server.sockets[0].getsockname()
-        return f"{sock[0]}:{sock[1]}"
+            return await self.listener.start(lambda: ClientConn(self), host, port, backlog=4096)
 
     async def check_loop(self) -> None:
         last_addresses = time.monotonic()
@@ -193,26 +189,13 @@ class Ambassador:
         queue as the listener closed.
         """
         self.draining = True
-        busy = 0
-        for client in list(self.clients):
-            if client.state < AUTH:
-                # no startup packet read yet: answered after it, not closed under it
-                client.refuse(SHUTTING_DOWN, "draining")
-            elif not client.holding:
-                client.fatal("57P01", ADMIN_SHUTDOWN)
-            else:
-                client.close_at_boundary = True
-                busy += 1
+        busy = sum(1 for client in self.clients if client.state >= AUTH and client.holding)
         self.log.info("draining", clients_in_transaction=busy)
         started = time.monotonic()
-        if not self.sessions_closed():
-            await self.no_sessions.wait()
+        # Each client closes at its transaction boundary (ClientConn.ask_to_finish); no
+        # timeout here: the runtime's --shutdown-timeout ends it, and close() the rest.
+        await self.listener.finish()
         self.log.info("drained", seconds=round(time.monotonic() - started, 3))
-
-    def sessions_closed(self) -> bool:
-        """No client is logging in or logged in. One that connected and sent nothing does
-        not hold up a drain: it is closed with the rest at the end."""
-        return all(client.state < AUTH for client in self.clients)
 
     def free_database(self, database: str) -> None:
         """A client is about to DROP (or rename, or copy as a template) `database`, which
@@ -226,10 +209,7 @@ class Ambassador:
 
     def close(self) -> None:
         self.closing = True
-        if self.server is not None:
-            self.server.close()
-        for client in list(self.clients):
-            client.fatal("57P01", ADMIN_SHUTDOWN)
+        self.listener.close()
         for pool in self.pools.values():
             pool.close_all()
             for server in list(pool.active):
@@ -248,15 +228,9 @@ async def run(settings: PgAmbassadorSettings, runtime: Runtime) -> None:
     )
     runtime.set_ready(True)
     checks = asyncio.create_task(amb.check_loop(), name="pool-checks")
-    drained = asyncio.Event()
-
-    async def drain() -> None:
-        await amb.drain()
-        drained.set()
-
     try:
-        async with runtime.on_drain(drain):
-            await drained.wait()
+        await runtime.wait_drain()
+        await amb.drain()
     finally:
         amb.close()
         checks.cancel()

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from podkit.config import split_host_port
+from podkit.listener import Listener
 from podkit.logs import Throttled, get_logger
 
 # How long a closed client gets to take the replies already in flight before it is cut.
@@ -124,7 +125,7 @@ class ClientSide(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         proxy = self.proxy
-        if len(proxy.clients) >= proxy.max_clients:
+        if len(proxy.listener.connections) >= proxy.max_clients:
             self.refused = True
             self.closed = True
             self.stats.refused_max_clients += 1
@@ -134,8 +135,7 @@ class ClientSide(asyncio.Protocol):
             return
         self.stats.total += 1
         self.stats.active += 1
-        self.proxy.clients.add(self)
-        self.proxy.idle.clear()
+        proxy.listener.add(self)
         transport.pause_reading()  # type: ignore[attr-defined]
         self.connecting = self.proxy.loop.create_task(self._connect())
 
@@ -258,6 +258,15 @@ class ClientSide(asyncio.Protocol):
             self.master.abort()
         self.close()
 
+    # --- podkit.listener.Connection -----------------------------------------------------------
+
+    def ask_to_finish(self) -> bool:
+        # Bytes carry no request boundary a proxy could stop at: the client ends it.
+        return True
+
+    def close_now(self) -> None:
+        self.cut()
+
 
 class CountingMasterSide(MasterSide):
     """MasterSide that counts chunks for the idle sweep (only with --client-idle-timeout)."""
@@ -305,12 +314,9 @@ class Proxy:
         self.stats = ProxyStats()
         self.master: str | None = None
         self.master_known = asyncio.Event()
-        self.clients: set[ClientSide] = set()
+        self.listener: Listener[ClientSide] = Listener()
         self.bound: dict[str, set[ClientSide]] = {}
         self.draining = False
-        self.server: asyncio.AbstractServer | None = None
-        self.idle = asyncio.Event()
-        self.idle.set()
         self.loop = asyncio.get_running_loop()
         self._throttled = Throttled(self.log, LOG_EVERY)
 
@@ -322,13 +328,10 @@ class Proxy:
         host, port = split_host_port(self.listen)
         # The idle sweep needs chunk counts; without it the hot path does not count.
         client_side = CountingClientSide if self.idle_timeout > 0 else ClientSide
-        self.server = await self.loop.create_server(
-            lambda: client_side(self), host, port, backlog=4096, reuse_address=True
-        )
-        bound = self.server.sockets[0].getsockname()
+        bound = await self.listener.start(lambda: client_side(self), host, port, backlog=4096)
         if self.idle_timeout > 0:
             self.sweeper = self.loop.create_task(self._sweep_idle(), name="idle sweep")
-        return f"{bound[0]}:{bound[1]}"
+        return bound
 
     async def _sweep_idle(self) -> None:
         """Close connections that moved no byte either way for --client-idle-timeout."""
@@ -336,7 +339,7 @@ class Proxy:
         while True:
             await asyncio.sleep(period)
             now = self.loop.time()
-            for client in list(self.clients):
+            for client in list(self.listener.connections):
                 if client.master is None:
                     continue  # still waiting for a master: --connect-wait governs it
                 if client.ticks != client.seen_ticks:
@@ -370,29 +373,24 @@ class Proxy:
         self.bound.setdefault(addr, set()).add(client)
 
     def forget(self, client: ClientSide) -> None:
-        self.clients.discard(client)
+        self.listener.discard(client)
         if client.master_addr is not None:
             bucket = self.bound.get(client.master_addr)
             if bucket is not None:
                 bucket.discard(client)
-        if not self.clients:
-            self.idle.set()
 
     async def drain(self) -> None:
         """Stop accepting; open connections go on until they finish (or we are cancelled)."""
         self.draining = True
-        if self.server is not None:
-            self.server.close()
         if self.sweeper is not None:
             self.sweeper.cancel()
         started = time.monotonic()
-        if self.clients:
-            self.log.info("draining_connections", connections=len(self.clients))
+        clients = self.listener.connections
+        if clients:
+            self.log.info("draining_connections", connections=len(clients))
         try:
-            await self.idle.wait()
+            await self.listener.shutdown()
         finally:
-            for client in list(self.clients):
-                client.cut()
             self.log.info(
-                "drained", left=len(self.clients), seconds=round(time.monotonic() - started, 3)
+                "drained", left=len(clients), seconds=round(time.monotonic() - started, 3)
             )

@@ -13,7 +13,27 @@ from prometheus_client import Counter, Gauge
 
 from podkit.config import split_host_port
 from podkit.echo.settings import EchoSettings
+from podkit.listener import Listener, stream_handler
 from podkit.runtime import Runtime, listening
+
+
+class EchoConnection:
+    """One client, as the listener sees it (`podkit.listener.Connection`)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.idle = False  # waiting for the client's next line
+        self.finishing = False
+
+    def ask_to_finish(self) -> bool:
+        # A line in flight gets its answer first; a connection waiting for one ends now.
+        self.finishing = True
+        if self.idle:
+            self.writer.close()
+        return True
+
+    def close_now(self) -> None:
+        self.writer.close()
 
 
 class EchoServer:
@@ -21,8 +41,7 @@ class EchoServer:
         self.settings = settings
         self.log = runtime.log
         self.runtime = runtime
-        self.handlers: set[asyncio.Task[None]] = set()
-        self.idle: set[asyncio.StreamWriter] = set()
+        self.listener: Listener[EchoConnection] = Listener()
         self.lines = Counter("echo_lines_total", "lines echoed", registry=runtime.registry)
         self.rejected = Counter(
             "echo_rejected_lines_total", "lines over --max-line-bytes", registry=runtime.registry
@@ -35,13 +54,12 @@ class EchoServer:
         )
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.add(task)
+        conn = EchoConnection(writer)
+        self.listener.add(conn)
         self.active.inc()
         try:
-            while not self.runtime.draining:
-                self.idle.add(writer)
+            while not conn.finishing:
+                conn.idle = True
                 try:
                     line = await reader.readuntil(b"\n")
                 except asyncio.IncompleteReadError:
@@ -52,7 +70,7 @@ class EchoServer:
                     writer.write(b"ERR line too long\n")
                     return
                 finally:
-                    self.idle.discard(writer)
+                    conn.idle = False
                 with self.in_flight.track_inprogress():
                     if self.settings.delay:
                         await asyncio.sleep(self.settings.delay)
@@ -64,26 +82,23 @@ class EchoServer:
         finally:
             self.active.dec()
             writer.close()
-            self.handlers.discard(task)
+            self.listener.discard(conn)
 
     async def serve(self) -> None:
         host, port = split_host_port(self.settings.listen)
         with listening(self.settings, "listen"):
-            server = await asyncio.start_server(
-                self.handle, host, port, limit=self.settings.max_line_bytes
+            addr = await self.listener.start(
+                stream_handler(self.handle, limit=self.settings.max_line_bytes), host, port
             )
-        bound = server.sockets[0].getsockname()
-        self.log.info("listening", addr=f"{bound[0]}:{bound[1]}")
+        self.log.info("listening", addr=addr)
         self.runtime.set_ready(True)
         await self.runtime.wait_drain()
-        # Drain: stop accepting, close connections waiting for a line, finish the rest.
-        server.close()
-        for writer in list(self.idle):
-            writer.close()
-        if self.handlers:
-            self.log.info("finishing_in_flight", connections=len(self.handlers))
-            await asyncio.wait(set(self.handlers))
-        await server.wait_closed()
+        if self.listener.connections:
+            self.log.info("finishing_in_flight", connections=len(self.listener.connections))
+        # No timeout of its own: the runtime cancels the helper after --shutdown-timeout,
+        # and the connections left are closed on the way out.
+        await self.listener.shutdown()
+        await self.listener.wait_closed()
 
 
 async def run(settings: EchoSettings, runtime: Runtime) -> None:

@@ -76,8 +76,6 @@ class AmbassadorThread:
             if self.checks is not None:
                 self.checks.cancel()
             if self.amb is not None:
-                if self.amb.server is not None:
-                    self.amb.server.close()
                 self.amb.close()
             await asyncio.sleep(0.05)
 

@@ -213,6 +213,26 @@ def test_sigterm_drain_finishes_in_flight_work_and_refuses_new(run_helper, free_
     assert any(e["event"] == "stopped" and e["reason"] == "drained" for e in helper.log_events())
 
 
+def test_drain_closes_idle_connections_at_once(run_helper, free_port):
+    port = free_port()
+    helper = run_helper(
+        "echo", "--listen", f"{HOST}:{port}", "--delay", "120s", "--shutdown-timeout", "120s"
+    )
+    with (
+        socket.create_connection((HOST, port), timeout=10) as busy,
+        socket.create_connection((HOST, port), timeout=10) as idle,
+    ):
+        busy.sendall(b"slow\n")
+        wait_for(lambda: "echo_lines_in_flight 1.0" in helper.metrics(), what="line in flight")
+        wait_for(lambda: "echo_connections_active 2.0" in helper.metrics(), what="2 clients")
+        helper.process.send_signal(signal.SIGTERM)
+        # Waiting for a line, it has nothing to finish: closed now, not after the timeout.
+        assert idle.recv(100) == b""
+        assert "echo_lines_in_flight 1.0" in helper.metrics()  # the other one goes on
+        helper.process.send_signal(signal.SIGTERM)
+        assert helper.wait_exit(timeout=20) == 128 + signal.SIGTERM
+
+
 def test_second_signal_exits_at_once(run_helper, free_port):
     port = free_port()
     helper = run_helper("echo", "--listen", f"{HOST}:{port}", "--delay", "120s")
