@@ -269,7 +269,8 @@ def test_the_image_default_path_is_declared():
     info = LogShipperSettings.model_fields["fluent_bit_config"]
     [foreign] = [m for m in info.metadata if isinstance(m, ForeignConfig)]
     assert foreign.default_path == "/fluent-bit/etc/fluent-bit.conf"
-    assert read.__module__.endswith("fluentbit_config") and foreign.reader.endswith("fluentbit_config:read")
+    assert read.__module__.endswith("fluentbit_config")
+    assert foreign.reader.endswith("fluentbit_config:read")
 
 
 def test_a_bad_config_exits_2_with_one_line_and_no_secret(tmp_path):
