@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from side_by_side import (
     FLUENT_BIT,
+    Comparison,
     FluentBit,
     Podkit,
-    Row,
     fluent_bit_note,
     generate_nginx,
     load,
@@ -171,7 +171,7 @@ def main() -> int:
         print(fluent_bit_note())
         adapter_args = ["--parser", "nginx", *args.adapter_arg]
         rows = [
-            Row(label, mode, Podkit("log-adapter", adapter_args),
+            Comparison(label, mode, Podkit("log-adapter", adapter_args),
                 FluentBit(FLUENT_BIT, parser="nginx") if FLUENT_BIT else None)
             for key, (label, mode) in ROWS.items() if not args.only or key in args.only
         ]  # fmt: skip
@@ -183,7 +183,7 @@ def main() -> int:
             big_lines = 1_000_000_000 // 176
             log(f"generating 1 GB ({big_lines:,} lines) ...")
             generate_nginx(big, big_lines)
-            gb = Row("nginx parse, 1 GB", "batch", rows[0].podkit, rows[0].fluent_bit)
+            gb = Comparison("nginx parse, 1 GB", "batch", rows[0].podkit, rows[0].fluent_bit)
             loads += run_rows([gb], big, big_lines, 1, log)
             rows.append(gb)
             big.unlink()

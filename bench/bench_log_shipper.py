@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from side_by_side import (
     FLUENT_BIT,
+    Comparison,
     FluentBit,
     Podkit,
-    Row,
     fluent_bit_note,
     generate_nginx,
     load,
@@ -71,7 +71,7 @@ def main() -> int:
               f" on {os.cpu_count()} CPUs")  # fmt: skip
         print(fluent_bit_note())
         rows = [
-            Row(label, mode, Podkit("log-shipper", args.shipper_arg),
+            Comparison(label, mode, Podkit("log-shipper", args.shipper_arg),
                 FluentBit(FLUENT_BIT) if FLUENT_BIT else None)
             for key, (label, mode) in ROWS.items() if not args.only or key in args.only
         ]  # fmt: skip
@@ -83,7 +83,7 @@ def main() -> int:
             big_lines = 1_000_000_000 // 176
             log(f"generating 1 GB ({big_lines:,} lines) ...")
             generate_nginx(big, big_lines)
-            gb = Row("raw tail->file, 1 GB", "batch", rows[0].podkit, rows[0].fluent_bit)
+            gb = Comparison("raw tail->file, 1 GB", "batch", rows[0].podkit, rows[0].fluent_bit)
             loads += run_rows([gb], big, big_lines, 1, log)
             rows.append(gb)
     print()

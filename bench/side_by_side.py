@@ -281,7 +281,7 @@ def rotation_cuts(source: Path, every: int) -> list[int]:
 
 
 @dataclass
-class Result:
+class Measurement:
     seconds: float
     cpu: float
     rss_mib: float
@@ -298,7 +298,7 @@ class Result:
         return self.cpu / self.lines * 1e6
 
 
-def run_once(tool: Tool, mode: str, source: Path, lines: int, work: Path) -> Result:
+def run_once(tool: Tool, mode: str, source: Path, lines: int, work: Path) -> Measurement:
     """One run of `tool` on `source` (mode batch, follow or rotation)."""
     inbox = work / "inbox"
     shutil.rmtree(inbox, ignore_errors=True)
@@ -339,23 +339,23 @@ def run_once(tool: Tool, mode: str, source: Path, lines: int, work: Path) -> Res
     finally:
         counter.close()
         tool.stop()
-    return Result(seconds, cpu, rss, start_s, cpu0, lines)
+    return Measurement(seconds, cpu, rss, start_s, cpu0, lines)
 
 
 # --- rows and the table ---------------------------------------------------------------------
 
 
 @dataclass
-class Row:
+class Comparison:
     label: str
     mode: str
     podkit: Tool
     fluent_bit: Tool | None
-    results: dict[str, list[Result]] = field(default_factory=dict)
+    results: dict[str, list[Measurement]] = field(default_factory=dict)
 
 
 def run_rows(
-    rows: list[Row],
+    rows: list[Comparison],
     source: Path,
     lines: int,
     repeat: int,
@@ -382,11 +382,11 @@ def run_rows(
     return loads
 
 
-def _median(results: list[Result], key: str) -> float:
+def _median(results: list[Measurement], key: str) -> float:
     return statistics.median(getattr(r, key) for r in results)
 
 
-def _with_start(results: list[Result]) -> tuple[float, float]:
+def _with_start(results: list[Measurement]) -> tuple[float, float]:
     """Median lines/s and CPU-s per million counted from spawn instead of hand-over."""
     return (
         statistics.median(r.lines / (r.seconds + r.start_s) for r in results),
@@ -394,7 +394,7 @@ def _with_start(results: list[Result]) -> tuple[float, float]:
     )
 
 
-def table(rows: list[Row]) -> str:
+def table(rows: list[Comparison]) -> str:
     head = (
         f"{'row':<34}{'tool':<12}{'lines/s':>11}{'CPU-s/M':>9}{'peak MiB':>10}"
         f"{'start s':>9}{'start CPU':>10}"
@@ -426,7 +426,7 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def ratios(row: Row) -> tuple[float, float, float] | None:
+def ratios(row: Comparison) -> tuple[float, float, float] | None:
     """podkit/Fluent Bit medians of lines/s, CPU-s per million, peak RSS."""
     if "fluent-bit" not in row.results or "podkit" not in row.results:
         return None

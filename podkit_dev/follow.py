@@ -93,7 +93,7 @@ def follow_config(directory: Path, *globs: str, **kw: Any) -> FollowConfig:
     return FollowConfig(include=tuple(str(directory / g) for g in globs), **kw)
 
 
-async def read_lines(
+async def run_follower(
     config: FollowConfig, count: int, *, what: str
 ) -> tuple[Follower, BatchRecorder]:
     """One run: follow (acking everything) until `count` lines arrived, then drain and exit."""

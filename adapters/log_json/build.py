@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from podkit.parsers import load_parser
 
 from .normalize import TimeParser, resolve_zone
-from .record import RecordBuilder, Stats
+from .record import BuildCounts, RecordBuilder
 from .settings import LogAdapterSettings
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ TIME_FORMAT_HINT = "set --time-format (or the parser's time_format attribute)"
 """What a `bad_timestamp` failure's detail says fixes it."""
 
 
-def make_builder(settings: LogAdapterSettings, stats: Stats | None = None) -> RecordBuilder:
+def make_builder(settings: LogAdapterSettings, stats: BuildCounts | None = None) -> RecordBuilder:
     parser = load_parser(settings.parser, settings.parser_options)
     time_format = str(settings.time_format or getattr(parser, "time_format", None) or "iso")
     time_parser = TimeParser(time_format, resolve_zone(settings.timezone), hint=TIME_FORMAT_HINT)

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, TextIO
 from podkit.follow.multiline import MultilineJoiner
 
 from .build import make_builder, multiline_config
-from .record import Stats
+from .record import BuildCounts
 from .settings import LogAdapterSettings
 
 CHUNK_LINES = 4096
@@ -54,7 +54,7 @@ def _joiner(settings: LogAdapterSettings) -> MultilineJoiner | None:
     return MultilineJoiner(config, settings.max_line_bytes)
 
 
-def summary(stats: Stats, parser: str, auto: dict[str, Any] | None = None) -> str:
+def summary(stats: BuildCounts, parser: str, auto: dict[str, Any] | None = None) -> str:
     # Every line is in one of the four counts in parentheses: they add up to `lines`.
     lines = [
         f"check: parser={parser} lines={stats.lines_in} (parsed={stats.parsed} "

@@ -17,9 +17,9 @@ from podkit.runtime import Runtime, StartupError
 
 from .build import make_builder, multiline_config
 from .metrics import AdapterCollector
-from .output import RecordWriter
 from .record import RecordBuilder
 from .settings import LogAdapterSettings
+from .writer import RecordWriter
 
 if TYPE_CHECKING:
     from podkit.follow import Batch
@@ -40,14 +40,14 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     stateful = bool(getattr(builder.parser, "stateful", False))
     config = FollowConfig.from_settings(settings, multiline=multiline_config(settings))
     try:
-        output = RecordWriter(settings.output, settings.output_path)
+        writer = RecordWriter(settings.output, settings.output_path)
     except OSError as exc:
         raise StartupError(
             "output_unwritable", path=settings.output_path, error=exc.strerror or str(exc)
         ) from None
-    if output.repaired_bytes:
+    if writer.repaired_bytes:
         runtime.log.warning(
-            "torn_record_removed", path=settings.output_path, bytes=output.repaired_bytes
+            "torn_record_removed", path=settings.output_path, bytes=writer.repaired_bytes
         )
     runtime.log.info(
         "following",
@@ -85,7 +85,7 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     in_flight: asyncio.Task[None] | None = None
 
     async def write(records: bytes | bytearray, count: int, batch: Batch) -> None:
-        await output.write(records, write_failed, write_recovered)
+        await writer.write(records, write_failed, write_recovered)
         builder.stats.written += count
         follower.ack(batch)
 
@@ -143,7 +143,7 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
         # The files are read to their end: what a stateful parser still holds goes out too.
         for held in {id(b): b for b in [builder, *builders.values()]}.values():
             records = held.flush()
-            await output.write(records, write_failed, write_recovered)
+            await writer.write(records, write_failed, write_recovered)
             builder.stats.written += records.count(b"\n")
     finally:
         if in_flight is not None and not in_flight.done():
@@ -152,4 +152,4 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
             in_flight.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait({in_flight})
-        output.close()
+        writer.close()

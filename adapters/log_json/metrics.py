@@ -8,12 +8,12 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .record import Stats
+from .record import BuildCounts
 
 
 class AdapterCollector(Collector):
     def __init__(
-        self, stats: Stats, parser: str, lag: dict[str, int], auto: Any | None = None
+        self, stats: BuildCounts, parser: str, lag: dict[str, int], auto: Any | None = None
     ) -> None:
         self.stats = stats
         self.parser = parser

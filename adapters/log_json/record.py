@@ -75,7 +75,7 @@ def _sanitize(value: Any, depth: int = 0) -> Any:
 
 
 @dataclass
-class Stats:
+class BuildCounts:
     """What the builder counted; read by the metrics collector and the --check summary.
 
     Each line handed to the builder is counted once in exactly one of `parsed`, `partial`,
@@ -114,7 +114,7 @@ class RecordBuilder:
         time_parser: TimeParser | None = None,
         types: dict[str, str] | None = None,
         keep_raw: bool = False,
-        stats: Stats | None = None,
+        stats: BuildCounts | None = None,
     ) -> None:
         self.parser = parser
         self.name = str(getattr(parser, "name", "parser"))
@@ -141,7 +141,7 @@ class RecordBuilder:
             if getattr(parser, "sets_level_raw", True)
             else _STORE
         )
-        self.stats = stats or Stats()
+        self.stats = stats or BuildCounts()
         self._now = self.time.now()
         self._time_cache = self.time._cache
 

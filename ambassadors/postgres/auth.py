@@ -17,7 +17,7 @@ credentials (`scram`, `md5` or `trust`) against `Credentials` loaded from a PgBo
     auth.done, auth.scram_keys
 
 Both raise `AuthError` on failure; `AuthError.sqlstate` and `.client_message` are what to
-put in the ErrorResponse (`error_response(exc)` builds it). A password, md5 hash, SCRAM
+put in the ErrorResponse (`protocol.error_response`, severity FATAL). A password, md5 hash, SCRAM
 key or proof never appears in a message, a repr or a log line.
 """
 
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from .protocol import message, parse_error_fields
 from .scram import (
     MECHANISM,
     MECHANISM_PLUS,
@@ -74,33 +75,8 @@ class AuthError(Exception):
         self.client_message = client_message or message
 
 
-def message(kind: bytes, body: bytes) -> bytes:
-    """One PostgreSQL wire message: type byte, int32 length (itself included), body."""
-    return kind + _INT32.pack(len(body) + 4) + body
-
-
 def auth_request(code: int, data: bytes = b"") -> bytes:
     return message(b"R", _INT32.pack(code) + data)
-
-
-def error_response(exc: AuthError, severity: str = "FATAL") -> bytes:
-    """The ErrorResponse an application gets for `exc`."""
-    fields = [
-        b"S" + severity.encode(),
-        b"V" + severity.encode(),
-        b"C" + exc.sqlstate.encode(),
-        b"M" + exc.client_message.encode(),
-    ]
-    return message(b"E", b"\0".join(fields) + b"\0\0")
-
-
-def parse_error_fields(body: bytes) -> dict[str, str]:
-    """ErrorResponse/NoticeResponse body -> {field code: text}."""
-    fields: dict[str, str] = {}
-    for part in body.split(b"\0"):
-        if part:
-            fields[chr(part[0])] = part[1:].decode("utf-8", "replace")
-    return fields
 
 
 def md5_inner(password: str, user: str) -> str:
@@ -160,7 +136,7 @@ class ServerAuth:
         """Take one message from the server; return the message to send back, or None."""
         kind = _kind(msg_type)
         if kind == b"E":
-            fields = parse_error_fields(body)
+            fields = parse_error_fields(message(b"E", body))
             raise AuthError(
                 f"server refused login for user {self.user!r}: {fields.get('M', '')}",
                 sqlstate=fields.get("C", "28000"),

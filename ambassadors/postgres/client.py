@@ -1064,7 +1064,7 @@ class ClientConn(asyncio.Protocol):
 
     # --- session state -------------------------------------------------------------------------
 
-    def pin(self, event: session.Event) -> None:
+    def pin(self, event: session.SessionEvent) -> None:
         if self.pinned is not None:
             return
         self.pinned = event.reason
@@ -1183,14 +1183,14 @@ def _parse_options(value: str) -> dict[str, str]:
     return out
 
 
-def _refusal(event: session.Event) -> str:
+def _refusal(event: session.SessionEvent) -> str:
     return (
         f"pg-ambassador: {event.reason.replace('_', ' ')} is session state that transaction "
         f"pooling cannot carry (--on-session-state error): {event.statement}"
     )
 
 
-def _raise_sql(event: session.Event) -> str:
+def _raise_sql(event: session.SessionEvent) -> str:
     text = _refusal(event).replace("'", "''")
     return (
         f"DO $pgamb$BEGIN RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = '{text}'; END$pgamb$"

@@ -149,7 +149,7 @@ class Pool:
         self.past_row_types: dict[tuple[bytes, int], bytes] = {}
         # Parse body -> what it means for pooling (session.classify): drivers Parse the
         # same few texts again and again (the unnamed statement on every execution)
-        self.parse_events: dict[bytes, list[session.Event]] = {}
+        self.parse_events: dict[bytes, list[session.SessionEvent]] = {}
         # SCRAM keys of an application that logged in: lets the pool log in to PostgreSQL
         # as that user without a password of its own (same verifier on both sides)
         self.scram_keys: Any = None
@@ -205,7 +205,7 @@ class Pool:
             row_types.clear()  # forgetting only loses the check of those statements
         row_types[key] = row_type
 
-    def classify_parse(self, key: bytes) -> list[session.Event]:
+    def classify_parse(self, key: bytes) -> list[session.SessionEvent]:
         """session.classify of a Parse body's query text, remembered for short texts."""
         events = self.parse_events.get(key)
         if events is not None:

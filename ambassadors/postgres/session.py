@@ -35,7 +35,9 @@ REASONS = (
 
 
 @dataclass(frozen=True)
-class Event:
+class SessionEvent:
+    """What a statement does to the server session: pins it, frees prepared statements..."""
+
     kind: str  # pin, deallocate, deallocate_all, discard_all, database
     reason: str = ""  # pin: one of REASONS
     # pin: the statement (shortened); deallocate: the name; database: the database that
@@ -105,22 +107,22 @@ def _words(statement: str, count: int = 6) -> list[str]:
     return words
 
 
-def _database_event(verb: str, rest: list[str], statement: str) -> Event | None:
+def _database_event(verb: str, rest: list[str], statement: str) -> SessionEvent | None:
     """DROP DATABASE x, ALTER DATABASE x RENAME and CREATE DATABASE ... TEMPLATE x fail
     while any other session is connected to x (PostgreSQL waits 5 s for them to go)."""
     if verb == "drop":
         if rest[:2] == ["if", "exists"]:
             rest = rest[2:]
-        return Event("database", statement=rest[0]) if rest else None
+        return SessionEvent("database", statement=rest[0]) if rest else None
     if verb == "alter":
-        return Event("database", statement=rest[0]) if rest[1:2] == ["rename"] else None
+        return SessionEvent("database", statement=rest[0]) if rest[1:2] == ["rename"] else None
     words = _words(statement, 12)
     if "template" in words:
         index = words.index("template") + 1
         if index < len(words) and words[index] == "=":
             index += 1
         if index < len(words):
-            return Event("database", statement=words[index])
+            return SessionEvent("database", statement=words[index])
     return None
 
 
@@ -135,13 +137,13 @@ def suspect(data: bytes) -> bool:
     return _SUSPECT.search(data.lower()) is not None
 
 
-def classify(sql: bytes, reported: Container[str] = ()) -> list[Event]:
+def classify(sql: bytes, reported: Container[str] = ()) -> list[SessionEvent]:
     """What the statements of `sql` mean for pooling; `reported`: GUCs the server reports
     (lower case), whose changes reach the pooler as ParameterStatus and can be replayed."""
     if not suspect(sql):
         return []
     text = sql.decode(errors="replace")
-    events: list[Event] = []
+    events: list[SessionEvent] = []
     for statement in split_statements(text):
         event = _classify_one(statement, reported)
         if event is not None:
@@ -149,15 +151,15 @@ def classify(sql: bytes, reported: Container[str] = ()) -> list[Event]:
     return events
 
 
-def _classify_one(statement: str, reported: Container[str]) -> Event | None:
+def _classify_one(statement: str, reported: Container[str]) -> SessionEvent | None:
     words = _words(statement)
     if not words:
         return None
     first = words[0]
     lowered = statement.lower()
 
-    def pin(reason: str) -> Event:
-        return Event("pin", reason, _short(statement))
+    def pin(reason: str) -> SessionEvent:
+        return SessionEvent("pin", reason, _short(statement))
 
     if first == "set":
         rest = words[1:]
@@ -190,13 +192,13 @@ def _classify_one(statement: str, reported: Container[str]) -> Event | None:
         if not rest:
             return None
         if rest[0] == "all":
-            return Event("deallocate_all")
-        return Event("deallocate", statement=rest[0])
+            return SessionEvent("deallocate_all")
+        return SessionEvent("deallocate", statement=rest[0])
     if first in ("drop", "alter", "create") and words[1:2] == ["database"]:
         return _database_event(first, words[2:], statement)
     if first == "discard":
         if words[1:2] == ["all"]:
-            return Event("discard_all")
+            return SessionEvent("discard_all")
         return None
     if first == "declare" and re.search(r"\bwith\s+hold\b", lowered):
         return pin("cursor_with_hold")

@@ -178,7 +178,7 @@ def _parse_masters(reply: Any, name: str) -> View:
 
 
 @dataclass(frozen=True)
-class Event:
+class SentinelEvent:
     """A Sentinel event about one master: `<type> <name> <ip> <port> [@ <master> <ip> <port>]`."""
 
     channel: str
@@ -187,7 +187,7 @@ class Event:
     instance: str | None  # the replica it names (selected, promoted...), if any
 
 
-def parse_event(channel: str, data: str) -> Event | None:
+def parse_event(channel: str, data: str) -> SentinelEvent | None:
     """The event, or None if it is not one about a master (or is malformed)."""
     parts = data.split()
     try:
@@ -195,11 +195,15 @@ def parse_event(channel: str, data: str) -> Event | None:
             if len(parts) != 5:
                 return None
             name, old_host, old_port, new_host, new_port = parts
-            return Event(channel, name, _addr(old_host, old_port), _addr(new_host, new_port))
+            return SentinelEvent(
+                channel, name, _addr(old_host, old_port), _addr(new_host, new_port)
+            )
         if len(parts) >= 8 and parts[4] == "@":
-            return Event(channel, parts[5], _addr(parts[6], parts[7]), _addr(parts[2], parts[3]))
+            return SentinelEvent(
+                channel, parts[5], _addr(parts[6], parts[7]), _addr(parts[2], parts[3])
+            )
         if len(parts) >= 4 and parts[0] == "master":
-            return Event(channel, parts[1], _addr(parts[2], parts[3]), None)
+            return SentinelEvent(channel, parts[1], _addr(parts[2], parts[3]), None)
     except ValueError:
         return None
     return None

@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from itertools import accumulate
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from podkit.follow.api import Batch
 
+if TYPE_CHECKING:
+    from podkit.parsers import Parser
+
 # Downward-API env vars a pod spec usually sets (fieldRef metadata.name, ...).
 POD_ENV = {"pod": "POD_NAME", "namespace": "POD_NAMESPACE", "node": "NODE_NAME"}
-
-Parser = Callable[[bytes], dict[str, Any]]
 
 
 def k8s_metadata(
@@ -261,7 +262,7 @@ class RecordEncoder:
         errors = 0
         for line in lines:
             try:
-                parsed.append(parse(line))  # type: ignore[arg-type]
+                parsed.append(parse(line))
             except Exception:  # ParseError, or a plugin's bug: the raw line still goes
                 parsed.append(None)
                 errors += 1

@@ -71,7 +71,7 @@ class LogShipperSettings(FollowSettings):
     fluent_bit_config: Annotated[
         str | None,
         ForeignConfig(
-            reader="podkit.sidecars.log_shipper.fluentbit:read",
+            reader="podkit.sidecars.log_shipper.fluentbit_config:read",
             default_path="/fluent-bit/etc/fluent-bit.conf",
         ),
     ] = Field(

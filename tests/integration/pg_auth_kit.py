@@ -14,13 +14,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from podkit.ambassadors.postgres.auth import (
-    AuthError,
-    ClientAuth,
-    ServerAuth,
-    error_response,
-    parse_error_fields,
-)
+from podkit.ambassadors.postgres import protocol as pq
+from podkit.ambassadors.postgres.auth import AuthError, ClientAuth, ServerAuth
 from podkit.ambassadors.postgres.scram import ScramKeys
 from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, after_ssl_answer
 from podkit_dev.servers import HOST
@@ -33,6 +28,11 @@ class QueryError(Exception):
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__(fields.get("M", "error"))
         self.fields = fields
+
+
+def _auth_error_response(exc: AuthError) -> bytes:
+    """The ErrorResponse a refused client gets, as pg-ambassador sends it."""
+    return pq.error_response(exc.client_message, exc.sqlstate, severity="FATAL")
 
 
 def startup_message(user: str, database: str, **params: str) -> bytes:
@@ -70,7 +70,7 @@ class Connection:
             elif kind == b"D":
                 rows.append(_data_row(body))
             elif kind == b"E":
-                error = parse_error_fields(body)
+                error = pq.parse_error_fields(pq.message(kind, body))
             elif kind == b"Z":
                 if error is not None:
                     raise QueryError(error)
@@ -208,7 +208,7 @@ class AuthProxy:
                 writer.write(client_auth.handle(kind, body))
         except AuthError as exc:
             self.failures.append(exc)
-            writer.write(error_response(exc))
+            writer.write(_auth_error_response(exc))
             await writer.drain()
             return
         up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream_port)
@@ -223,7 +223,7 @@ class AuthProxy:
                     up_writer.write(reply)
         except AuthError as exc:
             self.failures.append(exc)
-            writer.write(error_response(exc))
+            writer.write(_auth_error_response(exc))
             await writer.drain()
             up_writer.close()
             return

@@ -67,7 +67,7 @@ def switched_away_at(helper: HelperProcess, old: str, after: float = 0.0) -> flo
 
 
 @dataclass
-class Writer:
+class RedisWriter:
     """Threads that SET through the ambassador continuously, reconnecting on errors.
 
     Every acknowledged write is kept as (time sent, key, time acknowledged)."""
@@ -81,7 +81,7 @@ class Writer:
     stop_event: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def start(self) -> Writer:
+    def start(self) -> RedisWriter:
         self._threads = [
             threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(self.threads)
         ]

@@ -19,7 +19,7 @@ from podkit_dev.follow import (
     expected,
     follow_config,
     numbered,
-    read_lines,
+    run_follower,
     until,
 )
 
@@ -107,7 +107,7 @@ async def test_long_line_is_cut_with_marker_counted_and_the_file_goes_on(tmp_pat
     log = tmp_path / "app.log"
     log.write_bytes(b"before\n" + b"L" * 5000 + b"\nafter\n")
     cfg = config(tmp_path, "*.log", max_line_bytes=1000)
-    follower, c = await read_lines(cfg, 3, what="three lines")
+    follower, c = await run_follower(cfg, 3, what="three lines")
     assert c.lines() == [b"before", b"L" * 1000 + CUT_MARKER, b"after"]
     stats = follower.stats[str(log)]
     assert stats.lost == {"line_cut": 4000}
@@ -176,7 +176,7 @@ async def test_checkpoint_moves_only_past_acked_batches_and_restart_resumes_ther
         await c2.stop()
     assert c2.lines() == expected("x", 10, 30)
     assert saved_offsets(tmp_path)[str(log)] == log.stat().st_size
-    _, c3 = await read_lines(cfg, 0, what="nothing")  # everything acked: nothing again
+    _, c3 = await run_follower(cfg, 0, what="nothing")  # everything acked: nothing again
     assert c3.lines() == []
 
 
@@ -251,7 +251,7 @@ async def test_corrupt_checkpoint_file_is_set_aside_and_reading_starts_over(tmp_
     state = tmp_path / "state"
     state.mkdir()
     (state / "follow-checkpoints.json").write_bytes(b"{not json\x00")
-    _, c = await read_lines(config(tmp_path, "app.log"), 2, what="lines from the head")
+    _, c = await run_follower(config(tmp_path, "app.log"), 2, what="lines from the head")
     assert c.lines() == [b"a", b"b"]
     assert (state / "follow-checkpoints.corrupt").read_bytes() == b"{not json\x00"
     assert saved_offsets(tmp_path) == {str(log): 4}

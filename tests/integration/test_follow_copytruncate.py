@@ -28,7 +28,7 @@ from podkit_dev.follow import (
     expected,
     follow_config,
     numbered,
-    read_lines,
+    run_follower,
     until,
 )
 
@@ -89,7 +89,7 @@ async def test_copytruncate_while_stopped_resumes_in_the_copy(tmp_path):
     append(log, numbered("x", 100, 150))  # the app wrote on while we were down
     copytruncate(log, copy)
     append(log, numbered("y", 0, 5))
-    follower, c = await read_lines(cfg, 125, what="the rest of x from the copy, then y")
+    follower, c = await run_follower(cfg, 125, what="the rest of x from the copy, then y")
     assert c.lines() == expected("x", 30, 150) + expected("y", 0, 5)
     assert follower.ledger.lost_total() == 0
     assert follower.stats[str(log)].truncations == 1
@@ -97,7 +97,7 @@ async def test_copytruncate_while_stopped_resumes_in_the_copy(tmp_path):
     [recovered] = c.events("recovered")
     assert recovered.path == str(copy)
     # A clean restart after that reads nothing again.
-    _, again = await read_lines(cfg, 0, what="nothing")
+    _, again = await run_follower(cfg, 0, what="nothing")
     assert again.lines() == []
 
 
@@ -114,7 +114,7 @@ async def test_copytruncate_then_renamed_while_stopped(tmp_path):
     append(log, numbered("y", 0, 30))
     os.rename(log, tmp_path / "app.log.1")
     log.write_bytes(numbered("z", 0, 7))
-    follower, c = await read_lines(cfg, 60 + 30 + 7, what="x from the copy, y, z")
+    follower, c = await run_follower(cfg, 60 + 30 + 7, what="x from the copy, y, z")
     assert sorted(c.lines()) == sorted(
         expected("x", 20, 80) + expected("y", 0, 30) + expected("z", 0, 7)
     )
@@ -132,7 +132,7 @@ async def test_copytruncate_and_delete_while_stopped_still_reads_the_copy(tmp_pa
     copytruncate(log, copy)
     log.unlink()  # the app's file is gone altogether; a new one appears
     log.write_bytes(numbered("y", 0, 3))
-    follower, c = await read_lines(cfg, 33, what="x from the copy and y")
+    follower, c = await run_follower(cfg, 33, what="x from the copy and y")
     assert c.lines(str(copy)) == expected("x", 10, 40)
     assert c.lines(str(log)) == expected("y", 0, 3)
     assert follower.ledger.lost_total() == 0
@@ -150,7 +150,7 @@ async def test_no_copy_the_ledger_counts_exactly_what_was_unacknowledged(tmp_pat
     copytruncate(log, copy)
     compress(copy)
     append(log, numbered("y", 0, 5))
-    follower, c = await read_lines(cfg, 5, what="the new lines")
+    follower, c = await run_follower(cfg, 5, what="the new lines")
     lost_by_writer = len(numbered("x", acked_lines, 100))  # written, never acknowledged
     assert follower.ledger.lost_total() == lost_by_writer
     assert follower.stats[str(log)].lost == {"truncated_unread": lost_by_writer}
@@ -168,7 +168,7 @@ async def test_no_copy_after_unseen_writes_the_ledger_is_a_lower_bound(tmp_path)
     append(log, numbered("x", 100, 200))  # written while stopped: the follower never saw it
     copytruncate(log, copy)
     compress(copy)
-    follower, c = await read_lines(cfg, 0, what="nothing")
+    follower, c = await run_follower(cfg, 0, what="nothing")
     known = len(numbered("x", acked_lines, 100))
     really = len(numbered("x", acked_lines, 200))
     [event] = [e for e in c.events() if e.lost_bytes]
@@ -187,7 +187,7 @@ async def test_a_copy_of_another_generation_is_not_taken(tmp_path):
     (tmp_path / "app.log.2").write_bytes(header + numbered("old", 0, 90))  # same header
     os.truncate(log, 0)  # no copy of this generation
     log.write_bytes(header + numbered("new", 0, 3))
-    follower, c = await read_lines(cfg, 4, what="the new generation")
+    follower, c = await run_follower(cfg, 4, what="the new generation")
     assert c.lines() == [header.rstrip(b"\n"), *expected("new", 0, 3)]
     assert follower.ledger.lost_total() > 0
     assert not c.events("recovered")

@@ -18,7 +18,7 @@ from podkit_dev.follow import (
     expected,
     follow_config,
     numbered,
-    read_lines,
+    run_follower,
     until,
 )
 
@@ -134,9 +134,9 @@ async def test_truncated_while_stopped_is_detected_on_restart(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("old", 0, 100))
     cfg = config(tmp_path, "app.log")
-    await read_lines(cfg, 100, what="first run")
+    await run_follower(cfg, 100, what="first run")
     log.write_bytes(numbered("new", 0, 10))  # truncated and rewritten while stopped
-    follower, c = await read_lines(cfg, 10, what="the new content from its start")
+    follower, c = await run_follower(cfg, 10, what="the new content from its start")
     assert c.lines() == expected("new", 0, 10)
     assert follower.stats[str(log)].truncations == 1
     assert c.events("truncated")
@@ -149,7 +149,7 @@ async def test_truncated_while_stopped_to_a_shorter_prefix_counts_unread_bytes(t
     _, c = await ack_first(cfg, batches=2, acked=1)
     acked = c.batches[0].end_offset
     os.truncate(log, acked // 2)  # same first bytes, shorter than the checkpoint
-    follower, _ = await read_lines(cfg, 0, what="nothing")
+    follower, _ = await run_follower(cfg, 0, what="nothing")
     assert follower.stats[str(log)].truncations == 1
     unread = len(numbered("x", 0, 100)) - acked  # what was known and not acked
     assert follower.stats[str(log)].lost == {"truncated_unread": unread}
@@ -159,7 +159,7 @@ async def test_inode_reuse_is_told_apart_by_the_fingerprint(tmp_path):
     a = tmp_path / "a.log"
     a.write_bytes(numbered("a", 0, 50))
     cfg = config(tmp_path, "*.log")
-    await read_lines(cfg, 50, what="a.log read")
+    await run_follower(cfg, 50, what="a.log read")
     inode = a.stat().st_ino
     # While stopped, a.log goes away and its inode comes back as b.log with other content
     # (what ext4 does after delete+create; done here by renaming and rewriting in place so
@@ -170,7 +170,7 @@ async def test_inode_reuse_is_told_apart_by_the_fingerprint(tmp_path):
     os.write(fd, numbered("b", 0, 80))
     os.close(fd)
     assert b.stat().st_ino == inode
-    _, c = await read_lines(cfg, 80, what="b.log from its first line")
+    _, c = await run_follower(cfg, 80, what="b.log from its first line")
     assert c.lines() == expected("b", 0, 80)
 
 
@@ -182,7 +182,7 @@ async def test_file_renamed_while_stopped_is_found_again_by_inode(tmp_path):
     os.rename(log, tmp_path / "app.log.1")  # rotated while stopped, not matched any more
     append(tmp_path / "app.log.1", numbered("x", 40, 45))  # written before the app reopened
     log.write_bytes(numbered("y", 0, 3))
-    follower, c = await read_lines(cfg, 28, what="the rest of the old file and the new")
+    follower, c = await run_follower(cfg, 28, what="the rest of the old file and the new")
     files = list(c.by_file().values())
     assert expected("x", 20, 45) in files
     assert expected("y", 0, 3) in files
@@ -197,7 +197,7 @@ async def test_file_gone_while_stopped_reports_its_unread_bytes(tmp_path):
     _, c = await ack_first(cfg, batches=4, acked=1)
     acked = c.batches[0].end_offset
     log.unlink()
-    follower, c = await read_lines(cfg, 0, what="nothing")
+    follower, c = await run_follower(cfg, 0, what="nothing")
     assert follower.stats[str(log)].lost == {"rotated_away_unread": len(data) - acked}
     [event] = [e for e in c.events() if e.lost_bytes]
     assert event.lost_bytes == len(data) - acked and event.reason == "rotated_away_unread"
@@ -207,7 +207,7 @@ async def test_invalid_utf8_and_nul_bytes_pass_through(tmp_path):
     log = tmp_path / "app.log"
     raw = [b"\xff\xfe bad utf8", b"nul\x00inside\x00", b"\xc3\x28", b"\x00" * 10, b"ok"]
     log.write_bytes(b"\n".join(raw) + b"\n")
-    _, c = await read_lines(config(tmp_path, "app.log"), len(raw), what="every line")
+    _, c = await run_follower(config(tmp_path, "app.log"), len(raw), what="every line")
     assert c.lines() == raw
 
 
@@ -270,11 +270,11 @@ async def test_rewritten_while_stopped_with_the_same_first_bytes_is_still_detect
     header = b"# app log, format v1, " + b"=" * 400 + b"\n"  # longer than the fingerprint
     log.write_bytes(header + numbered("old", 0, 20))
     cfg = config(tmp_path, "app.log")
-    await read_lines(cfg, 21, what="first run")
+    await run_follower(cfg, 21, what="first run")
     fd = os.open(log, os.O_WRONLY | os.O_TRUNC)  # same inode, same header, longer now
     os.write(fd, header + numbered("new", 0, 40))
     os.close(fd)
-    follower, c = await read_lines(cfg, 41, what="the new content from its start")
+    follower, c = await run_follower(cfg, 41, what="the new content from its start")
     assert c.lines()[1:] == expected("new", 0, 40)
     assert follower.stats[str(log)].truncations == 1
 

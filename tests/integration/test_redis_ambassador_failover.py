@@ -19,7 +19,7 @@ import redis
 from podkit_dev.servers import HOST, RedisServer, SentinelCluster, wait_for
 from tests.integration.redis_ambassador_kit import (
     Monitor,
-    Writer,
+    RedisWriter,
     current_master,
     sample,
     start_ambassador,
@@ -55,7 +55,7 @@ class Scenario:
         self.idle = socket.create_connection((HOST, self.port), timeout=5)
         self.idle.sendall(b"PING\r\n")
         assert self.idle.recv(100) == b"+PONG\r\n"
-        self.writer = Writer(self.port).start()
+        self.writer = RedisWriter(self.port).start()
         wait_for(lambda: self.writer.count() > 50, what="writes through the ambassador")
 
     def wait_switch(self) -> tuple[str, float]:

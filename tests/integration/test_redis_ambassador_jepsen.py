@@ -33,7 +33,7 @@ import redis
 from podkit_dev.servers import HOST, RedisServer, SentinelCluster, wait_for
 from tests.integration.redis_ambassador_kit import (
     Monitor,
-    Writer,
+    RedisWriter,
     current_master,
     start_ambassador,
     switched_away_at,
@@ -122,13 +122,13 @@ def test_no_acknowledged_write_lost_after_the_failover_started(
     cluster = SentinelCluster(node_args=["--repl-diskless-sync-delay", "0"],
                               failover_timeout_ms=3000, down_after_ms=2000)  # fmt: skip
     events: SentinelEvents | None = None
-    writer: Writer | None = None
+    writer: RedisWriter | None = None
     try:
         cluster.start()
         helper, port = start_ambassador(run_helper, cluster)  # type: ignore[arg-type]
         events = SentinelEvents(cluster)
         prefix = f"j-{kind}"
-        writer = Writer(port, threads=4, prefix=prefix, socket_timeout=5).start()
+        writer = RedisWriter(port, threads=4, prefix=prefix, socket_timeout=5).start()
         lost_before: set[str] = set()
         acked_after_total = rounds = disturbed = 0
         while rounds < ROUNDS:

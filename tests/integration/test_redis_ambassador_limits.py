@@ -12,7 +12,7 @@ import redis
 
 from podkit_dev.servers import HOST, SentinelCluster, wait_for
 from tests.integration.redis_ambassador_kit import (
-    Writer,
+    RedisWriter,
     current_master,
     sample,
     start_ambassador,
@@ -109,14 +109,14 @@ def test_sentinels_announcing_hostnames(
     (which name hostnames too), and loses no write acknowledged after it started."""
     cluster = SentinelCluster(node_args=["--repl-diskless-sync-delay", "0"],
                               announce_hostname="localhost")  # fmt: skip
-    writer: Writer | None = None
+    writer: RedisWriter | None = None
     try:
         cluster.start()
         old_addr = cluster.master_addr()
         assert old_addr.startswith("localhost:"), old_addr
         helper, port = start_ambassador(run_helper, cluster)  # type: ignore[arg-type]
         assert current_master(helper) == old_addr  # type: ignore[arg-type]
-        writer = Writer(port, prefix="host", socket_timeout=5).start()
+        writer = RedisWriter(port, prefix="host", socket_timeout=5).start()
         wait_for(lambda: writer.count() > 50, what="writes through the ambassador")  # type: ignore[union-attr]
         started = time.time()
         assert cluster.sentinels[0].command("SENTINEL", "FAILOVER", "mymaster").startswith(b"+OK")

@@ -24,7 +24,7 @@ from podkit.config import (
 )
 
 
-class Output(BaseModel):
+class OutputEntry(BaseModel):
     name: str
     url: str = ""
 
@@ -37,7 +37,7 @@ class Sample(HelperSettings):
     verbose: bool = False
     path: list[str] = Field(default_factory=list)
     password_file: SecretFile = None
-    outputs: list[Output] = Field(default_factory=list)
+    outputs: list[OutputEntry] = Field(default_factory=list)
     required_name: str
 
 
@@ -72,7 +72,7 @@ def test_lists_from_flags_env_and_file(tmp_path: Path):
     config.write_text("required-name: x\npath: [c]\noutputs:\n  - name: one\n    url: u\n")
     settings = load(["--config", str(config)])
     assert settings.path == ["c"]
-    assert settings.outputs == [Output(name="one", url="u")]
+    assert settings.outputs == [OutputEntry(name="one", url="u")]
 
 
 def test_booleans():

@@ -55,7 +55,7 @@ def test_unreadable_file_is_one_line_and_status_2(tmp_path: Path) -> None:
 
 
 def test_output_file_drops_a_record_torn_by_a_kill(tmp_path: Path) -> None:
-    from podkit.adapters.log_json.output import RecordWriter
+    from podkit.adapters.log_json.writer import RecordWriter
 
     path = tmp_path / "out.jsonl"
     path.write_bytes(b'{"a":1}\n{"b":2}\n{"c":')

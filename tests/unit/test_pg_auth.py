@@ -22,11 +22,10 @@ from podkit.ambassadors.postgres.auth import (
     Credentials,
     CredentialsError,
     ServerAuth,
-    error_response,
     md5_inner,
-    message,
     parse_userlist,
 )
+from podkit.ambassadors.postgres.protocol import message
 from podkit.ambassadors.postgres.scram import ScramClient, ScramServer, ScramVerifier
 
 # RFC 7677 section 3: user "user", password "pencil".
@@ -244,7 +243,7 @@ def test_server_error_becomes_auth_error():
     with pytest.raises(AuthError) as caught:
         ServerAuth("app", SECRET).handle(b"E", body)
     assert caught.value.sqlstate == "28P01"
-    assert error_response(caught.value).startswith(b"E")
+    assert caught.value.client_message == 'password authentication failed for user "app"'
 
 
 def test_userlist_format():

@@ -7,7 +7,7 @@ from .auto import AutoParser
 from .base import BaseParser, RegexParser
 from .classic import ClassicParser
 from .cri import CriParser
-from .fluentbit import (
+from .fluentbit_builtin import (
     DockerDaemonParser,
     DockerParser,
     EnvoyParser,
@@ -23,7 +23,7 @@ from .json_lines import JsonParser
 from .klog import KlogParser
 from .logfmt import LogfmtParser
 from .python_logging import PythonLoggingParser
-from .servers import (
+from .server_logs import (
     ApacheErrorParser,
     GoParser,
     HaproxyParser,

@@ -55,7 +55,7 @@ def _drop_torn_record(fd: int) -> int:
 
 
 class RecordWriter:
-    """Where the adapter's JSON records go: stdout or an appended file (not a shipper Output)."""
+    """Where the adapter's JSON records go: stdout or an appended file (`--output`)."""
 
     def __init__(self, kind: str, path: str | None = None) -> None:
         self.kind = kind

@@ -2,7 +2,7 @@
 and the time formats they need.
 
 Hypothesis runs `max_examples` per parser (kept small for CI); for a longer run:
-`PODKIT_HYPOTHESIS_EXAMPLES=5000 .venv/bin/python -m pytest tests/unit/test_log_adapter_servers.py`.
+`PODKIT_HYPOTHESIS_EXAMPLES=5000 .venv/bin/python -m pytest tests/unit/test_log_adapter_server_logs.py`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fluent Bit's classic config as log-shipper settings (sidecars/log_shipper/fluentbit.py).
+"""Fluent Bit's classic config as log-shipper settings (sidecars/log_shipper/fluentbit_config.py).
 
 The seed's ConfigMap is read unchanged; every key issue 14 lists maps onto a podkit
 setting (or is accepted and listed as ignored); anything else is one ConfigError naming
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from podkit.config import ConfigError, ForeignConfig, Notice, load_settings
-from podkit.sidecars.log_shipper.fluentbit import parse, read
+from podkit.sidecars.log_shipper.fluentbit_config import parse, read
 from podkit.sidecars.log_shipper.settings import LogShipperSettings
 
 SEED = """\
@@ -269,7 +269,8 @@ def test_the_image_default_path_is_declared():
     info = LogShipperSettings.model_fields["fluent_bit_config"]
     [foreign] = [m for m in info.metadata if isinstance(m, ForeignConfig)]
     assert foreign.default_path == "/fluent-bit/etc/fluent-bit.conf"
-    assert read.__module__.endswith("fluentbit") and foreign.reader.endswith("fluentbit:read")
+    assert read.__module__.endswith("fluentbit_config")
+    assert foreign.reader.endswith("fluentbit_config:read")
 
 
 def test_a_bad_config_exits_2_with_one_line_and_no_secret(tmp_path):
