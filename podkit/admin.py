@@ -50,7 +50,8 @@ StatusCallback = Callable[[], dict[str, object]]
 """Returns a helper's key figures for /status: names to JSON values, cheap to compute."""
 
 
-def _is_loopback(remote: str | None) -> bool:
+def is_loopback(remote: str | None) -> bool:
+    """The peer is on this host (127.0.0.0/8, ::1, their v4-mapped forms)."""
     if not remote:
         return False
     try:
@@ -99,7 +100,7 @@ class AdminServer:
             inner = handler
 
             async def handler(request: Request) -> Response:
-                if not _is_loopback(request.peer):
+                if not is_loopback(request.peer):
                     return json_response({"error": f"{path} is accepted from loopback only"}, 403)
                 return await inner(request)
 
@@ -164,7 +165,7 @@ class AdminServer:
         return json_response(self.status_report())
 
     async def drain(self, request: Request) -> Response:
-        if not _is_loopback(request.peer):
+        if not is_loopback(request.peer):
             return json_response({"error": "drain is accepted from loopback only"}, 403)
         self.health.request_drain(source="admin")
         return json_response({"status": "draining"}, 202)

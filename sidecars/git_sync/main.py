@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from podkit.admin import json_response
+from podkit.admin import is_loopback, json_response
 from podkit.runtime import StartupError
 from podkit.sidecars.git_sync.git import Git, GitError
 from podkit.sidecars.git_sync.hooks import ExecHook, HookRunner, WebHook
@@ -656,7 +656,7 @@ class GitSync:
 
     async def handle_sync(self, request: Request) -> Response:
         """POST /sync: sync now; answers when a sync started after the request has ended."""
-        if self.s.sync_token_file and not _is_loopback(request.peer):
+        if self.s.sync_token_file and not is_loopback(request.peer):
             try:
                 token = _read_secret(self.s.sync_token_file).strip()
             except OSError:
@@ -678,12 +678,6 @@ class GitSync:
         except TimeoutError:
             return json_response({"status": "error", "error": "no sync finished in time"}, 503)
         return json_response(result, 200 if result["status"] == "ok" else 503)
-
-
-def _is_loopback(peer: str | None) -> bool:
-    from podkit.admin import _is_loopback as check
-
-    return check(peer)
 
 
 def nss_wrapper_env(home: str, passwd: str, group: str) -> dict[str, str] | None:

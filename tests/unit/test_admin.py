@@ -2,7 +2,7 @@
 
 import pytest
 
-from podkit.admin import _is_loopback
+from podkit.admin import is_loopback
 
 
 @pytest.mark.parametrize(
@@ -22,4 +22,4 @@ from podkit.admin import _is_loopback
     ],
 )
 def test_loopback_check(remote, allowed):
-    assert _is_loopback(remote) is allowed
+    assert is_loopback(remote) is allowed
