@@ -16,7 +16,7 @@ and drops the time it parsed.
     FLUENT_BIT=/path/to/fluent-bit .venv/bin/python bench/bench_log_adapter.py [--quick]
         [--lines N] [--repeat R] [--only parse|follow|rotation] [--gb] [--busybox]
 
---busybox adds the classic `while read` loop (podkit_dev/classic_loop.py) on a small
+--busybox adds the classic `while read` loop (devkit/podkit_dev/classic_loop.py) on a small
 sample, for the ratio the first version of the adapter was measured by.
 
 `--parsers [a,b,...]` prints instead the in-process CPU per line of each server and runtime parser

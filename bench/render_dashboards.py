@@ -9,7 +9,8 @@ log-shipper whose http backend never answers (retries, a full buffer, growing la
 log lines in bursts, truncates the troubled shipper's file once (its unread lag lands on
 the loss ledger) and drains the log-adapter near the end (a state change on the overview).
 Then it runs each main panel's PromQL (the same text Grafana gets) as a range query and
-plots it with matplotlib. matplotlib is a dev/demo dependency only, never in an image.
+plots it with matplotlib: the dev kit's `plots` extra (.venv/bin/pip install -e
+'devkit[plots]'), never in an image.
 """
 
 from __future__ import annotations

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 from podkit import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from podkit.helper import Helper
 
 USAGE = """usage: podkit ROLE [settings...]           run a helper (ROLE --help: its settings)
        podkit ctl status|drain --admin URL   talk to a running helper
-       podkit demo                      every helper doing its job on loopback
+       podkit demo                      every helper doing its job on loopback (dev kit)
        podkit --version
 """
 
@@ -78,6 +80,21 @@ def run_helper(name: str, argv: list[str]) -> int:
     return serve(helper, settings, notices)
 
 
+def run_demo(argv: list[str]) -> int:
+    """`podkit demo`, registered by the dev kit (`podkit.demo` group): the runtime never
+    imports the dev kit, and no image has it."""
+    found = list(entry_points(group="podkit.demo", name="demo"))
+    if not found:
+        print(
+            "podkit: `podkit demo` needs podkit's dev kit, which is not installed here"
+            " (in a checkout: ./dev setup)",
+            file=sys.stderr,
+        )
+        return 2
+    demo_main: Callable[[list[str]], int] = found[0].load()
+    return demo_main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
@@ -91,17 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return ctl_main(args[1:])
     if args[0] == "demo":
-        try:
-            from podkit_dev.demo import main as demo_main
-        except ImportError:
-            print(
-                "podkit: `podkit demo` needs podkit's dev kit: pip install 'podkit[demo]'"
-                " (./dev demo in a checkout)",
-                file=sys.stderr,
-            )
-            return 2
-
-        return demo_main(args[1:])
+        return run_demo(args[1:])
     if args[0].startswith("-"):
         print(f"podkit: unknown option {args[0]!r} (see podkit --help)", file=sys.stderr)
         return 2

@@ -28,8 +28,6 @@ class Helper:
     """"module:function" of `async def run(settings, runtime)`."""
     admin_port: int
     """Default port of the admin server (/livez, /readyz, /startupz, /metrics)."""
-    demo: str | None = None
-    """"module:function" of `def demo(narrator)` for `podkit demo` (in podkit_dev), if any."""
     uses: tuple[str, ...] = ()
     """Other helper packages this one needs at run time (the log-shipper runs the
     log-adapter's parsers); its image keeps them and drops every other helper."""

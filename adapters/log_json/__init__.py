@@ -8,6 +8,5 @@ helper = Helper(
     settings="podkit.adapters.log_json.settings:LogAdapterSettings",
     run="podkit.adapters.log_json.main:run",
     admin_port=9702,
-    demo="podkit_dev.demos.log_adapter:demo",
     oneshot="podkit.adapters.log_json.check:oneshot",
 )

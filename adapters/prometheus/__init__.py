@@ -8,5 +8,4 @@ helper = Helper(
     settings="podkit.adapters.prometheus.settings:ExporterSettings",
     run="podkit.adapters.prometheus.main:run",
     admin_port=9706,
-    demo="podkit_dev.demos.stats_exporter:demo",
 )

@@ -15,5 +15,4 @@ helper = Helper(
     settings="podkit.ambassadors.postgres.settings:PgAmbassadorSettings",
     run="podkit.ambassadors.postgres.main:run",
     admin_port=9705,
-    demo="podkit_dev.demos.pg_ambassador:demo",
 )

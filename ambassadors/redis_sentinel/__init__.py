@@ -13,5 +13,4 @@ helper = Helper(
     settings="podkit.ambassadors.redis_sentinel.settings:AmbassadorSettings",
     run="podkit.ambassadors.redis_sentinel.main:run",
     admin_port=9704,
-    demo="podkit_dev.demos.redis_ambassador:demo",
 )

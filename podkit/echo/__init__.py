@@ -13,5 +13,4 @@ helper = Helper(
     settings="podkit.echo.settings:EchoSettings",
     run="podkit.echo.main:run",
     admin_port=9700,
-    demo="podkit_dev.demos.echo:demo",
 )

@@ -13,6 +13,5 @@ helper = Helper(
     settings="podkit.sidecars.git_sync.settings:GitSyncSettings",
     run="podkit.sidecars.git_sync.main:run",
     admin_port=9703,
-    demo="podkit_dev.demos.git_sync:demo",
     image_packages=("git", "openssh-client", "libnss-wrapper"),
 )

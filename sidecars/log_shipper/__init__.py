@@ -8,6 +8,5 @@ helper = Helper(
     settings="podkit.sidecars.log_shipper.settings:LogShipperSettings",
     run="podkit.sidecars.log_shipper.main:run",
     admin_port=9701,
-    demo="podkit_dev.demos.log_shipper:demo",
     uses=("podkit.adapters.log_json",),  # --parser runs the log-adapter's parsers
 )

@@ -1,6 +1,6 @@
 """Every dashboard panel and alert expression, evaluated by a real Prometheus (issue 16).
 
-The stack (podkit_dev/dashboards/stack.py) runs log-shipper on files, log-adapter on
+The stack (devkit/podkit_dev/dashboards/stack.py) runs log-shipper on files, log-adapter on
 files, redis-ambassador with a real Redis master, replicas and Sentinels, stats-exporter
 with a real nginx; Debian's `prometheus` scrapes each of them every second with the
 `namespace`/`pod` labels Kubernetes would give. After two scrapes of every target, each

@@ -1,4 +1,4 @@
-"""The generated dashboards and alert rules (dashboards/, podkit_dev/dashboards/).
+"""The generated dashboards and alert rules (dashboards/, devkit/podkit_dev/dashboards/).
 
 What a real Prometheus says about them, with real helpers scraped, is in
 tests/integration/test_dashboards_prometheus.py; here: the committed files are current,

@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TREES = ("podkit", "sidecars", "ambassadors", "adapters", "podkit_dev", "bench", "examples")
+TREES = ("podkit", "sidecars", "ambassadors", "adapters", "devkit", "bench", "examples")
 
 # Names every helper of a kind defines for itself, always reached through its helper.
 PER_HELPER = {"Ambassador"}

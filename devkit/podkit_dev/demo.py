@@ -1,7 +1,9 @@
 """`podkit demo`: every finished helper doing its job on loopback, narrated for a newcomer.
 
-Each helper that has a demo declares it (`Helper.demo`); this module only runs them in
-turn and prints what happens, with a pass/fail line per helper and a summary at the end.
+A helper's demo is a `def demo(narrator)` registered in the `podkit.demos` entry-point
+group under the helper's name (devkit/pyproject.toml for podkit's own helpers); this
+module only runs them in turn and prints what happens, with a pass/fail line per helper
+and a summary at the end. `podkit demo` reaches `main` through the `podkit.demo` group.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from importlib.metadata import entry_points
 
 from podkit.cli import helpers as registered_helpers
-from podkit.importing import import_attr
 from podkit_dev.servers import HelperProcess, MissingBinary
 
 BOLD, GREEN, RED, DIM, RESET = "\033[1m", "\033[32m", "\033[31m", "\033[2m", "\033[0m"
@@ -71,16 +73,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", action="append", help="run only this helper's demo")
     args = parser.parse_args(argv)
     narrator = Narrator(color=sys.stdout.isatty())
-    helpers = sorted(registered_helpers().values(), key=lambda h: h.name)
+    helpers = registered_helpers()
+    demos = {e.name: e for e in entry_points(group="podkit.demos") if e.name in helpers}
+    unknown = sorted(set(args.only or ()) - set(demos))
+    if unknown:
+        known = ", ".join(sorted(demos)) or "none"
+        parser.error(f"--only {unknown[0]}: no demo for that helper; demos: {known}")
     ran = 0
     started = time.monotonic()
-    for helper in helpers:
-        if helper.demo is None or (args.only and helper.name not in args.only):
+    for name, entry_point in sorted(demos.items()):
+        if args.only and name not in args.only:
             continue
-        narrator.section(helper.name, helper.summary)
+        narrator.section(name, helpers[name].summary)
         ran += 1
         try:
-            import_attr(helper.demo)(narrator)
+            entry_point.load()(narrator)
         except MissingBinary as exc:
             narrator.result(False, f"cannot run: {exc}")
         except Exception as exc:

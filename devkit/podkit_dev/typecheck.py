@@ -17,7 +17,8 @@ from mypy.errors import CompileError
 from mypy.main import process_options
 from mypy.modulefinder import BuildSource
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: this is devkit/podkit_dev/
+DEV_KIT = ROOT / "devkit"  # the dev kit's own distribution, podkit_dev/ at its top
 
 
 def installed_modules() -> list[tuple[str, Path]]:
@@ -44,10 +45,10 @@ def _within(package: str, prefix: str) -> bool:
 
 
 def dev_kit_modules() -> list[tuple[str, Path]]:
-    """The dev kit's modules: it lies in the checkout as it installs."""
+    """The dev kit's modules: devkit/ holds them as they install."""
     found = []
-    for path in sorted((ROOT / "podkit_dev").rglob("*.py")):
-        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    for path in sorted((DEV_KIT / "podkit_dev").rglob("*.py")):
+        name = ".".join(path.relative_to(DEV_KIT).with_suffix("").parts)
         found.append((name.removesuffix(".__init__"), path))
     return found
 

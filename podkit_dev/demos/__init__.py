@@ -1,1 +1,0 @@
-"""One demo per helper (`Helper.demo` names it): the helper doing its job on loopback."""
