@@ -95,7 +95,6 @@ for machine in "${machines[@]}"; do
     "$PYTHON" images/slim_wheels.py --strip "$strip" "$CONTEXT/wheels/$machine"
 done
 rm -rf "$CONTEXT/wheels/src"
-cp images/prune.py "$CONTEXT/prune.py"
 
 built=()
 for line in "${SPECS[@]}"; do

@@ -7,8 +7,9 @@ Kept light on purpose: listing helpers imports no helper code, so `podkit --help
 from __future__ import annotations
 
 import os
+import re
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from typing import TYPE_CHECKING
 
 from podkit import __version__
@@ -36,11 +37,39 @@ def helpers() -> dict[str, Helper]:
     return found
 
 
+def missing_packages() -> dict[str, list[str]]:
+    """The helpers that cannot run here: those whose extra (`podkit[NAME]`, the extra named
+    like the helper in the distribution that registers it) names packages that are not
+    installed, with those packages. An image installs its own helper's extra only, so the
+    other helpers' code is there but not theirs; no helper code is imported to find out."""
+    found: dict[str, list[str]] = {}
+    for entry_point in entry_points(group="podkit.helpers"):
+        extra = re.compile(rf"""\bextra\s*==\s*["']{re.escape(entry_point.name)}["']""")
+        missing = []
+        for requirement in (entry_point.dist.requires if entry_point.dist else None) or ():
+            spec, _, marker = requirement.partition(";")
+            if not extra.search(marker):
+                continue
+            project = re.split(r"[\s\[<>=!~;(@]", spec.strip(), maxsplit=1)[0]
+            try:
+                distribution(project)
+            except PackageNotFoundError:
+                missing.append(project)
+        if missing:
+            found[entry_point.name] = missing
+    return found
+
+
 def _print_help() -> None:
     found = helpers()
+    absent = missing_packages()
     lines = [USAGE, "helpers:"]
     for name, helper in sorted(found.items()):
-        lines.append(f"  {name:<18} {helper.summary} (admin :{helper.admin_port})")
+        if name not in absent:
+            lines.append(f"  {name:<18} {helper.summary} (admin :{helper.admin_port})")
+    if absent:
+        names = ", ".join(sorted(absent))
+        lines.append(f"without their extra (podkit[NAME]) installed: {names}")
     print("\n".join(lines))
 
 
@@ -52,6 +81,14 @@ def run_helper(name: str, argv: list[str]) -> int:
     if helper is None:
         known = ", ".join(sorted(helpers())) or "none"
         print(f"podkit: unknown helper {name!r}; available: {known}", file=sys.stderr)
+        return 2
+    missing = missing_packages().get(name)
+    if missing:
+        print(
+            f"podkit: helper {name} is not installed here: podkit[{name}] needs"
+            f" {', '.join(missing)}",
+            file=sys.stderr,
+        )
         return 2
     prog = f"podkit {name}"
     notices: list[Notice] = []

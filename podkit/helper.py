@@ -28,9 +28,6 @@ class Helper:
     """"module:function" of `async def run(settings, runtime)`."""
     admin_port: int
     """Default port of the admin server (/livez, /readyz, /startupz, /metrics)."""
-    uses: tuple[str, ...] = ()
-    """Other helper packages this one needs at run time (the log-shipper runs the
-    log-adapter's parsers); its image keeps them and drops every other helper."""
     oneshot: str | None = None
     """"module:function" of `def oneshot(settings) -> int | None`: a command-line mode
     (`log-adapter --check`) run instead of the runtime when it returns an exit status."""

@@ -8,5 +8,4 @@ helper = Helper(
     settings="podkit.sidecars.log_shipper.settings:LogShipperSettings",
     run="podkit.sidecars.log_shipper.main:run",
     admin_port=9701,
-    uses=("podkit.adapters.log_json",),  # --parser runs the log-adapter's parsers
 )

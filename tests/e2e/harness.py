@@ -28,7 +28,15 @@ CACHE = Path(os.environ.get("PODKIT_E2E_CACHE", "/var/tmp/podkit-e2e"))
 BASE_IMAGE = "localhost/podkit-base:bookworm"
 REGISTRY = "podkit"
 # Everything that ends up in a helper image.
-IMAGE_INPUTS = ("pyproject.toml", "podkit", "sidecars", "adapters", "ambassadors", "images")
+IMAGE_INPUTS = (
+    "pyproject.toml",
+    "setup.py",
+    "podkit",
+    "sidecars",
+    "adapters",
+    "ambassadors",
+    "images",
+)
 
 sys.path.insert(0, str(ROOT))
 from images.render import ImageSpec, specs  # noqa: E402

@@ -8,6 +8,7 @@ the helper's user outside the declared paths, and no build leftovers.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -175,48 +176,59 @@ def test_rendered_containerfiles_are_current() -> None:
         )
 
 
-ONLY_ITS_HELPER = """
-import json, os, podkit
-from podkit.cli import helpers
+INSTALLED = """
+import importlib.util, json, os, subprocess, sys
+from importlib.metadata import distributions
+import podkit
 site = os.path.dirname(os.path.dirname(podkit.__file__))
-packages = sorted(
-    f"podkit.{root}.{name}"
-    for root in ("sidecars", "ambassadors", "adapters")
-    for name in os.listdir(os.path.join(site, "podkit", root))
-    if os.path.isdir(os.path.join(site, "podkit", root, name)) and name != "__pycache__"
-)
+help = subprocess.run(["podkit", "--help"], capture_output=True, text=True).stdout
+demo = subprocess.run(["podkit", "demo"], capture_output=True, text=True)
 print(json.dumps({
-    "helpers": sorted(helpers()),
-    "packages": packages,
-    "dev_kit": os.path.exists(os.path.join(site, "podkit_dev")),
+    "listed": [l.split()[0] for l in help.split("helpers:\\n", 1)[1].splitlines()
+               if l.startswith("  ")],
+    "distributions": sorted(d.metadata["Name"].lower() for d in distributions()),
+    "dev_kit": importlib.util.find_spec("podkit_dev") is not None
+               or os.path.exists(os.path.join(site, "podkit_dev")),
+    "demo": [demo.returncode, demo.stdout, demo.stderr],
 }))
 """
 
 
-def test_image_carries_only_its_helper_and_no_dev_kit(
+def _extra_projects(extra: str) -> set[str]:
+    """The projects that podkit's extra EXTRA names (this checkout's metadata)."""
+    from importlib.metadata import requires
+
+    found = set()
+    for requirement in requires("podkit") or []:
+        spec, _, marker = requirement.partition(";")
+        if f'extra == "{extra}"' in marker:
+            found.add(re.split(r"[\s\[<>=!~]", spec.strip(), maxsplit=1)[0].lower())
+    return found
+
+
+def test_image_installs_its_helper_extra_and_no_dev_kit(
     podman: Podman, helper: tuple[str, str]
 ) -> None:
+    """Only podkit and its helper's extra are installed (nothing is removed afterwards):
+    no dev kit, no other helper's packages, and `podkit --help` offers the helpers whose
+    extra is there."""
     name, image = helper
-    from podkit.cli import helpers
-
-    declared = helpers()[name]
-    own = declared.run.partition(":")[0].rpartition(".")[0]
-    expected = sorted(
-        p
-        for p in {own, *declared.uses}
-        if p.startswith(("podkit.sidecars.", "podkit.ambassadors.", "podkit.adapters."))
-    )
     found = json.loads(
-        podman.out(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "python3",
-            image,
-            "-c",
-            ONLY_ITS_HELPER,
-        )
-    )
-    assert found == {"helpers": [name], "packages": expected, "dev_kit": False}
+        podman.out("run", "--rm", "--network", "none", "--entrypoint", "python3", image,
+                   "-c", INSTALLED)
+    )  # fmt: skip
+    own = _extra_projects(name)
+    others = set().union(*(_extra_projects(h) for h in HELPERS)) - own
+    assert found["dev_kit"] is False
+    assert "podkit-dev" not in found["distributions"]
+    assert "podkit" in found["distributions"] and own <= set(found["distributions"])
+    assert others.isdisjoint(found["distributions"]), others & set(found["distributions"])
+    assert "matplotlib" not in found["distributions"]
+    assert found["listed"] == sorted(h for h in HELPERS if _extra_projects(h) <= own)
+    assert name in found["listed"]
+    assert found["demo"] == [
+        2,
+        "",
+        "podkit: `podkit demo` needs podkit's dev kit, which is not installed here"
+        " (in a checkout: ./dev setup)\n",
+    ]

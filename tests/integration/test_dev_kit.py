@@ -1,7 +1,9 @@
 """The dev kit is a distribution of its own, and the runtime runs without it.
 
 `podkit demo` and each helper's demo reach the runtime only through entry points that the
-dev kit (devkit/pyproject.toml) registers; the podkit wheel carries no `podkit_dev`.
+dev kit (devkit/pyproject.toml) registers; the podkit wheel carries no `podkit_dev`, and a
+helper whose extra is not installed is not offered by `podkit --help` (an image installs
+its own helper's extra only).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What `./dev setup` installs for the dev kit: its metadata and its editable-install hook.
 DEV_KIT = ("podkit_dev-", "__editable__.podkit_dev-", "__editable___podkit_dev_")
+# The redis client: the extra of log-shipper, redis-ambassador and stats-exporter needs it.
+REDIS = ("redis", "redis-")
 
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -104,3 +108,26 @@ def test_without_the_dev_kit_demo_says_how_to_get_it(podkit_without: Run) -> Non
     )
     # The runtime itself is whole without it.
     assert podkit_without(DEV_KIT, "--version").stdout.startswith("podkit ")
+
+
+def test_help_offers_only_helpers_whose_extra_is_installed(podkit_without: Run) -> None:
+    result = podkit_without((*DEV_KIT, *REDIS), "--help")
+    assert result.returncode == 0, result.stderr
+    listed = [
+        line.split()[0]
+        for line in result.stdout.split("helpers:\n", 1)[1].splitlines()
+        if line.startswith("  ")
+    ]
+    # Their extras need nothing but podkit, or watchfiles: still here.
+    assert listed == ["echo", "git-sync", "log-adapter", "pg-ambassador"]
+    assert (
+        "without their extra (podkit[NAME]) installed: log-shipper, redis-ambassador,"
+        " stats-exporter"
+    ) in result.stdout
+
+    refused = podkit_without((*DEV_KIT, *REDIS), "redis-ambassador")
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "podkit: helper redis-ambassador is not installed here: podkit[redis-ambassador]"
+        " needs redis\n"
+    )
