@@ -65,6 +65,9 @@ fi
 rm -rf "$CONTEXT"
 mkdir -p "$CONTEXT/wheels/src"
 log "building the podkit wheel (version $VERSION)"
+# setuptools packs whatever its build/lib holds: files left there by an older layout (the
+# dev kit was once in this wheel) would ride along into every image.
+rm -rf build/lib build/bdist.*
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$CONTEXT/wheels/src" . 2>/dev/null \
     || "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$CONTEXT/wheels/src" .
 all_extras=$(printf '%s\n' "${SPECS[@]}" | awk '$2 != "-" {print $2}' | paste -sd, -)

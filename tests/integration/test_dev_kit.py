@@ -8,6 +8,7 @@ its own helper's extra only).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -63,10 +64,20 @@ def podkit_without(tmp_path: Path) -> Run:
 
 
 def test_runtime_wheel_carries_no_dev_kit(tmp_path: Path) -> None:
-    """The wheel images/build.sh builds (`pip wheel --no-deps .`): runtime and helpers only."""
+    """The wheel images/build.sh builds (`pip wheel --no-deps .`): runtime and helpers only.
+    Built from a copy of the sources, dev kit included, so no build/ of the checkout's
+    (which setuptools would pack as it is) decides the answer, and none is left behind."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("podkit", "sidecars", "ambassadors", "adapters", "devkit"):
+        shutil.copytree(
+            ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-         str(tmp_path), str(ROOT)],
+         str(tmp_path), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = tmp_path.glob("podkit-*.whl")
