@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from podkit_dev.servers import wait_for
-from tests.integration.log_shipper_e2e import nginx_line, tally_file
+from tests.integration.log_shipper.e2e import nginx_line, tally_file
 
 
 class App(threading.Thread):
@@ -112,6 +112,6 @@ def test_rename_twice_copytruncate_and_two_kills_lose_no_line(run_helper, tmp_pa
 
 
 def _records(out: Path) -> list[dict]:
-    from tests.integration.log_shipper_e2e import read_jsonl
+    from tests.integration.log_shipper.e2e import read_jsonl
 
     return read_jsonl(out)

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from podkit_dev.servers import HOST, GitRepo, free_port, wait_for
-from tests.integration.git_sync_kit import (
+from tests.integration.git_sync.kit import (
     uid_without_passwd_entry,
     with_own_etc,
     with_own_passwd_as,

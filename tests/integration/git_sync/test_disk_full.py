@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from podkit_dev.servers import GitRepo, wait_for
-from tests.integration.git_sync_kit import need_mount_namespace
+from tests.integration.git_sync.kit import need_mount_namespace
 
 SIZE = 16 * 1024 * 1024
 

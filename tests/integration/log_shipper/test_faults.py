@@ -14,14 +14,14 @@ import orjson
 import pytest
 
 from podkit_dev.servers import wait_for
-from tests.integration.log_shipper_e2e import (
+from tests.integration.log_shipper.e2e import (
     Writer,
     metric,
     peak_rss_bytes,
     tally_file,
     tally_messages,
 )
-from tests.integration.log_shipper_standins import StandInReceiver
+from tests.integration.log_shipper.standins import StandInReceiver
 
 # The issue asks for a 30 s outage; 6 s keeps the suite fast and exercises the same paths
 # (buffer full, reading paused, rotations meanwhile, /readyz failing, recovery).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 
 from podkit_dev.servers import wait_for
-from tests.integration.log_shipper_e2e import nginx_line, read_jsonl, tally_file
+from tests.integration.log_shipper.e2e import nginx_line, read_jsonl, tally_file
 
 CONF = """\
 [SERVICE]

@@ -24,8 +24,8 @@ from podkit.sidecars.log_shipper.outputs.http import PlainHttpOutput
 from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions
 from podkit.sidecars.log_shipper.outputs.loki import LokiOptions, LokiOutput
 from podkit_dev.follow import until
-from tests.integration.log_shipper_outputs import LOG, batches, ship
-from tests.integration.log_shipper_standins import StandInReceiver
+from tests.integration.log_shipper.outputs import LOG, batches, ship
+from tests.integration.log_shipper.standins import StandInReceiver
 
 FAST_RETRY = {"retry_initial": 0.01, "retry_max": 0.05, "batch_timeout": 0.01}
 

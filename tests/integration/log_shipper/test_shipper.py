@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from podkit_dev.servers import podkit_argv, wait_for
-from tests.integration.log_shipper_e2e import (
+from tests.integration.log_shipper.e2e import (
     Writer,
     metric,
     nginx_line,

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from podkit_dev.servers import HelperProcess, free_port, podkit_argv, wait_for
-from tests.integration.log_shipper_e2e import nginx_line, tally_file, tally_messages
+from tests.integration.log_shipper.e2e import nginx_line, tally_file, tally_messages
 from tests.servers import require_binary
 
 LOSS_REASONS = ("truncated_unread", "rotated_away_unread", "deleted_unread", "line_cut")

@@ -25,7 +25,7 @@ from podkit.ambassadors.postgres.auth import (
 )
 from podkit.ambassadors.postgres.scram import make_verifier
 from podkit_dev.servers import HOST, PostgresServer
-from tests.integration.pg_auth_kit import AuthProxy, login, read_message, startup_message
+from tests.integration.pg_ambassador.auth_kit import AuthProxy, login, read_message, startup_message
 from tests.servers import _start as start_server
 
 PASSWORD = "Sw0rdfish-'\"\\ x"

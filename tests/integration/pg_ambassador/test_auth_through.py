@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from podkit.ambassadors.postgres.scram import make_verifier
-from tests.integration import pg_ambassador_kit as kit
-from tests.integration.pg_auth_kit import make_pki
+from tests.integration.pg_ambassador import kit
+from tests.integration.pg_ambassador.auth_kit import make_pki
 from tests.servers import require_binary
 
 

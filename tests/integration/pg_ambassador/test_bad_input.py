@@ -11,7 +11,7 @@ import pytest
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit_dev.servers import HOST
-from tests.integration import pg_ambassador_kit as kit
+from tests.integration.pg_ambassador import kit
 
 
 def exchange(port: int, payload: bytes, timeout: float = 10.0) -> bytes:

@@ -17,7 +17,7 @@ import pytest
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit_dev.servers import HOST, free_port
-from tests.integration.pg_ambassador_kit import running, send_cancel, until
+from tests.integration.pg_ambassador.kit import running, send_cancel, until
 
 INSERT = "INSERT INTO preptable (bar) VALUES (%s::prepenum[])"
 

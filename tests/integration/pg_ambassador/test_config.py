@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from podkit_dev.servers import HOST, free_port, podkit_argv
-from tests.integration import pg_ambassador_kit as kit
-from tests.integration.pg_auth_kit import make_pki
+from tests.integration.pg_ambassador import kit
+from tests.integration.pg_ambassador.auth_kit import make_pki
 from tests.servers import require_binary
 
 SECRET = "Env-Secret-b41e07"

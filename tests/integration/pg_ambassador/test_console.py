@@ -8,7 +8,7 @@ import asyncpg
 import psycopg
 
 from podkit_dev.servers import HOST, wait_for
-from tests.integration import pg_ambassador_kit as kit
+from tests.integration.pg_ambassador import kit
 
 # PgBouncer's SHOW STATS columns, in its order (its avg_* rates left out)
 TOTALS = ["total_xact_count", "total_query_count", "total_received", "total_sent",

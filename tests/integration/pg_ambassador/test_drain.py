@@ -27,7 +27,7 @@ import pytest
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit_dev.servers import HOST, free_port, http_get, podkit_argv, wait_for
-from tests.integration import pg_ambassador_kit as kit
+from tests.integration.pg_ambassador import kit
 
 SHUTDOWN_TIMEOUT = 20.0
 SCRIPT = """\

@@ -16,7 +16,7 @@ import pytest
 
 from podkit_dev.follow import until
 from podkit_dev.servers import HOST, free_port, http_get, podkit_argv, wait_for
-from tests.integration import pg_ambassador_kit as kit
+from tests.integration.pg_ambassador import kit
 from tests.servers import require_binary
 
 

@@ -12,7 +12,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.integration.pg_ambassador_kit import (
+from tests.integration.pg_ambassador.kit import (
     pg_binary,
     run_pg_tool,
     running,

@@ -17,7 +17,7 @@ import pytest
 
 from podkit.ambassadors.postgres import main
 from podkit_dev.servers import PostgresServer
-from tests.integration import pg_ambassador_kit as kit
+from tests.integration.pg_ambassador import kit
 from tests.servers import _start
 
 OLD, NEW = "127.0.0.1", "127.0.0.2"

@@ -8,7 +8,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.integration import pg_ambassador_kit as kit
+from tests.integration.pg_ambassador import kit
 
 
 async def test_reported_settings_follow_the_client_to_other_servers(ambassador) -> None:

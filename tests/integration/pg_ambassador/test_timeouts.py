@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from podkit.ambassadors.postgres import protocol as pq
-from tests.integration import pg_ambassador_kit as kit
+from tests.integration.pg_ambassador import kit
 
 
 async def test_query_timeout_cancels_the_query_and_the_connection_lives(ambassador) -> None:

@@ -33,8 +33,8 @@ from podkit.ambassadors.postgres.tls import (
 )
 from podkit_dev.follow import until
 from podkit_dev.servers import HOST, PostgresServer
-from tests.integration import pg_ambassador_kit as kit
-from tests.integration.pg_auth_kit import AuthProxy, login, make_pki
+from tests.integration.pg_ambassador import kit
+from tests.integration.pg_ambassador.auth_kit import AuthProxy, login, make_pki
 from tests.servers import _start as start_server
 from tests.servers import require_binary
 

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from podkit_dev.servers import HOST, RedisServer, SentinelCluster, wait_for
-from tests.integration.redis_ambassador_kit import (
+from tests.integration.redis_ambassador.kit import (
     Monitor,
     RedisWriter,
     current_master,

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from podkit_dev.servers import HOST, SentinelCluster, wait_for
-from tests.integration.redis_ambassador_kit import (
+from tests.integration.redis_ambassador.kit import (
     RedisWriter,
     current_master,
     sample,

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from podkit_dev.servers import HOST, HelperProcess, SentinelCluster, free_port, wait_for
-from tests.integration.redis_ambassador_kit import current_master, sample
+from tests.integration.redis_ambassador.kit import current_master, sample
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from podkit_dev.servers import HOST, SentinelCluster, free_port, wait_for
-from tests.integration.redis_ambassador_kit import current_master, sample, start_ambassador
+from tests.integration.redis_ambassador.kit import current_master, sample, start_ambassador
 
 GARBAGE = [
     b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from podkit_dev.servers import HOST, RedisServer, SentinelServer, free_port
-from tests.integration.redis_ambassador_kit import current_master
+from tests.integration.redis_ambassador.kit import current_master
 from tests.servers import require_binary
 
 

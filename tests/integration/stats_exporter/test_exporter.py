@@ -21,7 +21,7 @@ from podkit_dev.servers import (
     port_open,
     wait_for,
 )
-from tests.integration.stats_standin import StandInServer
+from tests.integration.stats_exporter.standin import StandInServer
 from tests.servers import require_binary
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
