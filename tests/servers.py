@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import pytest
 
@@ -29,109 +30,111 @@ from podkit_dev.servers import (
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+S = TypeVar("S", bound="Stoppable")
 
-def _missing(exc: MissingBinary) -> None:
+
+class Stoppable(Protocol):
+    def cleanup(self) -> None: ...
+
+
+def missing(exc: MissingBinary) -> NoReturn:
+    """A server binary is missing: fail under CI=true, skip on a developer's machine."""
     if IN_CI:
         pytest.fail(f"CI=true and a server binary is missing: {exc}", pytrace=False)
     pytest.skip(str(exc))
 
 
-def _start(factory: Callable[[], object]):  # type: ignore[no-untyped-def]
+def start_server(make: Callable[[], S], start: Callable[[S], object] | None = None) -> S:
+    """`make()` a server and start it (`start(server)`, or `server.start()`); a missing
+    binary goes through `missing`, a failed start cleans up before it raises."""
     try:
-        server = factory()
+        server = make()
     except MissingBinary as exc:
-        _missing(exc)
+        missing(exc)
     try:
-        server.start()  # type: ignore[attr-defined]
-    except Exception:
-        server.cleanup()  # type: ignore[attr-defined]
+        if start is None:
+            server.start()  # type: ignore[attr-defined]
+        else:
+            start(server)
+    except MissingBinary as exc:
+        server.cleanup()
+        missing(exc)
+    except BaseException:
+        server.cleanup()
         raise
     return server
+
+
+def serve(make: Callable[[], S], start: Callable[[S], object] | None = None) -> Iterator[S]:
+    """The body of a fixture for one server: started, yielded, stopped."""
+    server = start_server(make, start)
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def serve_many(make: Callable[..., S]) -> Iterator[Callable[..., S]]:
+    """The body of a fixture that starts any number of servers: `make(*args, **kwargs)`
+    each, all stopped at the end."""
+    started: list[S] = []
+
+    def start(*args: Any, **kwargs: Any) -> S:
+        server = start_server(lambda: make(*args, **kwargs))
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.cleanup()
 
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     """A standalone redis-server."""
-    server = _start(RedisServer)
-    yield server
-    server.cleanup()
+    yield from serve(RedisServer)
 
 
 @pytest.fixture
 def redis_factory() -> Iterator[Callable[..., RedisServer]]:
     """Start any number of redis-servers: `redis_factory(args=[...])`."""
-    started: list[RedisServer] = []
-
-    def make(**kwargs: object) -> RedisServer:
-        server = _start(lambda: RedisServer(**kwargs))  # type: ignore[arg-type]
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.cleanup()
+    yield from serve_many(RedisServer)
 
 
 @pytest.fixture
 def sentinel_cluster() -> Iterator[SentinelCluster]:
     """A master, 2 replicas and 3 Sentinels (down-after 1 s), master name `mymaster`."""
-    cluster = _start(SentinelCluster)
-    yield cluster
-    cluster.cleanup()
+    yield from serve(SentinelCluster)
 
 
 @pytest.fixture
 def postgres_server() -> Iterator[PostgresServer]:
-    server = _start(PostgresServer)
-    yield server
-    server.cleanup()
+    yield from serve(PostgresServer)
 
 
 @pytest.fixture
 def postgres_factory() -> Iterator[Callable[..., PostgresServer]]:
     """`postgres_factory(auth="scram-sha-256", password_encryption=..., hba=[...], ssl_cert=...)`:
     PostgreSQL clusters with the given options (PostgresServer's docstring)."""
-    started: list[PostgresServer] = []
-
-    def make(**kwargs: object) -> PostgresServer:
-        server = _start(lambda: PostgresServer(**kwargs))  # type: ignore[arg-type]
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.cleanup()
+    yield from serve_many(PostgresServer)
 
 
 @pytest.fixture
 def nginx_server() -> Iterator[NginxServer]:
     """nginx serving / and /stub_status on a free port."""
-    server = _start(NginxServer)
-    yield server
-    server.cleanup()
+    yield from serve(NginxServer)
 
 
 @pytest.fixture
 def apache_server() -> Iterator[ApacheServer]:
     """apache2 (event MPM) with mod_status at /server-status on a free port."""
-    server = _start(ApacheServer)
-    yield server
-    server.cleanup()
+    yield from serve(ApacheServer)
 
 
 @pytest.fixture
-def haproxy_factory() -> Iterator[Callable[[str], HAProxyServer]]:
+def haproxy_factory() -> Iterator[Callable[..., HAProxyServer]]:
     """`haproxy_factory(config_text)`: haproxy with a stats page, plus the sections given."""
-    started: list[HAProxyServer] = []
-
-    def make(config: str = "") -> HAProxyServer:
-        server = _start(lambda: HAProxyServer(config))
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        server.cleanup()
+    yield from serve_many(HAProxyServer)
 
 
 @pytest.fixture
@@ -140,9 +143,9 @@ def run_helper() -> Iterator[Callable[..., HelperProcess]]:
     started: list[HelperProcess] = []
 
     def start(
-        role: str, *args: str, wait: str | None = "readyz", timeout: float = 15.0, **kwargs: object
+        role: str, *args: str, wait: str | None = "readyz", timeout: float = 15.0, **kwargs: Any
     ) -> HelperProcess:
-        helper = HelperProcess(role, *args, **kwargs)  # type: ignore[arg-type]
+        helper = HelperProcess(role, *args, **kwargs)
         started.append(helper)
         return helper.start(wait=wait, timeout=timeout)
 
@@ -154,39 +157,19 @@ def run_helper() -> Iterator[Callable[..., HelperProcess]]:
 @pytest.fixture
 def git_repo() -> Iterator[GitRepo]:
     """A bare git repository with one commit on main, and a work clone to push from."""
-    try:
-        repo = GitRepo()
-    except MissingBinary as exc:
-        _missing(exc)
-    repo.commit({"README": "hello\n"}, "first")
-    yield repo
-    repo.cleanup()
+    yield from serve(GitRepo, lambda repo: repo.commit({"README": "hello\n"}, "first"))
 
 
 @pytest.fixture
 def git_http() -> Iterator[Callable[..., GitHttpServer]]:
     """`git_http(project_root, username=, password=)`: git http-backend over loopback."""
-    started: list[GitHttpServer] = []
-
-    def make(project_root: object, **kwargs: str) -> GitHttpServer:
-        try:
-            server = GitHttpServer(project_root, **kwargs)  # type: ignore[arg-type]
-        except MissingBinary as exc:
-            _missing(exc)
-        started.append(server)
-        return server.start()
-
-    yield make
-    for server in started:
-        server.cleanup()
+    yield from serve_many(GitHttpServer)
 
 
 @pytest.fixture
 def sshd() -> Iterator[SshServer]:
     """Debian's sshd on a free loopback port, its host key in `known_hosts`."""
-    server = _start(SshServer)
-    yield server
-    server.cleanup()
+    yield from serve(SshServer)
 
 
 @pytest.fixture
@@ -199,5 +182,4 @@ def require_binary(name: str, *dirs: str) -> str:
     try:
         return devservers.find_binary(name, *dirs)
     except MissingBinary as exc:
-        _missing(exc)
-        raise
+        missing(exc)

@@ -18,18 +18,15 @@ from tests.integration.redis_ambassador.kit import (
     start_ambassador,
     switched_away_at,
 )
+from tests.servers import serve
 
 REFUSED_MAX = 'redis_ambassador_client_connections_refused_total{reason="max_clients"}'
 
 
 @pytest.fixture(scope="module")
 def steady_cluster() -> Iterator[SentinelCluster]:
-    cluster = SentinelCluster(replicas=0, sentinels=1)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.cleanup()
+    """One master and one Sentinel are enough here (redis_ambassador/conftest.py's has more)."""
+    yield from serve(lambda: SentinelCluster(replicas=0, sentinels=1))
 
 
 def _ping(sock: socket.socket) -> bytes:

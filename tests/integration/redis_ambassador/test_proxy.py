@@ -13,28 +13,16 @@ import threading
 import pytest
 import redis
 
-from podkit_dev.servers import HOST, HelperProcess, SentinelCluster, free_port, wait_for
+from podkit_dev.servers import HOST, HelperProcess, free_port, wait_for
 from tests.integration.redis_ambassador.kit import current_master, sample
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    cluster = SentinelCluster()
-    try:
-        cluster.start()
-    except Exception:
-        cluster.cleanup()
-        raise
-    yield cluster
-    cluster.cleanup()
-
-
-@pytest.fixture(scope="module")
-def ambassador(cluster):
+def ambassador(steady_cluster):
     port = free_port()
     helper = HelperProcess(
         "redis-ambassador",
-        "--sentinels", ",".join(cluster.sentinel_addrs),
+        "--sentinels", ",".join(steady_cluster.sentinel_addrs),
         "--listen", f"{HOST}:{port}",
     )  # fmt: skip
     helper.start()
@@ -53,11 +41,11 @@ def open_fds(helper: HelperProcess) -> float:
     return sample(helper, "process_open_fds")
 
 
-def test_routes_to_the_master_and_is_ready(ambassador, cluster, client):
-    assert current_master(ambassador) == cluster.master_addr()
+def test_routes_to_the_master_and_is_ready(ambassador, steady_cluster, client):
+    assert current_master(ambassador) == steady_cluster.master_addr()
     assert ambassador.get("/readyz")[0] == 200
     assert client.set("plain", "value")
-    master = cluster.node(cluster.master_addr())
+    master = steady_cluster.node(steady_cluster.master_addr())
     assert master.command("GET", "plain") == b"$5\r\nvalue\r\n"
     assert sample(ambassador, "redis_ambassador_sentinels_agreeing") == 3.0
     assert sample(ambassador, 'redis_ambassador_bytes_total{direction="to_master"}') > 0

@@ -50,16 +50,6 @@ def garbage_server(payload: bytes) -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture(scope="module")
-def steady_cluster() -> Iterator[SentinelCluster]:
-    cluster = SentinelCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.cleanup()
-
-
 def errors_for(helper, sentinel: str) -> float:
     total = 0.0
     for line in helper.metrics().splitlines():

@@ -21,22 +21,20 @@ from podkit_dev.dashboards import DASHBOARDS
 from podkit_dev.dashboards.alerts import ALERTS
 from podkit_dev.dashboards.model import concrete, metric_names
 from podkit_dev.dashboards.stack import Stack
-from podkit_dev.servers import HOST, MissingBinary, http_get, podkit_argv
-from tests.servers import _missing
+from podkit_dev.servers import HOST, http_get, podkit_argv
+from tests.servers import serve
 
 SUFFIXES = ("_total", "_created", "_bucket", "_count", "_sum", "_info")
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    try:
-        running = Stack().start()
-    except MissingBinary as exc:
-        _missing(exc)
-    running.start_traffic()
-    running.wait_scrapes(2)
-    yield running
-    running.cleanup()
+    def start(running: Stack) -> None:
+        running.start()
+        running.start_traffic()
+        running.wait_scrapes(2)
+
+    yield from serve(Stack, start)
 
 
 def exported(stack: Stack, role: str) -> set[str]:
