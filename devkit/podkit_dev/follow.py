@@ -7,30 +7,14 @@ log-adapter); nothing here sleeps and hopes: every wait is on a condition, with 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from podkit.follow.api import Batch, FileEvent, FollowConfig
 from podkit.follow.follower import Follower
-
-
-async def until(condition: Callable[[], object], *, within: float = 10.0, what: str) -> Any:
-    """Wait until `condition()` is truthy (checked every 10 ms; a coroutine it returns is
-    awaited); TimeoutError names `what`."""
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.01)
+from podkit_dev.servers import until
 
 
 class BatchRecorder:

@@ -8,7 +8,9 @@ with everything in its temporary directory. `HelperProcess` does the same for
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import io
 import json
 import os
@@ -63,24 +65,60 @@ def wait_for(
     interval: float = 0.02,
     what: str,
     explain: Callable[[], object] | None = None,
-) -> object:
-    """Poll `condition` until it returns something truthy; raise TimeoutError naming `what`
-    (and, when given, what `explain()` says then: a helper's log, say)."""
+) -> Any:
+    """Poll `condition` until it returns something truthy, and return that; raise
+    TimeoutError naming `what` (and, when given, what `explain()` says then: a helper's
+    log, say). A condition that raises counts as not yet (the server may not be up);
+    its last error is in the TimeoutError. `until` is the same wait for async code."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    while True:
         try:
             result = condition()
-        except Exception as exc:  # the condition may raise until the server is up
+        except Exception as exc:
             last_error = exc
         else:
             if result:
                 return result
+        if time.monotonic() >= deadline:
+            raise _timed_out(timeout, what, last_error, explain)
         time.sleep(interval)
+
+
+async def until(
+    condition: Callable[[], object],
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for polling, as wait_for's
+    interval: float = 0.01,
+    what: str,
+    explain: Callable[[], object] | None = None,
+) -> Any:
+    """`wait_for` for async code: the same arguments and failure, and a coroutine that
+    `condition()` returns is awaited; the event loop runs between checks."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = condition()
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            last_error = exc
+        else:
+            if result:
+                return result
+        if time.monotonic() >= deadline:
+            raise _timed_out(timeout, what, last_error, explain)
+        await asyncio.sleep(interval)
+
+
+def _timed_out(
+    timeout: float, what: str, last_error: Exception | None, explain: Callable[[], object] | None
+) -> TimeoutError:
     suffix = f" (last error: {last_error})" if last_error else ""
     if explain is not None:
         suffix += f"\n{explain()}"
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}{suffix}")
+    return TimeoutError(f"timed out after {timeout}s waiting for {what}{suffix}")
 
 
 def port_open(port: int, host: str = HOST) -> bool:

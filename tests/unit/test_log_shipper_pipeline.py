@@ -20,7 +20,7 @@ from podkit.sidecars.log_shipper.metrics import ShipperMetrics
 from podkit.sidecars.log_shipper.outputs.base import Output, OutputError, OutputOptions, SendResult
 from podkit.sidecars.log_shipper.pipeline import Pipeline
 from podkit.sidecars.log_shipper.records import OutBatch, RecordEncoder, Slice, decode_lines
-from podkit_dev.follow import until
+from podkit_dev.servers import until
 
 LOG = get_logger("test")
 

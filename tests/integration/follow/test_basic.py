@@ -20,8 +20,8 @@ from podkit_dev.follow import (
     follow_config,
     numbered,
     run_follower,
-    until,
 )
+from podkit_dev.servers import until
 
 FAST = {
     "poll_interval": 0.05,

@@ -29,8 +29,8 @@ from podkit_dev.follow import (
     follow_config,
     numbered,
     run_follower,
-    until,
 )
+from podkit_dev.servers import until
 
 FAST = {"poll_interval": 0.05, "refresh_interval": 0.2, "rotate_wait": 1.0, "flush_timeout": 5}
 
@@ -220,7 +220,7 @@ async def test_torture_renames_copytruncate_and_kills_while_writing_lose_nothing
 
     async def progress(n: int) -> None:
         target = consumed_count(out) + n
-        await until(lambda: consumed_count(out) >= target, within=60, what=f"{n} more lines")
+        await until(lambda: consumed_count(out) >= target, timeout=60, what=f"{n} more lines")
 
     async def rename(name: str) -> None:
         os.rename(log, tmp_path / name)  # not matched by the glob: found by its open handle
@@ -254,7 +254,7 @@ async def test_torture_renames_copytruncate_and_kills_while_writing_lose_nothing
     def every_line() -> bool:
         return {n for run in consumed(out) for _, n in run} >= set(range(total))
 
-    await until(every_line, within=120, what="every written line delivered")
+    await until(every_line, timeout=120, what="every written line delivered")
     follower.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(follower.wait(), 20) == 0
 

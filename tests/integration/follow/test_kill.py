@@ -11,7 +11,7 @@ import signal
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from podkit_dev.follow import until
+from podkit_dev.servers import until
 
 BUFFER = 32768
 
@@ -47,7 +47,7 @@ async def test_sigkill_at_random_points_loses_nothing(tmp_path, spawn):
         follower = await spawn(*consume)
         assert await asyncio.wait_for(follower.stdout.readline(), 20) == b"ready\n"
         target = delivered(out) + rng.randrange(50, 3000)
-        await until(lambda t=target: delivered(out) >= t, within=30, what="progress")
+        await until(lambda t=target: delivered(out) >= t, timeout=30, what="progress")
         if round_ in (2, 4):
             os.rename(log, tmp_path / f"app.log.{round_}")  # rotation around a kill
             writer.send_signal(signal.SIGHUP)
@@ -64,7 +64,7 @@ async def test_sigkill_at_random_points_loses_nothing(tmp_path, spawn):
     def all_there() -> bool:
         return {n for run in parse(out) for _, n in run} >= set(range(total))
 
-    await until(all_there, within=60, what="every written line delivered")
+    await until(all_there, timeout=60, what="every written line delivered")
     follower.send_signal(signal.SIGTERM)  # drain, save, exit 0
     assert await asyncio.wait_for(follower.wait(), 20) == 0
 

@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from podkit.follow import CUT_MARKER, FollowConfig, Follower, MultilineConfig
-from podkit_dev.follow import BatchRecorder, until
+from podkit_dev.follow import BatchRecorder
+from podkit_dev.servers import until
 from tests.servers import require_binary
 
 

@@ -19,8 +19,8 @@ from podkit_dev.follow import (
     follow_config,
     numbered,
     run_follower,
-    until,
 )
+from podkit_dev.servers import until
 
 FAST = {"poll_interval": 0.05, "refresh_interval": 0.2, "rotate_wait": 1.0, "flush_timeout": 5}
 

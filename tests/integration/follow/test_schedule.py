@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from podkit.follow import FollowConfig, Follower
-from podkit_dev.follow import BatchRecorder, until
+from podkit_dev.follow import BatchRecorder
 from podkit_dev.follow import append as append_file
+from podkit_dev.servers import until
 
 
 class Run:
@@ -148,7 +149,7 @@ class FollowSchedule(RuleBasedStateMachine):
     def sync(self) -> None:
         """Let the follower catch up; everything needed must arrive."""
         needed = self._needed()
-        self._run(until(lambda: self._delivered_ids() >= needed, within=3, what="catch up"))
+        self._run(until(lambda: self._delivered_ids() >= needed, timeout=3, what="catch up"))
 
     @rule()
     def restart(self) -> None:

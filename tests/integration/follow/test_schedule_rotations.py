@@ -34,8 +34,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from podkit.follow import FollowConfig, Follower
-from podkit_dev.follow import BatchRecorder, until
+from podkit_dev.follow import BatchRecorder
 from podkit_dev.follow import append as append_file
+from podkit_dev.servers import until
 
 BUFFER = 8192
 
@@ -203,7 +204,7 @@ class RotationSchedule(RuleBasedStateMachine):
                 set(self._delivered()) >= needed
             )
 
-        self._run(until(caught_up, within=5, what="catch up"))
+        self._run(until(caught_up, timeout=5, what="catch up"))
         self.gen.known = True
         if self.gen.lines:
             self.gen.ident = True

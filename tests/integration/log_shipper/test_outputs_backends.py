@@ -14,7 +14,7 @@ from podkit.sidecars.log_shipper.outputs.postgres import PostgresOptions, Postgr
 from podkit.sidecars.log_shipper.outputs.redis import RedisOptions, RedisOutput
 from podkit.sidecars.log_shipper.pipeline import Pipeline
 from podkit.sidecars.log_shipper.records import RecordEncoder
-from podkit_dev.follow import until
+from podkit_dev.servers import until
 from tests.integration.log_shipper.outputs import LOG, batches, ship
 
 FAST_RETRY = {"retry_initial": 0.02, "retry_max": 0.2, "batch_timeout": 0.01}

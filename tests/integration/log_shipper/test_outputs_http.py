@@ -23,7 +23,7 @@ from podkit.sidecars.log_shipper.outputs.elasticsearch import (
 from podkit.sidecars.log_shipper.outputs.http import PlainHttpOutput
 from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions
 from podkit.sidecars.log_shipper.outputs.loki import LokiOptions, LokiOutput
-from podkit_dev.follow import until
+from podkit_dev.servers import until
 from tests.integration.log_shipper.outputs import LOG, batches, ship
 from tests.integration.log_shipper.standins import StandInReceiver
 

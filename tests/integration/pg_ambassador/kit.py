@@ -21,9 +21,8 @@ import uvloop
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.main import Ambassador
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
-from podkit_dev.follow import until
-from podkit_dev.servers import HOST, PostgresServer, find_binary, free_port, wait_for
-from tests.servers import _start
+from podkit_dev.servers import HOST, PostgresServer, find_binary, free_port, until, wait_for
+from tests.servers import serve
 
 PG_DIRS = [str(d) for d in sorted(__import__("pathlib").Path("/usr/lib/postgresql").glob("*/bin"))]
 
@@ -98,14 +97,15 @@ class AmbassadorThread:
         return self.call(read)
 
 
+def start_accepting(server: PostgresServer) -> None:
+    """Start `server` and wait until it accepts connections (`start` of tests.servers.serve)."""
+    server.start()
+    server.wait_accepting()
+
+
 def pg_server() -> Iterator[PostgresServer]:
     """For a `pg` fixture: a PostgreSQL that accepts connections."""
-    server = _start(PostgresServer)
-    try:
-        server.wait_accepting()
-        yield server
-    finally:
-        server.cleanup()
+    yield from serve(PostgresServer, start_accepting)
 
 
 def ambassadors(pg: PostgresServer) -> Iterator[Callable[..., AmbassadorThread]]:

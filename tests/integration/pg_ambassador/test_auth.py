@@ -26,7 +26,7 @@ from podkit.ambassadors.postgres.auth import (
 from podkit.ambassadors.postgres.scram import make_verifier
 from podkit_dev.servers import HOST, PostgresServer
 from tests.integration.pg_ambassador.auth_kit import AuthProxy, login, read_message, startup_message
-from tests.servers import _start as start_server
+from tests.servers import serve
 
 PASSWORD = "Sw0rdfish-'\"\\ x"
 UNICODE_PASSWORD = "pa\u00dfw\u00f6rd\u00a0\u2168"  # SASLprep maps U+00A0 and NFKC's U+2168
@@ -43,18 +43,21 @@ HBA = [
 @pytest.fixture(scope="module")
 def pg():
     """One server for the module (initdb takes seconds); the tests only log in and read."""
-    server = start_server(
-        lambda: PostgresServer(auth="scram-sha-256", hba=HBA, password_encryption="scram-sha-256")
+
+    def start(server: PostgresServer) -> None:
+        server.start()
+        server.add_user("scram_user", PASSWORD)
+        server.add_user("md5_user", PASSWORD, encryption="md5")
+        server.add_user("md5_scram_stored", PASSWORD)
+        server.add_user("clear_user", PASSWORD)
+        server.add_user("trusted", None)
+        server.add_user("unicode_user", UNICODE_PASSWORD)
+        server.add_user("postgres", PASSWORD)
+
+    yield from serve(
+        lambda: PostgresServer(auth="scram-sha-256", hba=HBA, password_encryption="scram-sha-256"),
+        start,
     )
-    server.add_user("scram_user", PASSWORD)
-    server.add_user("md5_user", PASSWORD, encryption="md5")
-    server.add_user("md5_scram_stored", PASSWORD)
-    server.add_user("clear_user", PASSWORD)
-    server.add_user("trusted", None)
-    server.add_user("unicode_user", UNICODE_PASSWORD)
-    server.add_user("postgres", PASSWORD)
-    yield server
-    server.cleanup()
 
 
 def stored_secret(pg, user: str) -> str:

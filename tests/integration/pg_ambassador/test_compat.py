@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from podkit.ambassadors.postgres import protocol as pq
-from podkit_dev.servers import HOST, free_port
-from tests.integration.pg_ambassador.kit import running, send_cancel, until
+from podkit_dev.servers import HOST, free_port, until
+from tests.integration.pg_ambassador.kit import running, send_cancel
 
 INSERT = "INSERT INTO preptable (bar) VALUES (%s::prepenum[])"
 

@@ -13,20 +13,8 @@ import pytest
 
 from podkit_dev.servers import HOST, free_port, podkit_argv
 from tests.integration.pg_ambassador import kit
-from tests.integration.pg_ambassador.auth_kit import make_pki
-from tests.servers import require_binary
 
 SECRET = "Env-Secret-b41e07"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):  # type: ignore[no-untyped-def]
-    directory = tmp_path_factory.mktemp("pki")
-    openssl = require_binary("openssl")
-    return {
-        "good": make_pki(directory, openssl, "ca"),
-        "other": make_pki(directory, openssl, "other"),
-    }
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import psycopg
 
-from podkit_dev.servers import HOST, wait_for
+from podkit_dev.servers import HOST, until, wait_for
 from tests.integration.pg_ambassador import kit
 
 # PgBouncer's SHOW STATS columns, in its order (its avg_* rates left out)
@@ -68,7 +68,7 @@ async def test_pause_holds_a_client_whose_server_is_parked_until_resume(ambassad
         await asyncio.to_thread(psql, amb, "pgbouncer", "PAUSE")
         query = asyncio.create_task(conn.fetchval("select 2"))
 
-        await kit.until(
+        await until(
             lambda: amb.pool_state()["waiting"] == 1, what="the client to wait for a server"
         )
         assert not query.done()

@@ -14,8 +14,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from podkit_dev.follow import until
-from podkit_dev.servers import HOST, free_port, http_get, podkit_argv, wait_for
+from podkit_dev.servers import HOST, free_port, http_get, podkit_argv, until, wait_for
 from tests.integration.pg_ambassador import kit
 from tests.servers import require_binary
 
@@ -236,7 +235,7 @@ async def test_ctl_status_shows_the_pools_key_figures(run_helper, pg) -> None:
         assert done.returncode == 0, done.stderr
         return dict(json.loads(done.stdout)["helpers"][0]["figures"])
 
-    seen = await until(lambda: _when_waiting(figures()), within=15, what="a waiting client")
+    seen = await until(lambda: _when_waiting(figures()), timeout=15, what="a waiting client")
     assert seen["pools"] == 2
     assert (seen["clients_active"], seen["clients_waiting"], seen["clients_idle"]) == (1, 1, 1)
     assert (seen["servers_active"], seen["servers_idle"], seen["servers_login"]) == (1, 1, 0)

@@ -16,25 +16,21 @@ import asyncpg
 import pytest
 
 from podkit.ambassadors.postgres import main
-from podkit_dev.servers import PostgresServer
+from podkit_dev.servers import PostgresServer, wait_for
 from tests.integration.pg_ambassador import kit
-from tests.servers import _start
+from tests.servers import serve
 
 OLD, NEW = "127.0.0.1", "127.0.0.2"
 
 
 @pytest.fixture
 def pg() -> Iterator[PostgresServer]:
-    server = _start(
+    yield from serve(
         lambda: PostgresServer(
             hba=[f"host all all {NEW}/32 trust"], settings=[f"listen_addresses={OLD},{NEW}"]
-        )
+        ),
+        kit.start_accepting,
     )
-    try:
-        server.wait_accepting()
-        yield server
-    finally:
-        server.cleanup()
 
 
 class Dns:
@@ -85,7 +81,7 @@ async def test_new_server_connections_follow_the_name_and_old_ones_retire_at_rel
         await a.execute("commit")
         # ... and is then closed (not given to anyone)
         await asyncio.to_thread(
-            kit.wait_for, lambda: not backend_alive(pg, old_pid),
+            wait_for, lambda: not backend_alive(pg, old_pid),
             what="the server on the old address closed", timeout=10,
         )  # fmt: skip
         await b.execute("commit")
@@ -112,7 +108,7 @@ async def test_idle_servers_on_a_lost_address_are_closed_by_the_periodic_lookup(
         # periodic look-up sees it and closes them; the next client gets the new address
         dns.address = OLD
         await asyncio.to_thread(
-            kit.wait_for, lambda: all(not backend_alive(pg, p) for p in idle_pids),
+            wait_for, lambda: all(not backend_alive(pg, p) for p in idle_pids),
             what="idle servers on the retired address closed", timeout=10,
         )  # fmt: skip
         assert {(await where(x))[0] for x in (a, b, c)} == {OLD}

@@ -8,7 +8,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.integration.pg_ambassador import kit
+from podkit_dev.servers import wait_for
 
 
 async def test_reported_settings_follow_the_client_to_other_servers(ambassador) -> None:
@@ -76,7 +76,7 @@ async def test_set_of_unreported_guc_pins_and_is_reset_before_reuse(ambassador, 
     pid_b, timeout_b = await asyncio.wait_for(b_task, 30)
     assert pid_b == pid  # the same server, reset: the setting did not leak
     assert timeout_b == "0"
-    kit.wait_for(lambda: amb.amb.pinned["set"] == 0, what="pin released", timeout=5)
+    wait_for(lambda: amb.amb.pinned["set"] == 0, what="pin released", timeout=5)
 
 
 async def _show_timeout(amb) -> tuple[int, str]:
@@ -124,7 +124,7 @@ async def test_other_session_state_pins(ambassador, statement: str, reason: str)
         assert await conn.fetchval("select 1") == 1
     finally:
         await conn.close()
-    kit.wait_for(lambda: amb.amb.pinned[reason] == 0, what="unpinned", timeout=5)
+    wait_for(lambda: amb.amb.pinned[reason] == 0, what="unpinned", timeout=5)
     other = await asyncpg.connect(amb.dsn())
     try:
         assert (

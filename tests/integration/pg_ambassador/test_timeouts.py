@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from podkit.ambassadors.postgres import protocol as pq
+from podkit_dev.servers import until, wait_for
 from tests.integration.pg_ambassador import kit
 
 
@@ -53,7 +54,7 @@ async def test_cancel_of_a_client_holding_no_server_is_dropped(ambassador) -> No
         with socket.create_connection(("127.0.0.1", amb.port)) as sock:
             sock.sendall(pq.cancel_request(client.process_id, client.secret_key))
             assert sock.recv(100) == b""  # closed, nothing said (as PostgreSQL does)
-        kit.wait_for(lambda: amb.amb.stats.cancels_dropped == 1, what="cancel dropped")
+        wait_for(lambda: amb.amb.stats.cancels_dropped == 1, what="cancel dropped")
         assert amb.amb.stats.cancels_forwarded == 0
         assert await conn.fetchval("select 2") == 2
     finally:
@@ -69,7 +70,7 @@ async def test_server_idle_timeout_and_min_pool_size(ambassador, pg) -> None:
             await conn.execute("select pg_sleep(0.3)")
 
     await asyncio.gather(*(hold(c) for c in conns))
-    kit.wait_for(lambda: kit.server_backends(pg) == 1, what="idle servers closed down to 1")
+    wait_for(lambda: kit.server_backends(pg) == 1, what="idle servers closed down to 1")
     # each client's server was parked with it when closed: the next query gets another
     for conn in conns:
         assert await conn.fetchval("select 1") == 1
@@ -100,14 +101,14 @@ async def test_server_lifetime_closes_an_old_server_when_released_not_mid_transa
         born = amb.call(lambda: next(iter(amb.amb.pools.values())).active.copy().pop().created)
         # the server grows older than --server-lifetime inside the transaction
         await asyncio.to_thread(
-            kit.wait_for, lambda: amb.call(time.monotonic) - born > lifetime + 0.3,
+            wait_for, lambda: amb.call(time.monotonic) - born > lifetime + 0.3,
             what="server older than its lifetime", timeout=10,
         )  # fmt: skip
         assert await conn.fetchval("select pg_backend_pid()") == first  # not cut mid-transaction
         await tx.commit()
         # released: too old, so closed (its backend leaves PostgreSQL)
         await asyncio.to_thread(
-            kit.wait_for, lambda: first not in backend_pids(pg),
+            wait_for, lambda: first not in backend_pids(pg),
             what="the old backend closed", timeout=10,
         )  # fmt: skip
         second = await conn.fetchval("select pg_backend_pid()")
@@ -188,7 +189,7 @@ async def test_client_idle_timeout_closes_an_idle_client_not_an_active_one(ambas
         assert [(e.get("S"), e.get("C")) for e in errors] == [("FATAL", "57P05")], said
         assert "client_idle_timeout" in errors[0]["M"]
 
-        await kit.until(used.is_closed, what="the client idle since its query to be closed")
+        await until(used.is_closed, what="the client idle since its query to be closed")
     finally:
         idle.close()
         used.terminate()

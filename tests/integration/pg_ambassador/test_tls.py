@@ -31,12 +31,10 @@ from podkit.ambassadors.postgres.tls import (
     server_tls,
     ssl_answer,
 )
-from podkit_dev.follow import until
-from podkit_dev.servers import HOST, PostgresServer
+from podkit_dev.servers import HOST, PostgresServer, until
 from tests.integration.pg_ambassador import kit
-from tests.integration.pg_ambassador.auth_kit import AuthProxy, login, make_pki
-from tests.servers import _start as start_server
-from tests.servers import require_binary
+from tests.integration.pg_ambassador.auth_kit import AuthProxy, login
+from tests.servers import serve
 
 PASSWORD = "tls-password"
 HBA = [
@@ -46,30 +44,23 @@ HBA = [
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("pki")
-    openssl = require_binary("openssl")
-    return {
-        "good": make_pki(directory, openssl, "ca"),
-        "other": make_pki(directory, openssl, "other"),
-    }
-
-
-@pytest.fixture(scope="module")
 def pg(pki):
     good = pki["good"]
-    server = start_server(
+
+    def start(server: PostgresServer) -> None:
+        server.start()
+        server.add_user("app", PASSWORD)
+        server.add_user("tls_only", PASSWORD)
+
+    yield from serve(
         lambda: PostgresServer(
             auth="scram-sha-256",
             hba=HBA,
             password_encryption="scram-sha-256",
             ssl_cert=(good["cert"], good["key"]),
-        )
+        ),
+        start,
     )
-    server.add_user("app", PASSWORD)
-    server.add_user("tls_only", PASSWORD)
-    yield server
-    server.cleanup()
 
 
 async def encrypted(conn) -> bool:
@@ -312,7 +303,7 @@ async def test_show_clients_and_servers_tell_tls_and_request_time(ambassador, pg
         assert await plain.fetchval("select 1") == 1
         # times are shown to the second: the secure client's query comes a second later
         started = time.time()
-        await until(lambda: time.time() >= int(started) + 1.05, within=5, what="the next second")
+        await until(lambda: time.time() >= int(started) + 1.05, timeout=5, what="the next second")
         assert await secure.fetchval("select current_user") == "app"
         tls_console = {"PGSSLMODE": "require"}
         clients = {row["user"]: row for row in await show(amb.port, "SHOW CLIENTS", tls_console)}
