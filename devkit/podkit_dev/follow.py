@@ -71,10 +71,21 @@ def append(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
+# Test timings: quick polls and rotation; a flush timeout long enough that a line written
+# in two parts is never handed out as two (a test of the flush timeout sets its own).
+FAST: dict[str, float] = {
+    "poll_interval": 0.05,
+    "refresh_interval": 0.2,
+    "rotate_wait": 1.0,
+    "flush_timeout": 5.0,
+}
+
+
 def follow_config(directory: Path, *globs: str, **kw: Any) -> FollowConfig:
-    """A config following `globs` under `directory`, with its state in `directory/state`."""
-    kw.setdefault("state_dir", directory / "state")
-    return FollowConfig(include=tuple(str(directory / g) for g in globs), **kw)
+    """A config following `globs` under `directory`, with its state in `directory/state`
+    and the FAST timings; `kw` overrides any of them."""
+    settings: dict[str, Any] = {"state_dir": directory / "state", **FAST, **kw}
+    return FollowConfig(include=tuple(str(directory / g) for g in globs), **settings)
 
 
 async def run_follower(

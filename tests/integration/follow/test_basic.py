@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from podkit.follow import CUT_MARKER, FollowConfig, Follower
+from podkit.follow import CUT_MARKER, Follower
 from podkit.runtime import StartupError
 from podkit_dev.follow import (
     BatchRecorder,
@@ -23,22 +23,11 @@ from podkit_dev.follow import (
 )
 from podkit_dev.servers import until
 
-FAST = {
-    "poll_interval": 0.05,
-    "refresh_interval": 0.2,
-    "rotate_wait": 0.5,
-    "flush_timeout": 0.3,
-}
-
-
-def config(tmp_path: Path, *globs: str, **kw) -> FollowConfig:
-    return follow_config(tmp_path, *globs, **{**FAST, **kw})
-
 
 async def test_reads_from_head_then_follows_appends(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("a", 0, 100))
-    async with Follower(config(tmp_path, "*.log")) as follower:
+    async with Follower(follow_config(tmp_path, "*.log")) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 100, what="existing lines")
         append(log, numbered("a", 100, 150))
@@ -53,7 +42,7 @@ async def test_reads_from_head_then_follows_appends(tmp_path):
 async def test_tail_start_skips_existing_lines_but_new_files_start_at_head(tmp_path):
     old = tmp_path / "old.log"
     old.write_bytes(numbered("old", 0, 10))
-    async with Follower(config(tmp_path, "*.log", read_from="tail")) as follower:
+    async with Follower(follow_config(tmp_path, "*.log", read_from="tail")) as follower:
         c = BatchRecorder(follower).start()
         append(old, b"old new\n")
         new = tmp_path / "new.log"
@@ -70,7 +59,7 @@ async def test_include_and_exclude_globs(tmp_path):
     (tmp_path / "skip.log").write_bytes(b"skip\n")
     (tmp_path / "sub" / "b.log").write_bytes(b"b\n")
     (tmp_path / "c.txt").write_bytes(b"c\n")
-    cfg = config(tmp_path, "*.log", "sub/*.log", exclude=("skip.*",))
+    cfg = follow_config(tmp_path, "*.log", "sub/*.log", exclude=("skip.*",))
     async with Follower(cfg) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 2, what="two files")
@@ -83,7 +72,7 @@ async def test_include_and_exclude_globs(tmp_path):
 async def test_partial_line_waits_for_newline_then_flush_timeout_then_drain(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(b"first\nhal")
-    async with Follower(config(tmp_path, "*.log", flush_timeout=30)) as follower:
+    async with Follower(follow_config(tmp_path, "*.log", flush_timeout=30)) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: c.lines() == [b"first"], what="first line")
         append(log, b"f line\nno newline at the end")
@@ -97,7 +86,7 @@ async def test_partial_line_waits_for_newline_then_flush_timeout_then_drain(tmp_
 async def test_partial_line_flushed_after_flush_timeout(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(b"no newline yet")
-    async with Follower(config(tmp_path, "*.log", flush_timeout=0.2)) as follower:
+    async with Follower(follow_config(tmp_path, "*.log", flush_timeout=0.2)) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: c.lines() == [b"no newline yet"], what="flush timeout")
         await c.stop()
@@ -106,7 +95,7 @@ async def test_partial_line_flushed_after_flush_timeout(tmp_path):
 async def test_long_line_is_cut_with_marker_counted_and_the_file_goes_on(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(b"before\n" + b"L" * 5000 + b"\nafter\n")
-    cfg = config(tmp_path, "*.log", max_line_bytes=1000)
+    cfg = follow_config(tmp_path, "*.log", max_line_bytes=1000)
     follower, c = await run_follower(cfg, 3, what="three lines")
     assert c.lines() == [b"before", b"L" * 1000 + CUT_MARKER, b"after"]
     stats = follower.stats[str(log)]
@@ -118,7 +107,7 @@ async def test_long_line_is_cut_with_marker_counted_and_the_file_goes_on(tmp_pat
 async def test_rename_rotation_reads_old_file_to_end_and_new_from_start(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 10))
-    async with Follower(config(tmp_path, "app.log")) as follower:
+    async with Follower(follow_config(tmp_path, "app.log")) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 10, what="first lines")
         append(log, numbered("x", 10, 20))  # maybe not read before the rename
@@ -136,7 +125,7 @@ async def test_rename_rotation_reads_old_file_to_end_and_new_from_start(tmp_path
 async def test_copytruncate_restarts_at_zero(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 50))
-    async with Follower(config(tmp_path, "app.log")) as follower:
+    async with Follower(follow_config(tmp_path, "app.log")) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 50, what="first lines")
         shutil.copy(log, tmp_path / "app.log.1")
@@ -157,7 +146,7 @@ def saved_offsets(tmp_path: Path) -> dict[str, int]:
 async def test_checkpoint_moves_only_past_acked_batches_and_restart_resumes_there(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 30))
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     async with Follower(cfg) as follower:
         c = BatchRecorder(follower, auto_ack=False).start()
         await until(lambda: len(c.batches) == 3, what="three batches")
@@ -182,7 +171,7 @@ async def test_checkpoint_moves_only_past_acked_batches_and_restart_resumes_ther
 
 async def test_drain_reads_everything_written_before_it(tmp_path):
     log = tmp_path / "app.log"
-    async with Follower(config(tmp_path, "app.log", poll_interval=5.0)) as follower:
+    async with Follower(follow_config(tmp_path, "app.log", poll_interval=5.0)) as follower:
         c = BatchRecorder(follower).start()
         log.write_bytes(numbered("x", 0, 1000) + b"last")
         await c.stop()
@@ -192,7 +181,7 @@ async def test_drain_reads_everything_written_before_it(tmp_path):
 async def test_backpressure_pauses_reading_until_acks(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 20_000))  # ~170 KB
-    cfg = config(tmp_path, "app.log", buffer_bytes=16384, batch_max_bytes=4096)
+    cfg = follow_config(tmp_path, "app.log", buffer_bytes=16384, batch_max_bytes=4096)
     async with Follower(cfg) as follower:
         c = BatchRecorder(follower, auto_ack=False).start()
         await until(lambda: c.batches, what="first batches")
@@ -212,7 +201,7 @@ async def test_backpressure_pauses_reading_until_acks(tmp_path):
 
 
 async def test_watchfiles_events_find_new_files_and_appends_without_polling(tmp_path):
-    cfg = config(tmp_path, "*.log", poll_interval=60.0, refresh_interval=60.0)
+    cfg = follow_config(tmp_path, "*.log", poll_interval=60.0, refresh_interval=60.0)
     async with Follower(cfg) as follower:
         c = BatchRecorder(follower).start()
         # The watcher thread starts in the background: poke until it reports (polling and
@@ -228,7 +217,7 @@ async def test_watchfiles_events_find_new_files_and_appends_without_polling(tmp_
 
 
 async def test_directory_created_later_is_watched_and_followed(tmp_path):
-    cfg = config(tmp_path, "later/*.log", poll_interval=60.0, refresh_interval=0.2)
+    cfg = follow_config(tmp_path, "later/*.log", poll_interval=60.0, refresh_interval=0.2)
     async with Follower(cfg) as follower:
         c = BatchRecorder(follower).start()
         (tmp_path / "later").mkdir()
@@ -251,7 +240,7 @@ async def test_corrupt_checkpoint_file_is_set_aside_and_reading_starts_over(tmp_
     state = tmp_path / "state"
     state.mkdir()
     (state / "follow-checkpoints.json").write_bytes(b"{not json\x00")
-    _, c = await run_follower(config(tmp_path, "app.log"), 2, what="lines from the head")
+    _, c = await run_follower(follow_config(tmp_path, "app.log"), 2, what="lines from the head")
     assert c.lines() == [b"a", b"b"]
     assert (state / "follow-checkpoints.corrupt").read_bytes() == b"{not json\x00"
     assert saved_offsets(tmp_path) == {str(log): 4}
@@ -260,7 +249,7 @@ async def test_corrupt_checkpoint_file_is_set_aside_and_reading_starts_over(tmp_
 async def test_state_dir_unwritable_later_does_not_stop_reading(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 5000))
-    cfg = config(tmp_path, "app.log", buffer_bytes=8192, batch_max_bytes=2048)
+    cfg = follow_config(tmp_path, "app.log", buffer_bytes=8192, batch_max_bytes=2048)
     troubles: list[str | None] = []
     async with Follower(cfg) as follower:
         follower._book.on_save_trouble = troubles.append
@@ -283,7 +272,7 @@ async def test_state_dir_unusable_at_start_is_a_startup_error(tmp_path):
     (tmp_path / "app.log").write_bytes(b"a\n")
     (tmp_path / "state").write_bytes(b"a file where the state dir should be")
     with pytest.raises(StartupError) as caught:
-        async with Follower(config(tmp_path, "app.log")):
+        async with Follower(follow_config(tmp_path, "app.log")):
             pass
     assert caught.value.fields["setting"] == "--state-dir"
     assert caught.value.fields["error"] == "not a directory"
@@ -292,7 +281,7 @@ async def test_state_dir_unusable_at_start_is_a_startup_error(tmp_path):
 async def test_ack_after_exit_changes_nothing_saved(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 20))
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     follower, c = await ack_first(cfg, batches=2, acked=1)
     follower.ack(c.batches[1])  # too late: the follower is closed
     assert saved_offsets(tmp_path) == {str(log): c.batches[0].end_offset}

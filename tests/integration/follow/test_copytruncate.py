@@ -18,7 +18,7 @@ import signal
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from podkit.follow import FollowConfig, Follower
+from podkit.follow import Follower
 from podkit_dev.follow import (
     BatchRecorder,
     ack_first,
@@ -31,12 +31,6 @@ from podkit_dev.follow import (
     run_follower,
 )
 from podkit_dev.servers import until
-
-FAST = {"poll_interval": 0.05, "refresh_interval": 0.2, "rotate_wait": 1.0, "flush_timeout": 5}
-
-
-def config(tmp_path: Path, *globs: str, **kw) -> FollowConfig:
-    return follow_config(tmp_path, *globs, **{**FAST, **kw})
 
 
 def copytruncate(log: Path, copy: Path) -> None:
@@ -54,7 +48,7 @@ def compress(path: Path) -> None:
 async def test_copytruncate_while_behind_reads_the_rest_from_the_copy(tmp_path):
     log, copy = tmp_path / "app.log", tmp_path / "app.log.1"
     log.write_bytes(numbered("x", 0, 4000))
-    cfg = config(tmp_path, "app.log", buffer_bytes=16384, batch_max_bytes=2048)
+    cfg = follow_config(tmp_path, "app.log", buffer_bytes=16384, batch_max_bytes=2048)
     async with Follower(cfg) as follower:
         c = BatchRecorder(follower, auto_ack=False).start()
         await until(lambda: follower.waiting_for_acks, what="the budget spent")
@@ -84,7 +78,7 @@ async def test_copytruncate_while_behind_reads_the_rest_from_the_copy(tmp_path):
 async def test_copytruncate_while_stopped_resumes_in_the_copy(tmp_path):
     log, copy = tmp_path / "app.log", tmp_path / "app.log.1"
     log.write_bytes(numbered("x", 0, 100))
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     await ack_first(cfg, batches=10, acked=3)  # checkpoint after line 30
     append(log, numbered("x", 100, 150))  # the app wrote on while we were down
     copytruncate(log, copy)
@@ -107,7 +101,7 @@ async def test_copytruncate_then_renamed_while_stopped(tmp_path):
     gives what the truncation took."""
     log, copy = tmp_path / "app.log", tmp_path / "app.log.ct"
     log.write_bytes(numbered("x", 0, 60))
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     await ack_first(cfg, batches=6, acked=2)  # checkpoint after line 20
     append(log, numbered("x", 60, 80))
     copytruncate(log, copy)
@@ -127,7 +121,7 @@ async def test_copytruncate_then_renamed_while_stopped(tmp_path):
 async def test_copytruncate_and_delete_while_stopped_still_reads_the_copy(tmp_path):
     log, copy = tmp_path / "app.log", tmp_path / "app.log.1"
     log.write_bytes(numbered("x", 0, 40))
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     await ack_first(cfg, batches=4, acked=1)
     copytruncate(log, copy)
     log.unlink()  # the app's file is gone altogether; a new one appears
@@ -144,7 +138,7 @@ async def test_no_copy_the_ledger_counts_exactly_what_was_unacknowledged(tmp_pat
     from the checkpoint to the end, which is what the writer knows was never acked."""
     log, copy = tmp_path / "app.log", tmp_path / "app.log.1"
     log.write_bytes(numbered("x", 0, 100))
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     _, first = await ack_first(cfg, batches=10, acked=4)
     acked_lines = sum(len(b.lines) for b in first.batches[:4])
     copytruncate(log, copy)
@@ -162,7 +156,7 @@ async def test_no_copy_the_ledger_counts_exactly_what_was_unacknowledged(tmp_pat
 async def test_no_copy_after_unseen_writes_the_ledger_is_a_lower_bound(tmp_path):
     log, copy = tmp_path / "app.log", tmp_path / "app.log.1"
     log.write_bytes(numbered("x", 0, 100))
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     _, first = await ack_first(cfg, batches=10, acked=4)
     acked_lines = sum(len(b.lines) for b in first.batches[:4])
     append(log, numbered("x", 100, 200))  # written while stopped: the follower never saw it
@@ -182,7 +176,7 @@ async def test_a_copy_of_another_generation_is_not_taken(tmp_path):
     log = tmp_path / "app.log"
     header = b"# app log v1 " + b"=" * 300 + b"\n"  # longer than the fingerprint
     log.write_bytes(header + numbered("x", 0, 50))
-    cfg = config(tmp_path, "app.log", batch_max_lines=11)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=11)
     await ack_first(cfg, batches=5, acked=2)  # header + 21 lines acked
     (tmp_path / "app.log.2").write_bytes(header + numbered("old", 0, 90))  # same header
     os.truncate(log, 0)  # no copy of this generation
@@ -284,7 +278,7 @@ async def test_truncation_while_waiting_for_acks_counts_what_was_seen_not_what_w
     log = tmp_path / "app.log"
     first = numbered("a", 0, 200)
     log.write_bytes(first)
-    cfg = config(tmp_path, "app.log", buffer_bytes=2048, batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", buffer_bytes=2048, batch_max_lines=10)
     async with Follower(cfg) as follower:
         recorder = BatchRecorder(follower, auto_ack=False).start()
         await until(lambda: follower.waiting_for_acks, what="the budget spent")

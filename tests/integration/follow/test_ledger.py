@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from asyncio.subprocess import PIPE, STDOUT
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from podkit.follow import CUT_MARKER, FollowConfig, Follower, MultilineConfig
-from podkit_dev.follow import BatchRecorder
+from podkit.follow import CUT_MARKER, Follower, MultilineConfig
+from podkit_dev.follow import BatchRecorder, follow_config
 from podkit_dev.servers import until
 from tests.servers import require_binary
-
-
-def config(tmp_path: Path, **kw) -> FollowConfig:
-    values = {"poll_interval": 0.05, "refresh_interval": 0.2, "flush_timeout": 0.3, **kw}
-    return FollowConfig(include=(str(tmp_path / "*.log"),), state_dir=tmp_path / "state", **values)
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
@@ -34,7 +28,9 @@ async def test_ledger_metrics_count_reads_cuts_truncations_and_pass_promtool(tmp
     log = tmp_path / "app.log"
     log.write_bytes(b"a\n" + b"x" * 300 + b"\nb\n")
     registry = CollectorRegistry(auto_describe=True)  # as the runtime makes it
-    async with Follower(config(tmp_path, max_line_bytes=100), registry=registry) as follower:
+    async with Follower(
+        follow_config(tmp_path, "*.log", max_line_bytes=100), registry=registry
+    ) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 3, what="lines")
         log.write_bytes(b"c\n")  # truncated below our offset, then written
@@ -64,7 +60,9 @@ async def test_multiline_records_on_a_file_with_flush_timeout(tmp_path):
     )
     log.write_bytes(b"INFO start\n" + trace)
     ml = MultilineConfig(mode="python", flush_timeout=0.3)
-    cfg = config(tmp_path, flush_timeout=30, multiline=ml)  # lines end in newlines here
+    cfg = follow_config(
+        tmp_path, "*.log", flush_timeout=30, multiline=ml
+    )  # lines end in newlines here
     async with Follower(cfg) as follower:
         c = BatchRecorder(follower, auto_ack=False).start()
         # The trace is the last record: it is handed out by the flush timeout.

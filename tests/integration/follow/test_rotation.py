@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from podkit.follow import FollowConfig, Follower
+from podkit.follow import Follower
 from podkit_dev.follow import (
     BatchRecorder,
     ack_first,
@@ -21,12 +21,6 @@ from podkit_dev.follow import (
     run_follower,
 )
 from podkit_dev.servers import until
-
-FAST = {"poll_interval": 0.05, "refresh_interval": 0.2, "rotate_wait": 1.0, "flush_timeout": 5}
-
-
-def config(tmp_path: Path, *globs: str, **kw) -> FollowConfig:
-    return follow_config(tmp_path, *globs, **{**FAST, **kw})
 
 
 def numbers(lines: list[bytes]) -> list[int]:
@@ -65,7 +59,7 @@ class Writer:
 
 async def test_rename_rotation_twice_in_a_row_while_a_writer_appends(tmp_path):
     log = tmp_path / "app.log"
-    async with Follower(config(tmp_path, "app.log")) as follower:
+    async with Follower(follow_config(tmp_path, "app.log")) as follower:
         c = BatchRecorder(follower).start()
         writer = await Writer(log).start()
         for _ in range(2):
@@ -91,7 +85,7 @@ async def test_rename_rotation_twice_in_a_row_while_a_writer_appends(tmp_path):
 
 async def test_copytruncate_while_a_writer_appends_loses_only_at_the_truncations(tmp_path):
     log = tmp_path / "app.log"
-    async with Follower(config(tmp_path, "app.log")) as follower:
+    async with Follower(follow_config(tmp_path, "app.log")) as follower:
         c = BatchRecorder(follower).start()
         writer = await Writer(log).start()
         for i in range(2):
@@ -116,7 +110,7 @@ async def test_copytruncate_while_a_writer_appends_loses_only_at_the_truncations
 
 async def test_deleted_file_is_read_to_its_end_through_the_open_handle(tmp_path):
     log = tmp_path / "app.log"
-    async with Follower(config(tmp_path, "app.log")) as follower:
+    async with Follower(follow_config(tmp_path, "app.log")) as follower:
         c = BatchRecorder(follower).start()
         writer = await Writer(log).start()
         await until(lambda: len(c.lines()) > 100, what="some lines")
@@ -133,7 +127,7 @@ async def test_deleted_file_is_read_to_its_end_through_the_open_handle(tmp_path)
 async def test_truncated_while_stopped_is_detected_on_restart(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("old", 0, 100))
-    cfg = config(tmp_path, "app.log")
+    cfg = follow_config(tmp_path, "app.log")
     await run_follower(cfg, 100, what="first run")
     log.write_bytes(numbered("new", 0, 10))  # truncated and rewritten while stopped
     follower, c = await run_follower(cfg, 10, what="the new content from its start")
@@ -145,7 +139,7 @@ async def test_truncated_while_stopped_is_detected_on_restart(tmp_path):
 async def test_truncated_while_stopped_to_a_shorter_prefix_counts_unread_bytes(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 100))
-    cfg = config(tmp_path, "app.log", batch_max_lines=50)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=50)
     _, c = await ack_first(cfg, batches=2, acked=1)
     acked = c.batches[0].end_offset
     os.truncate(log, acked // 2)  # same first bytes, shorter than the checkpoint
@@ -158,7 +152,7 @@ async def test_truncated_while_stopped_to_a_shorter_prefix_counts_unread_bytes(t
 async def test_inode_reuse_is_told_apart_by_the_fingerprint(tmp_path):
     a = tmp_path / "a.log"
     a.write_bytes(numbered("a", 0, 50))
-    cfg = config(tmp_path, "*.log")
+    cfg = follow_config(tmp_path, "*.log")
     await run_follower(cfg, 50, what="a.log read")
     inode = a.stat().st_ino
     # While stopped, a.log goes away and its inode comes back as b.log with other content
@@ -177,7 +171,7 @@ async def test_inode_reuse_is_told_apart_by_the_fingerprint(tmp_path):
 async def test_file_renamed_while_stopped_is_found_again_by_inode(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 40))
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     await ack_first(cfg, batches=4, acked=2)
     os.rename(log, tmp_path / "app.log.1")  # rotated while stopped, not matched any more
     append(tmp_path / "app.log.1", numbered("x", 40, 45))  # written before the app reopened
@@ -193,7 +187,7 @@ async def test_file_gone_while_stopped_reports_its_unread_bytes(tmp_path):
     log = tmp_path / "app.log"
     data = numbered("x", 0, 40)
     log.write_bytes(data)
-    cfg = config(tmp_path, "app.log", batch_max_lines=10)
+    cfg = follow_config(tmp_path, "app.log", batch_max_lines=10)
     _, c = await ack_first(cfg, batches=4, acked=1)
     acked = c.batches[0].end_offset
     log.unlink()
@@ -207,14 +201,14 @@ async def test_invalid_utf8_and_nul_bytes_pass_through(tmp_path):
     log = tmp_path / "app.log"
     raw = [b"\xff\xfe bad utf8", b"nul\x00inside\x00", b"\xc3\x28", b"\x00" * 10, b"ok"]
     log.write_bytes(b"\n".join(raw) + b"\n")
-    _, c = await run_follower(config(tmp_path, "app.log"), len(raw), what="every line")
+    _, c = await run_follower(follow_config(tmp_path, "app.log"), len(raw), what="every line")
     assert c.lines() == raw
 
 
 async def test_two_hundred_files_at_once(tmp_path):
     for i in range(200):
         (tmp_path / f"f{i:03d}.log").write_bytes(numbered(f"f{i}", 0, 50))
-    async with Follower(config(tmp_path, "*.log")) as follower:
+    async with Follower(follow_config(tmp_path, "*.log")) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 200 * 50, what="all files read")
         for i in range(0, 200, 7):
@@ -229,7 +223,7 @@ async def test_two_hundred_files_at_once(tmp_path):
 async def test_rename_to_another_matched_name_goes_on_under_the_new_name(tmp_path):
     log = tmp_path / "app.log"
     log.write_bytes(numbered("x", 0, 10))
-    async with Follower(config(tmp_path, "app.log*")) as follower:
+    async with Follower(follow_config(tmp_path, "app.log*")) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 10, what="first lines")
         os.rename(log, tmp_path / "app.log.1")
@@ -252,7 +246,7 @@ async def test_symlinked_logs_follow_the_link_through_rotation(tmp_path):
     target = pods / "0.log"
     target.write_bytes(numbered("x", 0, 5))
     (links / "app.log").symlink_to(target)
-    cfg = FollowConfig(include=(str(links / "*.log"),), state_dir=tmp_path / "state", **FAST)
+    cfg = follow_config(links, "*.log", state_dir=tmp_path / "state")
     async with Follower(cfg) as follower:
         c = BatchRecorder(follower).start()
         await until(lambda: len(c.lines()) == 5, what="lines through the link")
@@ -269,7 +263,7 @@ async def test_rewritten_while_stopped_with_the_same_first_bytes_is_still_detect
     log = tmp_path / "app.log"
     header = b"# app log, format v1, " + b"=" * 400 + b"\n"  # longer than the fingerprint
     log.write_bytes(header + numbered("old", 0, 20))
-    cfg = config(tmp_path, "app.log")
+    cfg = follow_config(tmp_path, "app.log")
     await run_follower(cfg, 21, what="first run")
     fd = os.open(log, os.O_WRONLY | os.O_TRUNC)  # same inode, same header, longer now
     os.write(fd, header + numbered("new", 0, 40))
@@ -285,7 +279,7 @@ async def test_stats_of_paths_long_gone_are_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(follower_module, "MAX_IDLE_STATS", 3)
     # Each file has the same content, and ext4 usually hands the next one the inode of the
     # one just deleted: a deleted file's inode must not make its successor look read.
-    async with Follower(config(tmp_path, "*.log", rotate_wait=0.1)) as follower:
+    async with Follower(follow_config(tmp_path, "*.log", rotate_wait=0.1)) as follower:
         c = BatchRecorder(follower).start()
         for i in range(8):
             path = tmp_path / f"pod-{i}.log"
