@@ -545,7 +545,8 @@ class ServerConn(asyncio.Protocol):
 # --- login -------------------------------------------------------------------------------------
 
 
-async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One message of a login: (type byte, body)."""
     header = await reader.readexactly(5)
     length = _unpack_u32(header, 1)[0]
     if length < 4 or length > 1024 * 1024:
@@ -624,7 +625,7 @@ async def _login_on(
     authenticator = ServerAuth(user, password, scram_keys=scram_keys)
     writer.write(pq.startup_message({"user": user, "database": database}))
     while True:
-        kind, body = await _read_message(reader)
+        kind, body = await read_message(reader)
         if kind == b"R":
             try:
                 reply = authenticator.handle(kind, body)

@@ -2,6 +2,11 @@
 with `ServerAuth`, and a tiny auth proxy that checks real clients with `ClientAuth`, logs in
 upstream with `ServerAuth` and then pipes bytes. Neither is the ambassador's core: they
 exercise auth.py and tls.py against real servers and real clients.
+
+Logins, startup packets and framing are production's own (auth.py, protocol.py,
+server.read_message): what is checked against PostgreSQL is the code the ambassador runs.
+What stands on the other side, independently of that code, is PostgreSQL itself and the
+real clients (asyncpg, psycopg, psql) the tests send through `AuthProxy`.
 """
 
 from __future__ import annotations
@@ -17,11 +22,9 @@ from pathlib import Path
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.auth import AuthError, ClientAuth, ServerAuth
 from podkit.ambassadors.postgres.scram import ScramKeys
+from podkit.ambassadors.postgres.server import read_message
 from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, after_ssl_answer
 from podkit_dev.servers import HOST
-
-PROTOCOL_3 = 196608
-GSSENC_REQUEST = 80877104
 
 
 class QueryError(Exception):
@@ -35,20 +38,6 @@ def _auth_error_response(exc: AuthError) -> bytes:
     return pq.error_response(exc.client_message, exc.sqlstate, severity="FATAL")
 
 
-def startup_message(user: str, database: str, **params: str) -> bytes:
-    pairs = {"user": user, "database": database, **params}
-    body = struct.pack("!i", PROTOCOL_3) + b"".join(
-        k.encode() + b"\0" + v.encode() + b"\0" for k, v in pairs.items()
-    )
-    return struct.pack("!i", len(body) + 5) + body + b"\0"
-
-
-async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    head = await reader.readexactly(5)
-    (length,) = struct.unpack_from("!i", head, 1)
-    return head[:1], await reader.readexactly(length - 4)
-
-
 @dataclass
 class Connection:
     reader: asyncio.StreamReader
@@ -59,8 +48,7 @@ class Connection:
 
     async def query(self, sql: str) -> list[list[str | None]]:
         """Simple-protocol query; the rows of the last result, as text."""
-        body = sql.encode() + b"\0"
-        self.writer.write(b"Q" + struct.pack("!i", len(body) + 4) + body)
+        self.writer.write(pq.query(sql))
         rows: list[list[str | None]] = []
         error: dict[str, str] | None = None
         while True:
@@ -78,12 +66,13 @@ class Connection:
 
     async def close(self) -> None:
         with contextlib.suppress(ConnectionError, ssl.SSLError):
-            self.writer.write(b"X\0\0\0\4")
+            self.writer.write(pq.TERMINATE)
             self.writer.close()
             await self.writer.wait_closed()
 
 
 def _data_row(body: bytes) -> list[str | None]:
+    # The ambassador passes DataRows through unread: production has no parser to call.
     (count,) = struct.unpack_from("!h", body)
     pos, out = 2, []
     for _ in range(count):
@@ -118,7 +107,11 @@ async def login(
             if after_ssl_answer(tls, answer):
                 await writer.start_tls(tls.context, server_hostname=tls.server_hostname(host))
                 encrypted = True
-        writer.write(startup_message(user, database, application_name="podkit-auth-test"))
+        writer.write(
+            pq.startup_message(
+                {"user": user, "database": database, "application_name": "podkit-auth-test"}
+            )
+        )
         auth = ServerAuth(user, password, scram_keys=scram_keys)
         conn = Connection(reader, writer, auth, tls=encrypted)
         while True:
@@ -128,8 +121,8 @@ async def login(
                 if reply is not None:
                     writer.write(reply)
             elif kind == b"S":
-                name, value, _ = body.split(b"\0")
-                conn.parameters[name.decode()] = value.decode()
+                name, value = pq.parse_parameter_status(pq.message(kind, body))
+                conn.parameters[name] = value
             elif kind == b"Z":
                 assert auth.done
                 return conn
@@ -177,25 +170,18 @@ class AuthProxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> dict[str, str]:
         while True:
-            (length,) = struct.unpack("!i", await reader.readexactly(4))
-            body = await reader.readexactly(length - 4)
-            (code,) = struct.unpack_from("!i", body)
-            if code == struct.unpack("!i", SSL_REQUEST[4:])[0]:
-                if self.client_tls is not None:
-                    writer.write(b"S")
-                    await writer.drain()
-                    await writer.start_tls(self.client_tls)
-                else:
-                    writer.write(b"N")
-                continue
-            if code == GSSENC_REQUEST:
+            head = await reader.readexactly(4)
+            length = pq.startup_length(head)
+            assert length is not None
+            startup = pq.parse_startup(head + await reader.readexactly(length - 4))
+            if startup.kind == "ssl" and self.client_tls is not None:
+                writer.write(b"S")
+                await writer.drain()
+                await writer.start_tls(self.client_tls)
+            elif startup.kind in ("ssl", "gssenc"):
                 writer.write(b"N")
-                continue
-            fields = body[4:].split(b"\0")
-            return {
-                fields[i].decode(): fields[i + 1].decode() for i in range(0, len(fields) - 1, 2)
-                if fields[i]
-            }  # fmt: skip
+            else:
+                return startup.params
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         params = await self._read_startup(reader, writer)
@@ -214,7 +200,9 @@ class AuthProxy:
         up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream_port)
         server_auth = ServerAuth(user, self.upstream_password, scram_keys=client_auth.scram_keys)
         extra = {k: v for k, v in params.items() if k not in ("user", "database")}
-        up_writer.write(startup_message(user, params.get("database", user), **extra))
+        up_writer.write(
+            pq.startup_message({"user": user, "database": params.get("database", user), **extra})
+        )
         try:
             while not server_auth.done:
                 kind, body = await read_message(up_reader)

@@ -17,6 +17,7 @@ import asyncpg
 import psycopg
 import pytest
 
+from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.auth import (
     AuthError,
     Credentials,
@@ -24,8 +25,9 @@ from podkit.ambassadors.postgres.auth import (
     md5_inner,
 )
 from podkit.ambassadors.postgres.scram import make_verifier
+from podkit.ambassadors.postgres.server import read_message
 from podkit_dev.servers import HOST, PostgresServer
-from tests.integration.pg_ambassador.auth_kit import AuthProxy, login, read_message, startup_message
+from tests.integration.pg_ambassador.auth_kit import AuthProxy, login
 from tests.servers import serve
 
 PASSWORD = "Sw0rdfish-'\"\\ x"
@@ -207,7 +209,7 @@ async def test_authenticate_to_server_for_a_caller_that_reads_the_login_itself(p
     """The core's own login loop hands the SASL part over to authenticate_to_server."""
     reader, writer = await asyncio.open_connection(HOST, pg.port)
     try:
-        writer.write(startup_message("scram_user", "postgres"))
+        writer.write(pq.startup_message({"user": "scram_user", "database": "postgres"}))
         kind, body = await read_message(reader)
         assert kind == b"R" and body[:4] == b"\0\0\0\x0a"
         auth = await authenticate_to_server(reader, writer, "scram_user", PASSWORD, body)
@@ -217,7 +219,7 @@ async def test_authenticate_to_server_for_a_caller_that_reads_the_login_itself(p
         writer.close()
     reader, writer = await asyncio.open_connection(HOST, pg.port)
     try:
-        writer.write(startup_message("scram_user", "postgres"))
+        writer.write(pq.startup_message({"user": "scram_user", "database": "postgres"}))
         _, body = await read_message(reader)
         with pytest.raises(AuthError) as caught:
             await authenticate_to_server(reader, writer, "scram_user", "wrong", body)
