@@ -1,7 +1,7 @@
 """The generated dashboards and alert rules (dashboards/, devkit/podkit_dev/dashboards/).
 
 What a real Prometheus says about them, with real helpers scraped, is in
-tests/integration/test_dashboards_prometheus.py; here: the committed files are current,
+tests/integration/runtime/test_dashboards_prometheus.py; here: the committed files are current,
 every query parses (promtool), the rules pass `promtool check rules` and fire under
 `promtool test rules`, and every rule has its runbook.
 """

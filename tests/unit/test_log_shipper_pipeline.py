@@ -1,7 +1,7 @@
 """The shipper's pipeline: batching, bounded buffer, retries, fan-out acknowledgements.
 
 The outputs here are small in-memory plugins that script failures; the real backends
-are exercised in tests/integration/test_outputs_*.py.
+are exercised in tests/integration/log_shipper/test_outputs_*.py.
 """
 
 from __future__ import annotations

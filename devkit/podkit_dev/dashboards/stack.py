@@ -1,6 +1,6 @@
 """Every dashboard's helper running for real, scraped by a real Prometheus.
 
-Used by tests/integration/test_dashboards_prometheus.py (every panel query and alert
+Used by tests/integration/runtime/test_dashboards_prometheus.py (every panel query and alert
 expression evaluated) and bench/render_dashboards.py (the README picture). Each helper
 is a `podkit ROLE` subprocess with the real server it needs: files for log-shipper and
 log-adapter, a Redis master with replicas and three Sentinels for redis-ambassador, nginx

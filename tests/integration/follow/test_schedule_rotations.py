@@ -16,7 +16,7 @@ at start by their inode; copies only by the copytruncate recovery. For every sch
 
 Runs in CI with `FOLLOW_ROTATIONS_EXAMPLES` examples (default 40); run it longer with
 `FOLLOW_ROTATIONS_EXAMPLES=2000 .venv/bin/python -m pytest
-tests/integration/test_follow_schedule_rotations.py -q`.
+tests/integration/follow/test_schedule_rotations.py -q`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ files. A reader that resolves the link once (as nginx does per request) must fin
 file, all of one generation; one that opens a file through the link must always find it.
 CI runs 30 syncs and 10 root re-inits; for a longer run: `GIT_SYNC_READER_SYNCS=200
 GIT_SYNC_REINITS=50 .venv/bin/python -m pytest
-tests/integration/test_git_sync_reader.py -q`.
+tests/integration/git_sync/test_reader.py -q`.
 """
 
 from __future__ import annotations

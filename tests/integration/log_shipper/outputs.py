@@ -1,4 +1,4 @@
-"""One output driven through the real Pipeline, for tests/integration/test_outputs_*.py."""
+"""One output driven through the real Pipeline, for tests/integration/log_shipper/test_outputs_*.py."""
 
 from __future__ import annotations
 

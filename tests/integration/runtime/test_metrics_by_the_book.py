@@ -3,7 +3,7 @@ accepted, and X-Prometheus-Scrape-Timeout-Seconds bounding the exporter's fetch.
 
 Against a real nginx and a real `podkit stats-exporter`; the admin server of every helper
 gets the same negotiation. A real Prometheus scraping both (it asks for OpenMetrics and
-gzip, and sends its timeout) is tests/integration/test_dashboards_prometheus.py.
+gzip, and sends its timeout) is tests/integration/runtime/test_dashboards_prometheus.py.
 """
 
 from __future__ import annotations
