@@ -793,6 +793,10 @@ class HelperProcess:
             with contextlib.suppress(ValueError):
                 yield json.loads(line)
 
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The log lines whose `event` is `name`."""
+        return [e for e in self.log_events() if e.get("event") == name]
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         assert self.process.popen is not None
         return self.process.popen.wait(timeout)

@@ -1,4 +1,5 @@
-"""Running `podkit git-sync` inside a private mount namespace, for what the host must not see.
+"""What git-sync's tests share: `published`, and running `podkit git-sync` inside a private
+mount namespace, for what the host must not see.
 
 git-sync's `--cookie-file` reads the fixed path /etc/git-secret/cookie_file and
 `--add-user` appends to /etc/passwd: the tests give the helper its own /etc (an overlay
@@ -14,10 +15,20 @@ import os
 import pwd
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from tests.servers import IN_CI
+
+
+def published(root: Path, link: str = "current") -> str | None:
+    """The commit `root/link` points at now (None: nothing published yet)."""
+    try:
+        return os.path.basename(os.readlink(root / link))
+    except OSError:
+        return None
+
 
 # `sh -c SCRIPT sh ARG... -- COMMAND...`: set up the mounts, then exec the command.
 UNSHARE = ("unshare", "--mount", "--propagation", "private")

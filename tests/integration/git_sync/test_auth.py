@@ -17,21 +17,11 @@ from pathlib import Path
 
 from podkit_dev.servers import HOST, GitRepo, free_port, wait_for
 from tests.integration.git_sync.kit import (
+    published,
     uid_without_passwd_entry,
     with_own_etc,
     with_own_passwd_as,
 )
-
-
-def published(root: Path) -> str | None:
-    try:
-        return (root / "current").readlink().name
-    except OSError:
-        return None
-
-
-def events(helper, name: str) -> list[dict]:
-    return [e for e in helper.log_events() if e.get("event") == name]
 
 
 def test_basic_auth_password_file_reread(run_helper, git_repo: GitRepo, git_http, tmp_path):
@@ -48,7 +38,7 @@ def test_basic_auth_password_file_reread(run_helper, git_repo: GitRepo, git_http
     # The token is rotated on the server: syncs fail until the mounted file follows.
     server.password = "token-two"
     new = git_repo.commit({"README": "rotated\n"}, "rotated")
-    wait_for(lambda: events(helper, "sync_failed"), what="a failure with the old token")
+    wait_for(lambda: helper.events("sync_failed"), what="a failure with the old token")
     # (the error file is written just after the log line)
     wait_for(lambda: (root / "error.json").exists(), what="error file written")
     assert published(root) != new
@@ -113,7 +103,7 @@ def test_wrong_password_fails_clearly(run_helper, git_repo: GitRepo, git_http, t
         "--error-file=error.json", wait=None,
     )  # fmt: skip
     assert helper.wait_exit(30) == 1
-    failure = events(helper, "sync_failed")[0]
+    failure = helper.events("sync_failed")[0]
     assert "Authentication failed" in failure["error"] or "401" in failure["error"]
     assert "wrong-one" not in helper.log_text()
     assert "wrong-one" not in (root / "error.json").read_text()
@@ -140,7 +130,7 @@ def test_ssh_with_known_hosts(run_helper, git_repo: GitRepo, sshd, tmp_path):
         f"--ssh-key-file={sshd.client_key}", f"--ssh-known-hosts-file={wrong}", wait=None,
     )  # fmt: skip
     assert refused.wait_exit(30) == 1
-    assert "Host key verification failed" in events(refused, "sync_failed")[0]["error"]
+    assert "Host key verification failed" in refused.events("sync_failed")[0]["error"]
 
 
 def test_cookie_file(run_helper, git_repo: GitRepo, git_http, tmp_path):
@@ -153,12 +143,12 @@ def test_cookie_file(run_helper, git_repo: GitRepo, git_http, tmp_path):
     # Without the cookie the server refuses: the cookie is what lets the sync through.
     refused = run_helper(*args, wait=None)
     assert refused.wait_exit(30) == 1
-    assert "403" in events(refused, "sync_failed")[0]["error"]
+    assert "403" in refused.events("sync_failed")[0]["error"]
     # --cookie-file with no cookie file mounted: a clear error naming the path.
     missing = run_helper(*args, "--cookie-file", wait=None,
                          wrapper=with_own_etc(str(tmp_path / "etc-a")))  # fmt: skip
     assert missing.wait_exit(30) == 1
-    error = events(missing, "sync_failed")[0]["error"]
+    error = missing.events("sync_failed")[0]["error"]
     assert (
         error == "cannot read --cookie-file /etc/git-secret/cookie_file: No such file or directory"
     )
@@ -204,13 +194,13 @@ def test_add_user_lets_ssh_run_for_a_uid_without_passwd_entry(
         assert root.joinpath("current").resolve().stat().st_uid == uid
         added = [line for line in passwd.read_text().splitlines() if f":x:{uid}:" in line]
         assert len(added) == 1 and added[0].startswith(f"git-sync:x:{uid}:{uid}:")
-        assert events(helper, "user_added")
+        assert helper.events("user_added")
         # Known now: a restart adds nothing.
         git_repo.commit({"README": "again\n"}, "again")
         again = run_helper(*args, wait=None, wrapper=with_own_passwd_as(str(passwd), uid))
         assert again.wait_exit(30) == 0, again.log_text()
         assert published(root) == git_repo.head()
         assert [line for line in passwd.read_text().splitlines() if f":x:{uid}:" in line] == added
-        assert not events(again, "user_added")
+        assert not again.events("user_added")
     finally:
         shutil.rmtree(own, ignore_errors=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from podkit_dev.servers import GitRepo, wait_for
-from tests.integration.git_sync.kit import need_mount_namespace
+from tests.integration.git_sync.kit import need_mount_namespace, published
 
 SIZE = 16 * 1024 * 1024
 
@@ -70,17 +70,6 @@ def sync(helper) -> dict:
         return json.loads(exc.read())
 
 
-def published(root: Path) -> str | None:
-    try:
-        return os.path.basename(os.readlink(root / "current"))
-    except OSError:
-        return None
-
-
-def events(helper, name: str) -> list[dict]:
-    return [e for e in helper.log_events() if e.get("event") == name]
-
-
 def errors_counted(helper) -> float:
     for line in helper.metrics().splitlines():
         if line.startswith('git_sync_count_total{status="error"}'):
@@ -102,7 +91,7 @@ def test_disk_full(small_volume: Path, run_helper, git_repo: GitRepo) -> None:
 
     answer = sync(helper)
     assert answer["status"] == "error" and "No space left on device" in answer["error"]
-    failure = events(helper, "sync_failed")[0]
+    failure = helper.events("sync_failed")[0]
     assert "No space left on device" in failure["error"], failure
     assert failure["error"].startswith("git fetch"), failure  # the git command, git's words
     assert errors_counted(helper) == 1
@@ -110,7 +99,7 @@ def test_disk_full(small_volume: Path, run_helper, git_repo: GitRepo) -> None:
     # then the error file cannot be rewritten, and that is logged, not hidden.
     fill(small_volume)
     assert sync(helper)["status"] == "error"
-    assert events(helper, "error_file_failed")[0]["error"] == "No space left on device"
+    assert helper.events("error_file_failed")[0]["error"] == "No space left on device"
     assert not list(root.glob(".error.json.tmp-*"))  # no half-written temp file left
     assert errors_counted(helper) == 2
     # The link still points at the previous complete tree.
@@ -154,7 +143,7 @@ def test_disk_full_during_checkout(small_volume: Path, run_helper, git_repo: Git
     big = git_repo.commit({"xs.bin": b"x" * (8 * 1024 * 1024), "after.txt": "x\n"}, "x")
 
     assert sync(helper)["status"] == "error"
-    failure = events(helper, "sync_failed")[0]
+    failure = helper.events("sync_failed")[0]
     # git's own words ("unable to write file xs.bin"), with the likely cause added.
     assert failure["error"].startswith("git reset --hard"), failure  # the fetch got through
     assert "unable to write file xs.bin" in failure["error"], failure

@@ -11,19 +11,9 @@ from pathlib import Path
 import pytest
 
 from podkit_dev.servers import HOST, GitRepo, free_port, git, wait_for
+from tests.integration.git_sync.kit import published
 
 ALLOW_FILE = "--git-config=protocol.file.allow:always"
-
-
-def published(root: Path) -> str | None:
-    try:
-        return (root / "current").readlink().name
-    except OSError:
-        return None
-
-
-def events(helper, name: str) -> list[dict]:
-    return [e for e in helper.log_events() if e.get("event") == name]
 
 
 def hook_runs(helper, name: str, status: str) -> float:
@@ -169,7 +159,7 @@ def test_webhook_fire_and_forget(run_helper, git_repo: GitRepo, tmp_path: Path) 
         assert calls == [first, second]
         assert hook_runs(helper, "webhook", "success") == 2.0
         assert hook_runs(helper, "webhook", "error") == 0.0
-        assert not events(helper, "hook_failed")
+        assert not helper.events("hook_failed")
     finally:
         held.set()
         server.shutdown()

@@ -12,10 +12,6 @@ from podkit.sidecars.git_sync.settings import GitSyncSettings
 from podkit_dev.servers import HOST, GitRepo, free_port, http_get, podkit_argv, wait_for
 
 
-def events(helper, name: str) -> list[dict]:
-    return [e for e in helper.log_events() if e.get("event") == name]
-
-
 def test_http_bind_serves_gitsync_health_and_metrics(run_helper, git_repo: GitRepo, tmp_path):
     """The seed's `--http-bind=ADDR --http-metrics` and probes on ADDR `/` work: / is 503
     until the first sync, 200 after; /metrics is there too (it is the admin server)."""
@@ -27,10 +23,10 @@ def test_http_bind_serves_gitsync_health_and_metrics(run_helper, git_repo: GitRe
         admin_port=port, wait=None,
     )  # fmt: skip
     base = f"http://{HOST}:{port}"
-    wait_for(lambda: events(helper, "sync_failed"), what="a failed sync")
+    wait_for(lambda: helper.events("sync_failed"), what="a failed sync")
     status, body = http_get(f"{base}/")
     assert status == 503 and json.loads(body)["status"] == "fail"
-    assert events(helper, "starting")[0]["admin_addr"] == f"{HOST}:{port}"
+    assert helper.events("starting")[0]["admin_addr"] == f"{HOST}:{port}"
 
     shutil.copytree(git_repo.bare, later)
     wait_for(lambda: http_get(f"{base}/")[0] == 200, what="/ healthy after the first sync")
@@ -38,14 +34,14 @@ def test_http_bind_serves_gitsync_health_and_metrics(run_helper, git_repo: GitRe
     assert status == 200
     assert 'git_sync_count_total{status="success"} 1.0' in metrics.decode()
     assert http_get(f"{base}/livez")[0] == 200
-    assert not events(helper, "http_pprof_ignored")
+    assert not helper.events("http_pprof_ignored")
 
 
 def test_http_pprof_is_accepted_with_one_notice(run_helper, git_repo: GitRepo, tmp_path):
     helper = run_helper(
         "git-sync", f"--repo={git_repo.url}", f"--root={tmp_path / 'git'}", "--http-pprof",
     )  # fmt: skip
-    notices = events(helper, "http_pprof_ignored")
+    notices = helper.events("http_pprof_ignored")
     assert len(notices) == 1 and "pprof" in notices[0]["reason"]
     assert "/metrics" in notices[0]["instead"]
     assert helper.get("/debug/pprof/")[0] == 404

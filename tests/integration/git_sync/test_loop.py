@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from podkit_dev.servers import GitRepo, git, http_get, wait_for
+from tests.integration.git_sync.kit import published
 from tests.servers import IN_CI
 
 FAST = "--period=100ms"
@@ -26,13 +27,6 @@ def start(run_helper, repo: GitRepo | str, root: Path, *args: str, wait: str | N
     return run_helper(
         "git-sync", f"--repo={url}", f"--root={root}", "--link=current", *args, wait=wait
     )
-
-
-def published(root: Path, link: str = "current") -> str | None:
-    try:
-        return os.path.basename(os.readlink(root / link))
-    except OSError:
-        return None
 
 
 def wait_published(root: Path, sha: str, helper=None, timeout: float = 20) -> None:
@@ -50,10 +44,6 @@ def metric(helper, name: str) -> float:
 
 def syncs(helper, status: str) -> float:
     return metric(helper, f'git_sync_count_total{{status="{status}"}}')
-
-
-def events(helper, name: str) -> list[dict]:
-    return [e for e in helper.log_events() if e.get("event") == name]
 
 
 def test_v4_layout_and_update(run_helper, git_repo: GitRepo, tmp_path: Path) -> None:
@@ -154,7 +144,7 @@ def test_refs(run_helper, git_repo: GitRepo, tmp_path: Path, kind: str) -> None:
     assert (root / "current" / "f.txt").read_text() == "feature\n"
     assert base != wanted
     if kind == "sha":
-        wait_for(lambda: events(helper, "polling_stopped"), what="polling stopped for a SHA")
+        wait_for(lambda: helper.events("polling_stopped"), what="polling stopped for a SHA")
         assert metric(helper, "git_fetch_count_total") == 1.0
         # POST /sync still answers (no fetch: the commit cannot change).
         import urllib.request
@@ -203,7 +193,7 @@ def test_one_time_exit_codes_and_files(run_helper, git_repo: GitRepo, tmp_path: 
     assert bad.wait_exit(30) == 1, bad.log_text()
     error = json.loads((root / "error.json").read_text())
     assert "no-such-branch" in error["error"]
-    assert events(bad, "sync_failed")
+    assert bad.events("sync_failed")
     # The published link was not touched by the failure.
     assert published(root) == git_repo.head()
 
@@ -216,16 +206,16 @@ def test_max_failures_then_exit(run_helper, tmp_path: Path) -> None:
     missing = f"file://{tmp_path}/does-not-exist.git"
     helper = start(run_helper, missing, tmp_path / "git", FAST, "--max-failures=2", wait=None)
     assert helper.wait_exit(30) == 1
-    assert len(events(helper, "sync_failed")) == 3
+    assert len(helper.events("sync_failed")) == 3
     # Before the first success --init-max-failures counts instead (and --init-period).
     init = start(run_helper, missing, tmp_path / "git1", "--period=1h", "--init-period=100ms",
                  "--max-failures=-1", "--init-max-failures=1", wait=None)  # fmt: skip
     assert init.wait_exit(30) == 1
-    assert len(events(init, "sync_failed")) == 2
+    assert len(init.events("sync_failed")) == 2
     # Never: the helper keeps trying, /livez stays up, /readyz never turns 200.
     forever = start(run_helper, missing, tmp_path / "git2", FAST, "--max-failures=-1", wait=None)
     forever.wait_http("livez")
-    wait_for(lambda: len(events(forever, "sync_failed")) >= 3, what="three failures")
+    wait_for(lambda: len(forever.events("sync_failed")) >= 3, what="three failures")
     assert forever.get("/readyz")[0] == 503
     assert forever.process.alive()
 
@@ -240,9 +230,9 @@ def test_restart_ready_from_disk_and_unready_after_failures(
     gone = f"file://{tmp_path}/gone.git"
     helper = start(run_helper, gone, root, FAST, "--max-failures=-1",
                    "--unready-after-failures=3", wait="readyz")  # fmt: skip
-    assert any(e.get("hash") == git_repo.head() for e in events(helper, "found_published"))
+    assert any(e.get("hash") == git_repo.head() for e in helper.events("found_published"))
     helper.wait_http("readyz", status=503, timeout=20)
-    assert len(events(helper, "sync_failed")) >= 3
+    assert len(helper.events("sync_failed")) >= 3
     assert helper.get("/livez")[0] == 200
     assert published(root) == git_repo.head()
 
@@ -305,14 +295,14 @@ def test_recovers_worktree_removed_crash_leftovers_and_locks(
         lambda: sorted(os.listdir(root / ".worktrees")) == sorted([nxt, ".recycle"]),
         what="leftovers removed",
     )
-    assert events(helper, "stale_locks_removed")
+    assert helper.events("stale_locks_removed")
     assert not (root / ".current.tmp-99999").is_symlink()
     # The published worktree deleted underneath: re-created at the next poll.
     import shutil
 
     shutil.rmtree(root / ".worktrees" / nxt)
     wait_for(lambda: (root / "current" / "README").exists(), what="worktree re-created")
-    assert events(helper, "worktree_missing")
+    assert helper.events("worktree_missing")
 
 
 def test_root_reinit_repo_switch_and_foreign_owner(
@@ -343,7 +333,7 @@ def test_root_reinit_repo_switch_and_foreign_owner(
         newer = other.commit({"OTHER": "newer\n"}, "newer")
         helper = start(run_helper, other, root, "--one-time", wait=None)
         assert helper.wait_exit(30) == 0, helper.log_text()
-        assert events(helper, "root_reinit")
+        assert helper.events("root_reinit")
         assert published(root) == newer
     finally:
         other.cleanup()
@@ -399,4 +389,4 @@ def test_sigterm_mid_fetch_leaves_no_lock(run_helper, git_repo: GitRepo, git_htt
     assert (root / "current" / "README").read_text() == "hello\n"
     assert not [p for p in (root / ".git").rglob("*.lock")]
     assert not list(root.glob(".current.tmp-*"))
-    assert events(helper, "sync_stopping")
+    assert helper.events("sync_stopping")

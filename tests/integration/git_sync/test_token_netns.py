@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from podkit_dev.servers import GitRepo, HelperProcess, free_port, wait_for
+from tests.integration.git_sync.kit import published
 from tests.servers import IN_CI
 
 ADDRESS = "10.200.0.1"
@@ -70,13 +71,6 @@ def request(ns: str, port: int, method: str, path: str, auth: str = "") -> tuple
     answer = json.loads(done.stdout)
     body = answer["body"]
     return answer["status"], json.loads(body) if body.startswith("{") else {}
-
-
-def published(root: Path) -> str | None:
-    try:
-        return (root / "current").readlink().name
-    except OSError:
-        return None
 
 
 def test_sync_token_from_off_loopback(netns: str, git_repo: GitRepo, tmp_path: Path) -> None:

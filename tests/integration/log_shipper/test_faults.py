@@ -21,20 +21,12 @@ from tests.integration.log_shipper.e2e import (
     tally_file,
     tally_messages,
 )
-from tests.integration.log_shipper.standins import StandInReceiver
 
 # The issue asks for a 30 s outage; 6 s keeps the suite fast and exercises the same paths
 # (buffer full, reading paused, rotations meanwhile, /readyz failing, recovery).
 # PODKIT_TEST_OUTAGE_SECONDS=30 runs the full-length one.
 OUTAGE_SECONDS = float(os.environ.get("PODKIT_TEST_OUTAGE_SECONDS", "6"))
 RSS_LIMIT = 160 * 1024 * 1024  # generous for CPython; the bench measures the real figure
-
-
-@pytest.fixture
-def receiver():
-    server = StandInReceiver().start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -25,16 +24,8 @@ from podkit.sidecars.log_shipper.outputs.httpclient import HttpOptions
 from podkit.sidecars.log_shipper.outputs.loki import LokiOptions, LokiOutput
 from podkit_dev.servers import until
 from tests.integration.log_shipper.outputs import LOG, batches, ship
-from tests.integration.log_shipper.standins import StandInReceiver
 
 FAST_RETRY = {"retry_initial": 0.01, "retry_max": 0.05, "batch_timeout": 0.01}
-
-
-@pytest.fixture
-def receiver() -> Iterator[StandInReceiver]:
-    server = StandInReceiver().start()
-    yield server
-    server.stop()
 
 
 def failed(metrics: ShipperMetrics, output: str, reason: str) -> float:

@@ -36,13 +36,6 @@ def run_refused(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.fixture
-def logs(tmp_path):
-    path = tmp_path / "logs"
-    path.mkdir()
-    return path
-
-
 def test_rotating_writer_every_line_once_then_sigterm_exits_0(run_helper, tmp_path, logs):
     shipper = run_helper(
         "log-shipper", *shipper_args(tmp_path), env={"POD_NAME": "web-1", "POD_NAMESPACE": "shop"}

@@ -78,13 +78,6 @@ def error_lines(stderr: str) -> list[dict]:
     return events
 
 
-@pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    path = tmp_path / "logs"
-    path.mkdir()
-    return path
-
-
 # --- several outputs from flags -----------------------------------------------------------
 
 

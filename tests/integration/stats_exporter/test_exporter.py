@@ -5,14 +5,12 @@ from __future__ import annotations
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from podkit_dev.servers import (
     HOST,
-    HelperProcess,
     NginxServer,
     Process,
     TempDir,
@@ -21,7 +19,6 @@ from podkit_dev.servers import (
     port_open,
     wait_for,
 )
-from tests.integration.stats_exporter.standin import StandInServer
 from tests.servers import require_binary
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
@@ -74,29 +71,6 @@ def promtool_problems(text: str) -> str:
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     return (result.stdout + result.stderr).strip() if result.returncode or result.stdout else ""
-
-
-@pytest.fixture
-def exporter(run_helper: Callable[..., HelperProcess], free_port: Callable[[], int]):  # type: ignore[no-untyped-def]
-    """`exporter(*flags)` -> (helper process, metrics port)."""
-
-    def start(*flags: str) -> tuple[HelperProcess, int]:
-        port = free_port()
-        helper = run_helper("stats-exporter", "--web-listen-address", f"{HOST}:{port}", *flags)
-        return helper, port
-
-    return start
-
-
-@pytest.fixture
-def standin() -> Iterator[StandInServer]:
-    server = StandInServer().start()
-    yield server
-    server.stop()
-
-
-def events(helper: HelperProcess, name: str) -> list[dict]:
-    return [e for e in helper.log_events() if e.get("event") == name]
 
 
 # --- nginx ------------------------------------------------------------------------------
@@ -247,7 +221,7 @@ def test_redis_info_and_password(redis_server, exporter, tmp_path: Path) -> None
         "--redis-addr", redis.url, "--redis-password-file", str(wrong_file)
     )
     assert scrape(wrong_port).value("redis_up") == 0
-    assert "authentication failed" in events(wrong, "target_down")[0]["error"]
+    assert "authentication failed" in wrong.events("target_down")[0]["error"]
     for process in (helper, wrong):
         assert secret not in process.log_text()
     assert secret not in result.text
@@ -287,8 +261,8 @@ def test_bad_answers_give_up_zero_and_one_log_line_each(standin, nginx_server, e
         assert result.value("nginx_up", addr=good) == 1
         for target in expected:
             assert result.value("nginx_up", addr=target) == 0, target
-    down = {e["target"]: e["error"] for e in events(helper, "target_down")}
-    assert len(events(helper, "target_down")) == len(expected)  # once, not once per scrape
+    down = {e["target"]: e["error"] for e in helper.events("target_down")}
+    assert len(helper.events("target_down")) == len(expected)  # once, not once per scrape
     for target, message in expected.items():
         assert message in down[target], (target, down[target])
     assert helper.get("/livez")[0] == 200
@@ -316,15 +290,15 @@ def test_state_changes_are_logged_once(standin, exporter) -> None:  # type: igno
         assert scrape(port).value("nginx_up") == 1
     standin.flap_ok = False
     assert scrape(port).value("nginx_up") == 0
-    assert len(events(helper, "target_down")) == 2
-    assert len(events(helper, "target_up")) == 1
+    assert len(helper.events("target_down")) == 2
+    assert len(helper.events("target_up")) == 1
 
 
 # --- generic source, plugins, configuration -----------------------------------------------
 
 
 def test_generic_yaml_source_and_user_plugins(standin, exporter, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    plugin_file = Path(__file__).parents[2] / "adapters/prometheus/examples/json_source.py"
+    plugin_file = Path(__file__).parents[3] / "adapters/prometheus/examples/json_source.py"
     config = tmp_path / "exporter.yaml"
     config.write_text(
         "sources:\n"
@@ -358,7 +332,7 @@ def test_installed_plugin_package_is_found_by_entry_point_name(
 ) -> None:  # type: ignore[no-untyped-def]
     """A package that declares `[project.entry-points."podkit.sources"] json = ...` (here an
     installed-package layout on PYTHONPATH: the module plus its .dist-info) is `type: json`."""
-    example = Path(__file__).parents[2] / "adapters/prometheus/examples/json_source.py"
+    example = Path(__file__).parents[3] / "adapters/prometheus/examples/json_source.py"
     package = tmp_path / "site" / "acme_sources"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(example.read_text())
@@ -459,7 +433,7 @@ def test_https_target_with_ca_and_without_verification(exporter, free_port, tmp_
         assert scrape(trusted).value("nginx_up") == 1
         untrusted_helper, untrusted = exporter("--nginx-scrape-uri", uri)
         assert scrape(untrusted).value("nginx_up") == 0
-        assert "certificate" in events(untrusted_helper, "target_down")[0]["error"].lower()
+        assert "certificate" in untrusted_helper.events("target_down")[0]["error"].lower()
         _, unverified = exporter("--nginx-scrape-uri", uri, "--no-ssl-verify")
         assert scrape(unverified).value("nginx_up") == 1
     finally:
