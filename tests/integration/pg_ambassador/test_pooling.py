@@ -12,14 +12,13 @@ import asyncpg
 import psycopg
 import pytest
 
+from podkit_dev.servers import until, wait_for
 from tests.integration.pg_ambassador.kit import (
     pg_binary,
     run_pg_tool,
     running,
     send_cancel,
     server_backends,
-    until,
-    wait_for,
 )
 
 
