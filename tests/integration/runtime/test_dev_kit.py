@@ -21,7 +21,7 @@ import pytest
 
 from podkit_dev.servers import podkit_argv
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # What `./dev setup` installs for the dev kit: its metadata and its editable-install hook.
 DEV_KIT = ("podkit_dev-", "__editable__.podkit_dev-", "__editable___podkit_dev_")
