@@ -26,6 +26,8 @@ from podkit.listener import Listener
 MAX_REQUEST_HEAD = 16 * 1024
 GZIP_MIN_BYTES = 512
 GZIP_LEVEL = 1  # metrics text compresses well at the cheapest level; CPU is the sidecar's
+LINGER = 2.0
+"""Seconds a connection ended by the server still reads (and drops) what the client sends."""
 MAX_PIPELINED = 32
 """Requests parsed and waiting for an answer before the connection stops reading."""
 REASONS = {
@@ -140,6 +142,10 @@ class _Protocol(asyncio.Protocol):
         """No request after the ones queued is read (a body, an upgrade, bad input)."""
         self.head_bytes = 0
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.peer_done = False
+        """The client sent EOF."""
+        self.lingering: asyncio.Transport | None = None
+        """The transport of a connection ended by us, still reading (`_linger`)."""
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: bytearray | None = None
@@ -157,7 +163,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.listener.discard(self)
-        self.transport = None
+        self.transport = self.lingering = None
         if self.idle_timer is not None:
             self.idle_timer.cancel()
 
@@ -166,12 +172,16 @@ class _Protocol(asyncio.Protocol):
     def ask_to_finish(self) -> bool:
         """Answer the requests already read, then close; an idle connection closes now."""
         self.closing = True
+        if self.lingering is not None:
+            self.lingering.close()
         if not self.busy and not self.queue and self.transport is not None:
             self.transport.close()
             self.transport = None
         return True
 
     def close_now(self) -> None:
+        if self.lingering is not None:
+            self.lingering.close()
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -215,6 +225,7 @@ class _Protocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client is done sending: answer what it asked, then close (half-close)."""
         self.closing = True
+        self.peer_done = True
         # False: nothing left to answer, asyncio closes the transport; True: keep it open.
         return self.busy or bool(self.queue)
 
@@ -327,8 +338,25 @@ class _Protocol(asyncio.Protocol):
             return
         self.transport.write(data)
         if not keep_alive:
-            self.transport.close()
-            self.transport = None
+            self._linger()
+
+    def _linger(self) -> None:
+        """End the connection after the last answer with a half-close: the answer goes out
+        with a FIN and what the client still sends (the rest of a body not read) is read
+        and dropped (`closing`) until it closes too, or LINGER seconds. Closing at once
+        with unread bytes would send a RST, which can destroy the answer on its way: a
+        client that sends a whole body before reading would never see its 413."""
+        transport, self.transport = self.transport, None
+        assert transport is not None
+        self.closing = True
+        if self.peer_done or not transport.can_write_eof():
+            transport.close()  # (after the answer is written)
+            return
+        transport.write_eof()
+        if self.paused:
+            transport.resume_reading()
+        self.lingering = transport
+        asyncio.get_running_loop().call_later(LINGER, transport.close)
 
 
 class HttpServer:

@@ -311,3 +311,22 @@ def test_expect_100_continue_is_answered_before_the_body() -> None:
         assert seen == [b"ok"]
 
     _with_body_route(check)
+
+
+def test_a_client_sending_a_whole_unread_body_still_reads_the_answer() -> None:
+    """The answer to a body over the limit goes out before the body is read; the client
+    (as a forge does) sends all of it first, then reads. The server reads and drops the
+    rest instead of closing with unread bytes, whose RST would destroy the answer."""
+
+    async def check(port: int, seen: list[bytes | None]) -> None:
+        body = b"x" * (4 * 1024 * 1024)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        writer.write(body)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in answer
+        assert seen == [None]
+
+    _with_body_route(check)
