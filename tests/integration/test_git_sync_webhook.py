@@ -276,7 +276,8 @@ def test_refused_ignored_and_replayed_hooks_start_no_sync(
     run_helper, git_repo: GitRepo, tmp_path: Path
 ) -> None:
     root = tmp_path / "git"
-    helper = start(run_helper, git_repo, root, tmp_path / "secret")
+    # --ref as a branch name (the other tests sync HEAD, resolved to refs/heads/main).
+    helper = start(run_helper, git_repo, root, tmp_path / "secret", "--ref=main")
     port, head = helper.admin_port, git_repo.head()
     before = (syncs(helper), metric(helper, "git_fetch_count_total"))
     payload = push_body("github", "refs/heads/main", git_repo.head())
