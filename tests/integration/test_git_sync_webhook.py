@@ -339,6 +339,22 @@ def test_refused_ignored_and_replayed_hooks_start_no_sync(
     assert SECRET not in helper.log_text()
 
 
+def test_a_tag_push_hook_moves_a_tag_ref(run_helper, git_repo: GitRepo, tmp_path: Path) -> None:
+    """--ref=v1: GitLab's "Tag Push Hook" for refs/tags/v1 syncs; a branch push does not."""
+    root = tmp_path / "git"
+    git_repo.tag("v1")
+    helper = start(run_helper, git_repo, root, tmp_path / "secret", "--ref=v1")
+    new = git_repo.commit({"README": "tagged\n"}, "tagged")
+    body = push_body("gitlab", "refs/heads/main", new)
+    status, _, answer = post(helper.admin_port, sign("gitlab", body), body)
+    assert (status, one_json_line(answer)["status"]) == (202, "ignored")
+    git_repo.tag("v1", commit=new)
+    body = push_body("gitlab", "refs/tags/v1", new)
+    status, _, answer = post(helper.admin_port, sign("gitlab", body, event="Tag Push Hook"), body)
+    assert (status, one_json_line(answer)["status"]) == (202, "accepted")
+    wait_for(lambda: published(root) == new, what="moved tag published", timeout=30)
+
+
 def test_a_burst_of_100_hooks_causes_at_most_two_syncs(
     run_helper, git_repo: GitRepo, tmp_path: Path
 ) -> None:
