@@ -12,14 +12,22 @@ Prints (medians over rounds; the machine is shared and noisy, so read ratios, no
 - CPU per idle poll of the helper (its own + its git children's, from /proc), against a
   bare `git fetch` of the same repo and ref in an up-to-date clone (the reference);
 - peak RSS (VmHWM) of the helper process, and of the git children of one sync measured
-  apart (the same fetch + worktree add + reset --hard run by this script).
+  apart (the same fetch + worktree add + reset --hard run by this script);
+- the three triggers side by side on a 200-file repository in /dev/shm (tmpfs), median
+  of 10 pushes each: a forge's push hook (`POST /webhook`, GitHub-signed, sent right
+  after the push), `POST /sync`, and the poll with `--period=10s` (the push lands at a
+  random moment of the period). Target for the webhook: under 300 ms.
 
     .venv/bin/python bench/bench_git_sync.py [--quick] [--files N] [--rounds N]
+    .venv/bin/python bench/bench_git_sync.py --triggers     # only the triggers (~2 min)
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
+import json
 import os
 import random
 import resource
@@ -90,8 +98,29 @@ def syncs_done(helper: HelperProcess) -> float:
     return total
 
 
+WEBHOOK_SECRET = "bench-secret"
+
+
+def post_webhook(helper: HelperProcess, sha: str) -> None:
+    """What GitHub sends for a push to main: the payload signed with the shared secret."""
+    body = json.dumps({"ref": "refs/heads/main", "after": sha}).encode()
+    digest = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"X-GitHub-Event": "push", "X-Hub-Signature-256": f"sha256={digest}",
+               "Content-Type": "application/json"}  # fmt: skip
+    request = urllib.request.Request(f"{helper.admin}/webhook", body, headers, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
 def push_to_publish(
-    repo: GitRepo, helper: HelperProcess, link: Path, n: int, *, post: bool, period: float = 0
+    repo: GitRepo,
+    helper: HelperProcess,
+    link: Path,
+    n: int,
+    *,
+    post: bool = False,
+    period: float = 0,
+    hook: bool = False,
 ) -> list[float]:
     """Seconds from the end of each push to the link pointing at it (the helper idle
     before each push: the previous sync, old-tree removal included, has finished)."""
@@ -105,6 +134,8 @@ def push_to_publish(
             time.sleep(random.uniform(0, period))
         sha = repo.commit({"VERSION": f"{time.time()} {i}\n"}, f"change {i}")
         pushed = time.monotonic()
+        if hook:
+            threading.Thread(target=post_webhook, args=(helper, sha), daemon=True).start()
         if post:
             threading.Thread(target=post_sync, args=(helper,), daemon=True).start()
         wait_for(lambda sha=sha: published(link) == sha, what="publish", timeout=300,
@@ -220,6 +251,62 @@ def measure_publish(base: str, args: argparse.Namespace) -> dict[str, float]:
     return results
 
 
+def measure_triggers(base: str, files: int, rounds: int, period: float) -> dict[str, float]:
+    """Push -> published through the webhook, POST /sync and the poll, on one repository."""
+    tempfile.tempdir = base
+    results: dict[str, float] = {}
+    repo = make_repo(files)
+    root = Path(tempfile.mkdtemp(prefix="podkit-bench-git-sync-"))
+    secret = root.parent / f"{root.name}.secret"
+    secret.write_text(WEBHOOK_SECRET)
+    link = root / "current"
+    try:
+        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
+                               "--link=current", "--period=1h", "--git-gc=off",
+                               f"--webhook-secret-file={secret}")  # fmt: skip
+        helper.start(timeout=120)
+        try:
+            results["webhook_s"] = statistics.median(
+                push_to_publish(repo, helper, link, rounds, hook=True)
+            )
+            results["post_sync_s"] = statistics.median(
+                push_to_publish(repo, helper, link, rounds, post=True)
+            )
+        finally:
+            helper.stop()
+        helper = HelperProcess("git-sync", f"--repo={repo.url}", f"--root={root}",
+                               "--link=current", f"--period={period}s",
+                               "--git-gc=off")  # fmt: skip
+        helper.start(timeout=120)
+        try:
+            results["poll_s"] = statistics.median(
+                push_to_publish(repo, helper, link, rounds, period=period)
+            )
+        finally:
+            helper.stop()
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        secret.unlink(missing_ok=True)
+        repo.cleanup()
+        tempfile.tempdir = None
+    return results
+
+
+def print_triggers(base: str, files: int, rounds: int, period: float) -> None:
+    results = measure_triggers(base, files, rounds, period)
+    print(f"\npush -> published by trigger (median of {rounds} pushes, {files} files, "
+          f"in {base}, {filesystem(base + '/x')}):")  # fmt: skip
+    print(f"  POST /webhook (GitHub-signed)  {results['webhook_s'] * 1000:8.1f} ms   "
+          "target < 300 ms")  # fmt: skip
+    print(f"  POST /sync                     {results['post_sync_s'] * 1000:8.1f} ms")
+    poll = f"poll, --period={period:g}s"
+    floor = (period / 2 + results["post_sync_s"]) * 1000
+    print(f"  {poll:<30} {results['poll_s'] * 1000:8.1f} ms   "
+          f"floor (period/2 + one sync) {floor:.0f} ms")  # fmt: skip
+
+
 def measure_idle(args: argparse.Namespace) -> dict[str, float]:
     """CPU per idle poll against a bare git fetch; peak RSS of the helper and of git."""
     results: dict[str, float] = {}
@@ -257,10 +344,24 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--period", type=float, default=1.0, help="poll period, seconds")
     parser.add_argument("--idle-polls", type=int, default=40)
+    parser.add_argument(
+        "--triggers",
+        action="store_true",
+        help="only webhook vs POST /sync vs poll (200 files, 10 pushes each)",
+    )
+    parser.add_argument("--trigger-files", type=int, default=200)
+    parser.add_argument("--trigger-rounds", type=int, default=10)
+    parser.add_argument("--trigger-period", type=float, default=10.0)
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.idle_polls = 3, 15
     print(f"load average before: {os.getloadavg()}")
+    shm = os.path.isdir("/dev/shm") and filesystem("/dev/shm/x") == "tmpfs"
+    trigger_base = "/dev/shm" if shm else tempfile.gettempdir()
+    if args.triggers:
+        print_triggers(trigger_base, args.trigger_files, args.trigger_rounds, args.trigger_period)
+        print(f"load average after: {os.getloadavg()}")
+        return 0
     places = [tempfile.gettempdir()]
     if os.path.isdir("/dev/shm") and filesystem("/dev/shm/x") == "tmpfs":
         places.append("/dev/shm")
@@ -285,6 +386,7 @@ def main() -> int:
     print("peak RSS:")
     print(f"  helper (VmHWM)          {idle['helper_rss_mib']:8.1f} MiB  target < 48 MiB")
     print(f"  git children of a sync  {idle['git_children_rss_mib']:8.1f} MiB  (apart)")
+    print_triggers(trigger_base, args.trigger_files, args.trigger_rounds, args.trigger_period)
     print(f"load average after: {os.getloadavg()}")
     return 0
 

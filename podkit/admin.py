@@ -91,11 +91,18 @@ class AdminServer:
         )
 
     def add_route(
-        self, method: str, path: str, handler: Handler, *, loopback_only: bool = False
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        loopback_only: bool = False,
+        max_body: int = 0,
     ) -> None:
         """Let a helper serve an extra path on the admin port, at any time.
 
-        loopback_only: requests from other addresses get 403 (like POST /drain)."""
+        loopback_only: requests from other addresses get 403 (like POST /drain).
+        max_body: request bodies up to this size are read (HttpServer.add_route)."""
         if loopback_only:
             inner = handler
 
@@ -104,7 +111,7 @@ class AdminServer:
                     return json_response({"error": f"{path} is accepted from loopback only"}, 403)
                 return await inner(request)
 
-        self.http.add_route(method, path, handler)
+        self.http.add_route(method, path, handler, max_body)
 
     def add_status(self, callback: StatusCallback) -> None:
         """Add a helper's key figures (lag, current master...) to /status and `ctl status`."""

@@ -5,14 +5,16 @@ of RSS and 0.2 s of start-up (measured with aiohttp), which the restricted budge
 sidecar feel. Requests are parsed by llhttp (`httptools`, the parser of Node.js and
 uvicorn) in its strict mode, so request smuggling tricks (duplicate Content-Length,
 Content-Length with Transfer-Encoding, obs-fold, bare LF) are refused, not guessed at.
-On top of it: keep-alive, pipelining (answered in order), HEAD, bounded request heads, no
-request bodies. Anything else gets a short error answer and, where the stream can no
-longer be trusted, a closed connection; never a crash.
+On top of it: keep-alive, pipelining (answered in order), HEAD, bounded request heads, and
+request bodies only for the routes that take one, up to the route's limit. Anything else
+gets a short error answer and, where the stream can no longer be trusted, a closed
+connection; never a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,11 +26,14 @@ from podkit.listener import Listener
 MAX_REQUEST_HEAD = 16 * 1024
 GZIP_MIN_BYTES = 512
 GZIP_LEVEL = 1  # metrics text compresses well at the cheapest level; CPU is the sidecar's
+LINGER = 2.0
+"""Seconds a connection ended by the server still reads (and drops) what the client sends."""
 MAX_PIPELINED = 32
 """Requests parsed and waiting for an answer before the connection stops reading."""
 REASONS = {
-    200: b"OK", 202: b"Accepted", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
-    405: b"Method Not Allowed", 431: b"Request Header Fields Too Large",
+    200: b"OK", 202: b"Accepted", 400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Method Not Allowed", 413: b"Content Too Large",
+    429: b"Too Many Requests", 431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 503: b"Service Unavailable",
 }  # fmt: skip
 
@@ -43,6 +48,9 @@ class Request:
     headers joined with ", "."""
     peer: str | None
     """The client's IP address."""
+    body: bytes | None = b""
+    """The request body, for a route that takes one (`max_body`); None when a body was
+    sent but not read: larger than the route's limit, or the route takes none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,12 @@ def _maybe_gzip(response: Response, request: Request) -> Response:
     return Response(response.status, body, response.content_type, headers)
 
 
+def _declared_length(headers: dict[bytes, bytes]) -> int:
+    """Content-Length as a number (llhttp has checked it); 0 for a chunked body."""
+    value = headers.get(b"content-length", b"0")
+    return int(value) if value.isdigit() else 0
+
+
 def _error(status: int, text: bytes) -> Response:
     return Response(status, text + b"\n")
 
@@ -128,8 +142,17 @@ class _Protocol(asyncio.Protocol):
         """No request after the ones queued is read (a body, an upgrade, bad input)."""
         self.head_bytes = 0
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.peer_done = False
+        """The client sent EOF."""
+        self.lingering: asyncio.Transport | None = None
+        """The transport of a connection ended by us, still reading (`_linger`)."""
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
+        self._body: bytearray | None = None
+        """The body being read for a route that takes one; None otherwise."""
+        self._body_limit = 0
+        self._waiting: _Pending | None = None
+        """The request whose body is being read: queued once the body is complete."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -140,7 +163,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.listener.discard(self)
-        self.transport = None
+        self.transport = self.lingering = None
         if self.idle_timer is not None:
             self.idle_timer.cancel()
 
@@ -149,12 +172,16 @@ class _Protocol(asyncio.Protocol):
     def ask_to_finish(self) -> bool:
         """Answer the requests already read, then close; an idle connection closes now."""
         self.closing = True
+        if self.lingering is not None:
+            self.lingering.close()
         if not self.busy and not self.queue and self.transport is not None:
             self.transport.close()
             self.transport = None
         return True
 
     def close_now(self) -> None:
+        if self.lingering is not None:
+            self.lingering.close()
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -198,6 +225,7 @@ class _Protocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client is done sending: answer what it asked, then close (half-close)."""
         self.closing = True
+        self.peer_done = True
         # False: nothing left to answer, asyncio closes the transport; True: keep it open.
         return self.busy or bool(self.queue)
 
@@ -224,22 +252,54 @@ class _Protocol(asyncio.Protocol):
             return
         headers = self._headers
         keep_alive = self.parser.should_keep_alive()
-        if headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers:
-            keep_alive = False  # a body is never read; the connection ends after this answer
-            self.closing = True
         method = self.parser.get_method().decode("latin-1")
         head = method == "HEAD"
         path, _, query = self._url.decode("latin-1").partition("?")
         methods = self.server.routes.get(path)
         handler = methods.get("GET" if head else method) if methods is not None else None
+        limit = self.server.body_limits.get((path, method), 0) if handler is not None else 0
+        has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+        body: bytes | None = b""
+        if has_body and (not limit or _declared_length(headers) > limit):
+            # A body not read: the connection ends after this answer.
+            keep_alive, body = False, None
+            self.closing = True
         if methods is None:
             pending = _Pending(None, None, _error(404, b"not found"), keep_alive, head)
         elif handler is None:
             pending = _Pending(None, None, _error(405, b"method not allowed"), False, head)
             self.closing = True
         else:
-            request = Request(method, path, query, headers, self.peer)
+            request = Request(method, path, query, headers, self.peer, body)
             pending = _Pending(request, handler, None, keep_alive, head)
+            if has_body and body is not None:
+                self._body, self._body_limit, self._waiting = bytearray(), limit, pending
+                expect = headers.get(b"expect", b"").lower() == b"100-continue"
+                if expect and self.transport is not None and not self.busy and not self.queue:
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it
+                return  # queued by on_message_complete, with its body
+        self.queue.append(pending)
+
+    def on_body(self, data: bytes) -> None:
+        self.head_bytes -= len(data)  # body bytes are not head bytes
+        if self._body is None:
+            return
+        self._body += data
+        if len(self._body) > self._body_limit and self._waiting is not None:
+            # A chunked body past the limit: answered as unread; nothing more is read.
+            self._queue_waiting(None)
+            self.closing = True
+
+    def on_message_complete(self) -> None:
+        if self._waiting is not None and self._body is not None:
+            self._queue_waiting(bytes(self._body))
+
+    def _queue_waiting(self, body: bytes | None) -> None:
+        pending, self._waiting, self._body = self._waiting, None, None
+        assert pending is not None and pending.request is not None
+        if body is None:
+            pending.keep_alive = False
+        pending.request = dataclasses.replace(pending.request, body=body)
         self.queue.append(pending)
 
     # --- answering --------------------------------------------------------------------------
@@ -278,8 +338,25 @@ class _Protocol(asyncio.Protocol):
             return
         self.transport.write(data)
         if not keep_alive:
-            self.transport.close()
-            self.transport = None
+            self._linger()
+
+    def _linger(self) -> None:
+        """End the connection after the last answer with a half-close: the answer goes out
+        with a FIN and what the client still sends (the rest of a body not read) is read
+        and dropped (`closing`) until it closes too, or LINGER seconds. Closing at once
+        with unread bytes would send a RST, which can destroy the answer on its way: a
+        client that sends a whole body before reading would never see its 413."""
+        transport, self.transport = self.transport, None
+        assert transport is not None
+        self.closing = True
+        if self.peer_done or not transport.can_write_eof():
+            transport.close()  # (after the answer is written)
+            return
+        transport.write_eof()
+        if self.paused:
+            transport.resume_reading()
+        self.lingering = transport
+        asyncio.get_running_loop().call_later(LINGER, transport.close)
 
 
 class HttpServer:
@@ -298,9 +375,13 @@ class HttpServer:
         self.idle_timeout = idle_timeout
         self.listener: Listener[_Protocol] = Listener()
         self.tasks: set[asyncio.Future[None]] = set()
+        self.body_limits: dict[tuple[str, str], int] = {}
 
-    def add_route(self, method: str, path: str, handler: Handler) -> None:
+    def add_route(self, method: str, path: str, handler: Handler, max_body: int = 0) -> None:
+        """max_body: the route reads request bodies up to this many bytes (0: none); a
+        larger one reaches the handler as `body=None`, unread, and the connection closes."""
         self.routes.setdefault(path, {})[method.upper()] = handler
+        self.body_limits[(path, method.upper())] = max_body
 
     @property
     def port(self) -> int:

@@ -3,9 +3,10 @@
 One loop, one git command at a time: poll the remote with `git ls-remote` (no objects,
 no fsck: an idle poll costs one short git process), and only when the hash moved fetch
 it, add a detached worktree, check it out and publish it (worktrees.Layout). Triggers:
-the period, `--sync-on-signal`, and `POST /sync` on the admin server (loopback, or a
-bearer token). SIGTERM cancels the loop: the running git gets SIGTERM (it removes its
-own locks), the publish step never awaits, and the helper exits 0.
+the period, `--sync-on-signal`, `POST /sync` on the admin server (loopback, or a
+bearer token), and a forge's push hook on `POST /webhook` (forges.py). SIGTERM cancels
+the loop: the running git gets SIGTERM (it removes its own locks), the publish step
+never awaits, and the helper exits 0.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from podkit.admin import is_loopback, json_response
-from podkit.runtime import StartupError
+from podkit.config import split_host_port
+from podkit.httpserver import HttpServer
+from podkit.runtime import StartupError, listening
+from podkit.sidecars.git_sync.forges import WebhookEndpoint
 from podkit.sidecars.git_sync.git import Git, GitError
 from podkit.sidecars.git_sync.hooks import ExecHook, HookRunner, WebHook
 from podkit.sidecars.git_sync.settings import GitSyncSettings, parse_git_config, signal_number
@@ -136,6 +140,9 @@ class GitSync:
         self._credentials = ""
         self.secrets: list[str] = []
         self.current: str | None = None
+        self.head_ref: str | None = None
+        """What the remote's HEAD points at (refs/heads/...), when --ref is HEAD."""
+        self.syncing = False
         self.failures = 0
         self.succeeded = False
         self.check_root = True  # a full root check at start and after each failure
@@ -323,12 +330,19 @@ class GitSync:
 
     async def remote_hash(self, budget: float) -> str:
         ref = self.s.ref
+        # For HEAD, --symref also says which branch it is (for the webhook's ref filter).
+        symref = ["--symref"] if ref == "HEAD" else []
         result = await self.git.run(
-            "ls-remote", "-q", self.s.repo, ref, f"{ref}^{{}}", cwd=self.layout.root, timeout=budget
-        )
+            "ls-remote", "-q", *symref, self.s.repo, ref, f"{ref}^{{}}", cwd=self.layout.root,
+            timeout=budget,
+        )  # fmt: skip
         refs: dict[str, str] = {}
         for line in result.stdout.splitlines():
             sha, _, name = line.partition("\t")
+            if sha.startswith("ref: "):
+                if name == "HEAD":
+                    self.head_ref = sha.removeprefix("ref: ").strip()
+                continue
             refs.setdefault(name, sha)
         for name in (f"{ref}^{{}}", ref, f"refs/heads/{ref}", f"refs/tags/{ref}^{{}}",
                      f"refs/tags/{ref}"):  # fmt: skip
@@ -532,6 +546,13 @@ class GitSync:
 
     async def attempt(self) -> bool:
         """One sync with its bookkeeping; True on success (changed or not)."""
+        self.syncing = True
+        try:
+            return await self._attempt()
+        finally:
+            self.syncing = False
+
+    async def _attempt(self) -> bool:
         waiters, self.waiters = self.waiters, []
         started = time.monotonic()
         try:
@@ -654,6 +675,22 @@ class GitSync:
         self.log.info("sync_requested", source=source)
         self.wake.set()
 
+    def wanted_refs(self) -> set[str] | None:
+        """The refs whose pushes change what is synced; None while HEAD is not resolved."""
+        ref = self.s.ref
+        if self.s.is_sha:
+            return set()  # a commit never moves
+        if ref == "HEAD":
+            return {self.head_ref} if self.head_ref else None
+        if ref.startswith("refs/"):
+            return {ref}
+        return {f"refs/heads/{ref}", f"refs/tags/{ref}"}
+
+    def status(self) -> dict[str, object]:
+        """/status figures: what is published, and whether a sync runs or is asked for."""
+        return {"hash": self.current, "syncing": self.syncing,
+                "sync_pending": self.wake.is_set(), "failures": self.failures}  # fmt: skip
+
     async def handle_sync(self, request: Request) -> Response:
         """POST /sync: sync now; answers when a sync started after the request has ended."""
         if self.s.sync_token_file and not is_loopback(request.peer):
@@ -750,12 +787,38 @@ async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
     if settings.sync_on_signal:
         number = signal_number(settings.sync_on_signal)
         loop.add_signal_handler(number, sync.trigger, f"signal {number}")
+    webhook: WebhookEndpoint | None = None
+    webhook_server: HttpServer | None = None
+    if settings.webhook_secret_file:
+        webhook = WebhookEndpoint(
+            settings.webhook_secret_file,
+            settings.webhook_rate,
+            settings.webhook_burst,
+            wanted_refs=sync.wanted_refs,
+            published=lambda: sync.current,
+            wake=sync.wake.set,
+            log=runtime.log,
+            registry=runtime.registry,
+        )
     if runtime.admin is not None:
         runtime.admin.add_route(
             "POST", "/sync", sync.handle_sync, loopback_only=not settings.sync_token_file
         )
         # git-sync's --http-bind endpoint: / is 503 until the first sync, then 200.
         runtime.admin.add_route("GET", "/", runtime.admin.readyz)
+        runtime.admin.add_status(sync.status)
+        if webhook is not None and not settings.webhook_bind:
+            runtime.admin.add_route("POST", "/webhook", webhook.handle,
+                                    max_body=settings.webhook_max_body)  # fmt: skip
+    if webhook is not None and settings.webhook_bind:
+        webhook_server = HttpServer(
+            on_error=lambda exc: runtime.log.exception("webhook_handler_failed", exc_info=exc)
+        )
+        webhook_server.add_route("POST", "/webhook", webhook.handle, settings.webhook_max_body)
+        host, port = split_host_port(settings.webhook_bind)
+        with listening(settings, "webhook_bind"):
+            await webhook_server.start(host, port)
+        runtime.log.info("webhook_listening", addr=f"{host}:{webhook_server.port}")
     if settings.http_pprof:
         runtime.log.warning(
             "http_pprof_ignored",
@@ -781,6 +844,8 @@ async def run(settings: GitSyncSettings, runtime: Runtime) -> None:
                 if not all(results):
                     raise StartupError("hook_failed", one_time=True)
     finally:
+        if webhook_server is not None:
+            await webhook_server.stop(grace=1.0)
         for task in (main, *hook_tasks):
             task.cancel()
         await asyncio.gather(main, *hook_tasks, return_exceptions=True)

@@ -12,9 +12,16 @@ import re
 import signal
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from podkit.config import Duration, HelperSettings, HostPort
+from podkit.config import ByteSize, Duration, HelperSettings, HostPort, split_host_port
 from podkit.naming import Alias
 
 
@@ -31,6 +38,18 @@ def _names(name: str, *v3: str, flags: tuple[str, ...] = ()) -> Alias:
 
 
 SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:/\s*(s|m|h))?\s*$")
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(value: Any) -> Any:
+    """Requests per second from "10/s", "30/m", "100/h" or a number (per second)."""
+    if isinstance(value, str):
+        match = RATE_RE.match(value)
+        if not match:
+            raise ValueError("expected a rate such as 10/s, 30/m or 100/h")
+        return float(match.group(1)) / RATE_UNITS[match.group(2) or "s"]
+    return value
 
 
 def parse_git_config(text: str) -> list[tuple[str, str]]:
@@ -257,6 +276,34 @@ class GitSyncSettings(HelperSettings):
         3.0, description="first wait before retrying a failed webhook"
     )
 
+    # --- the inbound webhook: forges ask for a sync -----------------------------------------
+    webhook_secret_file: Annotated[str, _names("WEBHOOK_SECRET_FILE")] = Field(
+        "",
+        description="file of the secret shared with the forge; enables POST /webhook, which "
+        "takes GitHub, GitLab and Gitea/Forgejo push hooks signed with it (re-read when it "
+        "changes). Unrelated to --webhook-url, which is called after a sync",
+        json_schema_extra={"metavar": "PATH"},
+    )
+    webhook_bind: Annotated[str, _names("WEBHOOK_BIND")] = Field(
+        "",
+        description="serve POST /webhook on this address of its own, instead of on the admin "
+        "address (so that only it is exposed through a Service)",
+        json_schema_extra={"metavar": "HOST:PORT"},
+    )
+    webhook_rate: Annotated[float, BeforeValidator(parse_rate), _names("WEBHOOK_RATE")] = Field(
+        10.0,
+        gt=0,
+        description="webhook requests taken per second (10/s, 30/m, 100/h), over a burst of "
+        "--webhook-burst; the rest get 429",
+        json_schema_extra={"metavar": "RATE"},
+    )
+    webhook_burst: Annotated[int, _names("WEBHOOK_BURST")] = Field(
+        20, ge=1, description="webhook requests taken at once before --webhook-rate applies"
+    )
+    webhook_max_body: Annotated[ByteSize, _names("WEBHOOK_MAX_BODY")] = Field(
+        1024 * 1024, ge=1, description="largest webhook body read; a larger one gets 413"
+    )
+
     @field_validator("repo")
     @classmethod
     def _repo(cls, value: str) -> str:
@@ -296,6 +343,31 @@ class GitSyncSettings(HelperSettings):
             if "password" in item:
                 raise ValueError('credentials take "password-file", never an inline password')
         return out
+
+    @field_validator("webhook_bind")
+    @classmethod
+    def _webhook_bind(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            split_host_port(value)
+            # (declared after webhook_secret_file, so that one is validated already)
+            if not info.data.get("webhook_secret_file"):
+                raise ValueError("needs --webhook-secret-file (only signed hooks are taken)")
+        return value
+
+    @field_validator("webhook_secret_file")
+    @classmethod
+    def _webhook_secret_file(cls, value: str) -> str:
+        # Read again at every change; at start it must be there (a Secret is mounted
+        # before the container starts), so a wrong path fails now, not at the first push.
+        if value:
+            try:
+                with open(value, "rb"):
+                    pass
+            except FileNotFoundError:
+                raise ValueError(f"file {value} does not exist") from None
+            except OSError as exc:
+                raise ValueError(f"file {value} cannot be read: {exc.strerror}") from None
+        return value
 
     @field_validator("sync_on_signal")
     @classmethod
