@@ -650,10 +650,14 @@ def _describe_error(
         return str(error["ctx"]["error"])
     path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
     message = problem_words(error, info if len(loc) == 1 else None)
+    if not loc:  # a check across settings: its input is all of them, secrets included
+        return f"invalid settings: {message}"
     setting = origin.spelling(field) + path
-    if info is not None and (is_secret(info) and not _is_secret_file(info)):
-        return f"invalid setting {setting} ({origin.describe(field)}): {message}"
     value = error.get("input", merged.get(field))
+    if (info is not None and is_secret(info) and not _is_secret_file(info)) or isinstance(
+        value, Mapping
+    ):  # a secret, or a mapping that may hold one (an output's password...): not shown
+        return f"invalid setting {setting} ({origin.describe(field)}): {message}"
     shown = (
         _format_setting(info, value) if info is not None and len(loc) == 1 else format_value(value)
     )

@@ -119,3 +119,12 @@ def test_a_bad_list_is_shown_as_typed_not_as_a_python_list() -> None:
     (line,) = result.stderr.splitlines()
     assert "invalid setting --nginx-scrape-uri=ftp://a,ftp://b (from --nginx-scrape-uri)" in line
     assert "['" not in line
+
+
+def test_a_check_across_settings_shows_no_value_so_no_secret() -> None:
+    # A model-level check's input is every setting: shown whole, it printed the password.
+    result = podkit("git-sync", "--repo=x", "--root=/tmp/x", "--password=hunter2")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line == "podkit git-sync: error: invalid settings: a password needs --username"
+    assert "hunter2" not in result.stderr

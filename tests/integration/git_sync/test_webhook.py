@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from podkit_dev.servers import HOST, GitRepo, free_port, podkit_argv, wait_for
+from tests.integration.git_sync.kit import published
 
 # The test values of GitHub's "Validating webhook deliveries" page
 # (https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries):
@@ -190,13 +191,6 @@ def post(
         for k, _, v in (line.partition(b":") for line in raw_headers.split(b"\r\n"))
     )
     return int(status_line.split()[1]), fields, content
-
-
-def published(root: Path) -> str | None:
-    try:
-        return os.path.basename(os.readlink(root / "current"))
-    except OSError:
-        return None
 
 
 def metric(helper, name: str) -> float:  # type: ignore[no-untyped-def]
