@@ -20,9 +20,12 @@ from typing import Any
 
 import yaml
 
+from images.render import REGISTRY
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-PODKIT_IMAGE = re.compile(r"^(?:[\w.-]+/)?podkit/([a-z0-9-]+):(.+)$")
+# A podkit image in any registry: REGISTRY/podkit-HELPER:TAG (check_pod wants ours).
+PODKIT_IMAGE = re.compile(r"^(?P<registry>.+)/podkit-(?P<helper>[a-z0-9-]+):(?P<tag>[^/:@]+)$")
 # Pod Security Standards, restricted profile (Kubernetes 1.29+).
 RESTRICTED_VOLUME_TYPES = {
     "configMap",
@@ -99,9 +102,9 @@ def registered_helpers() -> dict[str, Any]:
 
 
 def podkit_helper(container: dict[str, Any]) -> tuple[str, str] | None:
-    """(helper, tag) when the container runs a podkit image."""
+    """(helper, tag) when the container runs a podkit image, from whatever registry."""
     match = PODKIT_IMAGE.match(container.get("image", ""))
-    return (match.group(1), match.group(2)) if match else None
+    return (match["helper"], match["tag"]) if match else None
 
 
 # --- the checker --------------------------------------------------------------------------
@@ -195,6 +198,8 @@ def check_pod(where: str, spec: dict[str, Any], version: str, findings: Findings
         helper = podkit_helper(container)
         if helper and helper[1] != version:
             findings.add(at, f"podkit image tag {helper[1]} is not the version {version}")
+        if helper and not image.startswith(f"{REGISTRY}/"):
+            findings.add(at, f"podkit image {image!r} is not from {REGISTRY}")
 
 
 def check_helper_container(
