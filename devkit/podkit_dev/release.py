@@ -102,13 +102,13 @@ def bump(root: Path, new: str, today: str) -> list[Path]:
     old = current_version(root)
     if new == old:
         raise ReleaseError(f"version {new}: already the current version")
+    image_registry = registry(root)
     changelog = root / "CHANGELOG.md"
     changed = [changelog]
     changelog.write_text(move_unreleased(changelog.read_text(), old, new, today))
     init = root / "podkit/__init__.py"
     init.write_text(VERSION_LINE.sub(f'__version__ = "{new}"', init.read_text()))
     changed.append(init)
-    image_registry = registry(root)
     for path in tracked(root):
         text = path.read_text()
         renamed = rename_images(text, image_registry, new)
