@@ -22,8 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 VERSION_LINE = re.compile(r'^__version__ = "([^"]+)"$', re.MULTILINE)
-# Files whose podkit image names carry the version (docs and manifests).
+# Files whose podkit image names carry the version (docs and manifests), but for the
+# changelog (history) and the release guide (its examples are of a release to come).
 NAMED_IN = ("*.md", "*.yaml", "*.yml")
+NOT_RENAMED = ("CHANGELOG.md", "docs/releasing.md")
 
 
 class ReleaseError(Exception):
@@ -93,7 +95,7 @@ def tracked(root: Path) -> list[Path]:
         ["git", "-C", str(root), "ls-files", "-z", *NAMED_IN],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return [root / name for name in done.stdout.split("\0") if name and name != "CHANGELOG.md"]
+    return [root / name for name in done.stdout.split("\0") if name and name not in NOT_RENAMED]
 
 
 def bump(root: Path, new: str, today: str) -> list[Path]:
