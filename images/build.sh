@@ -4,7 +4,11 @@
 #   images/build.sh [render | helper...]
 #
 #   ENGINE      podman or docker (default: whichever is installed, podman first)
-#   REGISTRY    image name prefix (default podkit): tags REGISTRY/<helper>:<version> and :latest
+#   REGISTRY    where the images go (default images/render.py's, ghcr.io/podkit-project):
+#               tags REGISTRY/podkit-<helper>:<version> and :<major>.<minor>
+#   PUSH        1: push both tags (the whole manifest list with PLATFORMS) and print
+#               REGISTRY/podkit-<helper>@<digest> lines instead of the tags built
+#   PUSH_OPTS   extra options of the push, e.g. --tls-verify=false for a plain-HTTP registry
 #   BASE_IMAGE  the Python base image (default the Containerfile's python:3.12-slim);
 #               without a registry: tests/e2e/base-image.sh base, then
 #               BASE_IMAGE=localhost/podkit-base:bookworm
@@ -18,7 +22,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
-REGISTRY=${REGISTRY:-podkit}
+REGISTRY=${REGISTRY:-}
+PUSH=${PUSH:-}
+read -ra push_opts <<<"${PUSH_OPTS:-}"
 BASE_IMAGE=${BASE_IMAGE:-}
 PLATFORMS=${PLATFORMS:-}
 CONTEXT=${CONTEXT:-build/images}
@@ -33,7 +39,9 @@ log() { echo "build.sh: $*" >&2; }
 "$PYTHON" images/render.py
 [ "${1:-}" = render ] && exit 0
 
+[ -n "$REGISTRY" ] || REGISTRY=$("$PYTHON" images/render.py --registry)
 VERSION=$("$PYTHON" -c 'import podkit; print(podkit.__version__)')
+MINOR=$(echo "$VERSION" | cut -d. -f1,2)
 REVISION=$(git rev-parse --short HEAD 2>/dev/null || true)
 mapfile -t SPECS < <("$PYTHON" images/render.py --list)
 WANTED=("$@")
@@ -105,7 +113,7 @@ for line in "${SPECS[@]}"; do
     if [ ${#WANTED[@]} -gt 0 ] && [[ ! " ${WANTED[*]} " == *" $helper "* ]]; then
         continue
     fi
-    image="$REGISTRY/$helper"
+    image="$REGISTRY/podkit-$helper"
     log "building $image:$VERSION"
     # A base of the helper's own (tests/e2e/base-image.sh: BASE-HELPER:TAG, with the Debian
     # packages it runs) wins over the shared one when it exists.
@@ -115,15 +123,32 @@ for line in "${SPECS[@]}"; do
     fi
     if [ -n "$PLATFORMS" ]; then
         # One manifest list with an image per platform (needs qemu-user-static or buildx).
+        $ENGINE manifest rm "$image:$VERSION" >/dev/null 2>&1 || true
         $ENGINE build --platform "$PLATFORMS" --manifest "$image:$VERSION" \
             "${base_args[@]}" "${helper_base[@]}" --build-arg "VERSION=$VERSION" \
             --build-arg "REVISION=$REVISION" -f "images/$helper.Containerfile" "$CONTEXT"
     else
         $ENGINE build --quiet "${base_args[@]}" "${helper_base[@]}" \
             --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" \
-            -t "$image:$VERSION" -t "$image:latest" \
+            -t "$image:$VERSION" -t "$image:$MINOR" \
             -f "images/$helper.Containerfile" "$CONTEXT" >/dev/null
     fi
-    built+=("$image:$VERSION")
+    if [ -z "$PUSH" ]; then
+        built+=("$image:$VERSION")
+        continue
+    fi
+    digestfile=$(mktemp)
+    for tag in "$VERSION" "$MINOR"; do
+        log "pushing $image:$tag"
+        if [ -n "$PLATFORMS" ]; then
+            $ENGINE manifest push --all "${push_opts[@]}" --digestfile "$digestfile" \
+                "$image:$VERSION" "docker://$image:$tag"
+        else
+            $ENGINE push "${push_opts[@]}" --digestfile "$digestfile" "$image:$VERSION" \
+                "docker://$image:$tag"
+        fi
+    done
+    built+=("$image@$(cat "$digestfile")")
+    rm -f "$digestfile"
 done
 printf '%s\n' "${built[@]}"

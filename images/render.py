@@ -5,7 +5,8 @@ the pyproject extra of the same name when there is one. So a new helper gets its
 from its registration alone: `images/build.sh render` (or `make images`) writes the file.
 
 `python images/render.py` renders; `--check` exits 1 when a rendered file is stale;
-`--list` prints `helper extras admin_port` lines for images/build.sh.
+`--list` prints `helper extras admin_port` lines for images/build.sh, `--registry` where
+the images are published.
 """
 
 from __future__ import annotations
@@ -17,8 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Where the published images live, and the repository their source label points at: every
+# image is REGISTRY/podkit-HELPER:VERSION (images/build.sh, the manifests under k8s/, the
+# docs). The release workflow pushes to the repository owner's ghcr.io namespace.
+OWNER = "podkit-project"
+REGISTRY = f"ghcr.io/{OWNER}"
+SOURCE = f"https://github.com/{OWNER}/podkit"
 TEMPLATE = ROOT / "images" / "Containerfile.in"
 HEADER = "# GENERATED from images/Containerfile.in by `images/build.sh render`; do not edit.\n"
+
+
+def image_name(helper: str, registry: str = REGISTRY) -> str:
+    """The image of a helper, without its tag: ghcr.io/podkit-project/podkit-git-sync."""
+    return f"{registry}/podkit-{helper}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ def render(spec: ImageSpec) -> str:
         "@EXTRAS@": spec.extras,
         "@ADMIN_PORT@": str(spec.admin_port),
         "@DESCRIPTION@": spec.description,
+        "@SOURCE@": SOURCE,
     }.items():
         text = text.replace(key, value)
     # The template's header comment explains the placeholders; skip it.
@@ -82,7 +95,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
     parser.add_argument("--list", action="store_true", help="print helper extras admin_port")
+    parser.add_argument("--registry", action="store_true", help="print the image registry")
     args = parser.parse_args(argv)
+    if args.registry:
+        print(REGISTRY)
+        return 0
     stale = []
     for spec in specs():
         if args.list:

@@ -12,8 +12,6 @@ import sys
 from importlib.metadata import PackageNotFoundError, distribution, entry_points
 from typing import TYPE_CHECKING
 
-from podkit import __version__
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -22,7 +20,7 @@ if TYPE_CHECKING:
 USAGE = """usage: podkit ROLE [settings...]           run a helper (ROLE --help: its settings)
        podkit ctl status|drain --admin URL   talk to a running helper
        podkit demo                      every helper doing its job on loopback (dev kit)
-       podkit --version
+       podkit --version                 (podkit ROLE --version: the same, for a helper)
 """
 
 
@@ -76,6 +74,7 @@ def _print_help() -> None:
 def run_helper(name: str, argv: list[str]) -> int:
     from podkit.config import ConfigError, Notice, environ_snapshot, load_settings
     from podkit.manual import render
+    from podkit.version import describe
 
     helper = helpers().get(name)
     if helper is None:
@@ -102,6 +101,7 @@ def run_helper(name: str, argv: list[str]) -> int:
             admin_default=f"0.0.0.0:{helper.admin_port}",
             notices=notices,
             manual=render,
+            version=describe(name),
         )
     except ConfigError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
@@ -138,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         _print_help()
         return 0 if args else 2
     if args[0] in ("-V", "--version", "version"):
-        print(f"podkit {__version__}")
+        from podkit.version import describe
+
+        print(describe())
         return 0
     if args[0] == "ctl":
         from podkit.ctl import main as ctl_main

@@ -495,6 +495,7 @@ def build_parser(
     description: str = "",
     admin_default: str = "",
     manual: ManualRenderer | None = None,
+    version: str = "",
 ) -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog=prog,
@@ -512,6 +513,13 @@ def build_parser(
                 prog, settings_cls, description=summary, admin_default=admin_default
             ),
             help="print the full manual (every setting and all its names) and exit",
+        )
+    if version:
+        parser.add_argument(
+            "--version",
+            action="version",
+            version=version,
+            help="print the version, the git revision and the Python version, and exit",
         )
     parser.add_argument(
         "--config",
@@ -714,6 +722,7 @@ def load_settings(
     admin_default: str = "",
     notices: list[Notice] | None = None,
     manual: ManualRenderer | None = None,
+    version: str = "",
 ) -> S:
     """Merge defaults < foreign file < --config file < env < flags and validate.
 
@@ -722,7 +731,12 @@ def load_settings(
     """
     notices = notices if notices is not None else []
     parser = build_parser(
-        prog, settings_cls, description=description, admin_default=admin_default, manual=manual
+        prog,
+        settings_cls,
+        description=description,
+        admin_default=admin_default,
+        manual=manual,
+        version=version,
     )
     namespace = parser.parse_args(list(argv))
     spellings: dict[str, str] = getattr(namespace, _SPELLINGS, {})

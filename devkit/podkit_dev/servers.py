@@ -695,6 +695,44 @@ class NginxServer:
         self.dir.cleanup()
 
 
+class RegistryServer:
+    """Debian's docker-registry (the CNCF distribution registry) on `port`: plain HTTP, no
+    auth, its storage in a temporary directory. Clients need --tls-verify=false."""
+
+    def __init__(self) -> None:
+        self.binary = find_binary("docker-registry")
+        self.port = free_port()
+        self.dir = TempDir(f"registry-{self.port}")
+        self.config = self.dir.path / "config.yml"
+        self.config.write_text(
+            "version: 0.1\n"
+            "log: {level: warn}\n"
+            f"storage: {{filesystem: {{rootdirectory: {self.dir.path}/data}}}}\n"
+            f"http: {{addr: '{HOST}:{self.port}'}}\n"
+        )
+        self.process: Process | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> RegistryServer:
+        argv = [self.binary, "serve", str(self.config)]
+        self.process = Process(argv, self.dir.path / "registry.out").start()
+        wait_for(
+            lambda: http_get(f"http://{self.address}/v2/")[0] == 200,
+            what=f"docker-registry on {self.port}",
+            timeout=15,
+            explain=self.process.log_text,
+        )
+        return self
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        self.dir.cleanup()
+
+
 class HAProxyServer:
     """haproxy from a config text; `{stats_port}` and `{stats_socket}` are filled in."""
 

@@ -26,7 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("PODKIT_E2E_CACHE", "/var/tmp/podkit-e2e"))
 BASE_IMAGE = "localhost/podkit-base:bookworm"
-REGISTRY = "podkit"
 # Everything that ends up in a helper image.
 IMAGE_INPUTS = (
     "pyproject.toml",
@@ -39,7 +38,7 @@ IMAGE_INPUTS = (
 )
 
 sys.path.insert(0, str(ROOT))
-from images.render import ImageSpec, specs  # noqa: E402
+from images.render import ImageSpec, image_name, specs  # noqa: E402
 from podkit import __version__  # noqa: E402
 
 VERSION = __version__
@@ -224,7 +223,8 @@ sys.exit(1)
 
 
 def image_ref(helper: str) -> str:
-    return f"{REGISTRY}/{helper}:{VERSION}"
+    """The name the manifests use (images/build.sh tags the local build with it)."""
+    return f"{image_name(helper)}:{VERSION}"
 
 
 def label(image: dict | None, key: str) -> str | None:

@@ -21,8 +21,12 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script too (the k8s READMEs' podman commands)
+from images.render import REGISTRY  # noqa: E402
+
 K8S = ROOT / "k8s"
-PODKIT_IMAGE = re.compile(r"^(?:[\w.-]+/)?podkit/([a-z0-9-]+):(.+)$")
+# A podkit image in any registry: REGISTRY/podkit-HELPER:TAG (check_pod wants ours).
+PODKIT_IMAGE = re.compile(r"^(?P<registry>.+)/podkit-(?P<helper>[a-z0-9-]+):(?P<tag>[^/:@]+)$")
 # Pod Security Standards, restricted profile (Kubernetes 1.29+).
 RESTRICTED_VOLUME_TYPES = {
     "configMap",
@@ -99,9 +103,9 @@ def registered_helpers() -> dict[str, Any]:
 
 
 def podkit_helper(container: dict[str, Any]) -> tuple[str, str] | None:
-    """(helper, tag) when the container runs a podkit image."""
+    """(helper, tag) when the container runs a podkit image, from whatever registry."""
     match = PODKIT_IMAGE.match(container.get("image", ""))
-    return (match.group(1), match.group(2)) if match else None
+    return (match["helper"], match["tag"]) if match else None
 
 
 # --- the checker --------------------------------------------------------------------------
@@ -195,6 +199,8 @@ def check_pod(where: str, spec: dict[str, Any], version: str, findings: Findings
         helper = podkit_helper(container)
         if helper and helper[1] != version:
             findings.add(at, f"podkit image tag {helper[1]} is not the version {version}")
+        if helper and not image.startswith(f"{REGISTRY}/"):
+            findings.add(at, f"podkit image {image!r} is not from {REGISTRY}")
 
 
 def check_helper_container(
@@ -385,11 +391,14 @@ class Local:
       (the pod's remote repository, which no test can reach);
     - hosts: name -> IP added as the pod's `hostAliases` (what the cluster's DNS answers
       for a Service, e.g. `postgres.default.svc.cluster.local`; podman's CNI networks made
-      `--internal` have no DNS).
+      `--internal` have no DNS);
+    - registry: where to pull podkit's images from instead of REGISTRY (a registry of the
+      test's on a loopback port); only that part of each image name changes.
     """
 
     git_repo: str | None = None
     hosts: dict[str, str] = field(default_factory=dict)
+    registry: str | None = None
 
 
 def for_this_machine(doc: dict[str, Any], local: Local) -> dict[str, Any]:
@@ -402,6 +411,11 @@ def for_this_machine(doc: dict[str, Any], local: Local) -> dict[str, Any]:
             aliases = spec.setdefault("hostAliases", [])
             for name, ip in local.hosts.items():
                 aliases.append({"ip": ip, "hostnames": [name]})
+        if local.registry:
+            for container in all_containers(spec):
+                if podkit_helper(container) and container["image"].startswith(f"{REGISTRY}/"):
+                    name = container["image"].removeprefix(f"{REGISTRY}/")
+                    container["image"] = f"{local.registry}/{name}"
     return doc
 
 
@@ -465,7 +479,7 @@ def podman_yaml(path: Path, local: Local | None = None) -> str:
 
 
 def main(argv: list[str]) -> int:
-    """`manifests.py podman FILE [--git-repo DIR] [--host NAME=IP]...`: print FILE as
+    """`manifests.py podman FILE [--git-repo DIR] [--host NAME=IP]... [--registry R]`: print FILE as
     `podman kube play` runs it (see Local); `manifests.py volumes FILE`: print the
     commands that create its emptyDir volumes; `manifests.py configmap FILE`: print its
     Secrets as the ConfigMaps that stand in for them."""
@@ -476,10 +490,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--host", metavar="NAME=IP", action="append", default=[], help="a hostAliases entry"
     )
+    parser.add_argument("--registry", help=f"pull podkit's images from here, not {REGISTRY}")
     args = parser.parse_args(argv)
     if args.command == "podman":
         hosts = dict(entry.split("=", 1) for entry in args.host)
-        print(podman_yaml(args.file, Local(git_repo=args.git_repo, hosts=hosts)), end="")
+        local = Local(git_repo=args.git_repo, hosts=hosts, registry=args.registry)
+        print(podman_yaml(args.file, local), end="")
     elif args.command == "configmap":
         docs = [secret_as_configmap(d) for d in load(args.file).docs]
         print(yaml.dump_all(docs, Dumper=_NoAliases, sort_keys=False), end="")

@@ -68,6 +68,8 @@ def setup_commands(
     network: the podman network of the pod (`none`: its own loopback only)."""
     converted = f"/tmp/{folder}-{form}.yaml"
     play = f"podman kube play --network {network}"
+    if "--registry" in local:
+        play += " --tls-verify=false"  # the test's registry on a loopback port: plain HTTP
     if (K8S / folder / "configmap.yaml").exists():
         play += f" --configmap k8s/{folder}/configmap.yaml"
     rewrite = " ".join(("podman", f"k8s/{folder}/{form}.yaml", *map(shlex.quote, local)))

@@ -90,10 +90,18 @@ def test_help_and_version(podman: Podman, helper: tuple[str, str]) -> None:
     usage = podman.run("run", "--rm", "--read-only", "--network", "none", image, "--help")
     assert usage.stdout.startswith(f"usage: podkit {name}"), usage.stdout[:200]
     assert "--admin-addr" in usage.stdout
-    version = podman.out(
-        "run", "--rm", "--network", "none", "--entrypoint", "podkit", image, "--version"
+    # IMAGE --version (the entrypoint is `podkit ROLE`): the version, the revision baked
+    # in by the build (the one the image's label names) and the image's Python.
+    info = podman.inspect_image(image)
+    revision = label(info, "org.opencontainers.image.revision") or "unknown"
+    python = podman.out(
+        "run", "--rm", "--network", "none", "--entrypoint", "python3", image,
+        "-c", "import platform; print(platform.python_version())",
+    )  # fmt: skip
+    version = podman.out("run", "--rm", "--read-only", "--network", "none", image, "--version")
+    assert version == (
+        f"podkit {name} {image.rsplit(':', 1)[1]} (revision {revision}, Python {python})"
     )
-    assert version == f"podkit {image.rsplit(':', 1)[1]}"
 
 
 def test_read_only_root_livez_and_sigterm_drain(podman: Podman, helper: tuple[str, str]) -> None:

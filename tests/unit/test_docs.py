@@ -216,7 +216,7 @@ spec:
   securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
   containers:
     - name: stats-exporter
-      image: podkit/stats-exporter:VERSION
+      image: REGISTRY/podkit-stats-exporter:VERSION
       args: ARGS
       ports: [{name: admin, containerPort: 9706}]
       resources:
@@ -235,11 +235,13 @@ spec:
 """
 
 
-def pod_block(args: str, image: str = "podkit/stats-exporter:VERSION") -> Block:
+def pod_block(args: str, image: str = "REGISTRY/podkit-stats-exporter:VERSION") -> Block:
+    from images.render import REGISTRY
     from podkit import __version__
 
-    text = POD.replace("podkit/stats-exporter:VERSION", image).replace("ARGS", args)
-    return Block(ROOT / "README.md", 1, "yaml", text.replace("VERSION", __version__))
+    text = POD.replace("REGISTRY/podkit-stats-exporter:VERSION", image).replace("ARGS", args)
+    text = text.replace("REGISTRY", REGISTRY).replace("VERSION", __version__)
+    return Block(ROOT / "README.md", 1, "yaml", text)
 
 
 def test_checker_passes_a_good_pod() -> None:
@@ -259,10 +261,17 @@ def test_checker_fails_a_bad_setting_value() -> None:
 
 
 def test_checker_fails_an_image_the_build_does_not_make() -> None:
+    """Images are named as the release publishes them: REGISTRY/podkit-HELPER:VERSION."""
     with pytest.raises(AssertionError, match=r"not one images/build\.sh makes"):
-        check_block(pod_block("[]", image="podkit-stats-exporter:0.1.0"))
+        check_block(pod_block("[]", image="podkit/stats-exporter:VERSION"))
+    with pytest.raises(AssertionError, match=r"not one images/build\.sh makes"):
+        check_block(pod_block("[]", image="podkit-stats-exporter:VERSION"))
     with pytest.raises(AssertionError, match="no helper 'stats' is registered"):
-        check_block(pod_block("[]", image="podkit/stats:VERSION"))
+        check_block(pod_block("[]", image="REGISTRY/podkit-stats:VERSION"))
+    with pytest.raises(AssertionError, match=r"is not from ghcr\.io/"):
+        check_block(pod_block("[]", image="quay.io/someone/podkit-stats-exporter:VERSION"))
+    with pytest.raises(AssertionError, match=r"tag 0\.0\.9 is not the version"):
+        check_block(pod_block("[]", image="REGISTRY/podkit-stats-exporter:0.0.9"))
 
 
 def test_checker_fails_a_command_that_replaces_the_role() -> None:

@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from images.render import REGISTRY
 from podkit import __version__
 from podkit.config import ConfigError
 from tests.e2e.manifests import (
@@ -65,7 +66,7 @@ def schema_check(doc: dict[str, Any], version: str) -> None:
 
 
 def built_helpers() -> set[str]:
-    """The helpers images/build.sh makes an image of: podkit/<helper>:<version>."""
+    """The helpers images/build.sh makes an image of: REGISTRY/podkit-<helper>:<version>."""
     return {
         p.name.removesuffix(".Containerfile") for p in (ROOT / "images").glob("*.Containerfile")
     }
@@ -102,7 +103,8 @@ def manifest_problems(where: str, doc: dict[str, Any]) -> list[str]:
                 if "podkit" in image:
                     findings.add(
                         f"{at}/{container['name']}",
-                        f"image {image!r} is not one images/build.sh makes (podkit/HELPER:VERSION)",
+                        f"image {image!r} is not one images/build.sh makes"
+                        f" ({REGISTRY}/podkit-HELPER:VERSION)",
                     )
                 continue
             if found[0] not in built_helpers() or found[0] not in HELPERS:
@@ -282,7 +284,16 @@ def problems(mutate) -> list[str]:  # type: ignore[no-untyped-def]
         (lambda s: s["containers"][0]["resources"].pop("limits"), "limits.cpu missing"),
         (lambda s: s["containers"][0].update(image="nginx:latest"), "pinned tag"),
         (lambda s: s["containers"][0].update(image="nginx"), "pinned tag"),
-        (lambda s: s["initContainers"][0].update(image="podkit/log-shipper:0.0.1"), "version"),
+        (
+            lambda s: s["initContainers"][0].update(image=f"{REGISTRY}/podkit-log-shipper:0.0.1"),
+            "podkit image tag 0.0.1 is not the version",
+        ),
+        (
+            lambda s: s["initContainers"][0].update(
+                image=f"registry.example/someone/podkit-log-shipper:{__version__}"
+            ),
+            f"is not from {REGISTRY}",
+        ),
         (
             lambda s: s["containers"][0].update(
                 env=[{"name": "P", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
@@ -294,6 +305,33 @@ def problems(mutate) -> list[str]:  # type: ignore[no-untyped-def]
 )
 def test_checker_finds_mistakes(mutation, expected: str) -> None:  # type: ignore[no-untyped-def]
     assert any(expected in p for p in problems(mutation)), problems(mutation)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [f"podkit/log-shipper:{__version__}", f"{REGISTRY}/log-shipper:{__version__}"],
+)
+def test_checker_refuses_a_podkit_image_named_otherwise(image: str) -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["spec"]["initContainers"][0]["image"] = image
+    assert any(
+        "is not one images/build.sh makes" in p for p in manifest_problems("pod.yaml", doc)
+    ), manifest_problems("pod.yaml", doc)
+
+
+def test_every_podkit_image_is_published_under_the_release_name() -> None:
+    """Every image that mentions podkit, in every manifest, is REGISTRY/podkit-HELPER:VERSION
+    (./dev bump-version writes the version)."""
+    pattern = re.compile(rf"^{re.escape(REGISTRY)}/podkit-[a-z0-9-]+:{re.escape(__version__)}$")
+    seen = []
+    for path in FILES:
+        for doc in load(path).docs:
+            for _, _, spec in pod_specs(doc):
+                for container in spec.get("initContainers", []) + spec["containers"]:
+                    if "podkit" in container["image"]:
+                        seen.append(container["image"])
+                        assert pattern.match(container["image"]), (path, container["image"])
+    assert len(seen) >= 10
 
 
 def test_checker_finds_a_wrong_probe_port() -> None:
