@@ -145,7 +145,7 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-class SecretFile:
+class RotatingSecret:
     """The shared secret, re-read when the file changes (a rotated Kubernetes Secret
     swaps the file: another inode or mtime). Never logged."""
 
@@ -181,7 +181,7 @@ class WebhookEndpoint:
         log: EventLogger,
         registry: Any,
     ) -> None:
-        self.secret = SecretFile(secret_file)
+        self.secret = RotatingSecret(secret_file)
         self.bucket = TokenBucket(rate, burst)
         self.wanted_refs = wanted_refs
         self.published = published

@@ -39,7 +39,7 @@ def test_version_and_help_list_helpers():
 
     version = podkit("--version")
     assert version.returncode == 0
-    assert version.stdout.strip() == f"podkit {__version__}"
+    assert version.stdout.strip().startswith(f"podkit {__version__} (revision ")
     listing = podkit("--help")
     assert listing.returncode == 0
     assert "echo" in listing.stdout and "admin :9700" in listing.stdout
