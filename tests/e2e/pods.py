@@ -108,6 +108,20 @@ class Pod:
         result = self.podman.run("logs", self.container(container), check=False)
         return result.stdout + result.stderr
 
+    def state(self) -> str:
+        """Each container's state and its log's tail: what a failed wait shows."""
+        ps = self.podman.run(
+            "ps", "-a", "--filter", f"pod={self.name}", "--format", "{{.Names}} {{.Status}}",
+            check=False,
+        )  # fmt: skip
+        report = [ps.stdout.strip()]
+        for line in ps.stdout.split("\n"):
+            name = line.partition(" ")[0]
+            if name.startswith(self.name + "-"):
+                tail = self.logs(name.removeprefix(self.name + "-"))[-1500:]
+                report.append(f"--- {name}:\n{tail}")
+        return "\n".join(report)
+
     def stdout(self, container: str) -> str:
         return self.podman.run("logs", self.container(container), check=False).stdout
 
@@ -152,6 +166,6 @@ def played(
                     podman.run("volume", "rm", "--force", cm["metadata"]["name"], check=False)
 
 
-def wait_for(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout: float, what: str, explain=None):  # type: ignore[no-untyped-def]
     """devservers.wait_for with a coarse interval: podman calls are slow."""
-    return devservers.wait_for(condition, timeout=timeout, interval=0.2, what=what)
+    return devservers.wait_for(condition, timeout=timeout, interval=0.2, what=what, explain=explain)

@@ -152,7 +152,8 @@ def test_stats_exporter(podman: Podman, need, form: str) -> None:  # type: ignor
             result = pod.sh(scrape, check=False)
             return result.stdout if result.returncode == 0 and "nginx_up 1" in result.stdout else ""
 
-        before = nginx_requests(wait_for(metrics, 60, "nginx series on :9113/metrics"))
+        found = wait_for(metrics, 60, "nginx series on :9113/metrics", explain=pod.state)
+        before = nginx_requests(found)
         pod.sh(load)  # 20 requests to nginx
         after = nginx_requests(metrics())
         # The series move with the traffic (+20, and +1 for each stub_status read).
