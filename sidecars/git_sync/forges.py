@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import math
-import os
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import Counter
 
 from podkit.admin import json_response
+from podkit.sidecars.git_sync.settings import read_secret
 
 if TYPE_CHECKING:
     from podkit.httpserver import Request, Response
@@ -145,26 +145,6 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
-class RotatingSecret:
-    """The shared secret, re-read when the file changes (a rotated Kubernetes Secret
-    swaps the file: another inode or mtime). Never logged."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._stamp: tuple[int, ...] | None = None
-        self._secret = b""
-
-    def read(self) -> bytes:
-        """The secret (one trailing newline dropped); raises OSError."""
-        stat = os.stat(self.path)
-        stamp = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            with open(self.path, "rb") as handle:
-                self._secret = handle.read().rstrip(b"\r\n")
-            self._stamp = stamp
-        return self._secret
-
-
 class WebhookEndpoint:
     """POST /webhook. `wanted_refs()` gives the refs whose pushes matter (None: not known
     yet, every push does), `published()` the hash published now, `wake()` asks the sync
@@ -181,7 +161,7 @@ class WebhookEndpoint:
         log: EventLogger,
         registry: Any,
     ) -> None:
-        self.secret = RotatingSecret(secret_file)
+        self.secret_file = secret_file
         self.bucket = TokenBucket(rate, burst)
         self.wanted_refs = wanted_refs
         self.published = published
@@ -223,13 +203,13 @@ class WebhookEndpoint:
             error = "no X-GitHub-Event, X-Gitlab-Event or X-Gitea-Event header"
             return self.refuse(forge, "bad_request", error, request)
         try:
-            secret = self.secret.read()
+            secret = read_secret(self.secret_file).encode()
         except OSError as exc:
-            self.log.error("webhook_secret_unreadable", file=self.secret.path,
+            self.log.error("webhook_secret_unreadable", file=self.secret_file,
                            error=exc.strerror or str(exc))  # fmt: skip
             return self.answer(forge, "unavailable", {"error": "webhook secret unreadable"})
         if not secret:
-            self.log.error("webhook_secret_unreadable", file=self.secret.path, error="empty")
+            self.log.error("webhook_secret_unreadable", file=self.secret_file, error="empty")
             return self.answer(forge, "unavailable", {"error": "webhook secret unreadable"})
         if not verified(forge, headers, request.body, secret):
             what = "token" if forge == "gitlab" else "signature"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import glob
 import hmac
 import json
@@ -40,7 +39,12 @@ from podkit.runtime import StartupError, listening
 from podkit.sidecars.git_sync.forges import WebhookEndpoint
 from podkit.sidecars.git_sync.git import Git, GitError
 from podkit.sidecars.git_sync.hooks import ExecHook, HookRunner, WebHook
-from podkit.sidecars.git_sync.settings import GitSyncSettings, parse_git_config, signal_number
+from podkit.sidecars.git_sync.settings import (
+    GitSyncSettings,
+    parse_git_config,
+    read_secret,
+    signal_number,
+)
 from podkit.sidecars.git_sync.worktrees import SHA_NAME, Layout, touch, write_atomic
 from podkit.urls import hide_userinfo
 
@@ -250,7 +254,7 @@ class GitSync:
         if self.s.username:
             if self.s.password_file:
                 try:
-                    password = _read_secret(self.s.password_file)
+                    password = read_secret(self.s.password_file)
                 except OSError as exc:
                     raise SyncFailed(
                         f"cannot read --password-file {self.s.password_file}: {exc.strerror}"
@@ -263,7 +267,7 @@ class GitSync:
             password = ""
             if cred.get("password-file"):
                 try:
-                    password = _read_secret(cred["password-file"])
+                    password = read_secret(cred["password-file"])
                 except OSError as exc:
                     raise SyncFailed(
                         f"cannot read password-file of credential {cred['url']}: {exc.strerror}"
@@ -695,7 +699,7 @@ class GitSync:
         """POST /sync: sync now; answers when a sync started after the request has ended."""
         if self.s.sync_token_file and not is_loopback(request.peer):
             try:
-                token = _read_secret(self.s.sync_token_file).strip()
+                token = read_secret(self.s.sync_token_file).strip()
             except OSError:
                 return json_response({"error": "sync token file unreadable"}, 503)
             # The scheme is case-insensitive (RFC 9110), the token is not; bytes, so that
@@ -731,15 +735,6 @@ def nss_wrapper_env(home: str, passwd: str, group: str) -> dict[str, str] | None
         write_atomic(path, text.encode())
         env[variable] = path
     return env
-
-
-def _read_secret(path: str) -> str:
-    """A secret file's text, one trailing newline dropped; OSError for anything unreadable."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise OSError(errno.EINVAL, "not UTF-8 text") from None
 
 
 def _free_bytes(path: str) -> int | None:

@@ -7,6 +7,7 @@ too. Durations take Go's forms used in git-sync manifests (`60s`, `2m`, `250ms`)
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import signal
@@ -413,3 +414,15 @@ def signal_number(value: str) -> int:
     if number in (signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM, signal.SIGINT):
         raise ValueError(f"signal {value!r} cannot be used for --sync-on-signal")
     return number
+
+
+def read_secret(path: str) -> str:
+    """A secret file's text, one trailing newline dropped; OSError for anything unreadable.
+
+    Read at each use (the sync token, each webhook, each fetch's password), so a rotated
+    Kubernetes Secret counts from its next use with nothing to watch."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise OSError(errno.EINVAL, "not UTF-8 text") from None
