@@ -681,39 +681,41 @@ def report_main(results: Results, names: list[str], modes: list[str]) -> None:
 def report_syscalls(
     calls: dict[tuple[str, str], Syscalls], poolers: list[str], modes: list[str]
 ) -> None:
-    seen: dict[str, float] = {}
-    for run in calls.values():
-        for name, per_tx in run.per_tx.items():
-            seen[name] = max(seen.get(name, 0.0), per_tx)
-    # The main calls, then any other the poolers make at least once per 20 transactions.
-    names = [c for c in MAIN_CALLS if seen.get(c)]
-    names += sorted(c for c, most in seen.items() if c not in names and most >= 0.05)
-    rows = []
+    names = [c for c in MAIN_CALLS if any(run.per_tx.get(c) for run in calls.values())]
+    rows, others = [], []
     for m in modes:
+        base = calls.get(("pgbouncer", m))
         for t in poolers:
             s = calls.get((t, m))
             if s is None:
                 continue
             if s.error:
-                rows.append([MODE_LABEL[m], t, "FAILED", s.error[:60]])
+                rows.append([MODE_LABEL[m], t, "FAILED", *[""] * len(names), "", "-"])
+                others.append(f"  {MODE_LABEL[m]}, {t}: FAILED: {s.error}")
                 continue
+            rest = {c: n for c, n in s.per_tx.items() if c not in names}
             rows.append(
                 [
                     MODE_LABEL[m],
                     t,
                     f"{s.total:.2f}",
                     *(fmt(s.per_tx.get(c), ".2f") for c in names),
-                    ratio(s.total, calls[("pgbouncer", m)].total)
-                    if ("pgbouncer", m) in calls and not calls[("pgbouncer", m)].error
-                    else "-",
+                    f"{sum(rest.values()):.2f}",
+                    ratio(s.total, base.total) if base and not base.error else "-",
                 ]
             )
+            # The other calls made at least once per 20 transactions, named.
+            if named := [f"{c} {n:.2f}" for c, n in sorted(rest.items()) if n >= 0.05]:
+                others.append(f"  {MODE_LABEL[m]}, {t}: {', '.join(named)}")
     table(
-        "system calls per transaction (strace -c -f -p, a separate short pass; total and the "
-        "main ones; total / pgbouncer)",
-        ["mode", "pooler", "total", *names, "/pgb"],
-        [r if len(r) == len(names) + 4 else r + [""] * (len(names) + 4 - len(r)) for r in rows],
+        "system calls per transaction (strace -c -f -p, a separate short pass; total, the main "
+        "ones, the rest; total / pgbouncer)",
+        ["mode", "pooler", "total", *names, "other", "/pgb"],
+        rows,
     )
+    if others:
+        print("other calls, at least 0.05 per transaction (and failures):")
+        print("\n".join(others))
 
 
 def report_targets(results: Results, names: list[str], idle: dict[str, int | None]) -> None:
