@@ -969,10 +969,11 @@ def main() -> int:
                 except Exception as exc:  # report, do not abort the whole benchmark
                     target.note += f"; {idle_n} idle clients failed: {exc}"[:160]
 
+        tracking = "" if binary is None or binary.numeric >= (1, 21) else " (not this PgBouncer's)"
         print(
             f"\n=== pgbench -S -j {THREADS} -T {duration}, pool size {POOL_SIZE}, transaction "
-            f"mode, max_prepared_statements {MAX_PREPARED}, medians of {rounds} round(s); "
-            f"PgBouncer: {binary.version if binary else '-'}; load average now {load()}"
+            f"mode, max_prepared_statements {MAX_PREPARED}{tracking}, medians of {rounds} "
+            f"round(s); PgBouncer: {binary.version if binary else '-'}; load average now {load()}"
         )
         report_main(results, names, modes)
         if calls:
