@@ -167,15 +167,17 @@ def test_ssh_known_hosts_without_passwd_entry(
     shutil.copy(sshd.client_key, key)
     os.chown(key, UID, UID)
     key.chmod(0o600)
+    known_hosts = shared / "known_hosts"
+    shutil.copy(sshd.known_hosts, known_hosts)
     root = shared / "git"
     args = (f"--repo={sshd.url(git_repo.bare)}", f"--root={root}", "--link=current",
             f"--ssh-key-file={key}")  # fmt: skip
-    done = git_sync(podman, image, shared, *args, f"--ssh-known-hosts-file={sshd.known_hosts}")
+    done = git_sync(podman, image, shared, *args, f"--ssh-known-hosts-file={known_hosts}")
     assert done.returncode == 0, done.stderr
     assert not events(done.stderr, "no_passwd_entry"), done.stderr
     assert published(root) == git_repo.head()
     assert (root / "current" / "README").read_text() == "hello\n"
-    wrong = shared / "known_hosts"
+    wrong = shared / "wrong_known_hosts"
     wrong.write_text(sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", "]:1 "))
     git_repo.commit({"README": "new\n"}, "new")
     refused = git_sync(podman, image, shared, *args, f"--ssh-known-hosts-file={wrong}")
