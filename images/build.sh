@@ -116,10 +116,11 @@ for line in "${SPECS[@]}"; do
     image="$REGISTRY/podkit-$helper"
     log "building $image:$VERSION"
     # A base of the helper's own (tests/e2e/base-image.sh: BASE-HELPER:TAG, with the Debian
-    # packages it runs) wins over the shared one when it exists.
+    # packages it runs) is where those packages are taken from when it exists; the image
+    # itself stays on the shared base and gets only the files of them the helper runs.
     helper_base=()
     if [ -n "$BASE_IMAGE" ] && $ENGINE image inspect "${BASE_IMAGE%:*}-$helper:${BASE_IMAGE##*:}" >/dev/null 2>&1; then
-        helper_base=(--build-arg "BASE_IMAGE=${BASE_IMAGE%:*}-$helper:${BASE_IMAGE##*:}")
+        helper_base=(--build-arg "PACKAGES_IMAGE=${BASE_IMAGE%:*}-$helper:${BASE_IMAGE##*:}")
     fi
     if [ -n "$PLATFORMS" ]; then
         # One manifest list with an image per platform (needs qemu-user-static or buildx).

@@ -40,6 +40,7 @@ class ImageSpec:
     admin_port: int
     description: str
     packages: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
 
     @property
     def containerfile(self) -> Path:
@@ -59,6 +60,7 @@ def specs() -> list[ImageSpec]:
             admin_port=helper.admin_port,
             description=f"podkit {name}: {helper.summary}".replace('"', "'"),
             packages=tuple(getattr(helper, "image_packages", ())),
+            files=tuple(getattr(helper, "image_files", ())),
         )
         for name, helper in sorted(helpers().items())
     ]
@@ -67,18 +69,102 @@ def specs() -> list[ImageSpec]:
 def packages_step(packages: tuple[str, ...]) -> str:
     """The Debian packages a helper runs, installed in its final stage (as root, before
     USER). A base that has them already (tests/e2e/base-image.sh base) needs no network."""
+    return "# Debian packages the helper runs (Helper.image_packages).\n" + _install(packages)
+
+
+def _install(packages: tuple[str, ...]) -> str:
     names = " ".join(packages)
     return (
-        "# Debian packages the helper runs (Helper.image_packages).\n"
         f"RUN dpkg-query -W {names} >/dev/null 2>&1 || {{ apt-get update -qq && \\\n"
         f"    apt-get install -y -qq --no-install-recommends {names} >/dev/null && \\\n"
         "    rm -rf /var/lib/apt/lists/* /var/cache/apt/*; }\n"
     )
 
 
+# Copies each file named in $FILES (a glob for an architecture's directory), what a link
+# points at, and the shared libraries a binary loads (ldd: the whole closure) to /keep
+# under its canonical path: /lib is a link to /usr/lib, and /keep is copied onto / later.
+KEEP_FILES = r"""RUN set -eu; \
+    keep() { \
+        local path canon; \
+        for path in "$@"; do \
+            canon="$(readlink -f "${path%/*}")/${path##*/}"; \
+            if [ -e "/keep$canon" ] || [ -L "/keep$canon" ]; then continue; fi; \
+            mkdir -p "/keep${canon%/*}"; \
+            cp -P "$canon" "/keep$canon"; \
+            if [ -L "$canon" ]; then keep "$(readlink -f "$canon")"; \
+            else keep $(ldd "$canon" 2>/dev/null | sed -n 's|.*=> \(/[^ ]*\) .*|\1|p'); fi; \
+        done; \
+    }; \
+    for pattern in $FILES; do \
+        set -- $pattern; \
+        [ -e "$1" ] || { echo "Helper.image_files: nothing at $pattern" >&2; exit 1; }; \
+        keep "$@"; \
+    done
+"""
+
+# In the base the image is built on: what the base has already (the C library, OpenSSL,
+# ...) is dropped from /keep, and a file kept twice (Debian's /usr/lib/git-core/git is a
+# copy of /usr/bin/git) becomes a link to the first.
+DROP_WHAT_BASE_HAS = r"""RUN set -eu; cd /keep; \
+    find . ! -type d | sort | while read -r path; do \
+        path=${path#.}; \
+        if [ -L "/keep$path" ]; then \
+            if [ -L "$path" ] && [ "$(readlink "$path")" = "$(readlink "/keep$path")" ]; then \
+                rm "/keep$path"; \
+            fi; \
+        elif [ -f "$path" ] && cmp -s "$path" "/keep$path"; then \
+            rm "/keep$path"; \
+        fi; \
+    done; \
+    find . -type f | sort | xargs -r sha256sum | sort -s -k1,1 | \
+        while read -r sum path; do \
+            if [ "$sum" = "${first_sum:-}" ]; then ln -sf "$first" "/keep${path#.}"; \
+            else first_sum=$sum; first=${path#.}; fi; \
+        done; \
+    find . -depth -type d -empty -delete
+"""
+
+
+def _rule(title: str) -> str:
+    """A stage's heading, as wide as the template's."""
+    return f"# --- {title} ".ljust(91, "-") + "\n"
+
+
+def packages_stages(spec: ImageSpec) -> str:
+    """Two build stages for a helper that runs only some files of its Debian packages
+    (Helper.image_files): the packages installed (PACKAGES_IMAGE may have them already:
+    images/build.sh passes tests/e2e/base-image.sh's base of the helper), the files copied
+    out with the libraries they load, then cut to what the base lacks. The final stage
+    copies the rest; the packages' other files (perl, docs, the commands the helper never
+    runs) stay behind."""
+    return "".join([
+        _rule("packages: the Debian packages the helper runs, to take files from"),
+        "FROM ${PACKAGES_IMAGE} AS packages\n",
+        "# Helper.image_packages (installed unless PACKAGES_IMAGE has them).\n",
+        _install(spec.packages),
+        "# Helper.image_files, with what they link to and load.\n",
+        f'ARG FILES="{" ".join(spec.files)}"\n',
+        KEEP_FILES,
+        "\n" + _rule("keep: the files the helper runs of them, that the base lacks"),
+        "FROM ${BASE_IMAGE} AS keep\n",
+        "COPY --from=packages /keep /keep\n",
+        DROP_WHAT_BASE_HAS,
+        "\n",
+    ])  # fmt: skip
+
+
 def render(spec: ImageSpec) -> str:
     text = TEMPLATE.read_text()
-    text = text.replace("@PACKAGES@\n", packages_step(spec.packages) if spec.packages else "")
+    if spec.files:
+        stage = packages_stages(spec)
+        step = "# Only the files of Debian packages that the helper runs (Helper.image_files).\n"
+        step += "COPY --from=keep /keep/ /\n"
+    else:
+        stage = ""
+        step = packages_step(spec.packages) if spec.packages else ""
+    text = text.replace("@PACKAGES_STAGES@\n", stage)
+    text = text.replace("@PACKAGES@\n", step)
     for key, value in {
         "@HELPER@": spec.helper,
         "@EXTRAS@": spec.extras,

@@ -34,6 +34,10 @@ class Helper:
     image_packages: tuple[str, ...] = ()
     """Debian packages the helper runs (git-sync: git, openssh-client); its image installs
     them (images/render.py) unless the base image already has them."""
+    image_files: tuple[str, ...] = ()
+    """The files of `image_packages` the helper runs (paths, or globs for an
+    architecture's directory): its image keeps only these, what their links point at and
+    the shared libraries they load, not the packages whole. Empty: the packages whole."""
 
     def load_settings_class(self) -> type[HelperSettings]:
         settings_class: type[HelperSettings] = import_attr(self.settings)

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from images.render import specs
-from tests.e2e.harness import SMOKE_ARGS, Podman, label
+from tests.e2e.harness import BASE_IMAGE, SMOKE_ARGS, Podman, label
 
 HELPERS = [spec.helper for spec in specs()]
 PACKAGES = {spec.helper: spec.packages for spec in specs()}
@@ -48,6 +48,11 @@ for top, dirs, _ in os.walk("/opt/podkit"):
     found += [os.path.join(top, d) for d in dirs if d in ("tests", "pip", "setuptools")]
 print(json.dumps(found))
 """
+
+
+# What an image may add to the Python base it is built on (issue 33), in bytes as podman
+# counts them (bench/bench_images.py prints the same figure).
+SIZE_OVER_BASE = 30_000_000
 
 
 @pytest.fixture(params=HELPERS)
@@ -172,6 +177,28 @@ def test_no_build_tools_caches_or_tests(podman: Podman, helper: tuple[str, str])
         *PACKAGES[name],
     )  # fmt: skip
     assert json.loads(result) == []
+
+
+def test_every_image_adds_under_30_mb_to_the_base(
+    podman: Podman, helper_images: dict[str, str]
+) -> None:
+    """Each image is the Python base plus its own layers, and those stay under 30 MB: the
+    base and every image measured in one run. (git-sync's was built on a base of its own
+    that carried Debian's git whole, perl and docs included: +105 MB.)"""
+    base = podman.inspect_image(BASE_IMAGE)
+    assert base is not None
+    over = {}
+    for name, image in sorted(helper_images.items()):
+        info = podman.inspect_image(image)
+        assert info is not None, image
+        layers = info["RootFS"]["Layers"]
+        assert layers[: len(base["RootFS"]["Layers"])] == base["RootFS"]["Layers"], (
+            f"{image} is not built on {BASE_IMAGE}"
+        )
+        over[name] = int(info["Size"]) - int(base["Size"])
+    too_big = {name: f"{size / 1e6:.1f} MB" for name, size in over.items()
+               if size >= SIZE_OVER_BASE}  # fmt: skip
+    assert not too_big, f"over {SIZE_OVER_BASE / 1e6:.0f} MB over the base: {too_big}"
 
 
 def test_rendered_containerfiles_are_current() -> None:

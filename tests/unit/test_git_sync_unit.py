@@ -305,19 +305,30 @@ def test_v3_flags_http_bind_and_verbose() -> None:
     assert load("--repo=r", "--root=/g", "--one-time").one_time is True
 
 
-def test_image_installs_git_before_dropping_root() -> None:
+def test_image_has_only_the_files_of_git_that_git_sync_runs() -> None:
+    """git, openssh-client and libnss-wrapper are installed in a build stage of their own;
+    the image, on the plain base, gets only the files git-sync runs (and what they load),
+    copied in as root before USER; no package is installed in the image itself."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from images.render import render, specs
+    from podkit.sidecars.git_sync import helper
 
     by_name = {spec.helper: spec for spec in specs()}
     text = render(by_name["git-sync"])
-    run = text.index("RUN dpkg-query -W git openssh-client")
-    assert run < text.index("USER 65532:65532")
-    assert "@PACKAGES@" not in text
+    packages, keep, final = text.split("\nFROM ")[2:]
+    assert packages.startswith("${PACKAGES_IMAGE} AS packages\n")
+    assert "RUN dpkg-query -W git openssh-client libnss-wrapper " in packages
+    assert f'ARG FILES="{" ".join(helper.image_files)}"' in packages
+    assert keep.startswith("${BASE_IMAGE} AS keep\n")
+    assert final.startswith("${BASE_IMAGE}\n")
+    assert "apt-get" not in final and "dpkg" not in final
+    assert final.index("COPY --from=keep /keep/ /") < final.index("USER 65532:65532")
+    assert "/usr/bin/git" in helper.image_files and "/usr/bin/ssh" in helper.image_files
+    assert "@PACKAGES" not in text
     other = render(by_name["echo"])
-    assert "@PACKAGES@" not in other and "dpkg-query" not in other
+    assert "@PACKAGES" not in other and "dpkg-query" not in other and " AS keep" not in other
 
 
 async def test_post_sync_needs_the_bearer_token_off_loopback(tmp_path: Path) -> None:
