@@ -35,7 +35,7 @@ _BLANK = " \t"
 
 
 @dataclass(frozen=True)
-class Entry:
+class IniLine:
     """One `key = value` line."""
 
     section: str
@@ -55,9 +55,9 @@ class Entry:
 # --- the file format --------------------------------------------------------------------
 
 
-def parse(path: str) -> tuple[list[Entry], set[str]]:
+def parse(path: str) -> tuple[list[IniLine], set[str]]:
     """Every `key = value` of `path` in order, %include followed; and the sections seen."""
-    entries: list[Entry] = []
+    entries: list[IniLine] = []
     section: list[str | None] = [None]
     seen: set[str] = set()
     _parse_file(path, entries, section, seen, depth=0)
@@ -82,7 +82,7 @@ def _read(path: str, where: str) -> str:
 
 
 def _parse_file(
-    path: str, entries: list[Entry], section: list[str | None], seen: set[str], depth: int
+    path: str, entries: list[IniLine], section: list[str | None], seen: set[str], depth: int
 ) -> None:
     """Read `path` into `entries`; `section` (a one-item list) carries the current section
     across %include, as PgBouncer's parser does."""
@@ -97,7 +97,7 @@ def _parse_line(
     path: str,
     number: int,
     line: str,
-    entries: list[Entry],
+    entries: list[IniLine],
     section: list[str | None],
     seen: set[str],
     depth: int,
@@ -131,7 +131,7 @@ def _parse_line(
     if section[0] is None:
         raise ConfigError(f"{here}: {key}: a key before any [section]")
     value = rest[1:].strip()
-    entries.append(Entry(section[0], key, value, path, number))
+    entries.append(IniLine(section[0], key, value, path, number))
     return ""
 
 
@@ -177,7 +177,7 @@ def _show(text: str) -> str:
     return repr(text)
 
 
-def connection_string(entry: Entry) -> Iterator[tuple[str, str]]:
+def connection_string(entry: IniLine) -> Iterator[tuple[str, str]]:
     """The `key=value` pairs of a [databases] or [users] value (src/loader.c's
     cstr_get_pair): spaces between pairs, `'quoted values'` with `''` for a quote, no
     empty values."""
@@ -269,7 +269,7 @@ class _Found:
     where: dict[str, str]
     ignored: dict[str, str]
 
-    def set(self, field: str, value: Any, entry: Entry) -> None:
+    def set(self, field: str, value: Any, entry: IniLine) -> None:
         self.settings[field] = value
         self.where[field] = entry.where
 
@@ -306,7 +306,7 @@ def read(path: str) -> ForeignSettings:
     return ForeignSettings(found.settings, [Notice("pgbouncer_config", fields)], found.where)
 
 
-def _main_section(entries: list[Entry], found: _Found) -> None:
+def _main_section(entries: list[IniLine], found: _Found) -> None:
     from podkit.ambassadors.postgres import settings as pg
 
     by_env: dict[str, str] = {}
@@ -369,7 +369,7 @@ def _main_section(entries: list[Entry], found: _Found) -> None:
         found.settings["client_auth"] = pg.AUTH_TYPES[_PGBOUNCER_DEFAULTS["auth_type"]]
 
 
-def _listen(addr: Entry | None, port: Entry | None, found: _Found) -> None:
+def _listen(addr: IniLine | None, port: IniLine | None, found: _Found) -> None:
     host = "127.0.0.1"
     if addr is not None:
         value = addr.value.strip()
@@ -392,7 +392,7 @@ def _listen(addr: Entry | None, port: Entry | None, found: _Found) -> None:
     found.set("listen", f"{host}:{int(number)}", entry)
 
 
-def _entry_model(entry: Entry, model: type[BaseModel], raw: dict[str, Any]) -> dict[str, Any]:
+def _entry_model(entry: IniLine, model: type[BaseModel], raw: dict[str, Any]) -> dict[str, Any]:
     """Validate now, so that a bad value names its line."""
     try:
         model.model_validate(raw)
@@ -404,13 +404,15 @@ def _entry_model(entry: Entry, model: type[BaseModel], raw: dict[str, Any]) -> d
     return raw
 
 
-def _refused(entry: Entry, key: str, value: str, table: dict[str, tuple[str | None, str]]) -> None:
+def _refused(
+    entry: IniLine, key: str, value: str, table: dict[str, tuple[str | None, str]]
+) -> None:
     allowed, why = table[key]
     if allowed is None or value != allowed:
         raise entry.error(f"{key}: unsupported: {why}")
 
 
-def _database(entry: Entry) -> dict[str, Any]:
+def _database(entry: IniLine) -> dict[str, Any]:
     from podkit.ambassadors.postgres.routing import DatabaseEntry
 
     if entry.key == "pgbouncer":
@@ -442,7 +444,7 @@ def _database(entry: Entry) -> dict[str, Any]:
     return _entry_model(entry, DatabaseEntry, raw)
 
 
-def _user(entry: Entry) -> dict[str, Any]:
+def _user(entry: IniLine) -> dict[str, Any]:
     from podkit.ambassadors.postgres.routing import UserEntry
 
     raw: dict[str, Any] = {}
@@ -462,7 +464,7 @@ def _user(entry: Entry) -> dict[str, Any]:
     return _entry_model(entry, UserEntry, raw)
 
 
-def _int(entry: Entry, key: str, value: str) -> int:
+def _int(entry: IniLine, key: str, value: str) -> int:
     """A whole number as PgBouncer's atoi would take it, but whole: no trailing junk."""
     text = value.strip()
     digits = text[1:] if text[:1] in "+-" else text

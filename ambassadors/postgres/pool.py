@@ -32,7 +32,7 @@ from podkit.backoff import Backoff
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.client import ClientConn
     from podkit.ambassadors.postgres.main import Ambassador
-    from podkit.ambassadors.postgres.routing import Target
+    from podkit.ambassadors.postgres.routing import PoolTarget
     from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 
 # GUCs a client may set that the server reports in ParameterStatus: tracked, and set again
@@ -103,7 +103,7 @@ def quote_ident(name: str) -> str:
 
 
 class Pool:
-    def __init__(self, amb: Ambassador, database: str, user: str, target: Target) -> None:
+    def __init__(self, amb: Ambassador, database: str, user: str, target: PoolTarget) -> None:
         self.amb = amb
         self.settings: PgAmbassadorSettings = amb.settings
         self.stats: Stats = amb.stats

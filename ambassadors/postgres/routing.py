@@ -5,7 +5,7 @@ clients may ask for, each with its own host, port, database name, user, password
 settings; `*` is the fallback for every other name (its `dbname` defaulting to the name
 the client asked for). Without `--databases`, every name goes to --server-host and
 --server-port, as before. `--users` (`[users]`) overrides the pool settings of one user.
-Each pool's `Target` is worked out once, when the pool is made.
+Each pool's `PoolTarget` is worked out once, when the pool is made.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class UserEntry(BaseModel):
 
 
 @dataclass(frozen=True)
-class Target:
+class PoolTarget:
     """What one pool connects to and how it pools."""
 
     host: str
@@ -80,7 +80,7 @@ class Target:
         return f"{self.host}:{self.port}"
 
 
-def target_for(settings: PgAmbassadorSettings, database: str, user: str) -> Target | None:
+def target_for(settings: PgAmbassadorSettings, database: str, user: str) -> PoolTarget | None:
     """The target of a client of `database` as `user`; None when no entry takes it."""
     entry = DatabaseEntry()
     if settings.databases:
@@ -95,7 +95,7 @@ def target_for(settings: PgAmbassadorSettings, database: str, user: str) -> Targ
     def first(*values: float | int | None) -> float:
         return next(v for v in values if v is not None)
 
-    return Target(
+    return PoolTarget(
         host=entry.host or settings.server_host,
         port=entry.port or settings.server_port,
         dbname=entry.dbname or settings.server_dbname or database,
