@@ -60,7 +60,7 @@ def parse(path: str) -> tuple[list[IniLine], set[str]]:
     entries: list[IniLine] = []
     section: list[str | None] = [None]
     seen: set[str] = set()
-    _parse_file(path, entries, section, seen, depth=0)
+    _parse_file(path, entries, section, seen, depth=0, where="")
     return entries, seen
 
 
@@ -82,11 +82,16 @@ def _read(path: str, where: str) -> str:
 
 
 def _parse_file(
-    path: str, entries: list[IniLine], section: list[str | None], seen: set[str], depth: int
+    path: str,
+    entries: list[IniLine],
+    section: list[str | None],
+    seen: set[str],
+    depth: int,
+    where: str,
 ) -> None:
     """Read `path` into `entries`; `section` (a one-item list) carries the current section
     across %include, as PgBouncer's parser does."""
-    text = _read(path, "")
+    text = _read(path, where)
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()  # isspace: \r of CRLF files too
         while line:
@@ -109,7 +114,8 @@ def _parse_line(
         if depth >= MAX_INCLUDE:
             raise ConfigError(f"{here}: %include nested more than {MAX_INCLUDE} deep (a loop?)")
         name = line[8:].strip()
-        _parse_file(_include_path(name, path), entries, section, seen, depth + 1)
+        included = _include_path(name, path)
+        _parse_file(included, entries, section, seen, depth + 1, f"{here}: %include: ")
         return ""
     if line[0] in "#;":
         return ""
