@@ -1,7 +1,7 @@
 """`podkit pg-ambassador --pgbouncer-config FILE`: PgBouncer's pgbouncer.ini and userlist.txt
 as they are, through the real CLI and real PostgreSQL servers.
 
-The seed pod's ConfigMap and Secret (k8s/pg-ambassador/pgbouncer-*.yaml) run unchanged but
+A PgBouncer pod's ConfigMap and Secret (k8s/pg-ambassador/pgbouncer-*.yaml) run unchanged but
 for the addresses: their host names are cluster Services, replaced here by the loopback
 ports of two PostgreSQL servers, and a small top file %includes the ConfigMap's file and
 moves the listener and the auth_file to this test's places (later keys win, as in
@@ -73,7 +73,7 @@ def dsn(port: int, database: str, user: str = "app", password: str = APP_PASSWOR
     )
 
 
-def test_the_seed_configmap_runs_unchanged_and_serves_two_databases(
+def test_the_pgbouncer_configmap_runs_unchanged_and_serves_two_databases(
     run_helper, postgres_factory, tmp_path
 ) -> None:
     app_db = scram_server(postgres_factory, "app")
