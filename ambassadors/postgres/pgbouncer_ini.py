@@ -133,7 +133,8 @@ def _parse_line(
     key, rest = _key(line, here)
     rest = rest.lstrip(_BLANK)
     if not rest.startswith("="):
-        raise ConfigError(f"{here}: syntax error: expected 'key = value', got {_show(line)}")
+        # the key only: the rest of a broken line may be a connection string's password
+        raise ConfigError(f"{here}: syntax error: expected '=' after {_show(key)}")
     if section[0] is None:
         raise ConfigError(f"{here}: {key}: a key before any [section]")
     value = rest[1:].strip()
@@ -164,7 +165,7 @@ def _key(line: str, here: str) -> tuple[str, str]:
     while end < len(line) and line[end] in _KEY_CHARS:
         end += 1
     if end == 0:
-        raise ConfigError(f"{here}: syntax error: expected 'key = value', got {_show(line)}")
+        raise ConfigError(f"{here}: syntax error: a key cannot start with {_show(line[0])}")
     return line[:end], line[end:]
 
 
@@ -201,7 +202,8 @@ def connection_string(entry: IniLine) -> Iterator[tuple[str, str]]:
         while pos < n and text[pos].isspace():
             pos += 1
         if not key or pos >= n or text[pos] != "=":
-            raise entry.error(f"syntax error in the connection string near {_show(text[start:])}")
+            token = key or text[start : start + 1]
+            raise entry.error(f"syntax error in the connection string at {_show(token)}")
         pos += 1
         while pos < n and text[pos].isspace():
             pos += 1
