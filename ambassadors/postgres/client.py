@@ -393,7 +393,8 @@ class ClientConn(asyncio.Protocol):
             return
         self.pool = pool
         self.passthrough = pool.target.pool_mode == "session"
-        if keys is not None and self.pool.scram_keys is None:
+        # the client's SCRAM keys log the pool in only as the client's own user
+        if keys is not None and self.pool.scram_keys is None and pool.server_user == self.user:
             self.pool.scram_keys = keys
         if self.pool.params is not None:
             self._login_with(self.pool.params)  # the usual case: no task, no await

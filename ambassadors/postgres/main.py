@@ -125,7 +125,11 @@ class Ambassador:
             target = target_for(self.settings, database, user)
             if target is None:
                 return None
-            pool = self.pools[key] = Pool(self, database, user, target)
+            if target.forced:  # one pool for the database, whoever the client
+                key = (database, target.user)
+                pool = self.pools.get(key)
+            if pool is None:
+                pool = self.pools[key] = Pool(self, database, key[1], target)
         return pool
 
     # --- cancel keys -----------------------------------------------------------------------------

@@ -63,6 +63,8 @@ class PoolTarget:
     port: int
     dbname: str
     user: str
+    forced: bool
+    """The database entry names the user: one pool for it, whoever the client (PgBouncer)."""
     password: str | None
     """The database entry's own; None: --password-file, else the user's auth_file entry."""
     pool_size: int
@@ -100,6 +102,7 @@ def target_for(settings: PgAmbassadorSettings, database: str, user: str) -> Pool
         port=entry.port or settings.server_port,
         dbname=entry.dbname or settings.server_dbname or database,
         user=server_user,
+        forced=entry.user is not None,
         password=entry.password.get_secret_value() if entry.password is not None else None,
         pool_size=int(first(person.pool_size, entry.pool_size, settings.pool_size)),
         min_pool_size=int(first(entry.min_pool_size, settings.min_pool_size)),

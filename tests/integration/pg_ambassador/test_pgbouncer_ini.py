@@ -108,8 +108,17 @@ def test_the_pgbouncer_configmap_runs_unchanged_and_serves_two_databases(
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(dsn(port, "app", password="wrong")).close()
 
+    # another client user on `reports` shares its one pool (forced user=, as PgBouncer)
+    with psycopg.connect(dsn(port, "reports", "monitor", "change-me-three")) as monitor:
+        assert monitor.execute("SELECT current_user").fetchone() == ("reporter",)
+
     # the console: admin_users = app; stats_users = monitor may SHOW, not PAUSE
     with psycopg.connect(dsn(port, "pgbouncer"), autocommit=True) as console:
+        pools = console.execute("SHOW POOLS").fetchall()
+        assert sorted((row[0], row[1], row[-1]) for row in pools) == [
+            ("app", "app", "transaction"),
+            ("reports", "reporter", "session"),
+        ]
         databases = console.execute("SHOW DATABASES").fetchall()
         assert {(row[0], row[2], row[3], row[5]) for row in databases} == {
             ("app", str(app_db.port), "app", "20"),
