@@ -110,7 +110,7 @@ def target_for(settings: PgAmbassadorSettings, database: str, user: str) -> Pool
             first(person.reserve_pool_size, entry.reserve_pool_size, settings.reserve_pool_size)
         ),
         pool_mode=person.pool_mode or entry.pool_mode or settings.pool_mode,
-        connect_query=entry.connect_query or "",
+        connect_query=entry.connect_query or settings.connect_query or "",
         server_lifetime=first(entry.server_lifetime, settings.server_lifetime),
         query_timeout=first(person.query_timeout, settings.query_timeout),
         idle_transaction_timeout=first(

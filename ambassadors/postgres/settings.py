@@ -188,6 +188,12 @@ class PgAmbassadorSettings(HelperSettings):
     server_connect_timeout: Annotated[
         Duration, Alias(env=("PGBOUNCER_SERVER_CONNECT_TIMEOUT",))
     ] = Field(15.0, gt=0, description="timeout of connecting and logging in to PostgreSQL")
+    connect_query: Annotated[str | None, Alias(env=("DATABASES_CONNECT_QUERY",))] = Field(
+        None,
+        min_length=1,
+        description="run on each new server connection before any client gets it (an error is "
+        "logged, the connection used); a --databases entry's own connect_query wins",
+    )
     server_reset_query: Annotated[str, Alias(env=("PGBOUNCER_SERVER_RESET_QUERY",))] = Field(
         "DISCARD ALL",
         description="run on a server before another client gets it, after a session-mode or "
@@ -354,8 +360,6 @@ REFUSED: dict[str, tuple[tuple[str, ...], str]] = {
     "PGBOUNCER_MAX_DB_CONNECTIONS": (("0",), "no per-database connection limit"),
     "PGBOUNCER_MAX_USER_CONNECTIONS": (("0",), "no per-user connection limit"),
     "DATABASES_MAX_DB_CONNECTIONS": (("0",), "no per-database connection limit"),
-    "PGBOUNCER_CONNECT_QUERY": ((), "no query is run on new server connections"),
-    "DATABASES_CONNECT_QUERY": ((), "no query is run on new server connections"),
     "DATABASES_CLIENT_ENCODING": ((), "server connections take the client's settings"),
     "DATABASES_DATESTYLE": ((), "server connections take the client's settings"),
     "DATABASES_TIMEZONE": ((), "server connections take the client's settings"),

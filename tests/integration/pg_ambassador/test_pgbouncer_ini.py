@@ -235,3 +235,14 @@ def test_include_is_relative_to_the_working_directory_first(tmp_path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env,
                           cwd=tmp_path / "cwd", check=False)  # fmt: skip
     assert_config_error(done, "part.ini:1", "from_the_working_directory")
+
+
+def test_databases_connect_query_env_runs_on_each_new_server_connection(run_helper, pg) -> None:
+    """The pgbouncer image's DATABASES_CONNECT_QUERY (its `*` line's connect_query)."""
+    port = free_port()
+    env = {"DATABASES_HOST": HOST, "DATABASES_PORT": str(pg.port),
+           "DATABASES_CONNECT_QUERY": "SELECT set_config('podkit.tag', 'from env', false)"}  # fmt: skip
+    run_helper("pg-ambassador", "--listen", f"{HOST}:{port}", "--client-auth", "trust", env=env)
+    with psycopg.connect(f"host={HOST} port={port} dbname=postgres user=postgres") as conn:
+        row = conn.execute("SELECT current_setting('podkit.tag', true)").fetchone()
+    assert row == ("from env",)
