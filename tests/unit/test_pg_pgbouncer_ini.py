@@ -205,3 +205,36 @@ def test_any_bytes_are_a_parse_or_one_clear_line(data: bytes) -> None:
             load(path)
         except ConfigError as exc:
             assert "\n" not in str(exc)
+
+
+def test_databases_and_users_are_podkit_settings_too() -> None:
+    """The routing pgbouncer.ini gives, in podkit's own terms (flag, env or --config)."""
+    loaded = load_settings(
+        PgAmbassadorSettings,
+        ["--client-auth", "trust", "--databases",
+         '{"app": {"host": "db1", "port": 6000, "user": "owner"}, "*": {"host": "db2"}}'],
+        {"PODKIT_USERS": '{"owner": {"pool_size": 3}}'},
+        prog="podkit pg-ambassador", admin_default="127.0.0.1:9705",
+    )  # fmt: skip
+    app = target_for(loaded, "app", "someone")
+    other = target_for(loaded, "other", "someone")
+    assert app is not None and other is not None
+    assert (app.host, app.port, app.user, app.forced, app.pool_size) == (
+        "db1",
+        6000,
+        "owner",
+        True,
+        3,
+    )
+    assert (other.host, other.port, other.dbname, other.user, other.forced) == (
+        "db2",
+        5432,
+        "other",
+        "someone",
+        False,
+    )
+    with pytest.raises(ConfigError, match="'pgbouncer' is the admin console's"):
+        load_settings(
+            PgAmbassadorSettings, ["--client-auth", "trust", "--databases", '{"pgbouncer": {}}'],
+            {}, prog="podkit pg-ambassador", admin_default="127.0.0.1:9705",
+        )  # fmt: skip
