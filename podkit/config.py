@@ -70,6 +70,8 @@ class ForeignSettings:
 
     settings: dict[str, Any]
     notices: list[Notice] = dataclass_field(default_factory=list)
+    where: dict[str, str] = dataclass_field(default_factory=dict)
+    """setting -> where the file set it ("FILE:LINE key"), for the error naming a bad value."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,10 @@ class ForeignConfig:
 
     The settings it returns rank as a config file's (below PODKIT_* env and flags, below
     podkit's own --config too). `default_path` is read when the setting is unset and that
-    file exists (an image's conventional mount point). A reader raises ConfigError naming
-    the file, line, section and key of a problem.
+    file exists (an image's conventional mount point), in podkit's images only (env
+    PODKIT_IMAGE, which images/Containerfile.in sets): on a host, the same path may hold the
+    distribution's own file for the tool podkit replaces. A reader raises ConfigError
+    naming the file, line, section and key of a problem.
     """
 
     reader: str
@@ -684,29 +688,35 @@ def _env_names(name: str, info: FieldInfo) -> list[tuple[str, bool]]:
     ]
 
 
+IMAGE_ENV = f"{ENV_PREFIX}IMAGE"
+"""Set in podkit's images: a ForeignConfig's default path is read there only."""
+
+
 def _read_foreign(
     settings_cls: type[HelperSettings],
     merged: dict[str, Any],
-    origins: dict[str, Origin],
     notices: list[Notice],
+    environ: Mapping[str, str],
 ) -> dict[str, tuple[Any, Origin]]:
     """Run each ForeignConfig reader whose path is set (or whose default file exists)."""
     found: dict[str, tuple[Any, Origin]] = {}
+    in_image = bool(environ.get(IMAGE_ENV))
     for name, info in settings_cls.model_fields.items():
         foreign = _meta(info, ForeignConfig)
         if foreign is None:
             continue
+        default = foreign.default_path
         path = merged.get(name) or (
-            foreign.default_path if foreign.default_path and os.path.isfile(foreign.default_path)
-            else ""
-        )  # fmt: skip
+            default if in_image and default and os.path.isfile(default) else ""
+        )
         if not path:
             continue
         result: ForeignSettings = import_attr(foreign.reader)(str(path))
         notices.extend(result.notices)
         origin = Origin("file", f"{flag_name(name).removeprefix('--')} file {path}")
         for key, value in result.settings.items():
-            found[key] = (value, origin)
+            where = result.where.get(key)
+            found[key] = (value, Origin("file", where) if where else origin)
         if name not in merged:
             found[name] = (str(path), Origin("default"))
     return found
@@ -790,7 +800,7 @@ def load_settings(
             notices.append(Notice("deprecated_setting", {"name": spelling, "use": flag_name(name)}))
 
     # A foreign file ranks below everything the user set in podkit's own terms.
-    for key, (value, origin) in _read_foreign(settings_cls, merged, origins, notices).items():
+    for key, (value, origin) in _read_foreign(settings_cls, merged, notices, environ).items():
         if key not in merged:
             merged[key] = value
             origins[key] = origin

@@ -96,6 +96,7 @@ class ClientConn(asyncio.Protocol):
         self.close_at_boundary = False
         self.closed = False
         self.console = False
+        self.console_read_only = False  # a stats_users user: SHOW only
         self.user = ""
         self.database = ""
         self.addr = ""
@@ -375,18 +376,25 @@ class ClientConn(asyncio.Protocol):
         self.state = LOGIN
         keys = self.authenticator.scram_keys
         if self.database == "pgbouncer":
-            admins = self.settings.admin_users
-            if admins and self.user not in admins:
+            admins, readers = self.settings.admin_users, self.settings.stats_users
+            if (admins or readers) and self.user not in admins and self.user not in readers:
                 self.fatal("28000", f'pg-ambassador: user "{self.user}" may not use the console')
                 return
             self.console = True
+            self.console_read_only = self.user not in admins and self.user in readers
             self._welcome({"server_version": "16.0 (podkit pg-ambassador)",
                            "client_encoding": "UTF8", "server_encoding": "UTF8",
                            "DateStyle": "ISO, MDY", "standard_conforming_strings": "on",
                            "integer_datetimes": "on"})  # fmt: skip
             return
-        self.pool = self.amb.pool_for(self.database, self.user)
-        if keys is not None and self.pool.scram_keys is None:
+        pool = self.amb.pool_for(self.database, self.user)
+        if pool is None:  # --databases (pgbouncer.ini's [databases]) does not name it
+            self.fatal("3D000", f'pg-ambassador: no such database: "{self.database}"')
+            return
+        self.pool = pool
+        self.passthrough = pool.target.pool_mode == "session"
+        # the client's SCRAM keys log the pool in only as the client's own user
+        if keys is not None and self.pool.scram_keys is None and pool.server_user == self.user:
             self.pool.scram_keys = keys
         if self.pool.params is not None:
             self._login_with(self.pool.params)  # the usual case: no task, no await
@@ -597,7 +605,7 @@ class ClientConn(asyncio.Protocol):
         if self.close_at_boundary:
             self.fatal("57P01", ADMIN_SHUTDOWN)
             return
-        if self.pinned is None and self.settings.pool_mode == "transaction":
+        if self.pinned is None and not self.passthrough:
             # idle from now, not from its last message: a query longer than
             # client_idle_timeout must not get its client closed as it ends
             self.last_activity = now = time.monotonic()

@@ -65,7 +65,10 @@ class Console:
         verb = words[0].upper() if words else ""
         arg = words[1].upper() if len(words) > 1 else ""
         out: list[bytes]
-        if verb == "SHOW" and arg in _SHOW:
+        if client.console_read_only and verb != "SHOW":
+            message = f'pg-ambassador: user "{client.user}" may run SHOW commands only'
+            out = [pq.error_response(message, "42501")]
+        elif verb == "SHOW" and arg in _SHOW:
             columns, rows = _SHOW[arg](self.amb)
             out = [pq.row_description(columns)]
             out += [pq.data_row([None if v is None else str(v) for v in row]) for row in rows]
@@ -146,7 +149,7 @@ def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
             pool.database, pool.user, len(pool.clients) - len(waiting), len(waiting),
             len(pool.active) - resetting, sum(1 for s in pool.active if s.cancelling),
             pool.idle_count(), resetting, pool.connecting, int(maxwait),
-            int((maxwait % 1) * 1e6), amb.settings.pool_mode,
+            int((maxwait % 1) * 1e6), pool.target.pool_mode,
         ])  # fmt: skip
     return columns, rows
 
@@ -257,13 +260,13 @@ def _databases(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     columns = ["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
                "reserve_pool", "pool_mode", "max_connections", "current_connections",
                "paused", "disabled"]  # fmt: skip
-    s = amb.settings
     rows: list[list[object]] = []
     for pool in amb.pools.values():
+        t = pool.target
         rows.append([
-            pool.database, s.server_host, s.server_port, pool.server_database,
-            s.server_user or "", s.pool_size, s.min_pool_size, s.reserve_pool_size,
-            s.pool_mode, 0, pool.total(), int(pool.paused), 0,
+            pool.database, t.host, t.port, pool.server_database,
+            amb.settings.server_user or "", t.pool_size, t.min_pool_size, t.reserve_pool_size,
+            t.pool_mode, 0, pool.total(), int(pool.paused), 0,
         ])  # fmt: skip
     return columns, rows
 

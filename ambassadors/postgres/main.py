@@ -16,6 +16,7 @@ from podkit.ambassadors.postgres.client import AUTH, ClientConn
 from podkit.ambassadors.postgres.console import Console
 from podkit.ambassadors.postgres.metrics import PgCollector
 from podkit.ambassadors.postgres.pool import Pool, Stats
+from podkit.ambassadors.postgres.routing import target_for
 from podkit.ambassadors.postgres.server import Resolver, ServerConn, resolve
 from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
@@ -116,11 +117,19 @@ class Ambassador:
         """Log a per-connection problem at most once a second; the metrics count them all."""
         self._throttled.warning(event, **fields)
 
-    def pool_for(self, database: str, user: str) -> Pool:
+    def pool_for(self, database: str, user: str) -> Pool | None:
+        """The pool of `database` and `user`; None when --databases has no such database."""
         key = (database, user)
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = Pool(self, database, user)
+            target = target_for(self.settings, database, user)
+            if target is None:
+                return None
+            if target.forced:  # one pool for the database, whoever the client
+                key = (database, target.user)
+                pool = self.pools.get(key)
+            if pool is None:
+                pool = self.pools[key] = Pool(self, database, key[1], target)
         return pool
 
     # --- cancel keys -----------------------------------------------------------------------------
@@ -170,11 +179,18 @@ class Ambassador:
             now = time.monotonic()
             for pool in list(self.pools.values()):
                 pool.check(now)
-            idle_timeout = self.settings.client_idle_timeout
-            if idle_timeout:
-                for client in list(self.clients):
-                    if not client.holding and now - client.last_activity > idle_timeout:
-                        client.fatal("57P05", "pg-ambassador: client_idle_timeout")
+            for client in list(self.clients):
+                idle_timeout = (
+                    client.pool.target.client_idle_timeout
+                    if client.pool is not None
+                    else self.settings.client_idle_timeout
+                )
+                if (
+                    idle_timeout
+                    and not client.holding
+                    and now - client.last_activity > idle_timeout
+                ):
+                    client.fatal("57P05", "pg-ambassador: client_idle_timeout")
             if now - last_addresses > ADDRESS_CHECK_EVERY:
                 last_addresses = now
                 for pool in list(self.pools.values()):
@@ -225,6 +241,7 @@ async def run(settings: PgAmbassadorSettings, runtime: Runtime) -> None:
         server=f"{settings.server_host}:{settings.server_port}",
         pool_mode=settings.pool_mode,
         pool_size=settings.pool_size,
+        **({"databases": sorted(settings.databases)} if settings.databases else {}),
     )
     runtime.set_ready(True)
     checks = asyncio.create_task(amb.check_loop(), name="pool-checks")

@@ -32,6 +32,7 @@ from podkit.backoff import Backoff
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.client import ClientConn
     from podkit.ambassadors.postgres.main import Ambassador
+    from podkit.ambassadors.postgres.routing import PoolTarget
     from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 
 # GUCs a client may set that the server reports in ParameterStatus: tracked, and set again
@@ -102,15 +103,17 @@ def quote_ident(name: str) -> str:
 
 
 class Pool:
-    def __init__(self, amb: Ambassador, database: str, user: str) -> None:
+    def __init__(self, amb: Ambassador, database: str, user: str, target: PoolTarget) -> None:
         self.amb = amb
         self.settings: PgAmbassadorSettings = amb.settings
         self.stats: Stats = amb.stats
         self.log = amb.log
         self.database = database
         self.user = user
-        self.server_user = self.settings.server_user or user
-        self.server_database = self.settings.server_dbname or database
+        # where it connects and how it pools (routing.target_for: --databases, --users)
+        self.target = target
+        self.server_user = target.user
+        self.server_database = target.dbname
         self.idle: list[ServerConn] = []
         # Idle servers kept by their last client (park), oldest first: given to another
         # client only when no plain idle one is left, and counted as idle everywhere.
@@ -334,7 +337,7 @@ class Pool:
             server.transport.resume_reading()
 
     def _reusable(self, server: ServerConn, now: float) -> bool:
-        lifetime = self.settings.server_lifetime
+        lifetime = self.target.server_lifetime
         return not (
             (lifetime and now - server.created > lifetime)
             or server.addr in self.retired_addrs
@@ -452,7 +455,7 @@ class Pool:
         if server.read_paused:
             server.read_paused = False
             transport.resume_reading()
-        if client.pinned or self.settings.pool_mode == "session":
+        if client.pinned or self.target.pool_mode == "session":
             server.dirty = True
         if server.copy_in:
             transport.write(pq.message(b"f", b"client disconnected\x00"))
@@ -480,14 +483,14 @@ class Pool:
     def maybe_connect(self) -> None:
         if self.amb.closing or not self.waiters or self.paused:
             return
-        limit = self.settings.pool_size
+        limit = self.target.pool_size
         oldest = next((c for c in self.waiters if not c.closed), None)
         if (
-            self.settings.reserve_pool_size
+            self.target.reserve_pool_size
             and oldest is not None
             and time.monotonic() - oldest.wait_started > self.settings.reserve_pool_timeout
         ):
-            limit += self.settings.reserve_pool_size
+            limit += self.target.reserve_pool_size
         need = len(self.waiters) - self.connecting
         while need > 0 and self.total() < limit:
             if not self._start_connect():
@@ -506,26 +509,60 @@ class Pool:
 
     async def _login(self) -> ServerConn:
         """Resolve the server host again (retiring addresses it lost), then log in."""
-        settings = self.settings
-        addrs = await self.amb.resolve(settings.server_host, settings.server_port)
+        target = self.target
+        addrs = await self.amb.resolve(target.host, target.port)
         self.resolved(addrs)
         return await login(
             self,
-            host=settings.server_host,
-            port=settings.server_port,
+            host=target.host,
+            port=target.port,
             addrs=addrs,
             user=self.server_user,
             database=self.server_database,
-            password=self.amb.server_password,
+            password=self._server_password(),
             tls=self.amb.server_tls,
             scram_keys=self.scram_keys,
         )
+
+    def _server_password(self) -> str | None:
+        """The database entry's password, else --password-file, else (as PgBouncer) the
+        server user's own auth_file entry when it is a plain password."""
+        if self.target.password is not None:
+            return self.target.password
+        if self.amb.server_password is not None:
+            return self.amb.server_password
+        stored = self.amb.lookup(self.server_user)
+        if stored is None or stored.startswith(("md5", "SCRAM-SHA-256$")):
+            return None  # a hash: the client's SCRAM keys may still log in (scram_keys)
+        return stored
+
+    async def _connect_query(self, server: ServerConn) -> None:
+        """The database's connect_query, once per new server connection; as PgBouncer, an
+        error is logged and the connection used anyway."""
+        done: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+
+        def after(ok: bool, status: bytes, error: str) -> None:
+            if not done.done():
+                done.set_result((ok, error))
+
+        server.run_internal(self.target.connect_query, after)
+        ok, error = await done
+        if not ok:
+            self.amb.warn("connect_query_failed", pool=self.label, error=error)
 
     async def _connect(self) -> None:
         settings = self.settings
         started = time.monotonic()
         try:
             server = await asyncio.wait_for(self._login(), settings.server_connect_timeout)
+            if self.target.connect_query:
+                try:
+                    await asyncio.wait_for(
+                        self._connect_query(server), settings.server_connect_timeout
+                    )
+                except BaseException:
+                    server.close()
+                    raise
         except Exception as exc:  # OSError, timeout, login refused, bad server bytes
             self.connecting -= 1
             self._connect_failed(exc)
@@ -593,13 +630,13 @@ class Pool:
                         "08P01",
                         "pg-ambassador: query_wait_timeout: no server connection became free "
                         f"within {wait_timeout:g}s (pool {self.label}, --pool-size "
-                        f"{settings.pool_size})",
+                        f"{self.target.pool_size})",
                     )
         if self.waiters:
             self.maybe_connect()
         idle_timeout = settings.server_idle_timeout
-        lifetime = settings.server_lifetime
-        keep = settings.min_pool_size
+        lifetime = self.target.server_lifetime
+        keep = self.target.min_pool_size
         for server in self.idle_servers():
             expired = (idle_timeout and now - server.last_used > idle_timeout) or (
                 lifetime and now - server.created > lifetime
@@ -613,8 +650,8 @@ class Pool:
                 task = asyncio.get_running_loop().create_task(self._connect())
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
-        query_timeout = settings.query_timeout
-        idle_txn = settings.idle_transaction_timeout
+        query_timeout = self.target.query_timeout
+        idle_txn = self.target.idle_transaction_timeout
         for server in list(self.active):
             client = server.client  # type: ignore[assignment]
             if client is None or isinstance(client, Orphan):
@@ -639,7 +676,7 @@ class Pool:
     async def check_addresses(self) -> None:
         """Resolve the server host (for pools opening no connection, which would)."""
         try:
-            addrs = await self.amb.resolve(self.settings.server_host, self.settings.server_port)
+            addrs = await self.amb.resolve(self.target.host, self.target.port)
         except OSError:
             return
         self.resolved(addrs)

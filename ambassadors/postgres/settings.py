@@ -16,10 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from podkit.ambassadors.postgres import auth, tls
+from podkit.ambassadors.postgres.routing import DatabaseEntry, UserEntry
 from podkit.config import (
     ByteSize,
     ConfigError,
     Duration,
+    ForeignConfig,
     HelperSettings,
     HostPort,
     Notice,
@@ -56,6 +58,32 @@ class PgAmbassadorSettings(HelperSettings):
         None,
         description="connect every client database to this PostgreSQL database "
         "(default: the client's); env DATABASES_DBNAME",
+    )
+    pgbouncer_config: Annotated[
+        str | None,
+        ForeignConfig(
+            reader="podkit.ambassadors.postgres.pgbouncer_ini:read",
+            default_path="/etc/pgbouncer/pgbouncer.ini",
+        ),
+    ] = Field(
+        None,
+        description="read this pgbouncer.ini ([databases], [users], [pgbouncer], %include; "
+        "its auth_file is the userlist.txt); default in the image: "
+        "/etc/pgbouncer/pgbouncer.ini if it exists. podkit's own settings win over it",
+        json_schema_extra={"metavar": "FILE"},
+    )
+    databases: dict[str, DatabaseEntry] = Field(
+        default_factory=dict,
+        description="the databases clients may ask for (YAML), PgBouncer's [databases]: "
+        "NAME: {host, port, dbname, user, password, pool_size, min_pool_size, "
+        "reserve_pool_size, pool_mode, connect_query, server_lifetime}, unset keys from the "
+        "settings here; '*' takes every other name; empty: every name goes to --server-host",
+    )
+    users: dict[str, UserEntry] = Field(
+        default_factory=dict,
+        description="per-user pool settings (YAML), PgBouncer's [users]: NAME: {pool_mode, "
+        "pool_size, reserve_pool_size, query_timeout, idle_transaction_timeout, "
+        "client_idle_timeout}",
     )
     password_file: SecretFile = Field(
         None,
@@ -160,6 +188,12 @@ class PgAmbassadorSettings(HelperSettings):
     server_connect_timeout: Annotated[
         Duration, Alias(env=("PGBOUNCER_SERVER_CONNECT_TIMEOUT",))
     ] = Field(15.0, gt=0, description="timeout of connecting and logging in to PostgreSQL")
+    connect_query: Annotated[str | None, Alias(env=("DATABASES_CONNECT_QUERY",))] = Field(
+        None,
+        min_length=1,
+        description="run on each new server connection before any client gets it (an error is "
+        "logged, the connection used); a --databases entry's own connect_query wins",
+    )
     server_reset_query: Annotated[str, Alias(env=("PGBOUNCER_SERVER_RESET_QUERY",))] = Field(
         "DISCARD ALL",
         description="run on a server before another client gets it, after a session-mode or "
@@ -184,6 +218,11 @@ class PgAmbassadorSettings(HelperSettings):
         default_factory=list,
         description="users allowed on the `pgbouncer` admin database (empty: every user)",
     )
+    stats_users: Annotated[list[str], Alias(env=("PGBOUNCER_STATS_USERS",))] = Field(
+        default_factory=list,
+        description="users allowed on the `pgbouncer` admin database for SHOW commands only "
+        "(with --admin-users or this set, nobody else gets in)",
+    )
     stats_period: Duration = Field(
         1.0, gt=0, description="how often pools are checked for timeouts and idle servers"
     )
@@ -196,6 +235,23 @@ class PgAmbassadorSettings(HelperSettings):
     def _file_exists(cls, value: str | None) -> str | None:
         if value is not None and not Path(value).is_file():
             raise ValueError(f"file {value} does not exist")
+        return value
+
+    @field_validator("databases")
+    @classmethod
+    def _console_name_reserved(cls, value: dict[str, DatabaseEntry]) -> dict[str, DatabaseEntry]:
+        if "pgbouncer" in value:
+            raise ValueError("the database name 'pgbouncer' is the admin console's")
+        return value
+
+    @field_validator("admin_users", "stats_users", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        # PgBouncer's "a, b" in one value, as in PGBOUNCER_ADMIN_USERS or pgbouncer.ini
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return [name.strip() for item in value for name in item.split(",") if name.strip()]
         return value
 
     @field_validator("password", mode="before")
@@ -301,12 +357,9 @@ REFUSED: dict[str, tuple[tuple[str, ...], str]] = {
     "PGBOUNCER_AUTH_DBNAME": ((), "no auth_query login: use --auth-file"),
     "DATABASES_AUTH_USER": ((), "no auth_query login: use --auth-file"),
     "PGBOUNCER_USERLIST": ((), "credentials come from --auth-file"),
-    "PGBOUNCER_STATS_USERS": ((), "no read-only console users: see --admin-users"),
     "PGBOUNCER_MAX_DB_CONNECTIONS": (("0",), "no per-database connection limit"),
     "PGBOUNCER_MAX_USER_CONNECTIONS": (("0",), "no per-user connection limit"),
     "DATABASES_MAX_DB_CONNECTIONS": (("0",), "no per-database connection limit"),
-    "PGBOUNCER_CONNECT_QUERY": ((), "no query is run on new server connections"),
-    "DATABASES_CONNECT_QUERY": ((), "no query is run on new server connections"),
     "DATABASES_CLIENT_ENCODING": ((), "server connections take the client's settings"),
     "DATABASES_DATESTYLE": ((), "server connections take the client's settings"),
     "DATABASES_TIMEZONE": ((), "server connections take the client's settings"),

@@ -156,10 +156,13 @@ def test_foreign_default_path_is_read_only_when_it_exists(tmp_path: Path) -> Non
             str, ForeignConfig(reader=f"{__name__}:read_ini", default_path=str(default))
         ] = ""
 
-    def load_default() -> WithDefault:
-        return load_settings(WithDefault, [], {}, prog="p", admin_default=":1")
+    def load_default(environ: dict[str, str]) -> WithDefault:
+        return load_settings(WithDefault, [], environ, prog="p", admin_default=":1")
 
-    assert load_default().repo == ""
+    image = {"PODKIT_IMAGE": "echo"}  # what podkit's images set
+    assert load_default(image).repo == ""
     default.write_text("repo = mounted\n")
-    settings = load_default()
+    settings = load_default(image)
     assert (settings.repo, settings.foreign_config) == ("mounted", str(default))
+    # on a host the same path may be the distribution's own file: not read unasked
+    assert load_default({}).repo == ""
