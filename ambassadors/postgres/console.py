@@ -44,17 +44,17 @@ class Console:
 
     def handle(self, client: ClientConn, messages: list[tuple[int, bytes]]) -> None:
         for kind, msg in messages:
-            if kind == 88:  # X
+            if kind == pq.TERMINATE_MSG:
                 client.transport.close()
                 return
-            if kind != 81:
+            if kind != pq.QUERY:
                 client.transport.write(
                     pq.error_response(
                         "pg-ambassador console: only the simple query protocol is supported",
                         "08P01",
                     )
                 )
-                if kind == 83:
+                if kind == pq.SYNC_MSG:
                     client.transport.write(pq.READY_IDLE)
                 continue
             sql = msg[5:-1].decode(errors="replace").strip().rstrip(";").strip()

@@ -13,7 +13,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from podkit.ambassadors.postgres.pool import WAIT_BUCKETS
+from podkit.ambassadors.postgres.context import WAIT_BUCKETS
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.main import Ambassador
