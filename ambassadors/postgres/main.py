@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Callable
 
+from podkit.ambassadors.postgres import core
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.client import AUTH, ClientConn
 from podkit.ambassadors.postgres.console import Console
@@ -61,7 +62,12 @@ class Ambassador(Context):
             out["transactions"] += pool.xacts
             out["queries"] += pool.queries
             longest_wait = max([longest_wait, *(now - c.wait_started for c in waiting)])
-        return {"pools": len(self.pools), **out, "max_wait_seconds": round(longest_wait, 3)}
+        return {
+            "pools": len(self.pools),
+            **out,
+            "max_wait_seconds": round(longest_wait, 3),
+            "core": core.loaded(),
+        }
 
     def pool_for(self, database: str, user: str) -> Pool:
         key = (database, user)
@@ -166,8 +172,12 @@ class Ambassador(Context):
 async def run(settings: PgAmbassadorSettings, runtime: Runtime) -> None:
     amb = Ambassador(settings, runtime)
     bound = await amb.start()
+    problem = core.problem()
+    if problem:  # never silently slow
+        runtime.log.warning("core_not_compiled", reason=problem, running="python source")
     runtime.log.info(
         "listening",
+        core=core.loaded(),
         addr=bound,
         server=f"{settings.server_host}:{settings.server_port}",
         pool_mode=settings.pool_mode,
