@@ -80,6 +80,10 @@ def build(directory: Path = HERE, jobs: int = 2) -> None:
             target.write_bytes(built.read_bytes())
             target.chmod(0o755)
             print(f"build_core: {target}", file=sys.stderr)
+        # no stray extension of a module no longer compiled (core.py would skip it anyway)
+        for stray in directory.glob("*.so"):
+            if stray.name.split(".")[0] not in core.COMPILED:
+                stray.unlink()
         # what each extension was built from: core.py loads none built from another source
         sums = "".join(f"{name} {sums_before[name]}\n" for name in core.COMPILED)
         (directory / core.SUMS).write_text(sums)

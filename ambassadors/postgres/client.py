@@ -30,6 +30,21 @@ from podkit.ambassadors.postgres.client_base import (
 )
 from podkit.ambassadors.postgres.login import Login
 from podkit.ambassadors.postgres.pool import REPLAYED, quote_ident, quote_literal
+from podkit.ambassadors.postgres.protocol import (
+    BIND,
+    CLOSE,
+    COPY_DATA,
+    COPY_DONE,
+    COPY_FAIL,
+    DESCRIBE,
+    EXECUTE,
+    FLUSH_MSG,
+    FUNCTION_CALL,
+    PARSE,
+    QUERY,
+    SYNC_MSG,
+    TERMINATE_MSG,
+)
 from podkit.ambassadors.postgres.server import OWE_READY, ServerConn
 from podkit.ambassadors.postgres.statements import Statements, _refusal
 
@@ -82,7 +97,7 @@ class ClientConn(Login, Statements):
             server = self.server
             if server is not None and server.client is self:
                 self.process(messages)
-            elif messages[0][0] == pq.TERMINATE_MSG and not self.waiting:
+            elif messages[0][0] == TERMINATE_MSG and not self.waiting:
                 # Terminate needs no server: one parked with us stays parked until
                 # connection_lost hands it back (taking it back would cost an orphan's
                 # round of checks for nothing)
@@ -91,7 +106,7 @@ class ClientConn(Login, Statements):
                 self.process(messages)
             elif self.console:
                 self.amb.console.handle(self, messages)
-            elif self.waiting or messages[0][0] == pq.QUERY or not self.answer_locally(messages):
+            elif self.waiting or messages[0][0] == QUERY or not self.answer_locally(messages):
                 self.pending.extend(messages)
                 if not self.waiting:
                     self.need_server()
@@ -315,46 +330,46 @@ class ClientConn(Login, Statements):
             server.cancel_sent = False
         batch_start = not expect and not self.unsynced and server.status == b"I"
         for kind, msg in messages:
-            if kind == pq.QUERY:
+            if kind == QUERY:
                 server.pool.queries += 1
                 server.unnamed = None
                 if not self._query(server, msg, out):
                     expect.append(OWE_READY)
                     out.append(msg)
-            elif kind == pq.PARSE:
+            elif kind == PARSE:
                 self.unsynced = True
                 self._parse(server, msg, out)
-            elif kind == pq.BIND:
+            elif kind == BIND:
                 self.unsynced = True
                 key = self._bind(server, msg, out)
                 if key is not None:
                     self._verify(server, key, messages, msg, out)
                     return
-            elif kind == pq.EXECUTE:
+            elif kind == EXECUTE:
                 self.unsynced = True
                 server.pool.queries += 1
                 out.append(msg)
-            elif kind == pq.SYNC_MSG:
+            elif kind == SYNC_MSG:
                 self.unsynced = False
                 server.batch += 1
                 expect.append(OWE_READY)
                 out.append(msg)
-            elif kind == pq.DESCRIBE:
+            elif kind == DESCRIBE:
                 self.unsynced = True
                 self._describe(server, msg, out)
-            elif kind == pq.CLOSE:
+            elif kind == CLOSE:
                 self.unsynced = True
                 self._close(server, msg, out)
-            elif kind == pq.FLUSH_MSG:
+            elif kind == FLUSH_MSG:
                 out.append(msg)
-            elif kind == pq.COPY_DATA or kind == pq.COPY_DONE or kind == pq.COPY_FAIL:
-                if kind != pq.COPY_DATA:
+            elif kind in (COPY_DATA, COPY_DONE, COPY_FAIL):
+                if kind != COPY_DATA:
                     server.copy_in = False
                 out.append(msg)
-            elif kind == pq.FUNCTION_CALL:
+            elif kind == FUNCTION_CALL:
                 expect.append(OWE_READY)
                 out.append(msg)
-            elif kind == pq.TERMINATE_MSG:
+            elif kind == TERMINATE_MSG:
                 if out:
                     server.transport.writelines(out)
                 self.transport.close()
@@ -380,28 +395,28 @@ class ClientConn(Login, Statements):
             server.cancel_sent = False
         out: list[bytes] = []
         for kind, msg in messages:
-            if (kind == pq.QUERY or kind == pq.PARSE) and session.suspect(msg):
+            if (kind in (QUERY, PARSE)) and session.suspect(msg):
                 self._free_database(kind, msg)
-            if kind == pq.QUERY or kind == pq.FUNCTION_CALL:
-                if kind == pq.QUERY:
+            if kind in (QUERY, FUNCTION_CALL):
+                if kind == QUERY:
                     server.pool.queries += 1
                 expect.append(OWE_READY)
-            elif kind == pq.SYNC_MSG:
+            elif kind == SYNC_MSG:
                 self.unsynced = False
                 expect.append(OWE_READY)
-            elif kind == pq.TERMINATE_MSG:
+            elif kind == TERMINATE_MSG:
                 if out:
                     server.transport.writelines(out)
                 self.transport.close()
                 return
-            elif kind == pq.PARSE or kind == pq.BIND or kind == pq.DESCRIBE or kind == pq.CLOSE:
+            elif kind in (PARSE, BIND, DESCRIBE, CLOSE):
                 self.unsynced = True
-            elif kind == pq.EXECUTE:
+            elif kind == EXECUTE:
                 self.unsynced = True
                 server.pool.queries += 1
-            elif kind == pq.COPY_DONE or kind == pq.COPY_FAIL:
+            elif kind in (COPY_DONE, COPY_FAIL):
                 server.copy_in = False
-            elif kind != pq.FLUSH_MSG and kind != pq.COPY_DATA:
+            elif kind != FLUSH_MSG and kind != COPY_DATA:
                 self.protocol_error(pq.ProtocolError(f"invalid frontend message type {kind}"))
                 return
             out.append(msg)
@@ -412,7 +427,7 @@ class ClientConn(Login, Statements):
         free_database); the pool keeps servers after their clients left here too."""
         pool = self.pool
         assert pool is not None
-        if kind == pq.QUERY:  # the text
+        if kind == QUERY:  # the text
             events = session.classify(msg[5:-1], pool.reported)
         else:  # Parse: the statement name, then the Parse body
             events = pool.classify_parse(msg[msg.index(b"\x00", 5) + 1 :])

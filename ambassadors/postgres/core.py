@@ -32,9 +32,14 @@ from types import ModuleType
 
 PACKAGE = __name__.rpartition(".")[0]
 HERE = Path(__file__).resolve().parent
-# What runs per message or per transaction; compiled in this order (the first is the
-# smallest: a quick failure if the compiler is broken).
-COMPILED = ("protocol", "session", "server", "pool", "client_base", "statements", "client")
+# What is compiled: the modules of the hot path that run faster so. Measured (thread CPU
+# time per call, CPython 3.11, Cython 3.2 on these unchanged sources): the framer 0.77 us
+# compiled against 1.16 us for a five-message batch; but the relay loop (server.py) 1.25
+# us against 1.10 us, and session.suspect 0.67 against 0.64: code made of attribute and
+# method lookups on Python objects runs faster in CPython's specializing interpreter than
+# as Cython's generic calls, so server, pool, client and statements stay Python until
+# their state is typed for the compiler.
+COMPILED = ("protocol",)
 ENV = "PODKIT_PURE_PYTHON"
 SUMS = "core.sums"  # "name sha256-of-its-source" per line, next to the extensions
 _TRUE = ("1", "true", "yes", "on")
@@ -82,9 +87,16 @@ class _CoreFinder(MetaPathFinder):
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
         package, _, name = fullname.rpartition(".")
-        if package != PACKAGE or name not in COMPILED:
+        if package != PACKAGE:
             return None
         source = HERE / f"{name}.py"
+        if name not in COMPILED:
+            # the source, even beside a stray extension (one compiled before, say)
+            return (
+                importlib.util.spec_from_file_location(fullname, source)
+                if source.exists()
+                else None
+            )
         if not pure_requested():
             extension = extension_path(name)
             if extension is None:

@@ -28,6 +28,20 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.auth import AuthError, ServerAuth
+from podkit.ambassadors.postgres.protocol import (
+    BIND_COMPLETE_MSG,
+    CLOSE_COMPLETE_MSG,
+    COPY_IN_RESPONSE,
+    ERROR_RESPONSE,
+    FLUSH_MSG,
+    NO_DATA,
+    NOTIFICATION_RESPONSE,
+    PARAMETER_DESCRIPTION,
+    PARAMETER_STATUS,
+    PARSE_COMPLETE_MSG,
+    READY_FOR_QUERY,
+    ROW_DESCRIPTION,
+)
 from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, TlsError, after_ssl_answer
 from podkit.ambassadors.postgres.tls import describe as describe_tls
 
@@ -161,14 +175,14 @@ OWE_POOL_CLOSE = PoolClose()
 # Types looked at in the server's stream; everything else passes untouched.
 _LOOK = bytearray(256)
 for _t in (
-    pq.READY_FOR_QUERY, pq.ERROR_RESPONSE, pq.PARSE_COMPLETE_MSG, pq.CLOSE_COMPLETE_MSG,
-    pq.PARAMETER_STATUS, pq.COPY_IN_RESPONSE, pq.NOTIFICATION_RESPONSE,
+    READY_FOR_QUERY, ERROR_RESPONSE, PARSE_COMPLETE_MSG, CLOSE_COMPLETE_MSG,
+    PARAMETER_STATUS, COPY_IN_RESPONSE, NOTIFICATION_RESPONSE,
 ):  # fmt: skip
     _LOOK[_t] = 1
 # ... and while a statement's first use (RETRY) or a statement Describe (DESCRIBE) is
 # answered: BindComplete, ParameterDescription, RowDescription, NoData.
 LOOK_WATCH = bytearray(_LOOK)
-for _t in (pq.BIND_COMPLETE_MSG, pq.PARAMETER_DESCRIPTION, pq.ROW_DESCRIPTION, pq.NO_DATA):
+for _t in (BIND_COMPLETE_MSG, PARAMETER_DESCRIPTION, ROW_DESCRIPTION, NO_DATA):
     LOOK_WATCH[_t] = 1
 del _t
 
@@ -302,7 +316,7 @@ class ServerConn(asyncio.Protocol):
             if end > n:
                 break
             forward: bytes | bool | None = True
-            if kind == pq.READY_FOR_QUERY:
+            if kind == READY_FOR_QUERY:
                 expect = self.expect
                 while expect:
                     if expect.popleft()[0] == READY:
@@ -328,7 +342,7 @@ class ServerConn(asyncio.Protocol):
                     self.query_started = 0.0
                     if (status == b"I" and not client.unsynced) or client.closed:
                         release = True
-            elif kind == pq.PARSE_COMPLETE_MSG:
+            elif kind == PARSE_COMPLETE_MSG:
                 expect = self.expect
                 if expect and expect[0][0] <= POOL_PARSE:
                     parsed: ClientParse | PoolParse = expect.popleft()  # type: ignore[assignment]
@@ -336,37 +350,32 @@ class ServerConn(asyncio.Protocol):
                         forward = False
                     if parsed.key is not None:
                         self.pool.parsed(parsed.key)
-            elif (
-                kind == pq.BIND_COMPLETE_MSG
-                or kind == pq.ROW_DESCRIPTION
-                or kind == pq.NO_DATA
-                or kind == pq.PARAMETER_DESCRIPTION
-            ):
+            elif kind in (BIND_COMPLETE_MSG, ROW_DESCRIPTION, NO_DATA, PARAMETER_DESCRIPTION):
                 expect = self.expect
                 if expect and expect[0][0] == DESCRIBE_ROWS:
                     described: DescribeRows = expect[0]  # type: ignore[assignment]
                     forward = not described.verify  # the pooler's own: swallowed
-                    if kind != pq.PARAMETER_DESCRIPTION:  # RowDescription or NoData
+                    if kind != PARAMETER_DESCRIPTION:  # RowDescription or NoData
                         expect.popleft()
                         self._described(described, data[pos:end])
-                if kind != pq.PARAMETER_DESCRIPTION and expect and expect[0][0] == RETRY:
+                if kind != PARAMETER_DESCRIPTION and expect and expect[0][0] == RETRY:
                     expect.popleft()  # a first use went well: nothing to run again
                 self.look = look = self._look()
-            elif kind == pq.CLOSE_COMPLETE_MSG:
+            elif kind == CLOSE_COMPLETE_MSG:
                 expect = self.expect
                 if expect and (expect[0][0] == CLIENT_CLOSE or expect[0][0] == POOL_CLOSE):
                     forward = expect.popleft()[0] != POOL_CLOSE
-            elif kind == pq.ERROR_RESPONSE:
+            elif kind == ERROR_RESPONSE:
                 forward = self._error(data[pos:end])
-            elif kind == pq.PARAMETER_STATUS:
+            elif kind == PARAMETER_STATUS:
                 name, value = pq.parse_parameter_status(data[pos:end])
                 self.params[name] = value
                 self.settings_key = None
                 client.params[name] = value
                 client.params_version += 1
-            elif kind == pq.COPY_IN_RESPONSE:
+            elif kind == COPY_IN_RESPONSE:
                 self.copy_in = True
-            elif kind == pq.NOTIFICATION_RESPONSE:
+            elif kind == NOTIFICATION_RESPONSE:
                 forward = self._notification(data[pos:end])
             if forward is not True:
                 if pieces is None:
@@ -423,7 +432,7 @@ class ServerConn(asyncio.Protocol):
                 if expect and expect[0][0] == READY:
                     self.retry = Rerun(retry.client, retry.rest, retry.name, msg, False)
                     return False
-                if not expect and retry.rest[-1][0] == pq.FLUSH_MSG:
+                if not expect and retry.rest[-1][0] == FLUSH_MSG:
                     # Parse, Describe, Flush (asyncpg's prepare): the client sent no Sync
                     # yet, so the pooler ends the failed batch itself
                     self.transport.write(pq.SYNC)
@@ -497,7 +506,7 @@ class ServerConn(asyncio.Protocol):
     def _idle_data(self, data: bytes) -> None:
         with contextlib.suppress(Exception):
             for kind, msg in pq.iter_messages(self.tail + data):
-                if kind == pq.PARAMETER_STATUS:
+                if kind == PARAMETER_STATUS:
                     name, value = pq.parse_parameter_status(msg)
                     self.params[name] = value
                     self.settings_key = None
@@ -545,14 +554,14 @@ class ServerConn(asyncio.Protocol):
             if end > n:
                 break
             kind = buf[pos]
-            if kind == pq.PARAMETER_STATUS:
+            if kind == PARAMETER_STATUS:
                 name, value = pq.parse_parameter_status(buf[pos:end])
                 self.params[name] = value
                 self.settings_key = None
-            elif kind == pq.ERROR_RESPONSE:
+            elif kind == ERROR_RESPONSE:
                 if not self.internal_error:
                     self.internal_error = pq.parse_error_fields(buf[pos:end]).get("M", "error")
-            elif kind == pq.READY_FOR_QUERY:
+            elif kind == READY_FOR_QUERY:
                 self.status = buf[pos + 5 : pos + 6]
                 callback, self.internal = self.internal, None
                 self.tail = buf[end:]

@@ -13,6 +13,16 @@ import struct
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres import session
 from podkit.ambassadors.postgres.client_base import ClientBase
+from podkit.ambassadors.postgres.protocol import (
+    CLOSE,
+    DESCRIBE,
+    EXECUTE,
+    FLUSH_MSG,
+    PARSE,
+    SYNC_MSG,
+    TARGET_PORTAL,
+    TARGET_STATEMENT,
+)
 from podkit.ambassadors.postgres.server import (
     CLIENT_CLOSE,
     CLIENT_PARSE,
@@ -57,21 +67,21 @@ class Statements(ClientBase):
         known = pool.known
         stmts = self.stmts
         for kind, msg in messages:
-            if kind == pq.PARSE:
+            if kind == PARSE:
                 stop = msg.index(b"\x00", 5)
                 name, pos = msg[5:stop], stop + 1
                 if not name or name in stmts or msg[pos:] not in known:
                     return False
-            elif kind == pq.CLOSE:
-                if msg[5] != pq.TARGET_STATEMENT or msg[6] == 0:
+            elif kind == CLOSE:
+                if msg[5] != TARGET_STATEMENT or msg[6] == 0:
                     return False
-            elif kind != pq.SYNC_MSG and kind != pq.FLUSH_MSG:
+            elif kind != SYNC_MSG and kind != FLUSH_MSG:
                 return False
-        if messages[-1][0] != pq.SYNC_MSG:
+        if messages[-1][0] != SYNC_MSG:
             return False
         out: list[bytes] = []
         for kind, msg in messages:
-            if kind == pq.PARSE:
+            if kind == PARSE:
                 name, pos = pq.cstr(msg, 5)
                 if name in stmts:  # twice in this batch: let the server path refuse it
                     return False
@@ -81,11 +91,11 @@ class Statements(ClientBase):
                 self.fresh.add(name)
                 self.stats.prepared_hits += 1
                 out.append(pq.PARSE_COMPLETE)
-            elif kind == pq.CLOSE:
+            elif kind == CLOSE:
                 name, _ = pq.cstr(msg, 6)
                 stmts.pop(name, None)
                 out.append(pq.CLOSE_COMPLETE)
-            elif kind == pq.SYNC_MSG:
+            elif kind == SYNC_MSG:
                 out.append(pq.READY_IDLE)
         self.transport.writelines(out)
         return True
@@ -265,7 +275,7 @@ class Statements(ClientBase):
             self.first_use = name
 
     def _describe(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
-        if msg[5] != pq.TARGET_STATEMENT:  # a portal's Describe passes
+        if msg[5] != TARGET_STATEMENT:  # a portal's Describe passes
             out.append(msg)
             return
         name, _ = pq.cstr(msg, 6)
@@ -285,7 +295,7 @@ class Statements(ClientBase):
         out.append(pq.message(b"D", b"S" + server_name + b"\x00"))
 
     def _close(self, server: ServerConn, msg: bytes, out: list[bytes]) -> None:
-        if msg[5] != pq.TARGET_STATEMENT:  # a portal: the server's business
+        if msg[5] != TARGET_STATEMENT:  # a portal: the server's business
             server.expect.append(OWE_CLOSE)
             out.append(msg)
             return
@@ -342,19 +352,15 @@ def _rest_of_batch(messages: list[tuple[int, bytes]], i: int) -> int:
     `messages[i]` ends (exclusive), or -1. Before i only Parses (their answers are
     ParseComplete, already seen); after it only portal Describe, Execute and Flush,
     up to the Sync (included) or ending in a Flush (asyncpg's Parse, Describe, Flush)."""
-    if any(kind != pq.PARSE for kind, _ in messages[:i]):
+    if any(kind != PARSE for kind, _ in messages[:i]):
         return -1
     for k in range(i + 1, len(messages)):
         kind, msg = messages[k]
-        if kind == pq.SYNC_MSG:
+        if kind == SYNC_MSG:
             return k + 1
-        if not (
-            kind == pq.EXECUTE
-            or kind == pq.FLUSH_MSG
-            or (kind == pq.DESCRIBE and msg[5] == pq.TARGET_PORTAL)
-        ):
+        if not (kind in (EXECUTE, FLUSH_MSG) or (kind == DESCRIBE and msg[5] == TARGET_PORTAL)):
             return -1
-    return len(messages) if messages[-1][0] == pq.FLUSH_MSG else -1
+    return len(messages) if messages[-1][0] == FLUSH_MSG else -1
 
 
 def _refusal(event: session.SessionEvent) -> str:
