@@ -178,7 +178,8 @@ class ClientConn(Login, Statements):
         """The server parked at our last transaction's end: take it back, unless the pool
         gave it to another client or closed it meanwhile."""
         if server.parked_by is self and not server.closed:
-            server.pool.unpark(server, self)
+            assert self.pool is not None  # (its server came from its pool)
+            self.pool.unpark(server, self)
             return True
         self.server = None
         return False

@@ -17,13 +17,13 @@ from podkit.ambassadors.postgres import core
 from podkit.ambassadors.postgres.context import WAIT_BUCKETS
 
 if TYPE_CHECKING:
-    from podkit.ambassadors.postgres.main import Ambassador
+    from podkit.ambassadors.postgres.console import ConsoleHub as Source
 
 P = "pg_ambassador_"
 
 
 class PgCollector(Collector):
-    def __init__(self, amb: Ambassador) -> None:
+    def __init__(self, amb: Source) -> None:
         self.amb = amb
 
     def collect(self) -> Iterator[Metric]:

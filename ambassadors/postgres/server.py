@@ -46,7 +46,28 @@ from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, TlsError, af
 from podkit.ambassadors.postgres.tls import describe as describe_tls
 
 if TYPE_CHECKING:
-    from podkit.ambassadors.postgres.pool import Pool
+    from podkit.ambassadors.postgres.context import Context, Stats
+    from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
+
+
+class ServerPool(Protocol):
+    """What a server connection needs of its pool (pool.Pool)."""
+
+    ctx: Context
+    stats: Stats
+    settings: PgAmbassadorSettings
+    bytes_sent: int
+    query_time: float
+    queries: int
+    xacts: int
+
+    def parsed(self, key: bytes) -> None: ...
+    def check_row_type(
+        self, key: bytes, row_type: bytes, client: ClientSide | None, name: bytes
+    ) -> None: ...
+    def statements_changed(self, keys: set[bytes]) -> None: ...
+    def release(self, server: ServerConn) -> None: ...
+    def server_lost(self, server: ServerConn) -> None: ...
 
 
 class Writer(Protocol):
@@ -219,7 +240,7 @@ class ServerLoginError(Exception):
 class ServerConn(asyncio.Protocol):
     """A logged-in server connection, idle in its pool or attached to one client."""
 
-    def __init__(self, pool: Pool, addr: tuple[str, int]) -> None:
+    def __init__(self, pool: ServerPool, addr: tuple[str, int]) -> None:
         self.pool = pool
         self.stats = pool.stats
         self.addr = addr
@@ -683,7 +704,7 @@ async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 
 async def login(
-    pool: Pool,
+    pool: ServerPool,
     *,
     host: str,
     port: int,
@@ -723,7 +744,7 @@ async def login(
 
 
 async def _login_on(
-    pool: Pool,
+    pool: ServerPool,
     addr: tuple[str, int],
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,

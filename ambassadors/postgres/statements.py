@@ -248,7 +248,8 @@ class Statements(ClientBase):
         if key is None:
             out.append(msg)  # PostgreSQL answers: prepared statement "name" does not exist
             return None
-        pool = server.pool
+        pool = self.pool
+        assert pool is not None  # (its server came from its pool)
         changed = pool.changed
         if changed and changed.get(key, 0) != self.stmt_gen.get(name, 0):
             if pool.shape_back(key, self.stmt_gen.get(name, 0)):

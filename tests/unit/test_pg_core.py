@@ -87,3 +87,15 @@ def test_without_the_switch_the_extension_is_imported_where_it_was_built() -> No
     env = {**os.environ, "PODKIT_PURE_PYTHON": "0"}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["compiled", "True", "''"], out.stderr
+
+
+def test_the_pg_ambassador_modules_import_each_other_in_floors() -> None:
+    """No module of the helper imports one that imports it back (TYPE_CHECKING imports
+    included, as for podkit/ in test_import_cycles.py): the parts see a Context, a Hub
+    or a Protocol of what they use, never main.Ambassador."""
+    from tests.unit import test_import_cycles as floors
+
+    modules = {f"{core.PACKAGE}.{path.stem}": path for path in core.HERE.glob("*.py")}
+    modules[core.PACKAGE] = modules.pop(f"{core.PACKAGE}.__init__")
+    graph = {name: floors._imports(name, path, modules) for name, path in modules.items()}
+    assert floors._cycles(graph) == []
