@@ -6,7 +6,11 @@ per server, re-Parsed where missing), pins clients that leave session state on t
 instead of leaking it, and drains at transaction boundaries on SIGTERM.
 """
 
+from podkit.ambassadors.postgres import core
 from podkit.helper import Helper
+
+# Before any module of the hot path is imported: the compiled one, or the source (core.py).
+core.install()
 
 helper = Helper(
     name="pg-ambassador",

@@ -23,7 +23,6 @@ key or proof never appears in a message, a repr or a log line.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import secrets
@@ -32,7 +31,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from .protocol import message, parse_error_fields
+from .protocol import (
+    AUTH_CLEARTEXT,
+    AUTH_GSS,
+    AUTH_GSS_CONTINUE,
+    AUTH_KERBEROS_V5,
+    AUTH_MD5,
+    AUTH_OK_CODE,
+    AUTH_SASL,
+    AUTH_SASL_CONTINUE,
+    AUTH_SASL_FINAL,
+    AUTH_SSPI,
+    auth_request,
+    cstring,
+    message,
+    parse_error_fields,
+    password_message,
+    read_i32,
+)
 from .scram import (
     MECHANISM,
     MECHANISM_PLUS,
@@ -44,22 +60,8 @@ from .scram import (
     is_verifier,
 )
 
-# Authentication request codes (the int32 after 'R').
-AUTH_OK = 0
-AUTH_KERBEROS_V5 = 2
-AUTH_CLEARTEXT = 3
-AUTH_MD5 = 5
-AUTH_GSS = 7
-AUTH_GSS_CONTINUE = 8
-AUTH_SSPI = 9
-AUTH_SASL = 10
-AUTH_SASL_CONTINUE = 11
-AUTH_SASL_FINAL = 12
-
 ClientMethod = Literal["scram", "md5", "trust"]
 CLIENT_METHODS: tuple[str, ...] = ("scram", "md5", "trust")
-
-_INT32 = struct.Struct("!i")
 
 
 class AuthError(Exception):
@@ -73,10 +75,6 @@ class AuthError(Exception):
         super().__init__(message)
         self.sqlstate = sqlstate
         self.client_message = client_message or message
-
-
-def auth_request(code: int, data: bytes = b"") -> bytes:
-    return message(b"R", _INT32.pack(code) + data)
 
 
 def md5_inner(password: str, user: str) -> str:
@@ -102,10 +100,6 @@ def _is_hex(text: str) -> bool:
 
 def _kind(msg_type: bytes | int) -> bytes:
     return bytes((msg_type,)) if isinstance(msg_type, int) else msg_type
-
-
-def _cstring(text: str) -> bytes:
-    return text.encode() + b"\0"
 
 
 # --- towards PostgreSQL -------------------------------------------------------------------------
@@ -146,9 +140,9 @@ class ServerAuth:
             raise self._protocol(f"unexpected message {kind!r} during authentication")
         if len(body) < 4:
             raise self._protocol("truncated Authentication message")
-        (code,) = _INT32.unpack_from(body)
+        code = read_i32(body)
         data = body[4:]
-        if code == AUTH_OK:
+        if code == AUTH_OK_CODE:
             if self._scram is not None and not self._scram.done:
                 raise self._protocol("server sent AuthenticationOk before finishing SCRAM")
             self.done = True
@@ -157,21 +151,21 @@ class ServerAuth:
             raise self._protocol("Authentication request after AuthenticationOk")
         if code == AUTH_CLEARTEXT:
             self.method = "password"
-            return message(b"p", _cstring(self._plain("cleartext password")))
+            return password_message(cstring(self._plain("cleartext password")))
         if code == AUTH_MD5:
             if len(data) != 4:
                 raise self._protocol("malformed AuthenticationMD5Password")
             self.method = "md5"
             secret = self._plain("md5")
             inner = secret[3:] if is_md5_hash(secret) else md5_inner(secret, self.user)
-            return message(b"p", _cstring(md5_response(inner, data)))
+            return password_message(cstring(md5_response(inner, data)))
         if code == AUTH_SASL:
             return self._sasl_start(data)
         if code == AUTH_SASL_CONTINUE:
             if self._scram is None:
                 raise self._protocol("SASLContinue without a SASL exchange")
             try:
-                return message(b"p", self._scram.final(data))
+                return password_message(self._scram.final(data))
             except ScramError as exc:
                 raise self._scram_failed(exc) from None
         if code == AUTH_SASL_FINAL:
@@ -215,8 +209,8 @@ class ServerAuth:
         else:
             raise self._no_password("SCRAM-SHA-256")
         first = self._scram.first()
-        body = _cstring(MECHANISM) + _INT32.pack(len(first)) + first
-        return message(b"p", body)
+        body = cstring(MECHANISM) + struct.pack("!i", len(first)) + first
+        return password_message(body)
 
     def _plain(self, method: str) -> str:
         if self._password is None:
@@ -242,40 +236,6 @@ class ServerAuth:
 
     def _scram_failed(self, exc: ScramError) -> AuthError:
         return AuthError(f"SCRAM login as {self.user!r} failed: {exc}", sqlstate=exc.sqlstate)
-
-
-MAX_AUTH_MESSAGE = 64 * 1024  # an Authentication message is a few hundred bytes
-
-
-async def authenticate_to_server(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    user: str,
-    password: str | None,
-    first: bytes,
-    *,
-    scram_keys: ScramKeys | None = None,
-) -> ServerAuth:
-    """Finish a SASL login on a stream whose AuthenticationSASL body (`first`) was just read.
-
-    Returns after SASLFinal was verified (AuthenticationOk is left for the caller's loop);
-    raises AuthError (the server's own ErrorResponse included) or IncompleteReadError.
-    Callers that read every login message themselves can feed them all to
-    `ServerAuth.handle` instead: it answers cleartext, md5 and SCRAM alike.
-    """
-    auth = ServerAuth(user, password, scram_keys=scram_keys)
-    reply = auth.handle(b"R", first)
-    assert auth._scram is not None and reply is not None  # AuthenticationSASL always replies
-    writer.write(reply)
-    while not auth._scram.done:
-        head = await reader.readexactly(5)
-        (length,) = _INT32.unpack_from(head, 1)
-        if not 4 <= length <= MAX_AUTH_MESSAGE:
-            raise auth._protocol(f"message length {length} during SASL")
-        reply = auth.handle(head[:1], await reader.readexactly(length - 4))
-        if reply is not None:
-            writer.write(reply)
-    return auth
 
 
 # --- credentials ------------------------------------------------------------------------------
@@ -465,7 +425,7 @@ class ClientAuth:
             self._salt = secrets.token_bytes(4)
             return auth_request(AUTH_MD5, self._salt)
         self._state = "sasl-initial"
-        return auth_request(AUTH_SASL, _cstring(MECHANISM) + b"\0")
+        return auth_request(AUTH_SASL, cstring(MECHANISM) + b"\0")
 
     def handle(self, msg_type: bytes | int, body: bytes) -> bytes:
         """Take the client's 'p' message; return what to send (ending in AuthenticationOk)."""
@@ -497,7 +457,7 @@ class ClientAuth:
         if end < 0 or len(body) < end + 5:
             raise self._protocol("malformed SASLInitialResponse")
         mechanism = body[:end].decode("utf-8", "replace")
-        (length,) = _INT32.unpack_from(body, end + 1)
+        length = read_i32(body, end + 1)
         data = body[end + 5 :]
         if mechanism != MECHANISM:
             raise self._protocol(f"client selected an invalid SASL mechanism {mechanism[:40]!r}")
@@ -538,7 +498,7 @@ class ClientAuth:
         self._state = "done"
         self.used = used
         self.done = True
-        return auth_request(AUTH_OK)
+        return auth_request(AUTH_OK_CODE)
 
     def _failed(self, reason: str) -> AuthError:
         self._state = "failed"

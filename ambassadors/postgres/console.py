@@ -15,16 +15,37 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Protocol
 
 from podkit import __version__
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.client import READY
 
 if TYPE_CHECKING:
+    import collections
+
     from podkit.ambassadors.postgres.client import ClientConn
-    from podkit.ambassadors.postgres.main import Ambassador
+    from podkit.ambassadors.postgres.context import Stats
     from podkit.ambassadors.postgres.pool import Pool
+    from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
+    from podkit.logs import EventLogger
+    from podkit.runtime import Runtime
+
+
+class ConsoleHub(Protocol):
+    """What the console and the metrics see of the ambassador (main.Ambassador is one)."""
+
+    settings: PgAmbassadorSettings
+    stats: Stats
+    pinned: collections.Counter[str]
+    log: EventLogger
+    runtime: Runtime | None
+    pools: dict[tuple[str, str], Pool]
+
+    @property
+    def clients(self) -> Collection[ClientConn]: ...
+
 
 VERSION = f"PgBouncer 1.21.0 compatible (podkit pg-ambassador {__version__})"
 COMMANDS = (
@@ -38,23 +59,23 @@ def _ts(seconds: float) -> str:
 
 
 class Console:
-    def __init__(self, amb: Ambassador) -> None:
+    def __init__(self, amb: ConsoleHub) -> None:
         self.amb = amb
         self.tasks: set[asyncio.Task[None]] = set()
 
     def handle(self, client: ClientConn, messages: list[tuple[int, bytes]]) -> None:
         for kind, msg in messages:
-            if kind == 88:  # X
+            if kind == pq.TERMINATE_MSG:
                 client.transport.close()
                 return
-            if kind != 81:
+            if kind != pq.QUERY:
                 client.transport.write(
                     pq.error_response(
                         "pg-ambassador console: only the simple query protocol is supported",
                         "08P01",
                     )
                 )
-                if kind == 83:
+                if kind == pq.SYNC_MSG:
                     client.transport.write(pq.READY_IDLE)
                 continue
             sql = msg[5:-1].decode(errors="replace").strip().rstrip(";").strip()
@@ -99,7 +120,7 @@ class Console:
                 return
         elif verb == "SHUTDOWN" and arg in ("", "WAIT_FOR_SERVERS") and len(words) <= 2:
             runtime = self.amb.runtime
-            if runtime is None:  # an Ambassador embedded without the runtime (tests)
+            if runtime is None:  # an ConsoleHub embedded without the runtime (tests)
                 out = [pq.error_response("pg-ambassador console: no runtime to drain", "55000")]
             else:
                 # answered first: the drain then closes this idle client with 57P01
@@ -132,7 +153,7 @@ class Console:
             client.transport.resume_reading()
 
 
-def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _pools(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     """PgBouncer's columns but those of states podkit has not: cancel requests are sent on
     connections of their own, outside the pools (cl_*_cancel_req, sv_active_cancel), and
     idle servers are not checked before use (sv_used)."""
@@ -154,7 +175,7 @@ def _pools(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     return columns, rows
 
 
-def _totals(amb: Ambassador) -> list[tuple[str, list[int]]]:
+def _totals(amb: ConsoleHub) -> list[tuple[str, list[int]]]:
     """Per database (its pools, one per user, summed): transactions, queries, bytes
     received and sent, and transaction, query and wait times in microseconds."""
     totals: dict[str, list[float]] = {}
@@ -167,7 +188,7 @@ def _totals(amb: Ambassador) -> list[tuple[str, list[int]]]:
     return [(db, [int(v) for v in row]) for db, row in sorted(totals.items())]
 
 
-def _stats(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _stats(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     """One row per database, as PgBouncer; times in us.
 
     PgBouncer's avg_* columns (rates over its last 15 s period) are left out: the same
@@ -182,7 +203,7 @@ def _stats(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     return columns, [[db, *row, pinned[db]] for db, row in _totals(amb)]
 
 
-def _stats_totals(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _stats_totals(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     """SHOW STATS' totals under PgBouncer's SHOW STATS_TOTALS names (what
     prometheus-community/pgbouncer_exporter reads)."""
     columns = ["database", "xact_count", "query_count", "bytes_received", "bytes_sent",
@@ -190,7 +211,7 @@ def _stats_totals(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     return columns, [[db, *row] for db, row in _totals(amb)]
 
 
-def _lists(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _lists(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     """PgBouncer's SHOW LISTS: one (list, items) row per internal list podkit has too. Its
     object caches (free_*) and DNS cache have no counterpart here (names are resolved for
     every new server connection): no rows."""
@@ -218,7 +239,7 @@ def _wall(monotonic: float) -> str | None:
     return _ts(monotonic + time.time() - time.monotonic()) if monotonic else None
 
 
-def _clients(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _clients(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     rows: list[list[object]] = []
     now = time.monotonic()
     for client in amb.clients:
@@ -238,7 +259,7 @@ def _clients(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     return _CONN_COLUMNS, rows
 
 
-def _servers(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _servers(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     rows: list[list[object]] = []
     for pool in amb.pools.values():
         for state, servers in (("active", list(pool.active)), ("idle", pool.idle_servers())):
@@ -256,7 +277,7 @@ def _servers(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     return _CONN_COLUMNS, rows
 
 
-def _databases(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _databases(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     columns = ["name", "host", "port", "database", "force_user", "pool_size", "min_pool_size",
                "reserve_pool", "pool_mode", "max_connections", "current_connections",
                "paused", "disabled"]  # fmt: skip
@@ -271,7 +292,7 @@ def _databases(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     return columns, rows
 
 
-def _config(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _config(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     rows: list[list[object]] = []
     for name, value in amb.settings.model_dump().items():
         if name.endswith("_file") or "password" in name:
@@ -280,7 +301,7 @@ def _config(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
     return ["key", "value", "changeable"], rows
 
 
-def _version(amb: Ambassador) -> tuple[list[str], list[list[object]]]:
+def _version(amb: ConsoleHub) -> tuple[list[str], list[list[object]]]:
     return ["version"], [[VERSION]]
 
 

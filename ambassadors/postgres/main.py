@@ -3,85 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
 
-from podkit.ambassadors.postgres import auth, tls
+from podkit.ambassadors.postgres import core
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.client import AUTH, ClientConn
 from podkit.ambassadors.postgres.console import Console
+from podkit.ambassadors.postgres.context import Context
 from podkit.ambassadors.postgres.metrics import PgCollector
-from podkit.ambassadors.postgres.pool import Pool, Stats
+from podkit.ambassadors.postgres.pool import Pool
 from podkit.ambassadors.postgres.routing import target_for
-from podkit.ambassadors.postgres.server import Resolver, ServerConn, resolve
-from podkit.ambassadors.postgres.session import REASONS
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 from podkit.config import split_host_port
 from podkit.listener import Listener
-from podkit.logs import Throttled, get_logger
-from podkit.runtime import Runtime, StartupError, listening
+from podkit.runtime import Runtime, listening
 
-LOG_EVERY = 1.0
 ADDRESS_CHECK_EVERY = 10.0
 
 
-class Ambassador:
+class Ambassador(Context):
+    """The listener, the pools and the registries of one pg-ambassador; its parts see
+    only the `Context` it is (or, for the clients and the console, a `Hub`)."""
+
     def __init__(self, settings: PgAmbassadorSettings, runtime: Runtime | None) -> None:
-        self.settings = settings
-        self.runtime = runtime
-        self.log = runtime.log if runtime is not None else get_logger("pg_ambassador")
-        self.loop = asyncio.get_running_loop()
-        self.stats = Stats()
+        super().__init__(settings, runtime)
         self.pools: dict[tuple[str, str], Pool] = {}
         self.listener: Listener[ClientConn] = Listener()
         self.clients = self.listener.connections  # the open client connections
-        self.pinned: collections.Counter[str] = collections.Counter({r: 0 for r in REASONS})
         self.cancel_keys: dict[int, ClientConn] = {}
-        # (address, backend pid) -> server connection: NotificationResponse pids
-        self.server_pids: dict[tuple[tuple[str, int], int], ServerConn] = {}
         self.next_pid = secrets.randbelow(1 << 30) + 1
-        self.draining = False
-        self.closing = False
         self.console = Console(self)
-        self._throttled = Throttled(self.log, LOG_EVERY)
         self.started_at = time.time()
-        # how the server host is looked up, for each new server connection (a hook: tests
-        # replace it to move the host to another address)
-        self.resolve: Resolver = resolve
-        password = (
-            settings.password_file
-            if settings.password_file is not None
-            else (
-                settings.password  # the pgbouncer image's DATABASES_PASSWORD
-            )
-        )
-        self.server_password = password.get_secret_value() if password is not None else None
-        try:
-            self.server_tls = tls.server_tls(settings.server_tls_mode, settings.server_tls_ca_file)
-            self.client_tls = (
-                tls.client_tls_context(
-                    settings.client_tls_cert_file,
-                    settings.client_tls_key_file,  # type: ignore[arg-type]
-                    settings.client_tls_ca_file,
-                )
-                if settings.client_tls_cert_file
-                else None
-            )
-        except tls.TlsError as exc:
-            raise StartupError("tls_config_invalid", error=str(exc)) from None
-        self.credentials: auth.Credentials | None = None
-        try:
-            if settings.auth_file:
-                self.credentials = auth.Credentials.from_auth_file(settings.auth_file)
-            elif self.server_password is not None:
-                user = settings.server_user or "postgres"
-                self.credentials = auth.Credentials.single(user, self.server_password or "")
-        except auth.CredentialsError as exc:
-            raise StartupError("auth_file_invalid", error=str(exc)) from None
         if runtime is not None:
             runtime.registry.register(PgCollector(self))
             if runtime.admin is not None:
@@ -108,14 +63,12 @@ class Ambassador:
             out["transactions"] += pool.xacts
             out["queries"] += pool.queries
             longest_wait = max([longest_wait, *(now - c.wait_started for c in waiting)])
-        return {"pools": len(self.pools), **out, "max_wait_seconds": round(longest_wait, 3)}
-
-    def lookup(self, user: str) -> str | None:
-        return self.credentials(user) if self.credentials is not None else None
-
-    def warn(self, event: str, **fields: Any) -> None:
-        """Log a per-connection problem at most once a second; the metrics count them all."""
-        self._throttled.warning(event, **fields)
+        return {
+            "pools": len(self.pools),
+            **out,
+            "max_wait_seconds": round(longest_wait, 3),
+            "core": core.loaded(),
+        }
 
     def pool_for(self, database: str, user: str) -> Pool | None:
         """The pool of `database` and `user`; None when --databases has no such database."""
@@ -235,8 +188,12 @@ class Ambassador:
 async def run(settings: PgAmbassadorSettings, runtime: Runtime) -> None:
     amb = Ambassador(settings, runtime)
     bound = await amb.start()
+    problem = core.problem()
+    if problem:  # never silently slow
+        runtime.log.warning("core_not_compiled", reason=problem, running="python source")
     runtime.log.info(
         "listening",
+        core=core.loaded(),
         addr=bound,
         server=f"{settings.server_host}:{settings.server_port}",
         pool_mode=settings.pool_mode,

@@ -13,16 +13,17 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from podkit.ambassadors.postgres.pool import WAIT_BUCKETS
+from podkit.ambassadors.postgres import core
+from podkit.ambassadors.postgres.context import WAIT_BUCKETS
 
 if TYPE_CHECKING:
-    from podkit.ambassadors.postgres.main import Ambassador
+    from podkit.ambassadors.postgres.console import ConsoleHub as Source
 
 P = "pg_ambassador_"
 
 
 class PgCollector(Collector):
-    def __init__(self, amb: Ambassador) -> None:
+    def __init__(self, amb: Source) -> None:
         self.amb = amb
 
     def collect(self) -> Iterator[Metric]:
@@ -58,6 +59,14 @@ class PgCollector(Collector):
         for reason in ("max_client_conn", "draining", "login_timeout"):
             refused.add_metric([reason], s.clients_refused.get(reason, 0))
         yield refused
+        build = GaugeMetricFamily(
+            P + "build_info",
+            "1, labelled with the core that runs the hot path: compiled (Cython) or python "
+            "(PODKIT_PURE_PYTHON=1, or no compiled module for this interpreter)",
+            labels=["core"],
+        )
+        build.add_metric([core.loaded()], 1)
+        yield build
         yield CounterMetricFamily(
             P + "client_connections_accepted", "client connections accepted", value=s.clients_total
         )

@@ -13,16 +13,17 @@ client_idle_timeout, server_idle_timeout, server_lifetime, and tops up min_pool_
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import time
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres import session
+from podkit.ambassadors.postgres.context import Context, Stats
 from podkit.ambassadors.postgres.server import (
-    SYNC,
+    OWE_READY,
+    ClientSide,
     ServerConn,
     ServerLoginError,
     login,
@@ -30,10 +31,22 @@ from podkit.ambassadors.postgres.server import (
 from podkit.backoff import Backoff
 
 if TYPE_CHECKING:
-    from podkit.ambassadors.postgres.client import ClientConn
-    from podkit.ambassadors.postgres.main import Ambassador
     from podkit.ambassadors.postgres.routing import PoolTarget
     from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
+
+
+class PoolClient(ClientSide, Protocol):
+    """What a pool needs of its clients (client.PoolClient)."""
+
+    wait_started: float
+    last_activity: float
+
+    @property
+    def holding(self) -> bool: ...
+
+    def attach(self, server: ServerConn) -> None: ...
+    def fatal(self, sqlstate: str, text: str) -> None: ...
+
 
 # GUCs a client may set that the server reports in ParameterStatus: tracked, and set again
 # on whichever server the client gets next (lower case).
@@ -57,41 +70,6 @@ MAX_REMEMBERED_PARSES = 1000
 MAX_REMEMBERED_TEXT = 2048
 MAX_LEARNED_SETTINGS = 1000
 MAX_WELCOMES = 100
-WAIT_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0)
-
-
-class Stats:
-    """Plain integers bumped on the hot path; exported at scrape time (metrics.py)."""
-
-    def __init__(self) -> None:
-        self.clients_total = 0
-        self.clients_refused: dict[str, int] = {}
-        self.bytes_from_client = 0  # the admin console's; the pools count their own
-        self.prepared_hits = 0
-        self.prepared_misses = 0
-        self.prepared_reparses = 0
-        self.prepared_evictions = 0
-        self.prepared_retries = 0
-        self.prepared_verifications = 0
-        self.cancels_forwarded = 0
-        self.cancels_dropped = 0
-        self.server_connect_errors = 0
-        self.server_connects = 0
-        self.pins_total: dict[str, int] = {}
-        self.refused_statements = 0
-        self.wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)
-        self.wait_time_total = 0.0
-        self.waits = 0
-        self.protocol_errors = 0
-        self.query_wait_timeouts = 0
-
-    def waited(self, seconds: float) -> None:
-        self.wait_buckets[bisect.bisect_left(WAIT_BUCKETS, seconds)] += 1
-        self.wait_time_total += seconds
-        self.waits += 1
-
-    def refused(self, reason: str) -> None:
-        self.clients_refused[reason] = self.clients_refused.get(reason, 0) + 1
 
 
 def quote_literal(value: str) -> str:
@@ -103,11 +81,11 @@ def quote_ident(name: str) -> str:
 
 
 class Pool:
-    def __init__(self, amb: Ambassador, database: str, user: str, target: PoolTarget) -> None:
-        self.amb = amb
-        self.settings: PgAmbassadorSettings = amb.settings
-        self.stats: Stats = amb.stats
-        self.log = amb.log
+    def __init__(self, ctx: Context, database: str, user: str, target: PoolTarget) -> None:
+        self.ctx = ctx
+        self.settings: PgAmbassadorSettings = ctx.settings
+        self.stats: Stats = ctx.stats
+        self.log = ctx.log
         self.database = database
         self.user = user
         # where it connects and how it pools (routing.target_for: --databases, --users)
@@ -120,8 +98,8 @@ class Pool:
         self.parked: dict[ServerConn, None] = {}
         self.active: set[ServerConn] = set()
         self.connecting = 0
-        self.waiters: deque[ClientConn] = deque()
-        self.clients: set[ClientConn] = set()
+        self.waiters: deque[PoolClient] = deque()
+        self.clients: set[PoolClient] = set()
         self.params: dict[str, str] | None = None
         self.reported: frozenset[str] = frozenset()
         # lower-cased name -> the name as the server reports it (logins look up by lower)
@@ -192,7 +170,7 @@ class Pool:
         return row_type is not None and row_type == self.row_types.get(key)
 
     def check_row_type(
-        self, key: bytes, row_type: bytes, client: ClientConn | None, name: bytes
+        self, key: bytes, row_type: bytes, client: ClientSide | None, name: bytes
     ) -> None:
         """A Describe of statement `key` answered `row_type`. If clients were described
         another one, a schema change altered its result type since (a server parsed it
@@ -273,7 +251,7 @@ class Pool:
 
     # --- giving out servers --------------------------------------------------------------------
 
-    def request(self, client: ClientConn) -> None:
+    def request(self, client: PoolClient) -> None:
         """`client` needs a server: attach one now, or queue it."""
         if not self.paused:
             idle = self.idle
@@ -290,7 +268,7 @@ class Pool:
         self.waiters.append(client)
         self.maybe_connect()
 
-    def attach(self, client: ClientConn, server: ServerConn, waited: float) -> None:
+    def attach(self, client: PoolClient, server: ServerConn, waited: float) -> None:
         self.active.add(server)
         server.client = client
         server.attached_at = time.monotonic()
@@ -342,12 +320,12 @@ class Pool:
             (lifetime and now - server.created > lifetime)
             or server.addr in self.retired_addrs
             or server.created < self.retire_before
-            or self.amb.closing
+            or self.ctx.closing
         )
 
     # --- parked servers ------------------------------------------------------------------------
 
-    def park(self, server: ServerConn, client: ClientConn, now: float) -> bool:
+    def park(self, server: ServerConn, client: PoolClient, now: float) -> bool:
         """`client` ended a transaction on `server` and nobody waits: keep the server idle
         with `client`, which takes it back (`unpark`) at its next message if nobody needed
         it meanwhile. False: the server must be released instead."""
@@ -366,7 +344,7 @@ class Pool:
         self.parked[server] = None
         return True
 
-    def unpark(self, server: ServerConn, client: ClientConn) -> None:
+    def unpark(self, server: ServerConn, client: PoolClient) -> None:
         """`client` is back for the server it parked (server.parked_by is client)."""
         del self.parked[server]
         server.parked_by = None
@@ -444,13 +422,13 @@ class Pool:
             server.extra.clear()
             server.run_internal(self.settings.server_reset_query, after)
 
-    def orphan(self, server: ServerConn, client: ClientConn) -> None:
+    def orphan(self, server: ServerConn, client: PoolClient) -> None:
         """`client` left while holding `server`: finish what is in flight, roll back, reuse."""
         if server.closed:
             self.active.discard(server)
             return
         sink = Orphan(self, server)
-        server.client = sink  # type: ignore[assignment]
+        server.client = sink
         transport = server.transport
         if server.read_paused:
             server.read_paused = False
@@ -462,7 +440,7 @@ class Pool:
             server.copy_in = False
         if client.unsynced:
             transport.write(pq.SYNC)
-            server.expect.append((SYNC, None, None))
+            server.expect.append(OWE_READY)
         if server.expect:
             if server.query_started:
                 server.cancel()
@@ -481,7 +459,7 @@ class Pool:
     # --- opening server connections ----------------------------------------------------------
 
     def maybe_connect(self) -> None:
-        if self.amb.closing or not self.waiters or self.paused:
+        if self.ctx.closing or not self.waiters or self.paused:
             return
         limit = self.target.pool_size
         oldest = next((c for c in self.waiters if not c.closed), None)
@@ -510,7 +488,7 @@ class Pool:
     async def _login(self) -> ServerConn:
         """Resolve the server host again (retiring addresses it lost), then log in."""
         target = self.target
-        addrs = await self.amb.resolve(target.host, target.port)
+        addrs = await self.ctx.resolve(target.host, target.port)
         self.resolved(addrs)
         return await login(
             self,
@@ -520,7 +498,7 @@ class Pool:
             user=self.server_user,
             database=self.server_database,
             password=self._server_password(),
-            tls=self.amb.server_tls,
+            tls=self.ctx.server_tls,
             scram_keys=self.scram_keys,
         )
 
@@ -529,9 +507,9 @@ class Pool:
         server user's own auth_file entry when it is a plain password."""
         if self.target.password is not None:
             return self.target.password
-        if self.amb.server_password is not None:
-            return self.amb.server_password
-        stored = self.amb.lookup(self.server_user)
+        if self.ctx.server_password is not None:
+            return self.ctx.server_password
+        stored = self.ctx.lookup(self.server_user)
         if stored is None or stored.startswith(("md5", "SCRAM-SHA-256$")):
             return None  # a hash: the client's SCRAM keys may still log in (scram_keys)
         return stored
@@ -548,7 +526,7 @@ class Pool:
         server.run_internal(self.target.connect_query, after)
         ok, error = await done
         if not ok:
-            self.amb.warn("connect_query_failed", pool=self.label, error=error)
+            self.ctx.warn("connect_query_failed", pool=self.label, error=error)
 
     async def _connect(self) -> None:
         settings = self.settings
@@ -601,7 +579,7 @@ class Pool:
         else:
             message, sqlstate = f"cannot connect to PostgreSQL: {exc}", "08006"
         self.last_error = message
-        self.amb.warn("server_connect_failed", pool=self.label, error=message)
+        self.ctx.warn("server_connect_failed", pool=self.label, error=message)
         self.next_connect = time.monotonic() + self.backoff.next()
         text = f"pg-ambassador: {message}"
         if self.params_future is not None and not self.params_future.done():
@@ -644,7 +622,7 @@ class Pool:
             if expired and self.total() > keep:
                 self._remove_idle(server)
                 server.close()
-        if keep and not self.amb.closing and self.total() < keep and now >= self.next_connect:
+        if keep and not self.ctx.closing and self.total() < keep and now >= self.next_connect:
             for _ in range(keep - self.total()):
                 self.connecting += 1
                 task = asyncio.get_running_loop().create_task(self._connect())
@@ -676,7 +654,7 @@ class Pool:
     async def check_addresses(self) -> None:
         """Resolve the server host (for pools opening no connection, which would)."""
         try:
-            addrs = await self.amb.resolve(self.target.host, self.target.port)
+            addrs = await self.ctx.resolve(self.target.host, self.target.port)
         except OSError:
             return
         self.resolved(addrs)
@@ -731,8 +709,9 @@ class Orphan:
 
     closed = True
     unsynced = False
-    pinned = None
+    pinned: str | None = None
     params_version = 0
+    stmt_gen: dict[bytes, int] = {}
 
     def __init__(self, pool: Pool, server: ServerConn) -> None:
         self.pool = pool
@@ -756,7 +735,13 @@ class Orphan:
     def forget_statement(self, name: bytes) -> None:
         pass
 
-    def restore_statement(self, name: bytes) -> None:
+    def restore_statement(self, name: bytes, key: bytes | None) -> None:
+        pass
+
+    def retry(self, messages: list[tuple[int, bytes]], name: bytes) -> None:
+        pass
+
+    def resume_held(self, check: bool = True) -> None:
         pass
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Final
 
 PROTOCOL_V3 = 196608  # 3.0
 SSL_REQUEST = 80877103
@@ -19,6 +20,54 @@ GSSENC_REQUEST = 80877104
 CANCEL_REQUEST = 80877102
 # The longest startup packet PostgreSQL itself accepts (MAX_STARTUP_PACKET_LENGTH).
 MAX_STARTUP_PACKET = 10000
+
+# Message types: the type byte of each regular message pooling looks at (as ints: a
+# message's first byte, `data[pos]`, is an int).
+# Frontend (client to server)
+QUERY: Final = 0x51  # Q
+PARSE: Final = 0x50  # P
+BIND: Final = 0x42  # B
+DESCRIBE: Final = 0x44  # D
+EXECUTE: Final = 0x45  # E
+SYNC_MSG: Final = 0x53  # S
+FLUSH_MSG: Final = 0x48  # H
+CLOSE: Final = 0x43  # C
+TERMINATE_MSG: Final = 0x58  # X
+FUNCTION_CALL: Final = 0x46  # F
+COPY_DATA: Final = 0x64  # d (both ways)
+COPY_DONE: Final = 0x63  # c (both ways)
+COPY_FAIL: Final = 0x66  # f
+PASSWORD: Final = 0x70  # p (and SASL responses)
+# Backend (server to client)
+AUTHENTICATION: Final = 0x52  # R
+BACKEND_KEY_DATA: Final = 0x4B  # K
+READY_FOR_QUERY: Final = 0x5A  # Z
+PARSE_COMPLETE_MSG: Final = 0x31  # 1
+BIND_COMPLETE_MSG: Final = 0x32  # 2
+CLOSE_COMPLETE_MSG: Final = 0x33  # 3
+ERROR_RESPONSE: Final = 0x45  # E
+NOTICE_RESPONSE: Final = 0x4E  # N
+PARAMETER_STATUS: Final = 0x53  # S
+PARAMETER_DESCRIPTION: Final = 0x74  # t
+ROW_DESCRIPTION: Final = 0x54  # T
+NO_DATA: Final = 0x6E  # n
+COPY_IN_RESPONSE: Final = 0x47  # G
+NOTIFICATION_RESPONSE: Final = 0x41  # A
+# the `kind` byte of Describe and Close: a prepared statement (else a portal)
+TARGET_STATEMENT: Final = 0x53  # S
+TARGET_PORTAL: Final = 0x50  # P
+
+# Authentication request codes (the int32 after 'R').
+AUTH_OK_CODE: Final = 0
+AUTH_KERBEROS_V5: Final = 2
+AUTH_CLEARTEXT: Final = 3
+AUTH_MD5: Final = 5
+AUTH_GSS: Final = 7
+AUTH_GSS_CONTINUE: Final = 8
+AUTH_SSPI: Final = 9
+AUTH_SASL: Final = 10
+AUTH_SASL_CONTINUE: Final = 11
+AUTH_SASL_FINAL: Final = 12
 
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
@@ -182,7 +231,31 @@ def iter_messages(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 def message(kind: bytes, body: bytes = b"") -> bytes:
+    """The one writer of a regular message: type byte, length, body."""
     return kind + _U32.pack(len(body) + 4) + body
+
+
+def type_byte(kind: int) -> bytes:
+    return bytes((kind,))
+
+
+def auth_request(code: int, data: bytes = b"") -> bytes:
+    """An Authentication message (AuthenticationOk, SASL, SASLContinue, MD5Password...)."""
+    return message(b"R", _I32.pack(code) + data)
+
+
+def password_message(body: bytes) -> bytes:
+    """A PasswordMessage (also SASLInitialResponse and SASLResponse)."""
+    return message(b"p", body)
+
+
+def cstring(text: str) -> bytes:
+    return text.encode() + b"\0"
+
+
+def read_i32(data: bytes, pos: int = 0) -> int:
+    value: int = _I32.unpack_from(data, pos)[0]
+    return value
 
 
 def cstr(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -200,7 +273,6 @@ CLOSE_COMPLETE = b"3\x00\x00\x00\x04"
 SYNC = b"S\x00\x00\x00\x04"
 FLUSH = b"H\x00\x00\x00\x04"
 TERMINATE = b"X\x00\x00\x00\x04"
-AUTH_OK = b"R\x00\x00\x00\x08\x00\x00\x00\x00"
 
 
 def error_response(
@@ -273,11 +345,7 @@ def parse_parameter_status(msg: bytes) -> tuple[str, str]:
 
 
 def backend_key_data(process_id: int, secret_key: int) -> bytes:
-    return b"K\x00\x00\x00\x0c" + struct.pack("!ii", process_id, secret_key)
-
-
-def ready_for_query(status: bytes) -> bytes:
-    return b"Z\x00\x00\x00\x05" + status
+    return message(b"K", struct.pack("!ii", process_id, secret_key))
 
 
 def query(sql: str | bytes) -> bytes:

@@ -20,43 +20,190 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import struct
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.auth import AuthError, ServerAuth
+from podkit.ambassadors.postgres.protocol import (
+    BIND_COMPLETE_MSG,
+    CLOSE_COMPLETE_MSG,
+    COPY_IN_RESPONSE,
+    ERROR_RESPONSE,
+    FLUSH_MSG,
+    NO_DATA,
+    NOTIFICATION_RESPONSE,
+    PARAMETER_DESCRIPTION,
+    PARAMETER_STATUS,
+    PARSE_COMPLETE_MSG,
+    READY_FOR_QUERY,
+    ROW_DESCRIPTION,
+)
 from podkit.ambassadors.postgres.tls import SSL_REQUEST, ServerTls, TlsError, after_ssl_answer
 from podkit.ambassadors.postgres.tls import describe as describe_tls
 
 if TYPE_CHECKING:
-    from podkit.ambassadors.postgres.client import ClientConn
-    from podkit.ambassadors.postgres.pool import Pool
+    from podkit.ambassadors.postgres.context import Context, Stats
+    from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 
-# expect entries: (kind, a, b)
-P_FWD = 0  # a Parse whose ParseComplete goes to the client; a: client, b: (name, key)
-P_SWALLOW = 1  # the pooler's re-Parse; a: key (statement text) to forget if it fails
-C_FWD = 2  # a Close whose CloseComplete goes to the client; a/b: undo info
-C_SWALLOW = 3  # the pooler's Close of an evicted statement
-SYNC = 4  # a Sync, Query or FunctionCall: owes a ReadyForQuery
-FAIL = 5  # a Bind to a missing statement whose error is replaced by a: bytes
-RETRY = 6  # after a just-Parsed statement's first use; a: client, b: (rest of batch, name)
-# a statement Describe whose row type the pool compares with what its clients were told;
-# a: client, b: (key, name, verify: the pooler's own, the client's batch held meanwhile)
-DESCRIBE = 7
+
+class ServerPool(Protocol):
+    """What a server connection needs of its pool (pool.Pool)."""
+
+    ctx: Context
+    stats: Stats
+    settings: PgAmbassadorSettings
+    bytes_sent: int
+    query_time: float
+    queries: int
+    xacts: int
+
+    def parsed(self, key: bytes) -> None: ...
+    def check_row_type(
+        self, key: bytes, row_type: bytes, client: ClientSide | None, name: bytes
+    ) -> None: ...
+    def statements_changed(self, keys: set[bytes]) -> None: ...
+    def release(self, server: ServerConn) -> None: ...
+    def server_lost(self, server: ServerConn) -> None: ...
+
+
+class Writer(Protocol):
+    def write(self, data: bytes) -> None: ...
+    def writelines(self, data: list[bytes]) -> None: ...
+
+
+class ClientSide(Protocol):
+    """What a server connection needs of the client it serves: client.ClientConn, or the
+    pool's Orphan that stands in for one that left."""
+
+    @property
+    def transport(self) -> Writer: ...
+
+    closed: bool
+    unsynced: bool
+    pinned: str | None
+    params: dict[str, str]
+    params_version: int
+    # name -> generation of its text's result type when prepared (Pool.changed)
+    stmt_gen: dict[bytes, int]
+
+    def server_done(self, server: ServerConn) -> None: ...
+    def server_lost(self, server: ServerConn) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def forget_statement(self, name: bytes) -> None: ...
+    def restore_statement(self, name: bytes, key: bytes | None) -> None: ...
+    def retry(self, messages: list[tuple[int, bytes]], name: bytes) -> None: ...
+    def resume_held(self, check: bool = True) -> None: ...
+
+
+class Rerun(NamedTuple):
+    """A batch to run again at ReadyForQuery (a first use that proved stale)."""
+
+    client: ClientSide
+    rest: list[tuple[int, bytes]]
+    name: bytes
+    error: bytes  # PostgreSQL's error, held back
+    pooler_sync: bool  # the pooler sent the Sync that ends the failed batch
+
+
+# What the server owes (ServerConn.expect, in order): one entry per request whose answer
+# the pooler must see, each a NamedTuple whose `kind` (first) says which. The kinds' order
+# matters: kind <= POOL_PARSE is a Parse, kind >= RETRY is watched (LOOK_WATCH).
+CLIENT_PARSE, POOL_PARSE, CLIENT_CLOSE, POOL_CLOSE, READY, REFUSED, RETRY, DESCRIBE_ROWS = range(8)
+
+
+class ClientParse(NamedTuple):
+    """A client's Parse: its ParseComplete goes to the client. If the server skips it,
+    `client` forgets `name`, and the server the statement `key` it was sent under."""
+
+    kind: int = CLIENT_PARSE
+    client: ClientSide | None = None  # None: nothing to undo (the unnamed statement)
+    name: bytes = b""
+    key: bytes | None = None  # None: answered by a no-op Parse (the server had it)
+
+
+class PoolParse(NamedTuple):
+    """The pooler's re-Parse of a statement the server lacked: its answer is swallowed;
+    `key` (the statement) is forgotten if it fails."""
+
+    kind: int = POOL_PARSE
+    key: bytes | None = None
+
+
+class ClientClose(NamedTuple):
+    """A client's Close: its CloseComplete goes to the client; if the server skips it,
+    `client` gets statement `name` (`key`) back."""
+
+    kind: int = CLIENT_CLOSE
+    client: ClientSide | None = None  # None: a portal or the unnamed statement
+    name: bytes = b""
+    key: bytes | None = None
+
+
+class PoolClose(NamedTuple):
+    """The pooler's Close of an evicted or stale statement: its answer is swallowed."""
+
+    kind: int = POOL_CLOSE
+
+
+class Ready(NamedTuple):
+    """A Sync, Query or FunctionCall: owes a ReadyForQuery."""
+
+    kind: int = READY
+
+
+class Refused(NamedTuple):
+    """A Bind made to fail (FAIL_BIND) whose error is replaced by `error`."""
+
+    kind: int = REFUSED
+    error: bytes = b""
+
+
+class Retry(NamedTuple):
+    """The first use of a just-Parsed shared statement: if it proves stale, `rest` (the
+    part of the batch from it) runs again for `client` on a fresh statement `name`."""
+
+    kind: int = RETRY
+    client: ClientSide | None = None
+    rest: list[tuple[int, bytes]] = []
+    name: bytes = b""
+
+
+class DescribeRows(NamedTuple):
+    """A statement Describe whose row type the pool compares with what its clients were
+    told; `verify`: the pooler's own, the client's batch held meanwhile."""
+
+    kind: int = DESCRIBE_ROWS
+    client: ClientSide | None = None
+    key: bytes = b""
+    name: bytes = b""
+    verify: bool = False
+
+
+Owed = ClientParse | PoolParse | ClientClose | PoolClose | Ready | Refused | Retry | DescribeRows
+# The entries that carry nothing, made once (the hot path appends these).
+OWE_READY = Ready()
+OWE_PARSE = ClientParse()
+OWE_POOL_PARSE = PoolParse()
+OWE_CLOSE = ClientClose()
+OWE_POOL_CLOSE = PoolClose()
+
 
 # Types looked at in the server's stream; everything else passes untouched.
 _LOOK = bytearray(256)
-for _t in b"Z E 1 3 S G A":
-    if _t != 32:
-        _LOOK[_t] = 1
+for _t in (
+    READY_FOR_QUERY, ERROR_RESPONSE, PARSE_COMPLETE_MSG, CLOSE_COMPLETE_MSG,
+    PARAMETER_STATUS, COPY_IN_RESPONSE, NOTIFICATION_RESPONSE,
+):  # fmt: skip
+    _LOOK[_t] = 1
 # ... and while a statement's first use (RETRY) or a statement Describe (DESCRIBE) is
 # answered: BindComplete, ParameterDescription, RowDescription, NoData.
 LOOK_WATCH = bytearray(_LOOK)
-for _t in b"2tTn":
+for _t in (BIND_COMPLETE_MSG, PARAMETER_DESCRIPTION, ROW_DESCRIPTION, NO_DATA):
     LOOK_WATCH[_t] = 1
 del _t
 
@@ -93,21 +240,21 @@ class ServerLoginError(Exception):
 class ServerConn(asyncio.Protocol):
     """A logged-in server connection, idle in its pool or attached to one client."""
 
-    def __init__(self, pool: Pool, addr: tuple[str, int]) -> None:
+    def __init__(self, pool: ServerPool, addr: tuple[str, int]) -> None:
         self.pool = pool
         self.stats = pool.stats
         self.addr = addr
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.client: ClientConn | None = None
+        self.client: ClientSide | None = None
         # idle, but kept by the client that last held it (Pool.park); None otherwise
-        self.parked_by: ClientConn | None = None
+        self.parked_by: ClientSide | None = None
         self.params: dict[str, str] = {}
         self.process_id = 0
         self.secret_key = 0
         self.created = time.monotonic()
         self.last_used = self.created
         self.attached_at = 0.0
-        self.expect: deque[tuple[int, Any, Any]] = deque()
+        self.expect: deque[Owed] = deque()
         self.status = b"I"
         self.copy_in = False
         self.skip = 0  # bytes of a message being passed through in pieces
@@ -143,10 +290,8 @@ class ServerConn(asyncio.Protocol):
         self.look = _LOOK
         # whose held batch goes on (DESCRIBE), and whether the check failed (the server
         # then skips that batch up to its Sync, so it must go out whole, unchecked)
-        self.resume_client: tuple[ClientConn, bool] | None = None
-        # (client, rest of its batch, statement name, the error held back, whether the
-        # pooler sent the Sync) to run again at ReadyForQuery
-        self.retry: tuple[ClientConn, list[tuple[int, bytes]], bytes, bytes, bool] | None = None
+        self.resume_client: tuple[ClientSide, bool] | None = None
+        self.retry: Rerun | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -192,10 +337,10 @@ class ServerConn(asyncio.Protocol):
             if end > n:
                 break
             forward: bytes | bool | None = True
-            if kind == 90:  # Z
+            if kind == READY_FOR_QUERY:
                 expect = self.expect
                 while expect:
-                    if expect.popleft()[0] == SYNC:
+                    if expect.popleft()[0] == READY:
                         break
                 status = data[pos + 5 : pos + 6]
                 self.status = status
@@ -207,10 +352,10 @@ class ServerConn(asyncio.Protocol):
                     self.look = look = self._look()
                 if self.retry is not None:
                     retry, self.retry = self.retry, None
-                    if status == b"I" and not expect and retry[0] is client:
+                    if status == b"I" and not expect and retry.client is client:
                         forward = False  # the client sees the batch's end after the rerun
                     else:  # not transparent after all: what PostgreSQL said
-                        forward = retry[3] if retry[4] else retry[3] + data[pos:end]
+                        forward = retry.error if retry.pooler_sync else retry.error + data[pos:end]
                         retry = None
                 if retry is None and not expect:
                     if self.query_started:
@@ -218,42 +363,40 @@ class ServerConn(asyncio.Protocol):
                     self.query_started = 0.0
                     if (status == b"I" and not client.unsynced) or client.closed:
                         release = True
-            elif kind == 49:  # 1 ParseComplete
+            elif kind == PARSE_COMPLETE_MSG:
                 expect = self.expect
-                if expect and expect[0][0] <= P_SWALLOW:
-                    entry = expect.popleft()
-                    if entry[0] == P_SWALLOW:
+                if expect and expect[0][0] <= POOL_PARSE:
+                    parsed: ClientParse | PoolParse = expect.popleft()  # type: ignore[assignment]
+                    if parsed[0] == POOL_PARSE:
                         forward = False
-                        if entry[1] is not None:
-                            self.pool.parsed(entry[1])
-                    elif entry[2] is not None and entry[2][1] is not None:
-                        self.pool.parsed(entry[2][1])
-            elif kind == 50 or kind == 84 or kind == 110 or kind == 116:  # 2 T n t
+                    if parsed.key is not None:
+                        self.pool.parsed(parsed.key)
+            elif kind in (BIND_COMPLETE_MSG, ROW_DESCRIPTION, NO_DATA, PARAMETER_DESCRIPTION):
                 expect = self.expect
-                if expect and expect[0][0] == DESCRIBE:
-                    entry = expect[0]
-                    forward = not entry[2][2]  # the pooler's own: swallowed
-                    if kind != 116:  # RowDescription or NoData: the row type
+                if expect and expect[0][0] == DESCRIBE_ROWS:
+                    described: DescribeRows = expect[0]  # type: ignore[assignment]
+                    forward = not described.verify  # the pooler's own: swallowed
+                    if kind != PARAMETER_DESCRIPTION:  # RowDescription or NoData
                         expect.popleft()
-                        self._described(entry, data[pos:end])
-                if kind != 116 and expect and expect[0][0] == RETRY:
+                        self._described(described, data[pos:end])
+                if kind != PARAMETER_DESCRIPTION and expect and expect[0][0] == RETRY:
                     expect.popleft()  # a first use went well: nothing to run again
                 self.look = look = self._look()
-            elif kind == 51:  # 3 CloseComplete
+            elif kind == CLOSE_COMPLETE_MSG:
                 expect = self.expect
-                if expect and expect[0][0] in (C_FWD, C_SWALLOW):
-                    forward = expect.popleft()[0] != C_SWALLOW
-            elif kind == 69:  # E
+                if expect and (expect[0][0] == CLIENT_CLOSE or expect[0][0] == POOL_CLOSE):
+                    forward = expect.popleft()[0] != POOL_CLOSE
+            elif kind == ERROR_RESPONSE:
                 forward = self._error(data[pos:end])
-            elif kind == 83:  # S ParameterStatus
+            elif kind == PARAMETER_STATUS:
                 name, value = pq.parse_parameter_status(data[pos:end])
                 self.params[name] = value
                 self.settings_key = None
                 client.params[name] = value
                 client.params_version += 1
-            elif kind == 71:  # G CopyInResponse
+            elif kind == COPY_IN_RESPONSE:
                 self.copy_in = True
-            elif kind == 65:  # A NotificationResponse
+            elif kind == NOTIFICATION_RESPONSE:
                 forward = self._notification(data[pos:end])
             if forward is not True:
                 if pieces is None:
@@ -281,7 +424,7 @@ class ServerConn(asyncio.Protocol):
         if release:
             client.server_done(self)
         elif retry is not None and not client.closed:
-            client.retry(retry[1], retry[2])
+            client.retry(retry.rest, retry.name)
         if self.resume_client is not None:
             (held, failed), self.resume_client = self.resume_client, None
             if held is client and not held.closed:
@@ -297,63 +440,69 @@ class ServerConn(asyncio.Protocol):
             # PostgreSQL's error on their next use, as each would have on its own server.
             self.pool.statements_changed(set(self.bound))
         expect = self.expect
-        while expect and expect[0][0] == DESCRIBE:  # a statement Describe that failed
-            self._describe_failed(expect.popleft())
-        if not expect or expect[0][0] == SYNC:
+        while expect and expect[0][0] == DESCRIBE_ROWS:  # a statement Describe that failed
+            self._describe_failed(expect.popleft())  # type: ignore[arg-type]
+        if not expect or expect[0][0] == READY:
             self.look = self._look()
             return True
         if expect[0][0] == RETRY:
-            _kind, client, (rest, name) = expect.popleft()
+            retry: Retry = expect.popleft()  # type: ignore[assignment]
             self.look = self._look()
-            if stale:
+            if stale and retry.client is not None:
                 # decided at ReadyForQuery: transparent only if nothing else was lost
-                if expect and expect[0][0] == SYNC:
-                    self.retry = (client, rest, name, msg, False)
+                if expect and expect[0][0] == READY:
+                    self.retry = Rerun(retry.client, retry.rest, retry.name, msg, False)
                     return False
-                if not expect and rest[-1][0] == 72:
+                if not expect and retry.rest[-1][0] == FLUSH_MSG:
                     # Parse, Describe, Flush (asyncpg's prepare): the client sent no Sync
                     # yet, so the pooler ends the failed batch itself
                     self.transport.write(pq.SYNC)
-                    expect.append((SYNC, None, None))
-                    self.retry = (client, rest, name, msg, True)
+                    expect.append(OWE_READY)
+                    self.retry = Rerun(retry.client, retry.rest, retry.name, msg, True)
                     return False
-            if not expect or expect[0][0] == SYNC:
+            if not expect or expect[0][0] == READY:
                 return True
         replaced: bytes | bool = True
         first = True
-        while expect and expect[0][0] != SYNC:
-            kind, a, b = expect.popleft()
-            if kind == FAIL and first and FAIL_STATEMENT in msg:
-                replaced = a
-            elif kind == P_FWD and b is not None:
-                name, key = b  # the client's Parse did not happen
-                a.forget_statement(name)
-                if key is not None:
-                    self.prepared.pop(key, None)
-            elif kind == P_SWALLOW:
-                self.prepared.pop(a, None)
-            elif kind == C_FWD and a is not None:
-                a.restore_statement(b)
-            elif kind == DESCRIBE:
-                self._describe_failed((kind, a, b))
+        while expect and expect[0][0] != READY:
+            entry = expect.popleft()
+            if entry[0] == REFUSED:
+                if first and FAIL_STATEMENT in msg:
+                    replaced = entry.error  # type: ignore[union-attr]
+            elif entry[0] == CLIENT_PARSE:
+                parse: ClientParse = entry  # type: ignore[assignment]
+                if parse.client is not None:  # the client's Parse did not happen
+                    parse.client.forget_statement(parse.name)
+                    if parse.key is not None:
+                        self.prepared.pop(parse.key, None)
+            elif entry[0] == POOL_PARSE:
+                if entry.key is not None:  # type: ignore[union-attr]
+                    self.prepared.pop(entry.key, None)  # type: ignore[union-attr]
+            elif entry[0] == CLIENT_CLOSE:
+                close: ClientClose = entry  # type: ignore[assignment]
+                if close.client is not None:
+                    close.client.restore_statement(close.name, close.key)
+            elif entry[0] == DESCRIBE_ROWS:
+                self._describe_failed(entry)  # type: ignore[arg-type]
             first = False
         self.look = self._look()
         return replaced
 
-    def _described(self, entry: tuple[int, Any, Any], msg: bytes) -> None:
+    def _described(self, entry: DescribeRows, msg: bytes) -> None:
         """The row type of a statement Describe: the pool compares it with what clients
         were told; the batch held for the pooler's own Describe goes on after."""
-        _kind, client, (key, name, verify) = entry
-        self.pool.check_row_type(key, pq.row_type(msg), None if verify else client, name)
-        if verify:
-            self.resume_client = (client, False)
+        client = None if entry.verify else entry.client
+        self.pool.check_row_type(entry.key, pq.row_type(msg), client, entry.name)
+        if entry.verify and entry.client is not None:
+            self.resume_client = (entry.client, False)
 
-    def _describe_failed(self, entry: tuple[int, Any, Any]) -> None:
-        if entry[2][2]:  # the pooler's own: the client's batch goes on (and is skipped)
-            self.resume_client = (entry[1], True)
+    def _describe_failed(self, entry: DescribeRows) -> None:
+        if entry.verify and entry.client is not None:
+            # the pooler's own: the client's batch goes on (and is skipped)
+            self.resume_client = (entry.client, True)
 
-    def watch(self, entry: tuple[int, Any, Any]) -> None:
-        """Owe a RETRY or DESCRIBE entry: look at the answers they wait for."""
+    def watch(self, entry: Retry | DescribeRows) -> None:
+        """Owe a Retry or DescribeRows entry: look at the answers they wait for."""
         self.expect.append(entry)
         self.look = LOOK_WATCH
 
@@ -370,7 +519,7 @@ class ServerConn(asyncio.Protocol):
         the other clients'), so `notify.pid == conn.backend_pid` ("is it mine?") must
         compare those. A backend that no client of this pooler holds keeps its pid.
         """
-        server = self.pool.amb.server_pids.get((self.addr, _unpack_u32(msg, 5)[0]))
+        server = self.pool.ctx.server_pids.get((self.addr, _unpack_u32(msg, 5)[0]))
         if server is None or not server.owner_pid:
             return True
         return msg[:5] + _pack_u32(server.owner_pid) + msg[9:]
@@ -378,7 +527,7 @@ class ServerConn(asyncio.Protocol):
     def _idle_data(self, data: bytes) -> None:
         with contextlib.suppress(Exception):
             for kind, msg in pq.iter_messages(self.tail + data):
-                if kind == 83:
+                if kind == PARAMETER_STATUS:
                     name, value = pq.parse_parameter_status(msg)
                     self.params[name] = value
                     self.settings_key = None
@@ -388,7 +537,7 @@ class ServerConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        pids = self.pool.amb.server_pids
+        pids = self.pool.ctx.server_pids
         if pids.get((self.addr, self.process_id)) is self:
             del pids[(self.addr, self.process_id)]
         self.pool.server_lost(self)
@@ -426,14 +575,14 @@ class ServerConn(asyncio.Protocol):
             if end > n:
                 break
             kind = buf[pos]
-            if kind == 83:
+            if kind == PARAMETER_STATUS:
                 name, value = pq.parse_parameter_status(buf[pos:end])
                 self.params[name] = value
                 self.settings_key = None
-            elif kind == 69:
+            elif kind == ERROR_RESPONSE:
                 if not self.internal_error:
                     self.internal_error = pq.parse_error_fields(buf[pos:end]).get("M", "error")
-            elif kind == 90:
+            elif kind == READY_FOR_QUERY:
                 self.status = buf[pos + 5 : pos + 6]
                 callback, self.internal = self.internal, None
                 self.tail = buf[end:]
@@ -460,7 +609,7 @@ class ServerConn(asyncio.Protocol):
         name = self.add_statement(key, out)
         self.stats.prepared_reparses += 1
         out.append(pq.parse_message(name, key))
-        self.expect.append((P_SWALLOW, key, None))
+        self.expect.append(PoolParse(key=key))
         return name
 
     def add_statement(self, key: bytes, out: list[bytes]) -> bytes:
@@ -475,7 +624,7 @@ class ServerConn(asyncio.Protocol):
                 break  # used in the batch in flight: closing it would close its portals
             del prepared[old_key]
             out.append(pq.close_statement(old_name))
-            self.expect.append((C_SWALLOW, None, None))
+            self.expect.append(OWE_POOL_CLOSE)
             self.stats.prepared_evictions += 1
         self.next_name += 1
         name = b"pgamb_%d" % self.next_name
@@ -512,7 +661,7 @@ class ServerConn(asyncio.Protocol):
                 keep.append((name, used))
                 continue
             out.append(pq.close_statement(name))
-            self.expect.append((C_SWALLOW, None, None))
+            self.expect.append(OWE_POOL_CLOSE)
         self.stale = keep
 
     # --- cancel ----------------------------------------------------------------------------
@@ -554,25 +703,8 @@ async def read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return header[:1], await reader.readexactly(length - 4)
 
 
-Resolver = Callable[[str, int], Awaitable[list[tuple[str, int]]]]
-
-
-async def resolve(host: str, port: int) -> list[tuple[str, int]]:
-    """Every address `host` has now (looked up again for each new server connection).
-
-    The ambassador's `resolve` hook (a `Resolver`); tests put their own in its place."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    seen: list[tuple[str, int]] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        addr = (str(sockaddr[0]), int(sockaddr[1]))
-        if addr not in seen:
-            seen.append(addr)
-    return seen
-
-
 async def login(
-    pool: Pool,
+    pool: ServerPool,
     *,
     host: str,
     port: int,
@@ -612,7 +744,7 @@ async def login(
 
 
 async def _login_on(
-    pool: Pool,
+    pool: ServerPool,
     addr: tuple[str, int],
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -654,7 +786,7 @@ async def _login_on(
     conn.tls = transport.get_extra_info("sslcontext") is not None
     conn.tls_info = describe_tls(transport)
     transport.set_protocol(conn)
-    pool.amb.server_pids[(addr, conn.process_id)] = conn
+    pool.ctx.server_pids[(addr, conn.process_id)] = conn
     if leftover:
         conn.data_received(leftover)
     return conn

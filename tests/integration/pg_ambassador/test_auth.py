@@ -17,15 +17,12 @@ import asyncpg
 import psycopg
 import pytest
 
-from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.auth import (
     AuthError,
     Credentials,
-    authenticate_to_server,
     md5_inner,
 )
 from podkit.ambassadors.postgres.scram import make_verifier
-from podkit.ambassadors.postgres.server import read_message
 from podkit_dev.servers import HOST, PostgresServer
 from tests.integration.pg_ambassador.auth_kit import AuthProxy, login
 from tests.servers import serve
@@ -203,26 +200,3 @@ async def test_real_clients_wrong_password_and_unknown_user(pg, credentials, cli
             assert PASSWORD not in str(caught.value)
     assert [f.sqlstate for f in proxy.failures] == ["28P01", "28P01"]
     assert not proxy.logins
-
-
-async def test_authenticate_to_server_for_a_caller_that_reads_the_login_itself(pg):
-    """The core's own login loop hands the SASL part over to authenticate_to_server."""
-    reader, writer = await asyncio.open_connection(HOST, pg.port)
-    try:
-        writer.write(pq.startup_message({"user": "scram_user", "database": "postgres"}))
-        kind, body = await read_message(reader)
-        assert kind == b"R" and body[:4] == b"\0\0\0\x0a"
-        auth = await authenticate_to_server(reader, writer, "scram_user", PASSWORD, body)
-        assert auth.method == "scram-sha-256"
-        assert await read_message(reader) == (b"R", b"\0\0\0\0")
-    finally:
-        writer.close()
-    reader, writer = await asyncio.open_connection(HOST, pg.port)
-    try:
-        writer.write(pq.startup_message({"user": "scram_user", "database": "postgres"}))
-        _, body = await read_message(reader)
-        with pytest.raises(AuthError) as caught:
-            await authenticate_to_server(reader, writer, "scram_user", "wrong", body)
-        assert caught.value.sqlstate == "28P01"
-    finally:
-        writer.close()
