@@ -421,7 +421,7 @@ def _refused(
 
 
 def _database(entry: IniLine) -> dict[str, Any]:
-    from podkit.ambassadors.postgres.routing import DatabaseEntry
+    from podkit.ambassadors.postgres.databases import DatabaseEntry
 
     if entry.key == "pgbouncer":
         raise entry.error("the database name 'pgbouncer' is reserved for the admin console")
@@ -453,7 +453,7 @@ def _database(entry: IniLine) -> dict[str, Any]:
 
 
 def _user(entry: IniLine) -> dict[str, Any]:
-    from podkit.ambassadors.postgres.routing import UserEntry
+    from podkit.ambassadors.postgres.databases import UserEntry
 
     raw: dict[str, Any] = {}
     for key, value in connection_string(entry):

@@ -23,7 +23,7 @@ from podkit.ambassadors.postgres import session
 from podkit.ambassadors.postgres.context import Context, Stats
 from podkit.ambassadors.postgres.server import (
     OWE_READY,
-    ClientSide,
+    ServedClient,
     ServerConn,
     ServerLoginError,
     login,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 
 
-class PoolClient(ClientSide, Protocol):
+class PoolClient(ServedClient, Protocol):
     """What a pool needs of its clients (client.PoolClient)."""
 
     wait_started: float
@@ -170,7 +170,7 @@ class Pool:
         return row_type is not None and row_type == self.row_types.get(key)
 
     def check_row_type(
-        self, key: bytes, row_type: bytes, client: ClientSide | None, name: bytes
+        self, key: bytes, row_type: bytes, client: ServedClient | None, name: bytes
     ) -> None:
         """A Describe of statement `key` answered `row_type`. If clients were described
         another one, a schema change altered its result type since (a server parsed it

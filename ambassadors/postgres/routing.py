@@ -13,46 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
-from podkit.config import Duration
+from podkit.ambassadors.postgres.databases import FALLBACK, DatabaseEntry, UserEntry
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
-
-FALLBACK = "*"
-
-
-class DatabaseEntry(BaseModel):
-    """One database clients may connect to (a `[databases]` line); unset keys inherit
-    podkit's settings (--server-host, --server-port, --pool-size, ...)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str | None = Field(None, min_length=1)
-    port: int | None = Field(None, ge=1, le=65535)
-    dbname: str | None = Field(None, min_length=1)
-    user: str | None = Field(None, min_length=1)
-    password: SecretStr | None = None
-    pool_size: int | None = Field(None, ge=1)
-    min_pool_size: int | None = Field(None, ge=0)
-    reserve_pool_size: int | None = Field(None, ge=0)
-    pool_mode: Literal["transaction", "session"] | None = None
-    connect_query: str | None = Field(None, min_length=1)
-    server_lifetime: Duration | None = Field(None, gt=0)
-
-
-class UserEntry(BaseModel):
-    """Pool settings of one user (a `[users]` line); they win over the database's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    pool_mode: Literal["transaction", "session"] | None = None
-    pool_size: int | None = Field(None, ge=1)
-    reserve_pool_size: int | None = Field(None, ge=0)
-    query_timeout: Duration | None = None
-    idle_transaction_timeout: Duration | None = None
-    client_idle_timeout: Duration | None = None
 
 
 @dataclass(frozen=True)

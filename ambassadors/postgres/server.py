@@ -63,7 +63,7 @@ class ServerPool(Protocol):
 
     def parsed(self, key: bytes) -> None: ...
     def check_row_type(
-        self, key: bytes, row_type: bytes, client: ClientSide | None, name: bytes
+        self, key: bytes, row_type: bytes, client: ServedClient | None, name: bytes
     ) -> None: ...
     def statements_changed(self, keys: set[bytes]) -> None: ...
     def release(self, server: ServerConn) -> None: ...
@@ -75,7 +75,7 @@ class Writer(Protocol):
     def writelines(self, data: list[bytes]) -> None: ...
 
 
-class ClientSide(Protocol):
+class ServedClient(Protocol):
     """What a server connection needs of the client it serves: client.ClientConn, or the
     pool's Orphan that stands in for one that left."""
 
@@ -103,7 +103,7 @@ class ClientSide(Protocol):
 class Rerun(NamedTuple):
     """A batch to run again at ReadyForQuery (a first use that proved stale)."""
 
-    client: ClientSide
+    client: ServedClient
     rest: list[tuple[int, bytes]]
     name: bytes
     error: bytes  # PostgreSQL's error, held back
@@ -121,7 +121,7 @@ class ClientParse(NamedTuple):
     `client` forgets `name`, and the server the statement `key` it was sent under."""
 
     kind: int = CLIENT_PARSE
-    client: ClientSide | None = None  # None: nothing to undo (the unnamed statement)
+    client: ServedClient | None = None  # None: nothing to undo (the unnamed statement)
     name: bytes = b""
     key: bytes | None = None  # None: answered by a no-op Parse (the server had it)
 
@@ -139,7 +139,7 @@ class ClientClose(NamedTuple):
     `client` gets statement `name` (`key`) back."""
 
     kind: int = CLIENT_CLOSE
-    client: ClientSide | None = None  # None: a portal or the unnamed statement
+    client: ServedClient | None = None  # None: a portal or the unnamed statement
     name: bytes = b""
     key: bytes | None = None
 
@@ -168,7 +168,7 @@ class Retry(NamedTuple):
     part of the batch from it) runs again for `client` on a fresh statement `name`."""
 
     kind: int = RETRY
-    client: ClientSide | None = None
+    client: ServedClient | None = None
     rest: list[tuple[int, bytes]] = []
     name: bytes = b""
 
@@ -178,7 +178,7 @@ class DescribeRows(NamedTuple):
     told; `verify`: the pooler's own, the client's batch held meanwhile."""
 
     kind: int = DESCRIBE_ROWS
-    client: ClientSide | None = None
+    client: ServedClient | None = None
     key: bytes = b""
     name: bytes = b""
     verify: bool = False
@@ -245,9 +245,9 @@ class ServerConn(asyncio.Protocol):
         self.stats = pool.stats
         self.addr = addr
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.client: ClientSide | None = None
+        self.client: ServedClient | None = None
         # idle, but kept by the client that last held it (Pool.park); None otherwise
-        self.parked_by: ClientSide | None = None
+        self.parked_by: ServedClient | None = None
         self.params: dict[str, str] = {}
         self.process_id = 0
         self.secret_key = 0
@@ -290,7 +290,7 @@ class ServerConn(asyncio.Protocol):
         self.look = _LOOK
         # whose held batch goes on (DESCRIBE), and whether the check failed (the server
         # then skips that batch up to its Sync, so it must go out whole, unchecked)
-        self.resume_client: tuple[ClientSide, bool] | None = None
+        self.resume_client: tuple[ServedClient, bool] | None = None
         self.retry: Rerun | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------

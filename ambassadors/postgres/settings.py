@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from podkit.ambassadors.postgres import auth, tls
-from podkit.ambassadors.postgres.routing import DatabaseEntry, UserEntry
+from podkit.ambassadors.postgres.databases import DatabaseEntry, UserEntry
 from podkit.config import (
     ByteSize,
     ConfigError,
