@@ -76,7 +76,11 @@ class Follower:
             self._retire,
         )
         self._watcher = Watcher(
-            config, self.log, known=self._files.by_path.__contains__, on_change=self._changed
+            config,
+            self.log,
+            known=self._files.by_path.__contains__,
+            on_change=self._changed,
+            on_moved=self._scanner.renames.flag,
         )
         self._draining = False
         self._done = False
@@ -261,6 +265,7 @@ class Follower:
         """A closed file with nothing unacknowledged: into the checkpoint's memory."""
         self._files.finished(t)
         self._book.retire(t)
+        self._scanner.renames.remember(t.fp_len, t.fp)
         live = {id(x.stats) for x in self._files.all()}
         self.ledger.prune(live, MAX_IDLE_STATS)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections import deque
 from typing import Any
 
@@ -21,6 +22,7 @@ from podkit.follow.files import FileTable
 from podkit.follow.identity import before_hash, prefix_matches
 from podkit.follow.ledger import FileStats, Ledger
 from podkit.follow.multiline import MultilineJoiner
+from podkit.follow.renames import Found, RenameFinder
 from podkit.follow.tailer import ACTIVE, Tailer
 
 
@@ -45,13 +47,21 @@ class Scanner:
         """Rescan at the next turn (a rotation or a watch event asked for it)."""
         self.next_scan = 0.0
         self.failed_paths: set[str] = set()
+        self.renames = RenameFinder(config)
 
     def scan(self, now: float) -> bool:
-        """Match the globs; open what is new. True if a file was opened (or first scan)."""
+        """Match the globs; open what is new, and the generations renamed out of the
+        globs before we opened them. True if a file was opened (or first scan)."""
         self.due = False
         self.next_scan = now + self.config.refresh_interval
         files = self.files
         opened = False
+        first = self.first
+        since = self.book.listed_at if first else self.renames.listed_at
+        if first:
+            self._seed_renames()
+        wall = time.time()
+        matched: dict[str, os.stat_result] = {}
         for path in discover(self.config.include, self.config.exclude):
             try:
                 st = os.stat(path)
@@ -59,6 +69,7 @@ class Scanner:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
+            matched[path] = st
             t = files.open.get((st.st_dev, st.st_ino))
             if t is not None:
                 if t.path != path and not t.is_copy:
@@ -74,7 +85,56 @@ class Scanner:
             self.first = False
             self.recover_orphans(now)
             opened = True
+        return self.find_renamed(matched, now, wall, since) or opened
+
+    # --- generations renamed out of the globs before we opened them ------------------
+
+    def _seed_renames(self) -> None:
+        """At start the checkpoints stand in for the last listing of the matched names."""
+        if self.book.listed_at is not None:
+            self.renames.seed_fixed()
+        for entry in self.book.entries.values():
+            if not entry.closed and self.renames.matches(entry.path):
+                directory = os.path.dirname(entry.path) or "."
+                self.renames.seed(directory, {os.path.basename(entry.path): entry.inode})
+
+    def find_renamed(
+        self, matched: dict[str, os.stat_result], now: float, wall: float, since: float | None
+    ) -> bool:
+        tailers = self.files.all()
+        entries = self.book.entries
+        known = {t.key for t in tailers} | set(entries)
+        known_fps = {(t.fp_len, t.fp) for t in tailers} | {
+            (e.fp_len, e.fp) for e in entries.values()
+        }
+        opened = False
+        for found in self.renames.look(matched, wall, since, known, known_fps):
+            if found.compressed:
+                self.compressed_unread(found)
+                continue
+            if self.open(found.path, now, rotated=True, head=True, stream=found.stream):
+                self.log.info("file_found_renamed", path=found.path, stream=found.stream)
+                opened = True
+        self.book.listed_at = self.renames.listed_at
         return opened
+
+    def compressed_unread(self, found: Found) -> None:
+        """A generation we never read, compressed before we could: counted as lost."""
+        try:
+            st = os.stat(found.path)
+        except OSError:
+            return
+        file_id = FileId(st.st_dev, st.st_ino, "")
+        ev = FileEvent("lost", found.path, file_id, found.lost, "rotated_away_unread", True)
+        self.ledger.lose(self.ledger.file(found.stream), ev)
+        self.log.warning(
+            "file_compressed_unread",
+            path=found.path,
+            format=found.compressed,
+            lost_bytes=found.lost,
+            lower_bound=True,
+        )
+        self.ready.append(Batch(found.path, file_id, [], [], 0, -1, [ev]))
 
     # --- rotation and renames --------------------------------------------------------
 
@@ -136,7 +196,15 @@ class Scanner:
         t.multiline = self.new_joiner()
         return t
 
-    def open(self, path: str, now: float, *, rotated: bool = False) -> Tailer | None:
+    def open(
+        self,
+        path: str,
+        now: float,
+        *,
+        rotated: bool = False,
+        head: bool = False,
+        stream: str | None = None,
+    ) -> Tailer | None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -151,12 +219,12 @@ class Scanner:
             if not stat.S_ISREG(st.st_mode) or key in self.files.open:
                 os.close(fd)
                 return None
-            start, events, copy = self.resume_point(path, fd, st, now)
+            start, events, copy = self.resume_point(path, fd, st, now, head=head)
         except OSError as exc:
             os.close(fd)
             self.log.warning("file_open_failed", path=path, error=str(exc))
             return None
-        stats = self.ledger.file(path)
+        stats = self.ledger.file(stream or path)
         t = self._tailer(path, fd, st, start, stats)
         t.last_data = now
         t.last_end = start
@@ -174,7 +242,7 @@ class Scanner:
         return t
 
     def resume_point(
-        self, path: str, fd: int, st: os.stat_result, now: float
+        self, path: str, fd: int, st: os.stat_result, now: float, *, head: bool = False
     ) -> tuple[int, list[FileEvent], Tailer | None]:
         """Where to start reading a newly opened file, what was lost while we were away,
         and the copytruncate copy opened to be read first (if it was truncated)."""
@@ -202,7 +270,12 @@ class Scanner:
                 ev = FileEvent(kind, entry.path, old_id, unread, reason, True)  # type: ignore[arg-type]
                 return 0, [ev], None
             return 0, [], None
-        if self.first and self.config.read_from == "tail" and path not in self.book.entry_paths:
+        if (
+            self.first
+            and not head
+            and self.config.read_from == "tail"
+            and path not in self.book.entry_paths
+        ):
             return st.st_size, [], None
         # A file that appeared while running (or replaced one we knew) is new: all of it.
         return 0, [], None

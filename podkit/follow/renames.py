@@ -1,0 +1,304 @@
+"""Files renamed out of the globs before the follower opened them.
+
+A file the globs matched is normally open when it is renamed, and its handle carries on.
+An app (or logrotate) that rotates faster than the scan, or while the follower is
+stopped, renames generations the follower never opened to names the globs do not match
+(`app.log.1`, `app.log-20261207`, anything). To find them, every scan lists the
+directories that hold followed files. A file there
+
+- under a name no include glob matches (nor an exclude glob), not a dot file, not a
+  checkpoint file,
+- whose inode is new since the directory's last listing (at start: unknown to the
+  checkpoints and changed, by ctime, since the last listing they were saved with),
+- in a directory where a matched name changed since then (it names another inode, or
+  appeared, or went; or the watcher saw one created or removed),
+- that does not start with the first bytes of a file the follower knows (a copy is the
+  copytruncate recovery's),
+
+is such a generation: it is opened from its head, read to its end and closed. Compressed
+ones (gzip, zstd, bzip2, xz, by magic bytes) are not read: unless their first bytes
+decompress to those of a file the follower knows, their size is counted as lost.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import os
+import stat
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from hashlib import blake2b
+
+from podkit.follow.api import FollowConfig
+from podkit.follow.discovery import excluded
+
+CTIME_SLACK = 1.0
+"""File times come from a coarse clock: a file changed just after a listing may carry a
+time a little before it."""
+MAX_KNOWN_FPS = 8192
+BASELINE_FILES = 512
+"""At a directory's first listing, the most recent files whose first bytes are
+remembered (a compressed copy of one of them is not a loss)."""
+MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+)
+
+
+@dataclass(slots=True)
+class Listing:
+    """What a directory held at the last look."""
+
+    inodes: set[int] | None
+    """Every regular file's inode (None: never listed; the ctime rule stands in)."""
+    matched: dict[str, int] = field(default_factory=dict)
+    """The names the globs match, and their inodes."""
+
+
+@dataclass(slots=True)
+class Found:
+    """A generation renamed out of the globs that the follower never opened."""
+
+    path: str
+    stream: str
+    """The matched path it most likely was (for its stats), or its own path."""
+    compressed: str = ""
+    """The compression format (then it is not read), or ""."""
+    lost: int = 0
+    """For a compressed one: its uncompressed size if the format says it, else its size."""
+
+
+class RenameFinder:
+    def __init__(self, config: FollowConfig) -> None:
+        self.config = config
+        self.listings: dict[str, Listing] = {}
+        self.flagged: set[str] = set()
+        """Directories where the watcher saw a matched name created or removed."""
+        self.fps: OrderedDict[tuple[int, str], None] = OrderedDict()
+        """First bytes (length, hash) of files the follower read or saw: not new data."""
+        self.listed_at: float | None = None
+        """Wall time the last listing started (saved with the checkpoints)."""
+        self._include = [os.path.abspath(p) for p in config.include]
+        self._fixed = {
+            os.path.dirname(p)
+            for p in config.include
+            if not set("*?[") & set(os.path.dirname(p)) and os.path.dirname(p)
+        }
+        """The directories the globs name without a wildcard: listed even while they
+        hold no matched file (the app may create and rename one between two scans)."""
+        self._state_dir = (
+            os.path.abspath(config.state_dir) if config.state_dir is not None else None
+        )
+
+    def remember(self, fp_len: int, fp: str) -> None:
+        if fp_len:
+            self.fps[(fp_len, fp)] = None
+            self.fps.move_to_end((fp_len, fp))
+            while len(self.fps) > MAX_KNOWN_FPS:
+                self.fps.popitem(last=False)
+
+    def flag(self, path: str) -> None:
+        """The watcher saw `path` (a matched name) created or removed."""
+        self.flagged.add(os.path.dirname(path) or ".")
+
+    def seed(self, directory: str, matched: dict[str, int]) -> None:
+        """At start: what the checkpoints say the directory's matched names were."""
+        self.listings.setdefault(directory, Listing(None)).matched.update(matched)
+
+    def seed_fixed(self) -> None:
+        """At start with a saved listing time: the globs' own directories were listed."""
+        for directory in self._fixed:
+            self.listings.setdefault(directory, Listing(None))
+
+    def look(
+        self,
+        matched: dict[str, os.stat_result],
+        wall: float,
+        since: float | None,
+        known: set[tuple[int, int]],
+        known_fps: set[tuple[int, str]],
+    ) -> list[Found]:
+        """List the directories of the matched paths (and of the last listing's);
+        return the generations found. `known`: dev+inode of files open or checkpointed;
+        `since`: the previous listing's wall time (None: nothing to compare with)."""
+        by_dir: dict[str, dict[str, int]] = {}
+        for path, st in matched.items():
+            by_dir.setdefault(os.path.dirname(path) or ".", {})[os.path.basename(path)] = st.st_ino
+        found: list[Found] = []
+        for directory in set(by_dir) | set(self.listings) | self._fixed:
+            names = by_dir.get(directory, {})
+            prev = self.listings.get(directory)
+            if not names and directory not in self._fixed and (prev is None or not prev.matched):
+                self.listings.pop(directory, None)
+                continue
+            found += self._look_at(directory, names, prev, since, known, known_fps)
+        self.flagged.clear()
+        self.listed_at = wall
+        return found
+
+    def _look_at(
+        self,
+        directory: str,
+        seen: dict[str, int],
+        prev: Listing | None,
+        since: float | None,
+        known: set[tuple[int, int]],
+        known_fps: set[tuple[int, str]],
+    ) -> list[Found]:
+        try:
+            with os.scandir(directory) as it:
+                items = [i for i in it if i.is_file(follow_symlinks=False)]
+        except OSError:
+            return []
+        # The matched names as this listing sees them (the scan's glob ran a moment
+        # earlier: a file may have been renamed in between), and as the scan saw them.
+        names = {i.name: i.inode() for i in items if self._wanted(i.path)}
+        inodes = {i.inode() for i in items}
+        self.listings[directory] = Listing(inodes, names)
+        if prev is None or prev.inodes is None:
+            # Files older than the last listing (all, without one) are not new data.
+            self._baseline(items, names, None if prev is None else since)
+        if prev is None or (prev.inodes is None and since is None):
+            return []
+        changed = (
+            directory in self.flagged
+            or prev.matched != names
+            or any(names.get(name) != ino for name, ino in seen.items())
+        )
+        was_matched = set(prev.matched.values())
+        stream = next(iter(names), None) if len(names) == 1 else None
+        if stream is None and len(prev.matched) == 1:
+            stream = next(iter(prev.matched))
+        found = []
+        for item in items:
+            ino = item.inode()
+            if prev.inodes is not None and ino in prev.inodes and ino not in was_matched:
+                continue  # there before, under a name the globs do not match
+            if not (changed or ino in was_matched) or not self._candidate(item, names):
+                continue
+            try:
+                st = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in known or not stat.S_ISREG(st.st_mode):
+                continue
+            if prev.inodes is None and (
+                since is None or max(st.st_ctime, st.st_mtime) < since - CTIME_SLACK
+            ):
+                continue  # at start: there before the last listing, and not ours
+            logical = os.path.join(directory, stream) if stream else item.path
+            got = self._inspect(item.path, st, known_fps)
+            if got is not None:
+                got.stream = logical
+                found.append(got)
+        return found
+
+    def _wanted(self, path: str) -> bool:
+        return self.matches(path) and not excluded(os.path.abspath(path), self.config.exclude)
+
+    def matches(self, path: str) -> bool:
+        """Whether an include glob matches `path` (excluded or not)."""
+        path = os.path.abspath(path)
+        return any(fnmatch(path, pat) for pat in self._include)
+
+    def _candidate(self, item: os.DirEntry[str], names: dict[str, int]) -> bool:
+        name = item.name
+        if name in names or name.startswith("."):
+            return False
+        path = os.path.abspath(item.path)
+        if self._state_dir is not None and os.path.dirname(path) == self._state_dir:
+            return False
+        if self.matches(path):
+            return False  # matched (then excluded, or not yet scanned): not ours to take
+        return not excluded(path, self.config.exclude)
+
+    def _inspect(
+        self, path: str, st: os.stat_result, known_fps: set[tuple[int, str]]
+    ) -> Found | None:
+        """A plain file to read (None if it is a copy of one we know), or a compressed
+        one to count as lost (None if it decompresses to one we know)."""
+        n = self.config.fingerprint_bytes
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(n)
+                fmt = compression(head)
+                if fmt:
+                    fh.seek(0)
+                    raw = fh.read(1 << 16)
+                    tail = b""
+                    if fmt == "gzip" and st.st_size >= 18:
+                        fh.seek(-4, os.SEEK_END)
+                        tail = fh.read(4)
+        except OSError:
+            return None
+        if not fmt:
+            if head and self._known((len(head), _hash(head)), known_fps):
+                return None  # a copy of a file we know: the copytruncate recovery's
+            return Found(path, path)
+        plain = decompress_head(fmt, raw, n)
+        if plain and self._known((len(plain), _hash(plain)), known_fps):
+            return None
+        # gzip ends with the uncompressed size (mod 4 GiB); for the others, the file's size
+        # (less than what it held: the figure is a lower bound).
+        lost = int.from_bytes(tail, "little") if tail else st.st_size
+        return Found(path, path, fmt, lost)
+
+    def _known(self, fp: tuple[int, str], known_fps: set[tuple[int, str]]) -> bool:
+        return fp in known_fps or fp in self.fps
+
+    def _baseline(
+        self, items: list[os.DirEntry[str]], names: dict[str, int], before: float | None
+    ) -> None:
+        """A directory's first listing: remember its recent files' first bytes, so a
+        compressed copy of one made later is not taken for lost data."""
+        stats = []
+        for item in items:
+            if item.name in names:
+                continue
+            try:
+                st = item.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if before is None or max(st.st_ctime, st.st_mtime) < before - CTIME_SLACK:
+                stats.append((st.st_mtime, item.path))
+        stats.sort(reverse=True)
+        n = self.config.fingerprint_bytes
+        for _, path in stats[:BASELINE_FILES]:
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(n)
+            except OSError:
+                continue
+            if compression(head):
+                continue
+            self.remember(len(head), _hash(head))
+
+
+def compression(head: bytes) -> str:
+    for magic, name in MAGIC:
+        if head.startswith(magic):
+            return name
+    return ""
+
+
+def decompress_head(fmt: str, raw: bytes, n: int) -> bytes:
+    """The first `n` bytes `raw` (a compressed file's start) decompresses to ("" if unknown)."""
+    try:
+        if fmt == "gzip":
+            return zlib.decompressobj(wbits=47).decompress(raw, n)
+        if fmt == "bzip2":
+            return bz2.BZ2Decompressor().decompress(raw, n)
+        if fmt == "xz":
+            return lzma.LZMADecompressor().decompress(raw, n)
+    except (zlib.error, OSError, lzma.LZMAError, EOFError):
+        return b""
+    return b""  # zstd: no decompressor in the standard library
+
+
+def _hash(data: bytes) -> str:
+    return blake2b(data, digest_size=8).hexdigest()
