@@ -6,8 +6,10 @@ stopped, renames generations the follower never opened to names the globs do not
 (`app.log.1`, `app.log-20261207`, anything). To find them, every scan lists the
 directories that hold followed files. A file there
 
-- under a name no include glob matches (nor an exclude glob), not a dot file, not a
-  checkpoint file,
+- under a name no include glob matches (nor an exclude glob) that starts with a matched
+  name's stem (its part before the first dot, then a non-alphanumeric character:
+  `app.log.1`, `app.log-20261207`, `app-20261207.log` for `app.log`), not a dot file,
+  not a checkpoint file,
 - whose inode is new since the directory's last listing (at start: unknown to the
   checkpoints and changed, by ctime, since the last listing they were saved with),
 - in a directory where a matched name changed since then (it names another inode, or
@@ -171,6 +173,7 @@ class RenameFinder:
             or any(names.get(name) != ino for name, ino in seen.items())
         )
         was_matched = set(prev.matched.values())
+        stems = {_stem(n) for n in (*names, *prev.matched)}
         stream = next(iter(names), None) if len(names) == 1 else None
         if stream is None and len(prev.matched) == 1:
             stream = next(iter(prev.matched))
@@ -179,7 +182,7 @@ class RenameFinder:
             ino = item.inode()
             if prev.inodes is not None and ino in prev.inodes and ino not in was_matched:
                 continue  # there before, under a name the globs do not match
-            if not (changed or ino in was_matched) or not self._candidate(item, names):
+            if not (changed or ino in was_matched) or not self._candidate(item, names, stems):
                 continue
             try:
                 st = item.stat(follow_symlinks=False)
@@ -206,9 +209,9 @@ class RenameFinder:
         path = os.path.abspath(path)
         return any(fnmatch(path, pat) for pat in self._include)
 
-    def _candidate(self, item: os.DirEntry[str], names: dict[str, int]) -> bool:
+    def _candidate(self, item: os.DirEntry[str], names: dict[str, int], stems: set[str]) -> bool:
         name = item.name
-        if name in names or name.startswith("."):
+        if name in names or name.startswith(".") or not _same_stem(name, stems):
             return False
         path = os.path.abspath(item.path)
         if self._state_dir is not None and os.path.dirname(path) == self._state_dir:
@@ -277,6 +280,24 @@ class RenameFinder:
             if compression(head):
                 continue
             self.remember(len(head), _hash(head))
+
+
+def _stem(name: str) -> str:
+    """A log file's name up to its first dot: `app` for app.log."""
+    return name.split(".", 1)[0]
+
+
+def _same_stem(name: str, stems: set[str]) -> bool:
+    """Whether `name` could be a rotated name of a file with one of these stems
+    (app.log.1, app.log-20261207, app-20261207.log, app.1.log.gz for `app`)."""
+    for stem in stems:
+        if (
+            stem
+            and name.startswith(stem)
+            and (len(name) == len(stem) or not name[len(stem)].isalnum())
+        ):
+            return True
+    return False
 
 
 def compression(head: bytes) -> str:
