@@ -126,7 +126,7 @@ class Scanner:
             return
         file_id = FileId(st.st_dev, st.st_ino, "")
         ev = FileEvent("lost", found.path, file_id, found.lost, "rotated_away_unread", True)
-        self.ledger.lose(self.ledger.file(found.stream), ev)
+        self.ledger.lose(self.ledger.file(found.path), ev)  # under its own name
         self.log.warning(
             "file_compressed_unread",
             path=found.path,
