@@ -149,6 +149,7 @@ class Reader:
         """Copytruncate: read the copy if there is one; else hand out what was read, record
         what was lost, restart at 0."""
         t.stats.truncations += 1
+        self.scanner.renames.remember(t.fp_len, t.fp)  # its copy is not a new generation
         copy = self.scanner.copy_for_live(t, now)
         if copy is not None:
             self.log.info(

@@ -240,19 +240,27 @@ class RenameFinder:
         except OSError:
             return None
         if not fmt:
-            if head and self._known((len(head), _hash(head)), known_fps):
+            if self._known(head, known_fps):
                 return None  # a copy of a file we know: the copytruncate recovery's
             return Found(path, path)
-        plain = decompress_head(fmt, raw, n)
-        if plain and self._known((len(plain), _hash(plain)), known_fps):
+        if self._known(decompress_head(fmt, raw, n), known_fps):
             return None
         # gzip ends with the uncompressed size (mod 4 GiB); for the others, the file's size
         # (less than what it held: the figure is a lower bound).
         lost = int.from_bytes(tail, "little") if tail else st.st_size
         return Found(path, path, fmt, lost)
 
-    def _known(self, fp: tuple[int, str], known_fps: set[tuple[int, str]]) -> bool:
-        return fp in known_fps or fp in self.fps
+    def _known(self, head: bytes, known_fps: set[tuple[int, str]]) -> bool:
+        """Whether `head` starts with the first bytes of a file we know (fingerprinted
+        when it was shorter, perhaps: each length known is tried)."""
+        if not head:
+            return False
+        for length in {n for n, _ in known_fps} | {n for n, _ in self.fps}:
+            if 0 < length <= len(head):
+                fp = (length, _hash(head[:length]))
+                if fp in known_fps or fp in self.fps:
+                    return True
+        return False
 
     def _baseline(
         self, items: list[os.DirEntry[str]], names: dict[str, int], before: float | None

@@ -94,6 +94,8 @@ class Scanner:
         if self.book.listed_at is not None:
             self.renames.seed_fixed()
         for entry in self.book.entries.values():
+            # Content we knew: a copy of it (plain or compressed) is not a new generation.
+            self.renames.remember(entry.fp_len, entry.fp)
             if not entry.closed and self.renames.matches(entry.path):
                 directory = os.path.dirname(entry.path) or "."
                 self.renames.seed(directory, {os.path.basename(entry.path): entry.inode})
