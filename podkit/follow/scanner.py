@@ -19,7 +19,7 @@ from podkit.follow.book import AckBook
 from podkit.follow.checkpoint import Entry
 from podkit.follow.discovery import discover
 from podkit.follow.files import FileTable
-from podkit.follow.identity import before_hash, prefix_matches
+from podkit.follow.identity import before_hash, prefix_hash, prefix_matches
 from podkit.follow.ledger import FileStats, Ledger
 from podkit.follow.multiline import MultilineJoiner
 from podkit.follow.renames import Found, RenameFinder
@@ -80,6 +80,8 @@ class Scanner:
                 self.check_rotation(cur, now)
                 if files.by_path.get(path) is cur:
                     continue
+            if not self.first and self.copy_of_open(path, st):
+                continue  # a copy (copytruncate's): read from it only if the file is truncated
             opened = self.open(path, now) is not None or opened
         if self.first:
             self.first = False
@@ -137,6 +139,29 @@ class Scanner:
             lower_bound=True,
         )
         self.ready.append(Batch(found.path, file_id, [], [], 0, -1, [ev]))
+
+    def copy_of_open(self, path: str, st: os.stat_result) -> bool:
+        """Whether a newly matched file starts with the first bytes (a full fingerprint)
+        of a file we have open: a copy, as Vector would know it by its fingerprint. The
+        copytruncate recovery reads the copy from where the original was read to, once
+        the original is found truncated; read from its head it would repeat every line."""
+        n = self.config.fingerprint_bytes
+        if st.st_size < n:
+            return False
+        fps = {t.fp for t in self.files.open.values() if t.fp_len == n and not t.is_copy}
+        if not fps:
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            _, fp = prefix_hash(fd, n)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return fp in fps
 
     # --- rotation and renames --------------------------------------------------------
 
