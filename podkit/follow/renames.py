@@ -41,6 +41,8 @@ CTIME_SLACK = 1.0
 """File times come from a coarse clock: a file changed just after a listing may carry a
 time a little before it."""
 MAX_KNOWN_FPS = 8192
+MIN_PREFIX = 64
+"""A file is taken for a copy of one we know by a prefix of at least this many bytes."""
 BASELINE_FILES = 512
 """At a directory's first listing, the most recent files whose first bytes are
 remembered (a compressed copy of one of them is not a loss)."""
@@ -73,6 +75,7 @@ class Found:
     """The compression format (then it is not read), or ""."""
     lost: int = 0
     """For a compressed one: its uncompressed size if the format says it, else its size."""
+    inode: int = 0
 
 
 class RenameFinder:
@@ -85,6 +88,9 @@ class RenameFinder:
         """First bytes (length, hash) of files the follower read or saw: not new data."""
         self.listed_at: float | None = None
         """Wall time the last listing started (saved with the checkpoints)."""
+        self.retry: set[tuple[str, int]] = set()
+        """(directory, inode) of generations found but not opened (out of handles...):
+        looked at again at the next listing."""
         self._include = [os.path.abspath(p) for p in config.include]
         self._fixed = {
             os.path.dirname(p)
@@ -103,6 +109,10 @@ class RenameFinder:
             self.fps.move_to_end((fp_len, fp))
             while len(self.fps) > MAX_KNOWN_FPS:
                 self.fps.popitem(last=False)
+
+    def failed(self, path: str, inode: int) -> None:
+        """A generation found could not be opened: look at it again next time."""
+        self.retry.add((os.path.dirname(path) or ".", inode))
 
     def flag(self, path: str) -> None:
         """The watcher saw `path` (a matched name) created or removed."""
@@ -180,9 +190,11 @@ class RenameFinder:
         found = []
         for item in items:
             ino = item.inode()
-            if prev.inodes is not None and ino in prev.inodes and ino not in was_matched:
+            if (directory, ino) in self.retry:
+                self.retry.discard((directory, ino))
+            elif prev.inodes is not None and ino in prev.inodes and ino not in was_matched:
                 continue  # there before, under a name the globs do not match
-            if not (changed or ino in was_matched) or not self._candidate(item, names, stems):
+            elif not (changed or ino in was_matched) or not self._candidate(item, names, stems):
                 continue
             try:
                 st = item.stat(follow_symlinks=False)
@@ -238,25 +250,30 @@ class RenameFinder:
                         fh.seek(-4, os.SEEK_END)
                         tail = fh.read(4)
         except OSError:
+            self.failed(path, st.st_ino)
             return None
         if not fmt:
             if self._known(head, known_fps):
                 return None  # a copy of a file we know: the copytruncate recovery's
-            return Found(path, path)
+            return Found(path, path, inode=st.st_ino)
         if self._known(decompress_head(fmt, raw, n), known_fps):
             return None
         # gzip ends with the uncompressed size (mod 4 GiB); for the others, the file's size
         # (less than what it held: the figure is a lower bound).
         lost = int.from_bytes(tail, "little") if tail else st.st_size
-        return Found(path, path, fmt, lost)
+        return Found(path, path, fmt, lost, st.st_ino)
 
     def _known(self, head: bytes, known_fps: set[tuple[int, str]]) -> bool:
         """Whether `head` starts with the first bytes of a file we know (fingerprinted
         when it was shorter, perhaps: each length known is tried)."""
         if not head:
             return False
+        if (len(head), _hash(head)) in known_fps or (len(head), _hash(head)) in self.fps:
+            return True
         for length in {n for n, _ in known_fps} | {n for n, _ in self.fps}:
-            if 0 < length <= len(head):
+            # A shorter prefix than ours counts only when long enough to tell files
+            # apart: 10 bytes of `line seq=3` would make every later file a "copy".
+            if MIN_PREFIX <= length < len(head):
                 fp = (length, _hash(head[:length]))
                 if fp in known_fps or fp in self.fps:
                     return True

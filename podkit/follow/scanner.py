@@ -119,6 +119,8 @@ class Scanner:
             if self.open(found.path, now, rotated=True, head=True, stream=found.stream):
                 self.log.info("file_found_renamed", path=found.path, stream=found.stream)
                 opened = True
+            elif os.path.exists(found.path):
+                self.renames.failed(found.path, found.inode)  # out of handles: next scan
         self.book.listed_at = self.renames.listed_at
         return opened
 
