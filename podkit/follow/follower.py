@@ -9,6 +9,9 @@ reading for a slow consumer. The work itself is done by small collaborators:
 - `AckBook` (book.py): acknowledgements, the read budget, checkpoints;
 - `Watcher` (watcher.py): watchfiles events that wake the loop;
 - `Tailer` (tailer.py): one file's state, changed only through its methods.
+
+A keeper task only watches (scans, file sizes) while the consumer is away: it reads
+nothing, so the budget still bounds what is handed out.
 """
 
 from __future__ import annotations

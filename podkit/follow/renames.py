@@ -3,7 +3,7 @@
 A file the globs matched is normally open when it is renamed, and its handle carries on.
 An app (or logrotate) that rotates faster than the scan, or while the follower is
 stopped, renames generations the follower never opened to names the globs do not match
-(`app.log.1`, `app.log-20261207`, anything). To find them, every scan lists the
+(`app.log.1`, `app.log-20261207`, ...). To find them, every scan lists the
 directories that hold followed files. A file there
 
 - under a name no include glob matches (nor an exclude glob) that starts with a matched
