@@ -30,6 +30,7 @@ import os
 import stat
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from hashlib import blake2b
@@ -132,11 +133,11 @@ class RenameFinder:
         matched: dict[str, os.stat_result],
         wall: float,
         since: float | None,
-        known: set[tuple[int, int]],
-        known_fps: set[tuple[int, str]],
+        known: Callable[[], tuple[set[tuple[int, int]], set[tuple[int, str]]]],
     ) -> list[Found]:
         """List the directories of the matched paths (and of the last listing's);
-        return the generations found. `known`: dev+inode of files open or checkpointed;
+        return the generations found. `known()`: dev+inode of the files open or
+        checkpointed, and their fingerprints (asked only when a file is a candidate);
         `since`: the previous listing's wall time (None: nothing to compare with)."""
         by_dir: dict[str, dict[str, int]] = {}
         for path, st in matched.items():
@@ -148,7 +149,7 @@ class RenameFinder:
             if not names and directory not in self._fixed and (prev is None or not prev.matched):
                 self.listings.pop(directory, None)
                 continue
-            found += self._look_at(directory, names, prev, since, known, known_fps)
+            found += self._look_at(directory, names, prev, since, known)
         self.flagged.clear()
         self.listed_at = wall
         return found
@@ -159,8 +160,7 @@ class RenameFinder:
         seen: dict[str, int],
         prev: Listing | None,
         since: float | None,
-        known: set[tuple[int, int]],
-        known_fps: set[tuple[int, str]],
+        known: Callable[[], tuple[set[tuple[int, int]], set[tuple[int, str]]]],
     ) -> list[Found]:
         try:
             with os.scandir(directory) as it:
@@ -200,7 +200,8 @@ class RenameFinder:
                 st = item.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if (st.st_dev, st.st_ino) in known or not stat.S_ISREG(st.st_mode):
+            keys, known_fps = known()
+            if (st.st_dev, st.st_ino) in keys or not stat.S_ISREG(st.st_mode):
                 continue
             if prev.inodes is None and (
                 since is None or max(st.st_ctime, st.st_mtime) < since - CTIME_SLACK

@@ -105,14 +105,19 @@ class Scanner:
     def find_renamed(
         self, matched: dict[str, os.stat_result], now: float, wall: float, since: float | None
     ) -> bool:
-        tailers = self.files.all()
-        entries = self.book.entries
-        known = {t.key for t in tailers} | set(entries)
-        known_fps = {(t.fp_len, t.fp) for t in tailers} | {
-            (e.fp_len, e.fp) for e in entries.values()
-        }
+        cache: list[tuple[set[tuple[int, int]], set[tuple[int, str]]]] = []
+
+        def known() -> tuple[set[tuple[int, int]], set[tuple[int, str]]]:
+            if not cache:  # built only when a listing has a candidate
+                tailers = self.files.all()
+                entries = self.book.entries.values()
+                keys = {t.key for t in tailers} | {(e.dev, e.inode) for e in entries}
+                fps = {(t.fp_len, t.fp) for t in tailers} | {(e.fp_len, e.fp) for e in entries}
+                cache.append((keys, fps))
+            return cache[0]
+
         opened = False
-        for found in self.renames.look(matched, wall, since, known, known_fps):
+        for found in self.renames.look(matched, wall, since, known):
             if found.compressed:
                 self.compressed_unread(found)
                 continue
