@@ -69,8 +69,8 @@ def test_150_renames_out_of_the_glob_at_full_speed_with_two_kills_lose_nothing(
     shipper.stop(signal.SIGKILL)  # kill 1: likely mid-way through the generations
     shipper = run_helper("log-shipper", *args, wait=None)  # the app goes on as it starts
     app.rotations(50)
-    wait_for(lambda: len(tally_file(out)) > 0, timeout=30, what="the restarted shipper ships")
-    shipper.stop(signal.SIGKILL)  # kill 2
+    shipper.wait_http("readyz", timeout=60)
+    shipper.stop(signal.SIGKILL)  # kill 2: as it reads the generations written meanwhile
     shipper = run_helper("log-shipper", *args, wait=None)
     app.rotations(50)
     app.lines(10)
