@@ -38,12 +38,18 @@ from hashlib import blake2b
 from podkit.follow.api import FollowConfig
 from podkit.follow.discovery import excluded
 
+Short = tuple[int, str, Callable[[int], bool]]
+"""A file we know by a short fingerprint (length, hash) and a check that a file (fd) holds
+its bytes where we read to: only then is a file starting with those bytes its copy."""
+Known = tuple[set[tuple[int, int]], set[tuple[int, str]], list[Short]]
+
 CTIME_SLACK = 1.0
 """File times come from a coarse clock: a file changed just after a listing may carry a
 time a little before it."""
 MAX_KNOWN_FPS = 8192
 MIN_PREFIX = 64
 """A file is taken for a copy of one we know by a prefix of at least this many bytes."""
+MIN_PREFIX_COMPRESSED = 16
 BASELINE_FILES = 512
 """At a directory's first listing, the most recent files whose first bytes are
 remembered (a compressed copy of one of them is not a loss)."""
@@ -133,7 +139,7 @@ class RenameFinder:
         matched: dict[str, os.stat_result],
         wall: float,
         since: float | None,
-        known: Callable[[], tuple[set[tuple[int, int]], set[tuple[int, str]]]],
+        known: Callable[[], Known],
     ) -> list[Found]:
         """List the directories of the matched paths (and of the last listing's);
         return the generations found. `known()`: dev+inode of the files open or
@@ -160,7 +166,7 @@ class RenameFinder:
         seen: dict[str, int],
         prev: Listing | None,
         since: float | None,
-        known: Callable[[], tuple[set[tuple[int, int]], set[tuple[int, str]]]],
+        known: Callable[[], Known],
     ) -> list[Found]:
         try:
             with os.scandir(directory) as it:
@@ -200,7 +206,7 @@ class RenameFinder:
                 st = item.stat(follow_symlinks=False)
             except OSError:
                 continue
-            keys, known_fps = known()
+            keys, known_fps, short = known()
             if (st.st_dev, st.st_ino) in keys or not stat.S_ISREG(st.st_mode):
                 continue
             if prev.inodes is None and (
@@ -208,7 +214,7 @@ class RenameFinder:
             ):
                 continue  # at start: there before the last listing, and not ours
             logical = os.path.join(directory, stream) if stream else item.path
-            got = self._inspect(item.path, st, known_fps)
+            got = self._inspect(item.path, st, known_fps, short)
             if got is not None:
                 got.stream = logical
                 found.append(got)
@@ -234,7 +240,7 @@ class RenameFinder:
         return not excluded(path, self.config.exclude)
 
     def _inspect(
-        self, path: str, st: os.stat_result, known_fps: set[tuple[int, str]]
+        self, path: str, st: os.stat_result, known_fps: set[tuple[int, str]], short: list[Short]
     ) -> Found | None:
         """A plain file to read (None if it is a copy of one we know), or a compressed
         one to count as lost (None if it decompresses to one we know)."""
@@ -254,17 +260,21 @@ class RenameFinder:
             self.failed(path, st.st_ino)
             return None
         if not fmt:
-            if self._known(head, known_fps):
+            if self._known(head, known_fps) or _copy_of_short(path, head, short):
                 return None  # a copy of a file we know: the copytruncate recovery's
             return Found(path, path, inode=st.st_ino)
-        if self._known(decompress_head(fmt, raw, n), known_fps):
+        # Not counted as lost when it may be a copy of one we read (even by a short
+        # prefix): a loss figure must never claim more than was lost.
+        if self._known(decompress_head(fmt, raw, n), known_fps, MIN_PREFIX_COMPRESSED):
             return None
         # gzip ends with the uncompressed size (mod 4 GiB); for the others, the file's size
         # (less than what it held: the figure is a lower bound).
         lost = int.from_bytes(tail, "little") if tail else st.st_size
         return Found(path, path, fmt, lost, st.st_ino)
 
-    def _known(self, head: bytes, known_fps: set[tuple[int, str]]) -> bool:
+    def _known(
+        self, head: bytes, known_fps: set[tuple[int, str]], min_prefix: int = MIN_PREFIX
+    ) -> bool:
         """Whether `head` starts with the first bytes of a file we know (fingerprinted
         when it was shorter, perhaps: each length known is tried)."""
         if not head:
@@ -274,7 +284,7 @@ class RenameFinder:
         for length in {n for n, _ in known_fps} | {n for n, _ in self.fps}:
             # A shorter prefix than ours counts only when long enough to tell files
             # apart: 10 bytes of `line seq=3` would make every later file a "copy".
-            if MIN_PREFIX <= length < len(head):
+            if min_prefix <= length < len(head):
                 fp = (length, _hash(head[:length]))
                 if fp in known_fps or fp in self.fps:
                     return True
@@ -306,6 +316,24 @@ class RenameFinder:
             if compression(head):
                 continue
             self.remember(len(head), _hash(head))
+
+
+def _copy_of_short(path: str, head: bytes, short: list[Short]) -> bool:
+    """Whether the file starts with the bytes of a file we know only by a short
+    fingerprint and holds that file's bytes where we read it to (its copy)."""
+    matching = [c for n, fp, c in short if 0 < n < len(head) and _hash(head[:n]) == fp]
+    if not matching:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return any(check(fd) for check in matching)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _stem(name: str) -> str:

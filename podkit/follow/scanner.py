@@ -12,6 +12,8 @@ import os
 import stat
 import time
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig
@@ -22,7 +24,7 @@ from podkit.follow.files import FileTable
 from podkit.follow.identity import before_hash, prefix_hash, prefix_matches
 from podkit.follow.ledger import FileStats, Ledger
 from podkit.follow.multiline import MultilineJoiner
-from podkit.follow.renames import Found, RenameFinder
+from podkit.follow.renames import Found, Known, RenameFinder, Short
 from podkit.follow.tailer import ACTIVE, Tailer
 
 
@@ -105,15 +107,26 @@ class Scanner:
     def find_renamed(
         self, matched: dict[str, os.stat_result], now: float, wall: float, since: float | None
     ) -> bool:
-        cache: list[tuple[set[tuple[int, int]], set[tuple[int, str]]]] = []
+        cache: list[Known] = []
 
-        def known() -> tuple[set[tuple[int, int]], set[tuple[int, str]]]:
+        def known() -> Known:
             if not cache:  # built only when a listing has a candidate
                 tailers = self.files.all()
                 entries = self.book.entries.values()
                 keys = {t.key for t in tailers} | {(e.dev, e.inode) for e in entries}
                 fps = {(t.fp_len, t.fp) for t in tailers} | {(e.fp_len, e.fp) for e in entries}
-                cache.append((keys, fps))
+                n = self.config.fingerprint_bytes
+                short: list[Short] = [
+                    (t.fp_len, t.fp, _holds(t.read_pos - len(t.tail), t.tail))
+                    for t in tailers
+                    if 0 < t.fp_len < n and t.tail
+                ]
+                short += [
+                    (e.fp_len, e.fp, partial(_before_matches_fd, e))
+                    for e in entries
+                    if 0 < e.fp_len < n and e.before_len
+                ]
+                cache.append((keys, fps, short))
             return cache[0]
 
         opened = False
@@ -447,6 +460,15 @@ def _dirs(path: str) -> list[str]:
     if real not in dirs:
         dirs.append(real)
     return dirs
+
+
+def _holds(offset: int, data: bytes) -> Callable[[int], bool]:
+    """A check that a file (fd) holds `data` at `offset`."""
+    return lambda fd: _bytes_at(fd, offset, len(data)) == data
+
+
+def _before_matches_fd(entry: Entry, fd: int) -> bool:
+    return entry.before_len > 0 and _before_matches(fd, entry)
 
 
 def _bytes_at(fd: int, offset: int, length: int) -> bytes:
