@@ -13,7 +13,8 @@ directories that hold followed files. A file there
 - whose inode is new since the directory's last listing (at start: unknown to the
   checkpoints and changed, by ctime, since the last listing they were saved with),
 - in a directory where a matched name changed since then (it names another inode, or
-  appeared, or went; or the watcher saw one created or removed),
+  appeared, or went; or the watcher saw one created or removed; at start this is not
+  asked: a deleted file's inode may be reused by its successor),
 - that does not start with the first bytes of a file the follower knows (a copy is the
   copytruncate recovery's),
 
@@ -184,7 +185,8 @@ class RenameFinder:
         if prev is None or (prev.inodes is None and since is None):
             return []
         changed = (
-            directory in self.flagged
+            prev.inodes is None  # at start: the checkpoints' inodes may have been reused
+            or directory in self.flagged
             or prev.matched != names
             or any(names.get(name) != ino for name, ino in seen.items())
         )
