@@ -36,6 +36,8 @@ class AckBook:
         """Saved progress of files that are not open (from disk, or finished)."""
         self.entry_paths: set[str] = set()
         """Paths the loaded checkpoint knew (they never start at their tail)."""
+        self.seen: Callable[[], list[tuple[int, str]]] = list
+        """Fingerprints of content read before, saved with the checkpoints (the scanner's)."""
         self.listed_at: float | None = None
         """Wall time of the last listing of the followed directories (loaded, then the
         scanner's): files changed since then that no checkpoint knows are new."""
@@ -121,7 +123,7 @@ class AckBook:
         entries = [t.entry() for t in tailers]
         entries += self.entries.values()
         try:
-            self.store.save(entries, self.listed_at)
+            self.store.save(entries, self.listed_at, self.seen())
         except OSError as exc:
             if not self.save_failing:  # once per failure spell, not every second
                 self.save_failing = True

@@ -48,6 +48,7 @@ CTIME_SLACK = 1.0
 """File times come from a coarse clock: a file changed just after a listing may carry a
 time a little before it."""
 MAX_KNOWN_FPS = 8192
+SAVED_FPS = 256
 MIN_PREFIX = 64
 """A file is taken for a copy of one we know by a prefix of at least this many bytes."""
 MIN_PREFIX_COMPRESSED = 16
@@ -117,6 +118,12 @@ class RenameFinder:
             self.fps.move_to_end((fp_len, fp))
             while len(self.fps) > MAX_KNOWN_FPS:
                 self.fps.popitem(last=False)
+
+    def recent(self, count: int = SAVED_FPS) -> list[tuple[int, str]]:
+        """The latest fingerprints remembered (saved with the checkpoints, so a copy of
+        content a previous run read is not taken for a new generation, nor counted
+        lost twice)."""
+        return list(self.fps)[-count:]
 
     def failed(self, path: str, inode: int) -> None:
         """A generation found could not be opened: look at it again next time."""

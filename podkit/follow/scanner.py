@@ -50,6 +50,7 @@ class Scanner:
         self.next_scan = 0.0
         self.failed_paths: set[str] = set()
         self.renames = RenameFinder(config)
+        book.seen = self.renames.recent
 
     def scan(self, now: float) -> bool:
         """Match the globs; open what is new, and the generations renamed out of the
@@ -97,6 +98,8 @@ class Scanner:
         """At start the checkpoints stand in for the last listing of the matched names."""
         if self.book.listed_at is not None:
             self.renames.seed_fixed()
+        for n, fp in self.book.store.seen:
+            self.renames.remember(n, fp)
         for entry in self.book.entries.values():
             # Content we knew: a copy of it (plain or compressed) is not a new generation.
             self.renames.remember(entry.fp_len, entry.fp)
