@@ -85,6 +85,9 @@ class Found:
     lost: int = 0
     """For a compressed one: its uncompressed size if the format says it, else its size."""
     inode: int = 0
+    fp: tuple[int, str] = (0, "")
+    """For a compressed one: the fingerprint of what it decompresses to (remembered once
+    it is counted, so it is not counted again)."""
 
 
 class RenameFinder:
@@ -274,12 +277,13 @@ class RenameFinder:
             return Found(path, path, inode=st.st_ino)
         # Not counted as lost when it may be a copy of one we read (even by a short
         # prefix): a loss figure must never claim more than was lost.
-        if self._known(decompress_head(fmt, raw, n), known_fps, MIN_PREFIX_COMPRESSED):
+        plain = decompress_head(fmt, raw, n)
+        if self._known(plain, known_fps, MIN_PREFIX_COMPRESSED):
             return None
         # gzip ends with the uncompressed size (mod 4 GiB); for the others, the file's size
         # (less than what it held: the figure is a lower bound).
         lost = int.from_bytes(tail, "little") if tail else st.st_size
-        return Found(path, path, fmt, lost, st.st_ino)
+        return Found(path, path, fmt, lost, st.st_ino, (len(plain), _hash(plain)))
 
     def _known(
         self, head: bytes, known_fps: set[tuple[int, str]], min_prefix: int = MIN_PREFIX

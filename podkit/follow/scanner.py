@@ -151,6 +151,8 @@ class Scanner:
             st = os.stat(found.path)
         except OSError:
             return
+        self.renames.remember(*found.fp)  # counted once, also across restarts
+        self.book.dirty = True
         file_id = FileId(st.st_dev, st.st_ino, "")
         ev = FileEvent("lost", found.path, file_id, found.lost, "rotated_away_unread", True)
         self.ledger.lose(self.ledger.file(found.path), ev)  # under its own name
