@@ -14,7 +14,8 @@ directories that hold followed files. A file there
   checkpoints and changed, by ctime, since the last listing they were saved with),
 - in a directory where a matched name changed since then (it names another inode, or
   appeared, or went; or the watcher saw one created or removed; at start this is not
-  asked: a deleted file's inode may be reused by its successor),
+  asked: a deleted file's inode may be reused by its successor), unless its name is a
+  matched (or literal `--path`) name plus a suffix (`app.log.1`): that says enough,
 - that does not start with the first bytes of a file the follower knows (a copy is the
   copytruncate recovery's),
 
@@ -111,6 +112,13 @@ class RenameFinder:
         }
         """The directories the globs name without a wildcard: listed even while they
         hold no matched file (the app may create and rename one between two scans)."""
+        self._literal: dict[str, set[str]] = {}
+        """Per directory, the file names the globs name without a wildcard (`app.log`):
+        known even while no such file exists."""
+        for p in config.include:
+            name = os.path.basename(p)
+            if not set("*?[") & set(p):
+                self._literal.setdefault(os.path.dirname(p) or ".", set()).add(name)
         self._state_dir = (
             os.path.abspath(config.state_dir) if config.state_dir is not None else None
         )
@@ -202,6 +210,7 @@ class RenameFinder:
         )
         was_matched = set(prev.matched.values())
         stems = {_stem(n) for n in (*names, *prev.matched)}
+        rotated_of = {*names, *prev.matched, *self._literal.get(directory, ())}
         stream = next(iter(names), None) if len(names) == 1 else None
         if stream is None and len(prev.matched) == 1:
             stream = next(iter(prev.matched))
@@ -212,8 +221,10 @@ class RenameFinder:
                 self.retry.discard((directory, ino))
             elif prev.inodes is not None and ino in prev.inodes and ino not in was_matched:
                 continue  # there before, under a name the globs do not match
-            elif not (changed or ino in was_matched) or not self._candidate(item, names, stems):
-                continue
+            elif not self._candidate(item, names, stems) or not (
+                changed or ino in was_matched or _rotated_name(item.name, rotated_of)
+            ):
+                continue  # a name that says "rotated app.log" needs no other evidence
             try:
                 st = item.stat(follow_symlinks=False)
             except OSError:
@@ -347,6 +358,14 @@ def _copy_of_short(path: str, head: bytes, short: list[Short]) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _rotated_name(name: str, of: set[str]) -> bool:
+    """Whether `name` is one of these names plus a suffix (`app.log.1`, `app.log-2026`)."""
+    return any(
+        name.startswith(base) and len(name) > len(base) and not name[len(base)].isalnum()
+        for base in of
+    )
 
 
 def _stem(name: str) -> str:
