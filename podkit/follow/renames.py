@@ -209,8 +209,8 @@ class RenameFinder:
             or any(names.get(name) != ino for name, ino in seen.items())
         )
         was_matched = set(prev.matched.values())
-        stems = {_stem(n) for n in (*names, *prev.matched)}
         rotated_of = {*names, *prev.matched, *self._literal.get(directory, ())}
+        stems = {_stem(n) for n in rotated_of}
         stream = next(iter(names), None) if len(names) == 1 else None
         if stream is None and len(prev.matched) == 1:
             stream = next(iter(prev.matched))
