@@ -52,7 +52,7 @@ MAX_KNOWN_FPS = 8192
 SAVED_FPS = 256
 MIN_PREFIX = 64
 """A file is taken for a copy of one we know by a prefix of at least this many bytes."""
-MIN_PREFIX_COMPRESSED = 16
+MIN_PREFIX_COMPRESSED = 1
 BASELINE_FILES = 512
 """At a directory's first listing, the most recent files whose first bytes are
 remembered (a compressed copy of one of them is not a loss)."""
