@@ -36,6 +36,11 @@ class AckBook:
         """Saved progress of files that are not open (from disk, or finished)."""
         self.entry_paths: set[str] = set()
         """Paths the loaded checkpoint knew (they never start at their tail)."""
+        self.seen: Callable[[], list[tuple[int, str]]] = list
+        """Fingerprints of content read before, saved with the checkpoints (the scanner's)."""
+        self.listed_at: float | None = None
+        """Wall time of the last listing of the followed directories (loaded, then the
+        scanner's): files changed since then that no checkpoint knows are new."""
         self.pending: dict[int, tuple[Tailer, InFlight]] = {}
         self.unacked = 0
         self.outstanding = 0
@@ -53,6 +58,7 @@ class AckBook:
 
     def load(self) -> None:
         entries, error = self.store.load()
+        self.listed_at = self.store.listed_at
         if error:
             self.log.warning("checkpoint_unreadable", path=str(self.store.path), error=error)
         self.entries = {(e.dev, e.inode): e for e in entries}
@@ -117,7 +123,7 @@ class AckBook:
         entries = [t.entry() for t in tailers]
         entries += self.entries.values()
         try:
-            self.store.save(entries)
+            self.store.save(entries, self.listed_at, self.seen())
         except OSError as exc:
             if not self.save_failing:  # once per failure spell, not every second
                 self.save_failing = True

@@ -42,6 +42,10 @@ class Entry:
 class CheckpointStore:
     def __init__(self, state_dir: Path | None, name: str = "follow") -> None:
         self.path = state_dir / f"{name}-checkpoints.json" if state_dir else None
+        self.listed_at: float | None = None
+        """The wall time saved with the entries (see AckBook.listed_at), once loaded."""
+        self.seen: list[tuple[int, str]] = []
+        """Fingerprints of content read before (see RenameFinder.fps), once loaded."""
 
     def load(self) -> tuple[list[Entry], str | None]:
         """The saved entries, and an error text if the file was unreadable (then moved aside)."""
@@ -50,6 +54,13 @@ class CheckpointStore:
         try:
             doc = orjson.loads(self.path.read_bytes())
             entries = [Entry(**item) for item in doc["files"]]
+            listed_at = doc.get("listed_at")
+            self.listed_at = float(listed_at) if isinstance(listed_at, (int, float)) else None
+            self.seen = [
+                (int(n), str(fp))
+                for n, fp in doc.get("seen", [])
+                if type(n) is int and isinstance(fp, str)
+            ]
             for e in entries:
                 numbers = (e.dev, e.inode, e.fp_len, e.offset, e.size)
                 if not all(type(n) is int and n >= 0 for n in numbers):
@@ -86,11 +97,21 @@ class CheckpointStore:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
 
-    def save(self, entries: list[Entry]) -> None:
+    def save(
+        self,
+        entries: list[Entry],
+        listed_at: float | None = None,
+        seen: list[tuple[int, str]] | None = None,
+    ) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = orjson.dumps({"version": VERSION, "files": [asdict(e) for e in entries]})
+        doc: dict[str, object] = {"version": VERSION, "files": [asdict(e) for e in entries]}
+        if listed_at is not None:
+            doc["listed_at"] = listed_at
+        if seen:
+            doc["seen"] = seen
+        data = orjson.dumps(doc)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:

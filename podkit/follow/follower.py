@@ -9,6 +9,9 @@ reading for a slow consumer. The work itself is done by small collaborators:
 - `AckBook` (book.py): acknowledgements, the read budget, checkpoints;
 - `Watcher` (watcher.py): watchfiles events that wake the loop;
 - `Tailer` (tailer.py): one file's state, changed only through its methods.
+
+A keeper task only watches (scans, file sizes) while the consumer is away: it reads
+nothing, so the budget still bounds what is handed out.
 """
 
 from __future__ import annotations
@@ -76,11 +79,17 @@ class Follower:
             self._retire,
         )
         self._watcher = Watcher(
-            config, self.log, known=self._files.by_path.__contains__, on_change=self._changed
+            config,
+            self.log,
+            known=self._files.by_path.__contains__,
+            on_change=self._changed,
+            on_moved=self._scanner.renames.flag,
         )
         self._draining = False
         self._done = False
         self._wake = asyncio.Event()
+        self._keep_wake = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()
         if registry is not None:
             registry.register(FollowCollector(self.ledger, self._gauges))
@@ -121,6 +130,7 @@ class Follower:
         self._book.load()
         self._scan(time.monotonic())
         self._restart_watch()
+        self._keeper = asyncio.create_task(self._keep(), name="follow-keeper")
         return self
 
     async def __aexit__(
@@ -132,6 +142,10 @@ class Follower:
         await self._watcher.stop()
         self._done = True
         self._finished.set()
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
         self.persist()
         self._book.closed = True
         for t in list(self._files.open.values()):
@@ -153,11 +167,10 @@ class Follower:
             if not self._draining and (scanner.due or now >= scanner.next_scan):
                 self._scan(now)
             if book.budget_spent():
-                # A slow consumer: wait for acknowledgements instead of reading more, but
-                # keep looking at the files' sizes: what a truncation cuts while we wait
-                # is then counted up to what was seen, not up to where reading stopped.
+                # A slow consumer: wait for acknowledgements instead of reading more (the
+                # keeper task goes on looking at the files meanwhile).
                 book.maybe_save(now)
-                self._refresh_lag()
+                self._look_at_sizes(now)
                 await self._sleep(self.config.poll_interval)
                 continue
             if self._reader.poll(now):
@@ -236,7 +249,31 @@ class Follower:
     def _changed(self, rescan: bool) -> None:
         if rescan:
             self._scanner.due = True  # a file to pick up (or one created before we watched)
+            self._keep_wake.set()
         self._wake.set()
+
+    async def _keep(self) -> None:
+        """Watch the files while the consumer is away (an output that takes nothing holds
+        it in its delivery, not in `__anext__`): the budget stops reading, not watching.
+        New and renamed files are opened at once, and a truncation is counted when it
+        happens, up to the size last seen, instead of when reading resumes."""
+        while not self._done:
+            self._keep_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.poll_interval):
+                    await self._keep_wake.wait()
+            if self._done:
+                break
+            try:
+                now = time.monotonic()
+                scanner = self._scanner
+                if not self._draining and (scanner.due or now >= scanner.next_scan):
+                    self._scan(now)
+                self._look_at_sizes(now)
+            except Exception:  # watching is a safety net: never let it end the follower
+                self.log.exception("follow_keeper_failed")
+            if self._ready:
+                self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
         """Until an ack, a watch event or a drain wakes us, or `seconds` pass."""
@@ -261,6 +298,7 @@ class Follower:
         """A closed file with nothing unacknowledged: into the checkpoint's memory."""
         self._files.finished(t)
         self._book.retire(t)
+        self._scanner.renames.remember(t.fp_len, t.fp)
         live = {id(x.stats) for x in self._files.all()}
         self.ledger.prune(live, MAX_IDLE_STATS)
 
@@ -276,11 +314,22 @@ class Follower:
         }
 
     def _refresh_lag(self) -> None:
-        """Look at each open file's size: the lag gauge, and the ledger's "size seen"."""
+        self._look_at_sizes(time.monotonic())
+
+    def _look_at_sizes(self, now: float) -> None:
+        """Look at each open file's size: the lag gauge, the ledger's "size seen", and a
+        file that shrank (truncated: counted now, even while reading waits for acks)."""
         for t in list(self._files.open.values()):
-            with contextlib.suppress(OSError):
+            if t.fd < 0:
+                continue
+            try:
                 size = os.fstat(t.fd).st_size
-                if size >= t.size_seen:
-                    t.saw_size(size)  # a shrink is the reader's to find: it is a truncation
-                else:
-                    t.stats.lag_bytes = max(size - t.read_pos, 0)
+            except OSError:
+                continue
+            if size >= t.size_seen:
+                t.saw_size(size)
+            elif self._done or self._book.closed or t.is_copy:
+                t.stats.lag_bytes = max(size - t.read_pos, 0)
+            else:
+                self._reader.truncated(t, now)
+                self._wake.set()

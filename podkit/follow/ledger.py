@@ -81,6 +81,8 @@ class FollowCollector:
         # Imported here: a follower without a registry never loads prometheus_client.
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+        # The gauges first: looking at the files' sizes may find a truncation to count.
+        gauges = self.gauges()
         files = list(self.ledger.files.values())
         counters: list[tuple[str, str, Callable[[FileStats], int]]] = [
             ("bytes_read", "bytes read from followed files", lambda s: s.bytes_read),
@@ -115,5 +117,5 @@ class FollowCollector:
         for s in files:
             lag.add_metric([s.path], s.lag_bytes)
         yield lag
-        for name, (doc, value) in self.gauges().items():
+        for name, (doc, value) in gauges.items():
             yield GaugeMetricFamily(f"podkit_follow_{name}", doc, value=value)

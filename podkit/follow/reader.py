@@ -20,6 +20,10 @@ from podkit.follow.ledger import Ledger
 from podkit.follow.scanner import Scanner
 from podkit.follow.tailer import ACTIVE, CLOSED, ROTATED, Tailer
 
+CROWDED = 256
+"""Open files beyond which a rotated-away file read to its end is closed without waiting
+out --rotate-wait (an app rotating 1,000 times a second must not run out of handles)."""
+
 
 class Reader:
     def __init__(
@@ -113,7 +117,8 @@ class Reader:
             if flush_partial:
                 t.splitter.flush(lines, offsets)
             produced = self.emit(t, lines, offsets, flush=flush_record)
-        if t.state == ROTATED and (self.draining or now >= t.deadline):
+        crowded = len(self.files.open) > CROWDED and idle >= 2 * cfg.poll_interval
+        if t.state == ROTATED and (self.draining or now >= t.deadline or crowded):
             return (
                 self.close(t, now, reason="drained" if self.draining else "rotate_wait") or produced
             )
@@ -149,6 +154,7 @@ class Reader:
         """Copytruncate: read the copy if there is one; else hand out what was read, record
         what was lost, restart at 0."""
         t.stats.truncations += 1
+        self.scanner.renames.remember(t.fp_len, t.fp)  # its copy is not a new generation
         copy = self.scanner.copy_for_live(t, now)
         if copy is not None:
             self.log.info(

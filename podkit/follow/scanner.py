@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from podkit.follow.api import Batch, FileEvent, FileId, FollowConfig
@@ -18,9 +21,10 @@ from podkit.follow.book import AckBook
 from podkit.follow.checkpoint import Entry
 from podkit.follow.discovery import discover
 from podkit.follow.files import FileTable
-from podkit.follow.identity import before_hash, prefix_matches
+from podkit.follow.identity import before_hash, prefix_hash, prefix_matches
 from podkit.follow.ledger import FileStats, Ledger
 from podkit.follow.multiline import MultilineJoiner
+from podkit.follow.renames import Found, Known, RenameFinder, Short
 from podkit.follow.tailer import ACTIVE, Tailer
 
 
@@ -45,13 +49,22 @@ class Scanner:
         """Rescan at the next turn (a rotation or a watch event asked for it)."""
         self.next_scan = 0.0
         self.failed_paths: set[str] = set()
+        self.renames = RenameFinder(config)
+        book.seen = self.renames.recent
 
     def scan(self, now: float) -> bool:
-        """Match the globs; open what is new. True if a file was opened (or first scan)."""
+        """Match the globs; open what is new, and the generations renamed out of the
+        globs before we opened them. True if a file was opened (or first scan)."""
         self.due = False
         self.next_scan = now + self.config.refresh_interval
         files = self.files
         opened = False
+        first = self.first
+        since = self.book.listed_at if first else self.renames.listed_at
+        if first:
+            self._seed_renames()
+        wall = time.time()
+        matched: dict[str, os.stat_result] = {}
         for path in discover(self.config.include, self.config.exclude):
             try:
                 st = os.stat(path)
@@ -59,6 +72,7 @@ class Scanner:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
+            matched[path] = st
             t = files.open.get((st.st_dev, st.st_ino))
             if t is not None:
                 if t.path != path and not t.is_copy:
@@ -69,12 +83,110 @@ class Scanner:
                 self.check_rotation(cur, now)
                 if files.by_path.get(path) is cur:
                     continue
+            if not self.first and self.copy_of_open(path, st):
+                continue  # a copy (copytruncate's): read from it only if the file is truncated
             opened = self.open(path, now) is not None or opened
         if self.first:
             self.first = False
             self.recover_orphans(now)
             opened = True
+        return self.find_renamed(matched, now, wall, since) or opened
+
+    # --- generations renamed out of the globs before we opened them ------------------
+
+    def _seed_renames(self) -> None:
+        """At start the checkpoints stand in for the last listing of the matched names."""
+        if self.book.listed_at is not None:
+            self.renames.seed_fixed()
+        for n, fp in self.book.store.seen:
+            self.renames.remember(n, fp)
+        for entry in self.book.entries.values():
+            # Content we knew: a copy of it (plain or compressed) is not a new generation.
+            self.renames.remember(entry.fp_len, entry.fp)
+            if not entry.closed and self.renames.matches(entry.path):
+                directory = os.path.dirname(entry.path) or "."
+                self.renames.seed(directory, {os.path.basename(entry.path): entry.inode})
+
+    def find_renamed(
+        self, matched: dict[str, os.stat_result], now: float, wall: float, since: float | None
+    ) -> bool:
+        cache: list[Known] = []
+
+        def known() -> Known:
+            if not cache:  # built only when a listing has a candidate
+                tailers = self.files.all()
+                entries = self.book.entries.values()
+                keys = {t.key for t in tailers} | {(e.dev, e.inode) for e in entries}
+                fps = {(t.fp_len, t.fp) for t in tailers} | {(e.fp_len, e.fp) for e in entries}
+                n = self.config.fingerprint_bytes
+                short: list[Short] = [
+                    (t.fp_len, t.fp, _holds(t.read_pos - len(t.tail), t.tail))
+                    for t in tailers
+                    if 0 < t.fp_len < n and t.tail
+                ]
+                short += [
+                    (e.fp_len, e.fp, partial(_before_matches_fd, e))
+                    for e in entries
+                    if 0 < e.fp_len < n and e.before_len
+                ]
+                cache.append((keys, fps, short))
+            return cache[0]
+
+        opened = False
+        for found in self.renames.look(matched, wall, since, known):
+            if found.compressed:
+                self.compressed_unread(found)
+                continue
+            if self.open(found.path, now, rotated=True, head=True, stream=found.stream):
+                self.log.info("file_found_renamed", path=found.path, stream=found.stream)
+                opened = True
+            elif os.path.exists(found.path):
+                self.renames.failed(found.path, found.inode)  # out of handles: next scan
+        self.book.listed_at = self.renames.listed_at
         return opened
+
+    def compressed_unread(self, found: Found) -> None:
+        """A generation we never read, compressed before we could: counted as lost."""
+        try:
+            st = os.stat(found.path)
+        except OSError:
+            return
+        self.renames.remember(*found.fp)  # counted once, also across restarts
+        self.book.dirty = True
+        file_id = FileId(st.st_dev, st.st_ino, "")
+        ev = FileEvent("lost", found.path, file_id, found.lost, "rotated_away_unread", True)
+        self.ledger.lose(self.ledger.file(found.path), ev)  # under its own name
+        self.log.warning(
+            "file_compressed_unread",
+            path=found.path,
+            format=found.compressed,
+            lost_bytes=found.lost,
+            lower_bound=True,
+        )
+        self.ready.append(Batch(found.path, file_id, [], [], 0, -1, [ev]))
+
+    def copy_of_open(self, path: str, st: os.stat_result) -> bool:
+        """Whether a newly matched file starts with the first bytes (a full fingerprint)
+        of a file we have open: a copy, as Vector would know it by its fingerprint. The
+        copytruncate recovery reads the copy from where the original was read to, once
+        the original is found truncated; read from its head it would repeat every line."""
+        n = self.config.fingerprint_bytes
+        if st.st_size < n:
+            return False
+        fps = {t.fp for t in self.files.open.values() if t.fp_len == n and not t.is_copy}
+        if not fps:
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            _, fp = prefix_hash(fd, n)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return fp in fps
 
     # --- rotation and renames --------------------------------------------------------
 
@@ -136,7 +248,15 @@ class Scanner:
         t.multiline = self.new_joiner()
         return t
 
-    def open(self, path: str, now: float, *, rotated: bool = False) -> Tailer | None:
+    def open(
+        self,
+        path: str,
+        now: float,
+        *,
+        rotated: bool = False,
+        head: bool = False,
+        stream: str | None = None,
+    ) -> Tailer | None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -151,12 +271,12 @@ class Scanner:
             if not stat.S_ISREG(st.st_mode) or key in self.files.open:
                 os.close(fd)
                 return None
-            start, events, copy = self.resume_point(path, fd, st, now)
+            start, events, copy = self.resume_point(path, fd, st, now, head=head)
         except OSError as exc:
             os.close(fd)
             self.log.warning("file_open_failed", path=path, error=str(exc))
             return None
-        stats = self.ledger.file(path)
+        stats = self.ledger.file(stream or path)
         t = self._tailer(path, fd, st, start, stats)
         t.last_data = now
         t.last_end = start
@@ -174,7 +294,7 @@ class Scanner:
         return t
 
     def resume_point(
-        self, path: str, fd: int, st: os.stat_result, now: float
+        self, path: str, fd: int, st: os.stat_result, now: float, *, head: bool = False
     ) -> tuple[int, list[FileEvent], Tailer | None]:
         """Where to start reading a newly opened file, what was lost while we were away,
         and the copytruncate copy opened to be read first (if it was truncated)."""
@@ -202,7 +322,12 @@ class Scanner:
                 ev = FileEvent(kind, entry.path, old_id, unread, reason, True)  # type: ignore[arg-type]
                 return 0, [ev], None
             return 0, [], None
-        if self.first and self.config.read_from == "tail" and path not in self.book.entry_paths:
+        if (
+            self.first
+            and not head
+            and self.config.read_from == "tail"
+            and path not in self.book.entry_paths
+        ):
             return st.st_size, [], None
         # A file that appeared while running (or replaced one we knew) is new: all of it.
         return 0, [], None
@@ -340,6 +465,15 @@ def _dirs(path: str) -> list[str]:
     if real not in dirs:
         dirs.append(real)
     return dirs
+
+
+def _holds(offset: int, data: bytes) -> Callable[[int], bool]:
+    """A check that a file (fd) holds `data` at `offset`."""
+    return lambda fd: _bytes_at(fd, offset, len(data)) == data
+
+
+def _before_matches_fd(entry: Entry, fd: int) -> bool:
+    return entry.before_len > 0 and _before_matches(fd, entry)
 
 
 def _bytes_at(fd: int, offset: int, length: int) -> bytes:

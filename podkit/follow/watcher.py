@@ -25,6 +25,7 @@ class Watcher:
         *,
         known: Callable[[str], bool],
         on_change: Callable[[bool], None],
+        on_moved: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.log = log
@@ -32,6 +33,9 @@ class Watcher:
         """Whether a path is a file we follow already (its modifications need no rescan)."""
         self.on_change = on_change
         """Called with True when a rescan is needed, False when only reading is."""
+        self.on_moved = on_moved
+        """Called with each path the globs match that was created, renamed or removed:
+        a generation may have been renamed out of the globs there before we opened it."""
         self.stop_event = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watching: tuple[list[str], bool] | None = None
@@ -80,6 +84,10 @@ class Watcher:
                 yield_on_timeout=False,
             ):
                 known = self.known
+                if self.on_moved is not None:
+                    for c, p in changes:
+                        if c != Change.modified and self.wanted(p):
+                            self.on_moved(p)
                 self.on_change(
                     any(
                         c != Change.modified or (not known(p) and self.wanted(p))

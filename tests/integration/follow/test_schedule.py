@@ -1,4 +1,6 @@
-"""Property test: random schedules of appends, rotations, truncations, restarts and kills.
+"""Property test: random schedules of appends, rotations, truncations, restarts and kills,
+renames out of the glob without the follower catching up first (rotations faster than
+the scan), and rotations while the follower is stopped or killed (issue 34).
 
 Checks, for every schedule hypothesis draws: every line is delivered; in order within a
 file during a run; a line comes twice only across a kill; and a line is missing only from
@@ -146,6 +148,36 @@ class FollowSchedule(RuleBasedStateMachine):
         self.partial = None  # handed out when the old file is closed (rotate-wait)
 
     @rule()
+    def rename_out_of_glob(self) -> None:
+        """An app rotating faster than the scan: renamed to a name the glob does not match
+        (logrotate's `extension` style), whether or not the follower opened it yet."""
+        self._rename_out()
+
+    def _rename_out(self) -> None:
+        self.rotations += 1
+        os.rename(self.log, self.dir / f"app-{self.rotations}.log")
+        self.log.touch()
+        self.gen += 1
+        self.partial = None  # handed out when the renamed file is closed (rotate-wait)
+
+    @precondition(lambda self: len(self.runs) < 8)
+    @rule(
+        steps=st.lists(st.integers(0, 30), min_size=1, max_size=4),
+        kill=st.booleans(),
+    )
+    def rotate_while_stopped(self, steps: list[int], kill: bool) -> None:
+        """Stopped (SIGTERM, or kill -9), the app writes and renames out of the glob a few
+        times; then the follower starts again."""
+        if kill:
+            self._kill()
+        else:
+            self._stop()
+        for n in steps:
+            self.append(n, 10, False)
+            self._rename_out()
+        self._start(after_kill=kill)
+
+    @rule()
     def sync(self) -> None:
         """Let the follower catch up; everything needed must arrive."""
         needed = self._needed()
@@ -154,16 +186,23 @@ class FollowSchedule(RuleBasedStateMachine):
     @rule()
     def restart(self) -> None:
         """SIGTERM: drain (partial lines are handed out), save, start again."""
+        self._stop()
+        self._start(after_kill=False)
+
+    def _stop(self) -> None:
         self._run(self.run.collector.stop())
         self._run(self.run.follower.__aexit__(None, None, None))
         # The drain handed out every held line; the rest of app.log's comes later as "--".
         self.partials.clear()
-        self._start(after_kill=False)
 
     @precondition(lambda self: len(self.runs) < 8)
     @rule()
     def kill(self) -> None:
         """kill -9: no drain, no save; what was saved last is all the next run knows."""
+        self._kill()
+        self._start(after_kill=True)
+
+    def _kill(self) -> None:
         run = self.run
         assert run.collector.task is not None
         run.collector.task.cancel()
@@ -171,7 +210,8 @@ class FollowSchedule(RuleBasedStateMachine):
         run.follower._stop_watch.set()
         for t in list(run.follower._tailers.values()):
             t.close()
-        self._start(after_kill=True)
+        if run.follower._keeper is not None:
+            run.follower._keeper.cancel()
 
     # --- checks ----------------------------------------------------------------------
 

@@ -151,11 +151,12 @@ class RotationSchedule(RuleBasedStateMachine):
 
     @rule()
     def rename(self) -> None:
-        """logrotate `create`: rename to a name the glob does not match, new empty file."""
+        """logrotate `create`: rename to a name the glob does not match, new empty file.
+        Never at risk (issue 34): a generation the follower never opened (renamed faster
+        than the scan, or while it was stopped) is found in the directory."""
         self.files += 1
         os.rename(self.log, self.dir / f"app.log.{self.files}")
         self.log.touch()
-        self._end_gen(lost=False)
         self._new_gen()
 
     @rule(keep=st.booleans(), race=st.integers(0, 3))
@@ -232,6 +233,8 @@ class RotationSchedule(RuleBasedStateMachine):
         self._run(asyncio.gather(run.collector.task, return_exceptions=True))
         for t in list(run.follower._tailers.values()):
             t.close()
+        if run.follower._keeper is not None:
+            run.follower._keeper.cancel()  # a killed process watches nothing
         self.running = None
         self.kills += 1
         self.gen.ident = False  # what it learned since the last save is forgotten
