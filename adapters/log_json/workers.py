@@ -76,10 +76,12 @@ def worker_count(setting: str) -> int:
 # --- framing ----------------------------------------------------------------------------
 
 
-def _send(fd: int, payload: bytes) -> None:
-    view = memoryview(_HEADER.pack(len(payload)) + payload)
-    while view:
-        view = view[os.write(fd, view) :]
+def _send(fd: int, *parts: bytes | bytearray) -> None:
+    """Each part as one message (written as they are: no copy of a large part)."""
+    for part in parts:
+        for view in (memoryview(_HEADER.pack(len(part))), memoryview(part)):
+            while view:
+                view = view[os.write(fd, view) :]
 
 
 def _read_exact(fd: int, size: int) -> bytearray | None:
@@ -120,12 +122,15 @@ def _worker_main(requests: int, results: int, settings: LogAdapterSettings) -> N
     take_auto = collect_auto(encoders.auto)
     while (message := _recv(requests)) is not None:
         kind, seq, *args = pickle.loads(message)
+        del message
         if kind == "batch":
             records, count = encoders.encode(*args)
         else:  # "flush": the end of input
             records, count = encoders.flush()
-        encoded = Encoded(records, count, builder.stats.take(), take_auto())
-        _send(results, pickle.dumps((seq, encoded), protocol=pickle.HIGHEST_PROTOCOL))
+        # The records go as they are, after a small pickle of what was counted.
+        encoded = Encoded(b"", count, builder.stats.take(), take_auto())
+        _send(results, pickle.dumps((seq, encoded), protocol=pickle.HIGHEST_PROTOCOL), records)
+        del records, encoded
 
 
 def _become_worker(requests: int, results: int, settings: LogAdapterSettings) -> None:
@@ -161,10 +166,18 @@ def _become_worker(requests: int, results: int, settings: LogAdapterSettings) ->
 @dataclass
 class _Job:
     seq: int
-    payload: bytes
     future: asyncio.Future[Encoded]
     batch: Batch | None  # None: a flush
     tries: int = 0
+
+    def payload(self) -> bytes:
+        """The message, made at each send: not kept beside the batch's lines meanwhile."""
+        if self.batch is None:
+            message: tuple[Any, ...] = ("flush", self.seq)
+        else:
+            batch = self.batch
+            message = ("batch", self.seq, batch.file_id.key(), batch.path, batch.lines)
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @dataclass
@@ -230,6 +243,7 @@ class WorkerPool:
         try:
             while (payload := worker.outbox.get()) is not None:
                 _send(worker.to_worker, payload)
+                del payload  # sent: not kept until the next one comes
         except OSError:
             pass  # the worker died: its reader sees the pipe close and restarts it
         finally:
@@ -239,7 +253,10 @@ class WorkerPool:
         assert self._loop is not None
         try:
             while (message := _recv(worker.from_worker)) is not None:
-                self._loop.call_soon_threadsafe(self._answered, worker, message)
+                records = _recv(worker.from_worker)
+                if records is None:
+                    break
+                self._loop.call_soon_threadsafe(self._answered, worker, message, records)
         except OSError:
             pass
         os.close(worker.from_worker)
@@ -252,30 +269,26 @@ class WorkerPool:
     # In the event loop.
 
     def submit(self, batch: Batch) -> asyncio.Future[Encoded]:
-        key = batch.file_id.key()
-        payload = ("batch", next(self._seq), key, batch.path, batch.lines)
         if self.by_file:
-            worker = self.workers[zlib.crc32(key.encode()) % self.count]
+            worker = self.workers[zlib.crc32(batch.file_id.key().encode()) % self.count]
         else:
             worker = min(self.workers, key=lambda w: len(w.jobs))
-        return self._send_job(worker, payload, batch)
+        return self._send_job(worker, batch)
 
     def flush(self) -> list[asyncio.Future[Encoded]]:
         """Ask every worker for what its parsers still hold (the end of input)."""
-        return [self._send_job(w, ("flush", next(self._seq)), None) for w in self.workers]
+        return [self._send_job(worker, None) for worker in self.workers]
 
-    def _send_job(
-        self, worker: _Worker, message: tuple[Any, ...], batch: Batch | None
-    ) -> asyncio.Future[Encoded]:
+    def _send_job(self, worker: _Worker, batch: Batch | None) -> asyncio.Future[Encoded]:
         assert self._loop is not None
-        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        job = _Job(message[1], payload, self._loop.create_future(), batch)
+        job = _Job(next(self._seq), self._loop.create_future(), batch)
         worker.jobs[job.seq] = job
-        worker.outbox.put(payload)
+        worker.outbox.put(job.payload())
         return job.future
 
-    def _answered(self, worker: _Worker, message: bytearray) -> None:
+    def _answered(self, worker: _Worker, message: bytearray, records: bytearray) -> None:
         seq, encoded = pickle.loads(message)
+        encoded.records = records
         job = worker.jobs.pop(seq, None)
         worker.batches += 1
         if job is not None and not job.future.done():
@@ -301,7 +314,7 @@ class WorkerPool:
             job.tries += 1
             if job.tries < MAX_TRIES:
                 replacement.jobs[job.seq] = job
-                replacement.outbox.put(job.payload)
+                replacement.outbox.put(job.payload())
             elif not job.future.done():
                 self._encode_here(job)
 
