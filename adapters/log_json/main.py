@@ -99,8 +99,10 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
 
     # Batches are encoded (here, or in the workers) while earlier ones are written, in the
     # order read; each is acknowledged once written. `room` bounds the batches in flight:
-    # with workers, two each (one being encoded, one waiting in its pipe) and one writing.
-    room = asyncio.Semaphore(2 * count + 1 if pool is not None else 1)
+    # with workers, two each (one being encoded, one waiting in its pipe), one encoded
+    # here while they are busy (the follower and the writes leave this process most of a
+    # core) and one being written.
+    room = asyncio.Semaphore(2 * count + 2 if pool is not None else 1)
     ordered: asyncio.Queue[tuple[Batch, asyncio.Future[Encoded]] | None] = asyncio.Queue()
 
     def note_failures(path: str) -> None:
@@ -157,7 +159,7 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                             "lines_lost", path=event.path, lost_bytes=event.lost_bytes,
                             reason=event.reason,
                         )  # fmt: skip
-                if pool is not None:
+                if pool is not None and not pool.busy():
                     await make_room(writing)
                     job = pool.submit(batch)
                 else:

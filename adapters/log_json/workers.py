@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 MAX_TRIES = 3
 """Workers a batch may take down before the adapter encodes it itself."""
 PIPE_BYTES = 1 << 20
+QUEUED = 2
+"""Batches in flight per worker: one it encodes, one waiting in its pipe."""
 CLOSE_WAIT = 5.0
 """Seconds a worker has to exit once its pipe is closed, before it is killed."""
 _HEADER = struct.Struct("<Q")
@@ -267,6 +269,11 @@ class WorkerPool:
             self._loop.call_soon_threadsafe(self._died, worker, status)
 
     # In the event loop.
+
+    def busy(self) -> bool:
+        """Every worker has a batch queued behind the one it encodes: the adapter may
+        encode the next batch itself (stateless parsers only) instead of queueing it."""
+        return not self.by_file and all(len(w.jobs) >= QUEUED for w in self.workers)
 
     def submit(self, batch: Batch) -> asyncio.Future[Encoded]:
         if self.by_file:
