@@ -123,7 +123,12 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
     async def write_in_order() -> None:
         while (item := await ordered.get()) is not None:
             batch, job = item
-            await write(await job)
+            encoded = await job
+            # Encoded: the lines are not needed any more (the ack needs only the batch's
+            # sequence number), and a 1 GB file keeps the peak lower without them.
+            batch.lines, batch.offsets = [], []
+            await write(encoded)
+            del encoded
             follower.ack(batch)
             note_failures(batch.path)
             room.release()
@@ -164,6 +169,7 @@ async def run(settings: LogAdapterSettings, runtime: Runtime) -> None:
                     job = pool.submit(batch)
                 else:
                     records, built = encoders.encode(batch.file_id.key(), batch.path, batch.lines)
+                    batch.lines, batch.offsets = [], []  # see write_in_order
                     job = loop.create_future()
                     job.set_result(Encoded(records, built))
                     await make_room(writing)  # the previous batch is written first
