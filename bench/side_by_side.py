@@ -461,7 +461,7 @@ def _storm_writer(target: Path, seconds: float, rate: int, every: int, done: lis
     done.append(time.perf_counter() - started)
 
 
-NUMBERED = re.compile(rb"/r/(\d+) HTTP")
+NUMBERED = re.compile(rb"/r/(\d+)")
 
 
 def rotation_storm(
@@ -495,8 +495,11 @@ def rotation_storm(
     finally:
         counter.close()
         tool.stop()
-    found = NUMBERED.findall(out.read_bytes()) if out.exists() else []
-    distinct = {int(n) for n in found if int(n) < written}
+    found = []  # the line number of each record (its first /r/N: a parsed record has two)
+    for record in out.read_bytes().splitlines() if out.exists() else []:
+        if (match := NUMBERED.search(record)) is not None:
+            found.append(int(match.group(1)))
+    distinct = {n for n in found if n < written}
     return Storm(written, len(distinct), len(found) - len(distinct), int(seconds * rate) / took[0])
 
 
