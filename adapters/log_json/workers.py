@@ -40,6 +40,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from podkit.backoff import Backoff
+
 from .encoders import Encoded, Encoders, collect_auto
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 MAX_TRIES = 3
 """Workers a batch may take down before the adapter encodes it itself."""
 PIPE_BYTES = 1 << 20
+RESTART_FIRST, RESTART_MAX = 0.5, 30.0
+"""Pause before replacing a worker that died without answering a batch, doubling."""
 QUEUED = 2
 """Batches in flight per worker: one it encodes, one waiting in its pipe."""
 CLOSE_WAIT = 5.0
@@ -243,6 +247,7 @@ class WorkerPool:
         self.restarts = 0
         self.closing = False
         self._seq = itertools.count()
+        self._backoff = Backoff(RESTART_FIRST, RESTART_MAX)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -337,10 +342,27 @@ class WorkerPool:
             if os.WIFSIGNALED(status)
             else {"exit_code": os.waitstatus_to_exitcode(status)}
         )
+        # A worker that died before answering anything (its parser cannot load there, say)
+        # is replaced after a growing pause, not in a loop of forks.
+        if worker.batches:
+            self._backoff.reset()
+            delay = 0.0
+        else:
+            delay = self._backoff.next()
         self.log.error(
             "worker_died", pid=worker.pid, **how, batches_redone=len(worker.jobs),
-            restarts=self.restarts, metric="log_adapter_worker_restarts_total",
+            restarts=self.restarts, restart_in=round(delay, 2),
+            metric="log_adapter_worker_restarts_total",
         )  # fmt: skip
+        assert self._loop is not None
+        if delay:
+            self._loop.call_later(delay, self._replace, worker)
+        else:
+            self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        if self.closing:
+            return
         replacement = self.workers[worker.index] = self._spawn(worker.index)
         self.log.info("worker_restarted", pid=replacement.pid, replaced=worker.pid)
         for job in worker.jobs.values():

@@ -33,6 +33,8 @@ from podkit.parsers import ParseError
 
 HOME = os.environ.setdefault("TEST_ADAPTER_PID", str(os.getpid()))
 SEEN = set()
+if os.environ.get("TEST_FAIL_IN_WORKER") and str(os.getpid()) != HOME:
+    raise ImportError("this plugin cannot load in a worker")
 
 
 def parser(line: str) -> dict:
@@ -226,6 +228,25 @@ def test_a_batch_that_kills_every_worker_is_encoded_by_the_adapter(
     assert len(adapter.events("worker_died")) == 3
     (fallback,) = adapter.events("batch_encoded_in_process")
     assert fallback["workers_lost"] == 3
+
+
+def test_a_worker_that_cannot_load_the_parser_is_retried_with_pauses(
+    tmp_path: Path, setup: Setup, run_helper: Callable[..., HelperProcess]
+) -> None:
+    out = tmp_path / "out.jsonl"
+    write_lines(setup.logs / "app.log", [f"INFO|{n}|line {n}".encode() for n in range(100)])
+    env = {**setup.env, "TEST_FAIL_IN_WORKER": "1"}
+    adapter = run_helper("log-adapter", *setup.args(out, "--workers", "1"), env=env)
+    # After three workers died on it, the batch is encoded by the adapter itself.
+    wait_for(lambda: len(records(out)) == 100, timeout=60, what="every record")
+    assert numbers(out) == list(range(100))
+    assert adapter.events("batch_encoded_in_process")
+    died = adapter.events("worker_died")
+    # Replaced after growing pauses, not forked again in a loop.
+    assert 3 <= len(died) <= 6
+    assert all(d["exit_code"] == 1 and d["restart_in"] > 0 for d in died)
+    assert died[2]["restart_in"] > died[0]["restart_in"]
+    assert "cannot load in a worker" in adapter.log_text()
 
 
 def alive(pid: int) -> bool:
