@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -85,16 +86,87 @@ def generate_nginx(path: Path, lines: int, seed: int = 42) -> None:
         out.write("".join(chunk))
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants (podkit log-adapter's worker processes)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
+            except (OSError, IndexError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    """utime+stime of the process tree: the live processes and the children reaped."""
+    total = 0.0
+    for member in tree(pid):
+        try:
+            fields = _stat(member)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+        if member == pid:
+            total += int(fields[13]) + int(fields[14])
+    return total / CLOCK_TICKS
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """VmHWM summed over the tree: pages a forked worker shares with its parent count
+    twice, so this overstates a tree's memory (PssSampler measures it)."""
+    total = 0.0
+    for member in tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return total
+
+
+class PssSampler:
+    """Peak of the tree's summed PSS (shared pages split between their users: the memory
+    the tree really holds, as a container's limit sees it), sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.pids = tree(pid)
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self) -> float:
+        total = 0
+        for member in self.pids:
+            try:
+                for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+            except OSError:
+                continue
+        return total / 1024
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self.sample())
+
+    def stop(self) -> float:
+        self.peak = max(self.peak, self.sample())
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 def load() -> str:
@@ -135,7 +207,7 @@ class Tool:
 
     name = "tool"
 
-    def start(self, inbox: Path, out: Path) -> int:
+    def start(self, inbox: Path, out: Path, glob: str = "*.log*") -> int:
         """Spawn, wait until ready, return the pid."""
         raise NotImplementedError
 
@@ -150,14 +222,14 @@ class Podkit(Tool):
         self.name = name
         self.helper: HelperProcess | None = None
 
-    def start(self, inbox: Path, out: Path) -> int:
+    def start(self, inbox: Path, out: Path, glob: str = "*.log*") -> int:
         if self.role == "log-shipper":
             io = ["--output", "file", "--file-path", str(out), "--batch-timeout", "100ms"]
         else:
             io = ["--output", "file", "--output-path", str(out)]
         self.helper = HelperProcess(
             self.role,
-            "--path", f"{inbox}/*.log*", "--refresh-interval", "100ms", "--log-level", "warning",
+            "--path", f"{inbox}/{glob}", "--refresh-interval", "100ms", "--log-level", "warning",
             *io, *self.args,
         )  # fmt: skip
         self.helper.start(wait="readyz", timeout=60)
@@ -170,22 +242,26 @@ class Podkit(Tool):
 
 
 class FluentBit(Tool):
-    name = "fluent-bit"
+    """Fluent Bit's tail -> file. `tuned`: 1M/4M tail buffers and Flush 0.05 (its
+    throughput settings); else its default 32k buffers and Flush 0.1."""
 
-    def __init__(self, binary: str, parser: str | None = None) -> None:
+    def __init__(self, binary: str, parser: str | None = None, tuned: bool = False) -> None:
         self.binary = binary
         self.parser = parser
+        self.tuned = tuned
+        self.name = "fb-1M/4M" if tuned else "fb-32k"
         self.process: subprocess.Popen[bytes] | None = None
         self.dir: Path | None = None
 
-    def start(self, inbox: Path, out: Path) -> int:
+    def start(self, inbox: Path, out: Path, glob: str = "*.log*") -> int:
         self.dir = Path(tempfile.mkdtemp(prefix="podkit-bench-fb-"))
         port = free_port()
         parser = f"    Parser            {self.parser}\n" if self.parser else ""
+        buffers = "    Buffer_Chunk_Size 1M\n    Buffer_Max_Size   4M\n" if self.tuned else ""
         (self.dir / "parsers.conf").write_text(FB_PARSERS)
         (self.dir / "fluent-bit.conf").write_text(
             "[SERVICE]\n"
-            "    Flush         0.1\n"
+            f"    Flush         {0.05 if self.tuned else 0.1}\n"
             "    Log_Level     warn\n"
             f"    Parsers_File  {self.dir / 'parsers.conf'}\n"
             "    HTTP_Server   On\n"
@@ -193,10 +269,10 @@ class FluentBit(Tool):
             f"    HTTP_Port     {port}\n"
             "[INPUT]\n"
             "    Name              tail\n"
-            f"    Path              {inbox}/*.log*\n"
+            f"    Path              {inbox}/{glob}\n"
             "    Read_From_Head    On\n"
             "    Refresh_Interval  0.1\n"
-            f"{parser}"
+            f"{buffers}{parser}"
             "[OUTPUT]\n"
             "    Name    file\n"
             "    Match   *\n"
@@ -288,6 +364,7 @@ class Measurement:
     start_s: float
     start_cpu: float
     lines: int
+    pss_mib: float = float("nan")
 
     @property
     def lines_per_s(self) -> float:
@@ -316,6 +393,7 @@ def run_once(tool: Tool, mode: str, source: Path, lines: int, work: Path) -> Mea
         pid = tool.start(inbox, out)
         start_s = time.perf_counter() - spawned
         cpu0 = cpu_seconds(pid)
+        pss = PssSampler(pid)
         writer = None
         started = time.perf_counter()
         if mode == "batch":
@@ -334,12 +412,136 @@ def run_once(tool: Tool, mode: str, source: Path, lines: int, work: Path) -> Mea
         seconds = time.perf_counter() - started
         cpu = cpu_seconds(pid) - cpu0
         rss = peak_rss_mib(pid)
+        pss_peak = pss.stop()
         if writer is not None:
             writer.join()
     finally:
         counter.close()
         tool.stop()
-    return Measurement(seconds, cpu, rss, start_s, cpu0, lines)
+    return Measurement(seconds, cpu, rss, start_s, cpu0, lines, pss_peak)
+
+
+# --- a rotation storm -----------------------------------------------------------------------
+
+
+@dataclass
+class Storm:
+    written: int
+    delivered: int
+    """Distinct numbered lines found in the output."""
+    duplicates: int
+    rotations_per_s: float
+
+    @property
+    def share(self) -> float:
+        return self.delivered / self.written
+
+
+def _storm_writer(target: Path, seconds: float, rate: int, every: int, done: list[float]) -> None:
+    """Append numbered nginx lines; every `every` lines rename the file out of the glob
+    (app.log -> app.log.N), `rate` times a second, paced, for `seconds`."""
+    rotations = int(seconds * rate)
+    chunks = [
+        "".join(
+            f"10.0.{number % 256}.1 - - [01/May/2024:00:00:{number % 60:02d} +0000] "
+            f'"GET /r/{number} HTTP/1.1" 200 {number % 5000} "-" "curl/8.5.0"\n'
+            for number in range(rotation * every, (rotation + 1) * every)
+        ).encode()
+        for rotation in range(rotations)
+    ]  # made before the clock starts: the loop below is four system calls a rotation
+    started = time.perf_counter()
+    for rotation, chunk in enumerate(chunks):
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, chunk)
+        os.close(fd)
+        os.rename(target, f"{target}.{rotation}")
+        ahead = started + (rotation + 1) / rate - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)
+    done.append(time.perf_counter() - started)
+
+
+NUMBERED = re.compile(rb"/r/(\d+)")
+
+
+def rotation_storm(
+    tool: Tool, work: Path, seconds: float = 10.0, rate: int = 1000, every: int = 100
+) -> Storm:
+    """`rate` renames a second out of the tool's glob for `seconds`: what reached the output."""
+    inbox = work / "inbox"
+    shutil.rmtree(inbox, ignore_errors=True)
+    inbox.mkdir(parents=True)
+    out = work / "out" / "out.jsonl"
+    shutil.rmtree(out.parent, ignore_errors=True)
+    out.parent.mkdir(parents=True)
+    target = inbox / "app.log"
+    target.touch()
+    written = int(seconds * rate) * every
+    counter = LineCounter(out)
+    try:
+        tool.start(inbox, out, glob="*.log")
+        took: list[float] = []
+        writer = threading.Thread(target=_storm_writer, args=(target, seconds, rate, every, took))
+        writer.start()
+        writer.join()
+        # Then until every line is out, or nothing more came for STORM_QUIET seconds.
+        seen, quiet_since = -1, time.perf_counter()
+        while (count := counter.count()) < written:
+            if count != seen:
+                seen, quiet_since = count, time.perf_counter()
+            elif time.perf_counter() - quiet_since > STORM_QUIET:
+                break
+            time.sleep(0.05)
+    finally:
+        counter.close()
+        tool.stop()
+    found = []  # the line number of each record (its first /r/N: a parsed record has two)
+    for record in out.read_bytes().splitlines() if out.exists() else []:
+        if (match := NUMBERED.search(record)) is not None:
+            found.append(int(match.group(1)))
+    distinct = {n for n in found if n < written}
+    return Storm(written, len(distinct), len(found) - len(distinct), int(seconds * rate) / took[0])
+
+
+STORM_QUIET = 8.0
+"""Seconds without a new output line after the storm before counting (Fluent Bit's
+Rotate_Wait is 5 s)."""
+
+
+def run_storms(
+    tools: list[Tool], repeat: int, log: Callable[[str], None], seconds: float = 10.0
+) -> dict[str, list[Storm]]:
+    results: dict[str, list[Storm]] = {}
+    work = Path(tempfile.mkdtemp(prefix="podkit-bench-storm-"))
+    try:
+        for index in range(repeat):
+            for tool in tools:
+                result = rotation_storm(tool, work, seconds)
+                results.setdefault(tool.name, []).append(result)
+                log(
+                    f"  rotation storm {tool.name} #{index + 1}: {result.delivered:,} of "
+                    f"{result.written:,} lines ({result.share:.1%}), {result.duplicates:,} "
+                    f"duplicates, {result.rotations_per_s:,.0f} renames/s (load {load()})"
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def storm_table(results: dict[str, list[Storm]], label: str) -> str:
+    head = (
+        f"{label:<34}{'tool':<11}{'delivered/written':>18}{'worst run':>10}{'duplicates':>11}"
+        f"{'renames/s':>10}"
+    )
+    out = [head, "-" * len(head)]
+    for name, runs in results.items():
+        out.append(
+            f"{'':<34}{name:<11}{statistics.median(r.share for r in runs):>18.2%}"
+            f"{min(r.share for r in runs):>10.2%}"
+            f"{statistics.median(r.duplicates for r in runs):>11,.0f}"
+            f"{statistics.median(r.rotations_per_s for r in runs):>10,.0f}"
+        )
+    return "\n".join(out)
 
 
 # --- rows and the table ---------------------------------------------------------------------
@@ -350,7 +552,7 @@ class Comparison:
     label: str
     mode: str
     podkit: Tool
-    fluent_bit: Tool | None
+    fluent_bits: list[Tool]
     results: dict[str, list[Measurement]] = field(default_factory=dict)
 
 
@@ -366,7 +568,7 @@ def run_rows(
     work = Path(tempfile.mkdtemp(prefix="podkit-bench-side-"))
     try:
         for row in rows:
-            tools = [row.podkit] + ([row.fluent_bit] if row.fluent_bit else [])
+            tools = [row.podkit, *row.fluent_bits]
             for index in range(repeat):
                 for tool in tools:
                     result = run_once(tool, row.mode, source, lines, work)
@@ -396,45 +598,51 @@ def _with_start(results: list[Measurement]) -> tuple[float, float]:
 
 def table(rows: list[Comparison]) -> str:
     head = (
-        f"{'row':<34}{'tool':<12}{'lines/s':>11}{'CPU-s/M':>9}{'peak MiB':>10}"
+        f"{'row':<30}{'tool':<11}{'lines/s':>11}{'CPU-s/M':>9}{'RSS MiB':>9}{'PSS MiB':>9}"
         f"{'start s':>9}{'start CPU':>10}"
     )
     out = [head, "-" * len(head)]
     for row in rows:
-        medians: dict[str, tuple[float, float, float]] = {}
         for name, results in row.results.items():
-            speed = _median(results, "lines_per_s")
-            cpu = _median(results, "cpu_per_million")
-            rss = max(r.rss_mib for r in results)
-            medians[name] = (speed, cpu, rss)
             out.append(
-                f"{row.label:<34}{name:<12}{speed:>11,.0f}{cpu:>9.2f}{rss:>10.1f}"
+                f"{row.label:<30}{name:<11}{_median(results, 'lines_per_s'):>11,.0f}"
+                f"{_median(results, 'cpu_per_million'):>9.2f}"
+                f"{max(r.rss_mib for r in results):>9.1f}{max(r.pss_mib for r in results):>9.1f}"
                 f"{_median(results, 'start_s'):>9.2f}{_median(results, 'start_cpu'):>10.2f}"
             )
-        if "fluent-bit" in medians and "podkit" in medians:
-            (ps, pc, pr), (fs, fc, fr) = medians["podkit"], medians["fluent-bit"]
-            out.append(
-                f"{row.label:<34}{'podkit/FB':<12}{ps / fs:>10.2f}x{pc / fc:>8.2f}x{pr / fr:>9.2f}x"
-            )
+        for name in row.results:
+            found = ratios(row, name)
+            if found is None:
+                continue
+            speed, cpu, rss, pss = found
+            out.append(f"{'':<30}{'podkit/' + name:<20}{speed:>5.2f}x lines/s "
+                       f"{cpu:>5.2f}x CPU/line {rss:>5.2f}x RSS {pss:>5.2f}x PSS")  # fmt: skip
             # The same runs timed from spawn (start-up included), for a short-lived run.
-            (ps, pc), (fs, fc) = (
-                _with_start(row.results["podkit"]),
-                _with_start(row.results["fluent-bit"]),
-            )
-            out.append(f"{'  (from spawn, start-up included)':<34}{'podkit/FB':<12}"
-                       f"{ps / fs:>10.2f}x{pc / fc:>8.2f}x")  # fmt: skip
+            (ps, pc) = _with_start(row.results["podkit"])
+            (fs, fc) = _with_start(row.results[name])
+            out.append(f"{'':<30}{'  from spawn':<20}{ps / fs:>5.2f}x lines/s "
+                       f"{pc / fc:>5.2f}x CPU/line")  # fmt: skip
     return "\n".join(out)
 
 
-def ratios(row: Comparison) -> tuple[float, float, float] | None:
-    """podkit/Fluent Bit medians of lines/s, CPU-s per million, peak RSS."""
-    if "fluent-bit" not in row.results or "podkit" not in row.results:
+def fastest_fluent_bit(row: Comparison) -> str | None:
+    """The Fluent Bit setting with the most lines/s in this row (targets hold against it)."""
+    names = [name for name in row.results if name.startswith("fb-")]
+    return max(names, key=lambda n: _median(row.results[n], "lines_per_s"), default=None)
+
+
+def ratios(row: Comparison, name: str | None = None) -> tuple[float, float, float, float] | None:
+    """podkit/Fluent Bit (`name`, else the fastest setting) medians of lines/s, CPU-s per
+    million; peak RSS and PSS."""
+    name = name or fastest_fluent_bit(row)
+    if name is None or name == "podkit" or name not in row.results or "podkit" not in row.results:
         return None
-    p, f = row.results["podkit"], row.results["fluent-bit"]
+    p, f = row.results["podkit"], row.results[name]
     return (
         _median(p, "lines_per_s") / _median(f, "lines_per_s"),
         _median(p, "cpu_per_million") / _median(f, "cpu_per_million"),
         max(r.rss_mib for r in p) / max(r.rss_mib for r in f),
+        max(r.pss_mib for r in p) / max(r.pss_mib for r in f),
     )
 
 
@@ -448,3 +656,35 @@ def fluent_bit_note() -> str:
         "Fluent Bit rows skipped: set FLUENT_BIT=/path/to/fluent-bit (a binary built outside "
         "podkit) to run them beside podkit"
     )
+
+
+def fluent_bits(parser: str | None = None) -> list[Tool]:
+    """Fluent Bit on its default tail buffers and on 1M/4M buffers (none without FLUENT_BIT)."""
+    if not FLUENT_BIT:
+        return []
+    return [FluentBit(FLUENT_BIT, parser), FluentBit(FLUENT_BIT, parser, tuned=True)]
+
+
+def print_targets(rows: list[Comparison], speed_target: float, cpu_target: float | None) -> None:
+    """The issue's targets, against the faster Fluent Bit setting of each row."""
+    for row in rows:
+        if row.mode != "batch":
+            continue
+        against = fastest_fluent_bit(row)
+        found = ratios(row)
+        if found is not None and "1 GB" not in row.label:
+            speed, cpu, _, _ = found
+            verdict = "met" if speed >= speed_target else "NOT met"
+            text = f"target {row.label} lines/s >= {speed_target}x Fluent Bit ({against}): "
+            text += f"{verdict} ({speed:.2f}x)"
+            if cpu_target is not None:
+                text += f"; CPU per line <= {cpu_target}x: "
+                text += f"{'met' if cpu <= cpu_target else 'NOT met'} ({cpu:.2f}x)"
+            print(text)
+        if "1 GB" in row.label and "podkit" in row.results:
+            runs = row.results["podkit"]
+            rss = max(r.rss_mib for r in runs)
+            pss = max(r.pss_mib for r in runs)
+            print(f"target peak memory < 64 MiB on 1 GB: {'met' if pss < 64 else 'NOT met'} "
+                  f"(PSS summed over the process tree, sampled: {pss:.1f} MiB; VmHWM summed, "
+                  f"shared pages counted in each process: {rss:.1f} MiB)")  # fmt: skip

@@ -20,6 +20,8 @@ class AdapterCollector(Collector):
         self.lag = lag
         self.auto = auto
         """`--parser auto`'s shared state (AutoState): choices per file, lines by parser."""
+        self.pool: Any | None = None
+        """The worker processes (WorkerPool), when batches are encoded in workers."""
 
     def collect(self) -> Iterator[Metric]:
         stats = self.stats
@@ -82,6 +84,22 @@ class AdapterCollector(Collector):
             "records stamped with the time they were read (no usable time in the line, "
             "or a line the parser rejected)",
             value=stats.ingest_time,
+        )
+        pool = self.pool
+        yield GaugeMetricFamily(
+            "log_adapter_workers",
+            "worker processes parsing and encoding batches (0: in the adapter's own process)",
+            value=len(pool.workers) if pool is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "log_adapter_worker_restarts",
+            "workers that died and were replaced (their unfinished batches were redone)",
+            value=pool.restarts if pool is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "log_adapter_worker_batches_in_flight",
+            "batches sent to a worker and not answered yet",
+            value=pool.in_flight() if pool is not None else 0,
         )
         yield GaugeMetricFamily(
             "log_adapter_lag_bytes",

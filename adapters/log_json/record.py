@@ -103,6 +103,29 @@ class BuildCounts:
     def failed(self) -> int:
         return sum(self.failures.values())
 
+    def take(self) -> dict[str, Any]:
+        """What was counted since the last take, and zero again (a worker's counts)."""
+        delta: dict[str, Any] = {name: getattr(self, name) for name in _INT_COUNTS}
+        for name in _INT_COUNTS:
+            setattr(self, name, 0)
+        delta["failures"], delta["type_errors"] = dict(self.failures), dict(self.type_errors)
+        self.failures.clear()
+        self.type_errors.clear()
+        return delta
+
+    def add(self, delta: dict[str, Any]) -> None:
+        """Add counts a worker took (see `take`)."""
+        for name in _INT_COUNTS:
+            setattr(self, name, getattr(self, name) + delta[name])
+        self.failures.update(delta["failures"])
+        self.type_errors.update(delta["type_errors"])
+
+
+_INT_COUNTS = (
+    "lines_in", "bytes_in", "records_out", "written", "parsed", "partial", "pending",
+    "invalid_utf8", "ingest_time",
+)  # fmt: skip
+
 
 class RecordBuilder:
     """Turns raw lines into JSON records with one parser and the adapter's settings."""

@@ -15,6 +15,7 @@ from podkit.plugins import PluginError, load
 from .normalize import TimeParser, resolve_zone
 
 ADMIN_PORT = 9702
+MAX_WORKERS = 64
 
 
 class LogAdapterSettings(FollowSettings):
@@ -61,6 +62,13 @@ class LogAdapterSettings(FollowSettings):
     output_path: str | None = Field(
         None, description="file records are appended to", json_schema_extra={"metavar": "PATH"}
     )
+    workers: str = Field(
+        "auto",
+        description="processes that parse and encode batches beside the one that reads and "
+        "writes: auto (the CPUs this container may use, less one, at least 1), a number, "
+        "or 0 to parse in the adapter's own process",
+        json_schema_extra={"metavar": "N"},
+    )
     check: str | None = Field(
         None,
         description="test the parser on FILE: JSON on stdout, summary on stderr, exit 1 on "
@@ -97,6 +105,17 @@ class LogAdapterSettings(FollowSettings):
                         f"invalid setting --parser={parser}: its time_format attribute: {exc}"
                     ) from None
         return value
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_valid(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text == "auto" or (text.isascii() and text.isdigit() and int(text) <= MAX_WORKERS):
+            return text if text == "auto" else str(int(text))
+        raise ValueError(
+            f"expected auto or a whole number of processes from 0 to {MAX_WORKERS} "
+            "(0: parse in the adapter's own process)"
+        )
 
     @field_validator("time_format")
     @classmethod

@@ -84,6 +84,8 @@ class AutoParser(BaseParser):
     name = "auto"
     sets_level_raw = True
     stateful = True
+    holds_lines = False
+    """Its state is a choice, made again from the next lines if a worker restarts."""
 
     def __init__(
         self,

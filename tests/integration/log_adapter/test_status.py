@@ -42,7 +42,7 @@ def test_ctl_status_shows_the_adapter_s_figures(
     (logs / "b.log").write_bytes(GOOD + b"\n")
     adapter = run_helper(
         "log-adapter", "--path", str(logs / "*.log"), "--output", "file", "--output-path",
-        str(out), *FAST,
+        str(out), "--workers", "1", *FAST,
     )  # fmt: skip
     wait_for(
         lambda: figures(adapter.admin).get("records_written") == 4,
@@ -57,6 +57,8 @@ def test_ctl_status_shows_the_adapter_s_figures(
         "read_bytes": 3 * len(GOOD) + len(BAD),
         "files_followed": 2,
         "lost_bytes": 0,
+        "workers": 1,
+        "worker_restarts": 0,
     }
     assert len(out.read_bytes().splitlines()) == 4
     table = ctl_status(adapter.admin)
