@@ -1,7 +1,8 @@
 """Which core runs the per-message hot path: the compiled one or the Python source.
 
-The modules in `COMPILED` (framing, the relay loop, the owed-work queue, statement
-renaming, the pool's hand-over) are compiled with Cython from these very files
+The modules in `COMPILED` (today the framer, protocol.py: see the measurements at
+`COMPILED` for why the relay loop, the pool and the statement renaming are not) are
+compiled with Cython from these very files
 (`build_core.py`: `./dev setup` and the images' builder stage run it); there is no second
 copy of any function. Their extension modules sit next to the sources, and a finder put
 first on `sys.meta_path` (`install()`, run by the package's `__init__`) picks, for each,
