@@ -264,6 +264,23 @@ def test_rendered_containerfiles_are_current() -> None:
         )
 
 
+def test_only_a_helper_that_compiles_builds_on_the_builder_image() -> None:
+    """Helper.image_build: that helper's builder stage is BUILDER_IMAGE (a compiler) and its
+    venv reaches the final stage through a check on the base; the others' builder is the
+    base itself, as before."""
+    assert COMPILED == ["pg-ambassador"]
+    for spec in specs():
+        text = spec.containerfile.read_text()
+        if spec.build:
+            assert "FROM ${BUILDER_IMAGE} AS builder" in text
+            assert f"RUN /opt/podkit/bin/python -B -m {spec.build} --check" in text
+            assert "COPY --from=check /opt/podkit /opt/podkit" in text
+        else:
+            assert "BUILDER_IMAGE" not in text and "AS check" not in text
+            assert "FROM ${BASE_IMAGE} AS builder" in text
+            assert "COPY --from=builder /opt/podkit /opt/podkit" in text
+
+
 INSTALLED = """
 import importlib.util, json, os, subprocess, sys
 from importlib.metadata import distributions
