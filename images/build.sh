@@ -12,6 +12,10 @@
 #   BASE_IMAGE  the Python base image (default the Containerfile's python:3.12-slim);
 #               without a registry: tests/e2e/base-image.sh base, then
 #               BASE_IMAGE=localhost/podkit-base:bookworm
+#   BUILDER_IMAGE  the builder stage of a helper that compiles part of itself
+#               (Helper.image_build: pg-ambassador): the base's Python at the same path,
+#               with a C compiler and the Python headers (default the Containerfile's
+#               python:3.12, or BASE-builder:TAG when it exists: tests/e2e/base-image.sh)
 #   PLATFORMS   e.g. linux/amd64,linux/arm64 for a multi-arch manifest (see images/README.md)
 #   PYTHON      a Python with podkit's dependencies (default .venv/bin/python, ./dev setup)
 #   SOURCE_HASH labels the images io.podkit.source-hash (the e2e tests' build cache)
@@ -79,6 +83,10 @@ rm -rf build/lib build/bdist.*
 "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$CONTEXT/wheels/src" . 2>/dev/null \
     || "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$CONTEXT/wheels/src" .
 all_extras=$(printf '%s\n' "${SPECS[@]}" | awk '$2 != "-" {print $2}' | paste -sd, -)
+# What the helpers' build steps need (Helper.image_build_requires: Cython, ...), as wheels
+# in wheels/<machine>/build/: installed beside the venv in the builder stage only.
+read -ra build_requires <<<"$(printf '%s\n' "${SPECS[@]}" | awk '$5 != "-" {print $5}' \
+    | tr ',' '\n' | sort -u | paste -sd' ' -)"
 for machine in "${machines[@]}"; do
     log "collecting wheels for CPython $PYTHON_VERSION on $machine"
     # Up to manylinux_2_36: glibc of Debian bookworm, which both default bases are built on.
@@ -104,12 +112,19 @@ for machine in "${machines[@]}"; do
     strip=${STRIP:-strip}
     [ "$machine" = "$(uname -m)" ] || strip=${STRIP:-$machine-linux-gnu-strip}
     "$PYTHON" images/slim_wheels.py --strip "$strip" "$CONTEXT/wheels/$machine"
+    if [ ${#build_requires[@]} -gt 0 ]; then
+        log "collecting the build steps' wheels for CPython $PYTHON_VERSION on $machine: ${build_requires[*]}"
+        "$PYTHON" -m pip download --quiet --only-binary=:all: \
+            --dest "$CONTEXT/wheels/$machine/build" --implementation cp \
+            --python-version "$PYTHON_VERSION" "${platforms[@]}" "${build_requires[@]}" \
+            2> >(grep -v "^WARNING: Location" >&2)
+    fi
 done
 rm -rf "$CONTEXT/wheels/src"
 
 built=()
 for line in "${SPECS[@]}"; do
-    read -r helper _extras _port <<<"$line"
+    read -r helper _extras _port build _requires <<<"$line"
     if [ ${#WANTED[@]} -gt 0 ] && [[ ! " ${WANTED[*]} " == *" $helper "* ]]; then
         continue
     fi
@@ -121,6 +136,16 @@ for line in "${SPECS[@]}"; do
     helper_base=()
     if [ -n "$BASE_IMAGE" ] && $ENGINE image inspect "${BASE_IMAGE%:*}-$helper:${BASE_IMAGE##*:}" >/dev/null 2>&1; then
         helper_base=(--build-arg "PACKAGES_IMAGE=${BASE_IMAGE%:*}-$helper:${BASE_IMAGE##*:}")
+    fi
+    # A helper that compiles part of itself builds on BUILDER_IMAGE, or on the base's
+    # builder (BASE-builder:TAG, tests/e2e/base-image.sh) when there is one.
+    if [ "$build" != - ]; then
+        builder=${BUILDER_IMAGE:-}
+        if [ -z "$builder" ] && [ -n "$BASE_IMAGE" ] \
+            && $ENGINE image inspect "${BASE_IMAGE%:*}-builder:${BASE_IMAGE##*:}" >/dev/null 2>&1; then
+            builder=${BASE_IMAGE%:*}-builder:${BASE_IMAGE##*:}
+        fi
+        [ -n "$builder" ] && helper_base+=(--build-arg "BUILDER_IMAGE=$builder")
     fi
     if [ -n "$PLATFORMS" ]; then
         # One manifest list with an image per platform (needs qemu-user-static or buildx).

@@ -5,8 +5,8 @@ the pyproject extra of the same name when there is one. So a new helper gets its
 from its registration alone: `images/build.sh render` (or `make images`) writes the file.
 
 `python images/render.py` renders; `--check` exits 1 when a rendered file is stale;
-`--list` prints `helper extras admin_port` lines for images/build.sh, `--registry` where
-the images are published.
+`--list` prints `helper extras admin_port build build_requires` lines for images/build.sh
+(`-` for an empty field), `--registry` where the images are published.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class ImageSpec:
     description: str
     packages: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
+    build: str = ""
+    build_requires: tuple[str, ...] = ()
 
     @property
     def containerfile(self) -> Path:
@@ -61,6 +63,8 @@ def specs() -> list[ImageSpec]:
             description=f"podkit {name}: {helper.summary}".replace('"', "'"),
             packages=tuple(getattr(helper, "image_packages", ())),
             files=tuple(getattr(helper, "image_files", ())),
+            build=getattr(helper, "image_build", ""),
+            build_requires=tuple(getattr(helper, "image_build_requires", ())),
         )
         for name, helper in sorted(helpers().items())
     ]
@@ -154,8 +158,53 @@ def packages_stages(spec: ImageSpec) -> str:
     ])  # fmt: skip
 
 
+# The builder of a helper that compiles (Helper.image_build): it needs a C compiler and the
+# Python headers, which the base has not. The full python image has them, and the same
+# Python at the same path as python:3.12-slim (the venv links to it); images/build.sh
+# passes tests/e2e/base-image.sh's builder of the Debian base where there is one.
+BUILDER_ARG = """\
+# The builder of a helper that compiles part of itself: the base's Python at the same path,
+# with a C compiler and its headers (images/build.sh: the base's -builder image).
+ARG BUILDER_IMAGE=docker.io/library/python:3.12
+"""
+
+
+def build_step(spec: ImageSpec) -> str:
+    """Helper.image_build run in the builder, with Helper.image_build_requires installed
+    beside the venv for it (images/build.sh puts their wheels in wheels/<machine>/build/)
+    and removed again: the venv keeps what it built, not the tools."""
+    requires = " ".join(f'"{requirement}"' for requirement in spec.build_requires)
+    return (
+        "# Helper.image_build, with Helper.image_build_requires beside the venv, not in it.\n"
+        "RUN set -eu; \\\n"
+        "    /opt/podkit/bin/pip install --quiet --no-index --no-cache-dir --no-compile \\\n"
+        '        --target /tmp/build-tools --find-links "/wheels/$(uname -m)/build" \\\n'
+        f"        {requires}; \\\n"
+        f"    PYTHONPATH=/tmp/build-tools /opt/podkit/bin/python -B -m {spec.build}; \\\n"
+        "    rm -rf /tmp/build-tools\n"
+    )
+
+
+def check_stage(spec: ImageSpec) -> str:
+    """A stage on the base itself that runs `Helper.image_build --check`: the venv made in
+    the builder image must run on the base, and what was built load there (the final stage
+    copies the venv from this stage, so the build fails where it would not)."""
+    return "".join([
+        _rule("check: the venv on the base, and what was built loads there"),
+        "FROM ${BASE_IMAGE} AS check\n",
+        "COPY --from=builder /opt/podkit /opt/podkit\n",
+        f"RUN /opt/podkit/bin/python -B -m {spec.build} --check\n",
+        "\n",
+    ])  # fmt: skip
+
+
 def render(spec: ImageSpec) -> str:
     text = TEMPLATE.read_text()
+    text = text.replace("@BUILDER_ARG@\n", BUILDER_ARG if spec.build else "")
+    text = text.replace("@BUILDER@", "${BUILDER_IMAGE}" if spec.build else "${BASE_IMAGE}")
+    text = text.replace("@BUILD@\n", build_step(spec) if spec.build else "")
+    text = text.replace("@CHECK_STAGE@\n", check_stage(spec) if spec.build else "")
+    text = text.replace("@VENV_STAGE@", "check" if spec.build else "builder")
     if spec.files:
         stage = packages_stages(spec)
         step = "# Only the files of Debian packages that the helper runs (Helper.image_files).\n"
@@ -180,7 +229,7 @@ def render(spec: ImageSpec) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a file is stale")
-    parser.add_argument("--list", action="store_true", help="print helper extras admin_port")
+    parser.add_argument("--list", action="store_true", help="print one line per helper")
     parser.add_argument("--registry", action="store_true", help="print the image registry")
     args = parser.parse_args(argv)
     if args.registry:
@@ -189,7 +238,9 @@ def main(argv: list[str]) -> int:
     stale = []
     for spec in specs():
         if args.list:
-            print(spec.helper, spec.extras or "-", spec.admin_port)
+            requires = ",".join(spec.build_requires)
+            print(spec.helper, spec.extras or "-", spec.admin_port, spec.build or "-",
+                  requires or "-")  # fmt: skip
             continue
         wanted = render(spec)
         current = spec.containerfile.read_text() if spec.containerfile.exists() else ""

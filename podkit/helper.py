@@ -38,6 +38,14 @@ class Helper:
     """The files of `image_packages` the helper runs (paths, or globs for an
     architecture's directory): its image keeps only these, what their links point at and
     the shared libraries they load, not the packages whole. Empty: the packages whole."""
+    image_build: str = ""
+    """A module the image's builder stage runs (`python -m MODULE`) once the helper is
+    installed, with `image_build_requires` and a C compiler at hand (the builder image), to
+    compile what the helper runs; `python -m MODULE --check` must then pass in the base
+    image, which has no compiler. Empty: nothing is built (pg-ambassador's hot path is)."""
+    image_build_requires: tuple[str, ...] = ()
+    """What `image_build` needs to run (Cython, ...): installed for it beside the venv, and
+    not in the image."""
 
     def load_settings_class(self) -> type[HelperSettings]:
         settings_class: type[HelperSettings] = import_attr(self.settings)

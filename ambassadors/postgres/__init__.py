@@ -19,4 +19,7 @@ helper = Helper(
     settings="podkit.ambassadors.postgres.settings:PgAmbassadorSettings",
     run="podkit.ambassadors.postgres.main:run",
     admin_port=9705,
+    # The images compile the hot path (core.COMPILED) in their builder stage.
+    image_build="podkit.ambassadors.postgres.build_core",
+    image_build_requires=("Cython>=3.0", "setuptools>=77"),
 )

@@ -9,6 +9,8 @@ land next to them with `core.sums` (what they were built from), the generated C 
 temporary directory. Needs Cython and a C
 compiler with the Python headers: the images' builder stage has them, the final image
 does not. `--if-stale` compiles only when a source changed since (or nothing was built).
+`--check` builds nothing: it exits 1, saying why, unless every compiled module loads as its
+extension in this interpreter (the images run it on their base, which has no compiler).
 """
 
 from __future__ import annotations
@@ -89,11 +91,30 @@ def build(directory: Path = HERE, jobs: int = 2) -> None:
         (directory / core.SUMS).write_text(sums)
 
 
+def check() -> int:
+    """0 when the installed package's finder loads every COMPILED module as its extension."""
+    import importlib
+
+    from podkit.ambassadors.postgres import core
+
+    for name in core.COMPILED:
+        importlib.import_module(f"{core.PACKAGE}.{name}")
+    if core.loaded() != "compiled":
+        reason = core.problem() or f"{core.ENV} is set"
+        print(f"build_core: the compiled core does not load here: {reason}", file=sys.stderr)
+        return 1
+    print(f"build_core: compiled core loaded ({', '.join(core.COMPILED)})", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--if-stale", action="store_true", help="only if a source changed")
+    parser.add_argument("--check", action="store_true", help="build nothing: does it load?")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
+    if args.check:
+        return check()
     if args.if_stale and not stale():
         return 0
     build(jobs=args.jobs)

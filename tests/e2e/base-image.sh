@@ -3,6 +3,8 @@
 # for machines that reach no container registry (see images/README.md):
 #
 #   base-image.sh base       localhost/podkit-base:bookworm   (python3, the BASE_IMAGE of images/)
+#                            and localhost/podkit-base-builder:bookworm (the same, with gcc
+#                            and the Python headers: the BUILDER_IMAGE of images/)
 #   base-image.sh standins   nginx, redis, busybox and postgres images under the names the
 #                            k8s/ manifests use
 #
@@ -18,6 +20,10 @@ PATH_ENV="PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 BASE_TAG=localhost/podkit-base:$SUITE
 BASE_PACKAGES=python3,python3-venv,ca-certificates
+# The builder stage of a helper that compiles part of itself (Helper.image_build:
+# pg-ambassador's hot path) runs on the base's Python with a C compiler and its headers;
+# images/build.sh picks BASE-builder:TAG for it. The image itself is on the base: no gcc.
+BUILDER_PACKAGES=gcc,libc6-dev,python3-dev
 # Helpers whose image needs Debian packages (Helper.image_packages; a unit test keeps this
 # in step) get a base of their own, localhost/podkit-base-HELPER:SUITE, which
 # images/build.sh picks for them: their image build then needs no network, and no other
@@ -110,6 +116,8 @@ import_image() {  # name packages tag [extra --change...]
 
 build_base() {
     import_image base "$BASE_PACKAGES" "$BASE_TAG" --change 'CMD ["python3"]'
+    import_image base-builder "$BASE_PACKAGES,$BUILDER_PACKAGES" \
+        "localhost/podkit-base-builder:$SUITE" --change 'CMD ["python3"]'
     local entry helper
     for entry in "${HELPER_PACKAGES[@]}"; do
         helper=${entry%%=*}

@@ -16,6 +16,8 @@ from images.render import specs
 from tests.e2e.harness import BASE_IMAGE, SMOKE_ARGS, Podman, label
 
 HELPERS = [spec.helper for spec in specs()]
+# Helpers whose image compiles part of them in its builder stage (Helper.image_build).
+COMPILED = [spec.helper for spec in specs() if spec.build]
 PACKAGES = {spec.helper: spec.packages for spec in specs()}
 ADMIN_PORTS = {spec.helper: spec.admin_port for spec in specs()}
 
@@ -42,10 +44,12 @@ LEFTOVERS = """
 import json, os, shutil, sys
 paths = ["/wheels", "/root/.cache", "/tmp/pip", "/opt/podkit/bin/pip", "/state"]
 # A tool the helper runs (Helper.image_packages: git-sync's git) is no leftover.
-tools = [t for t in ["pip", "pip3", "gcc", "cc", "make", "git"] if t not in sys.argv[1:]]
+tools = ["pip", "pip3", "gcc", "cc", "make", "git", "cython", "cythonize"]
+tools = [t for t in tools if t not in sys.argv[1:]]
 found = [p for p in paths if os.path.exists(p)] + [t for t in tools if shutil.which(t)]
 for top, dirs, _ in os.walk("/opt/podkit"):
-    found += [os.path.join(top, d) for d in dirs if d in ("tests", "pip", "setuptools")]
+    found += [os.path.join(top, d) for d in dirs
+              if d in ("tests", "pip", "setuptools", "Cython", "pyximport")]
 print(json.dumps(found))
 """
 
@@ -179,6 +183,55 @@ def test_no_build_tools_caches_or_tests(podman: Podman, helper: tuple[str, str])
     assert json.loads(result) == []
 
 
+# What would compile C in an image: a compiler on PATH (or any cross gcc), Cython, the
+# Python headers, and the build's leftovers (the tools' directory, generated C).
+NO_COMPILER = """
+import glob, importlib.util, json, os, shutil, sysconfig
+found = [t for t in ("cc", "gcc", "c99", "cpp", "ld", "cython", "cythonize") if shutil.which(t)]
+found += glob.glob("/usr/bin/*-gcc*") + glob.glob("/usr/local/bin/*-gcc*")
+found += ["Cython"] if importlib.util.find_spec("Cython") else []
+found += glob.glob(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+found += glob.glob("/tmp/build-tools") + glob.glob("/opt/podkit/**/*.c", recursive=True)
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_compiled_core_is_the_one_loaded_and_no_compiler_is_in_the_image(
+    podman: Podman, helper_images: dict[str, str], name: str
+) -> None:
+    """pg-ambassador's hot path is compiled in the builder stage (Helper.image_build) and the
+    image runs it: /status, the build_info metric and the `listening` line say `compiled`,
+    no `core_not_compiled` warning, and the image has no compiler, Cython or headers."""
+    image = helper_images[name]
+    port = ADMIN_PORTS[name]
+    options = ("--read-only", "--network", "none", "--cap-drop", "ALL")
+    with podman.container(image, *SMOKE_ARGS.get(name, ()), options=options) as container:
+        podman.wait_ready(container, port, "/livez")
+        code, body = podman.http_get(container, port, "/status")
+        assert code == 200, body
+        assert json.loads(body)["figures"]["core"] == "compiled", body
+        code, metrics = podman.http_get(container, port, "/metrics")
+        assert code == 200 and 'pg_ambassador_build_info{core="compiled"} 1.0' in metrics
+        logs = podman.run("logs", container).stderr
+    events = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    assert [e["core"] for e in events if e["event"] == "listening"] == ["compiled"], logs
+    assert not [e for e in events if e["event"] == "core_not_compiled"], logs
+    # The module itself is the extension, built from the source beside it (core.sums).
+    loaded = podman.out(
+        "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c",
+        "import json; from podkit.ambassadors.postgres import core, protocol; print(json.dumps("
+        "[protocol.__file__.rsplit('/', 1)[1], core.is_compiled(protocol), core.problem()]))",
+    )  # fmt: skip
+    so, compiled, problem = json.loads(loaded)
+    assert re.fullmatch(r"protocol\.cpython-\d+-[\w-]+\.so", so) and compiled, loaded
+    assert problem == "", problem
+    found = podman.out(
+        "run", "--rm", "--network", "none", "--entrypoint", "python3", image, "-c", NO_COMPILER
+    )
+    assert json.loads(found) == []
+
+
 def test_every_image_adds_under_30_mb_to_the_base(
     podman: Podman, helper_images: dict[str, str]
 ) -> None:
@@ -209,6 +262,23 @@ def test_rendered_containerfiles_are_current() -> None:
         assert spec.containerfile.read_text() == render(spec), (
             f"{spec.containerfile.name} is stale: run images/build.sh render"
         )
+
+
+def test_only_a_helper_that_compiles_builds_on_the_builder_image() -> None:
+    """Helper.image_build: that helper's builder stage is BUILDER_IMAGE (a compiler) and its
+    venv reaches the final stage through a check on the base; the others' builder is the
+    base itself, as before."""
+    assert COMPILED == ["pg-ambassador"]
+    for spec in specs():
+        text = spec.containerfile.read_text()
+        if spec.build:
+            assert "FROM ${BUILDER_IMAGE} AS builder" in text
+            assert f"RUN /opt/podkit/bin/python -B -m {spec.build} --check" in text
+            assert "COPY --from=check /opt/podkit /opt/podkit" in text
+        else:
+            assert "BUILDER_IMAGE" not in text and "AS check" not in text
+            assert "FROM ${BASE_IMAGE} AS builder" in text
+            assert "COPY --from=builder /opt/podkit /opt/podkit" in text
 
 
 INSTALLED = """
