@@ -49,6 +49,8 @@ CTIME_SLACK = 1.0
 """File times come from a coarse clock: a file changed just after a listing may carry a
 time a little before it."""
 MAX_KNOWN_FPS = 8192
+MAX_MATCHED_NAMES = 1024
+"""Names remembered per directory as once matched (dated names add one a day)."""
 SAVED_FPS = 256
 MIN_PREFIX = 64
 """A file is taken for a copy of one we know by a prefix of at least this many bytes."""
@@ -115,6 +117,10 @@ class RenameFinder:
         self._literal: dict[str, set[str]] = {}
         """Per directory, the file names the globs name without a wildcard (`app.log`):
         known even while no such file exists."""
+        self._matched_before: dict[str, set[str]] = {}
+        """Per directory, the names the globs matched at some listing: a writer that
+        renames app.log away a thousand times a second leaves it absent at most listings,
+        and the generations of those moments must still be recognised by its stem."""
         for p in config.include:
             name = os.path.basename(p)
             if not set("*?[") & set(p):
@@ -209,7 +215,10 @@ class RenameFinder:
             or any(names.get(name) != ino for name, ino in seen.items())
         )
         was_matched = set(prev.matched.values())
-        rotated_of = {*names, *prev.matched, *self._literal.get(directory, ())}
+        before = self._matched_before.setdefault(directory, set())
+        if len(before) < MAX_MATCHED_NAMES:
+            before.update(names, prev.matched)
+        rotated_of = {*names, *prev.matched, *before, *self._literal.get(directory, ())}
         stems = {_stem(n) for n in rotated_of}
         stream = next(iter(names), None) if len(names) == 1 else None
         if stream is None and len(prev.matched) == 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import signal
+import time
 from pathlib import Path
 
 from podkit_dev.servers import wait_for
@@ -165,3 +166,23 @@ def test_a_truncation_while_the_output_is_stalled_shows_in_one_scrape(
     lost = metric(shipper.metrics(), "podkit_follow_lost_bytes_total", reason="truncated_unread")
     assert lost >= unread, "counted at the first scrape, while the output still takes nothing"
     receiver.up()
+
+
+def test_a_glob_whose_file_is_absent_at_most_scans_loses_no_generation(run_helper, tmp_path):
+    """`--path logs/*.log` (no literal name) and an app that renames app.log away and
+    pauses before it writes again, as a paced writer does: at most listings app.log does
+    not exist, and the generations renamed meanwhile must still be known by its stem."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log, out = logs / "app.log", tmp_path / "out.jsonl"
+    log.touch()
+    args = _args(log, tmp_path, out)
+    args[1] = str(logs / "*.log")
+    shipper = run_helper("log-shipper", *args, "--refresh-interval", "100ms")
+    app = RenamingApp(log, every=50)
+    for _ in range(400):
+        app.rotations(1)
+        time.sleep(0.003)  # absent between the rename and the next write
+    total = app.seq
+    wait_for(lambda: len(tally_file(out)) == total, timeout=120, what=f"all {total} lines")
+    assert _lost(shipper) == 0
