@@ -9,6 +9,8 @@ are tried on a server first (client.ClientConn._replayed), so a bad one fails th
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
+from functools import partial
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.auth import AuthError, ClientAuth
@@ -111,16 +113,7 @@ class Login(ClientBase):
                 continue
             self.wanted[lower] = value
         self.authenticator = ClientAuth(self.settings.client_auth, self.amb.lookup)
-        try:
-            reply = self.authenticator.start(self.user)
-        except AuthError as exc:
-            self._auth_failed(exc)
-            return
-        if self.authenticator.done:
-            self._authenticated_after(reply)
-        else:
-            self.transport.write(reply)
-            self.state = AUTH
+        self._auth_step(partial(self.authenticator.start, self.user))
 
     def _auth_data(self, data: bytes) -> None:
         try:
@@ -133,15 +126,23 @@ class Login(ClientBase):
                 # pipelined after the password: keep for after the welcome
                 self.startup_buf += b"".join(m for _, m in messages[i:])
                 return
-            try:
-                reply = self.authenticator.handle(kind, msg[5:])
-            except AuthError as exc:
-                self._auth_failed(exc)
+            if not self._auth_step(partial(self.authenticator.handle, kind, msg[5:])):
                 return
-            if self.authenticator.done:
-                self._authenticated_after(reply)
-            else:
-                self.transport.write(reply)
+
+    def _auth_step(self, step: Callable[[], bytes]) -> bool:
+        """One exchange with the authenticator: its reply sent, or the welcome once it is
+        done; False when it refused (the client is closed)."""
+        try:
+            reply = step()
+        except AuthError as exc:
+            self._auth_failed(exc)
+            return False
+        if self.authenticator.done:
+            self._authenticated_after(reply)
+        else:
+            self.transport.write(reply)
+            self.state = AUTH
+        return True
 
     def _auth_failed(self, exc: AuthError) -> None:
         self.stats.refused("auth_failed")

@@ -77,9 +77,7 @@ def test_the_switch_imports_the_source_even_where_the_core_was_built() -> None:
 
 def test_without_the_switch_the_extension_is_imported_where_it_was_built() -> None:
     if not all(core.extension_path(name) for name in core.COMPILED):
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("the compiled core is not built (./dev setup builds it)")
-        pytest.skip("the compiled core is not built here (./dev setup builds it)")
+        pytest.fail("the compiled core is not built (./dev setup builds it; see its output)")
     probe = (
         "from podkit.ambassadors.postgres import core, client, protocol;"
         "print(core.loaded(), core.is_compiled(protocol), repr(core.problem()))"

@@ -53,6 +53,14 @@ def _args(log: Path, tmp_path: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _layout(tmp_path: Path) -> tuple[Path, Path, Path, list[str]]:
+    """logs/app.log followed by a shipper that writes out.jsonl: (logs, log, out, args)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log, out = logs / "app.log", tmp_path / "out.jsonl"
+    return logs, log, out, _args(log, tmp_path, out)
+
+
 def _lost(shipper) -> float:  # type: ignore[no-untyped-def]
     return metric(shipper.metrics(), "podkit_follow_lost_bytes_total")
 
@@ -60,10 +68,7 @@ def _lost(shipper) -> float:  # type: ignore[no-untyped-def]
 def test_150_renames_out_of_the_glob_at_full_speed_with_two_kills_lose_nothing(
     run_helper, tmp_path
 ):
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log, out = logs / "app.log", tmp_path / "out.jsonl"
-    args = _args(log, tmp_path, out)
+    _, log, out, args = _layout(tmp_path)
     app = RenamingApp(log)
     shipper = run_helper("log-shipper", *args)
     app.rotations(50)
@@ -86,10 +91,7 @@ def test_150_renames_out_of_the_glob_at_full_speed_with_two_kills_lose_nothing(
 
 
 def test_20_rotations_while_stopped_lose_nothing_and_repeat_nothing(run_helper, tmp_path):
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log, out = logs / "app.log", tmp_path / "out.jsonl"
-    args = _args(log, tmp_path, out)
+    _, log, out, args = _layout(tmp_path)
     app = RenamingApp(log)
     shipper = run_helper("log-shipper", *args)
     app.lines(300)
@@ -109,10 +111,7 @@ def test_20_rotations_while_stopped_lose_nothing_and_repeat_nothing(run_helper, 
 
 
 def test_a_generation_compressed_while_stopped_is_ledgered_with_its_name(run_helper, tmp_path):
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log, out = logs / "app.log", tmp_path / "out.jsonl"
-    args = _args(log, tmp_path, out)
+    logs, log, out, args = _layout(tmp_path)
     app = RenamingApp(log)
     shipper = run_helper("log-shipper", *args)
     app.lines(50)
