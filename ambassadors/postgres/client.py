@@ -102,6 +102,11 @@ class ClientConn(Login, Statements):
                 # connection_lost hands it back (taking it back would cost an orphan's
                 # round of checks for nothing)
                 self.transport.close()
+            elif server is not None and server.parked_by is self and not server.closed:
+                # (_take_back's usual case, without the call: every transaction of a
+                # client whose server stayed parked with it takes this path)
+                pool.unpark(server, self)  # type: ignore[union-attr]
+                self.process(messages)
             elif server is not None and self._take_back(server):
                 self.process(messages)
             elif self.console:

@@ -318,7 +318,7 @@ class Pool:
         lifetime = self.target.server_lifetime
         return not (
             (lifetime and now - server.created > lifetime)
-            or server.addr in self.retired_addrs
+            or (self.retired_addrs and server.addr in self.retired_addrs)
             or server.created < self.retire_before
             or self.ctx.closing
         )

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podkit.ambassadors.postgres import protocol as pq
-from podkit.ambassadors.postgres.session import classify, split_statements
+from podkit.ambassadors.postgres.session import classify, split_statements, suspect
 
 EXAMPLES = int(os.environ.get("PG_FUZZ_EXAMPLES", "300"))
 
@@ -174,3 +174,26 @@ def test_quoted_names_keep_their_case_and_gucs_do_not() -> None:
 def test_classify_never_crashes(sql: str) -> None:
     classify(sql.encode(errors="surrogatepass"), REPORTED)
     split_statements(sql)
+
+
+KEYWORDS = ["set", "listen", "advisory", "temp", "hold", "prepare", "deallocate", "discard",
+            "database"]  # fmt: skip
+# texts built of keywords, their pieces, digits and other SQL, in any case
+sql_pieces = st.lists(
+    st.sampled_from([*KEYWORDS, "SeT", "LISTEN", "se", "t", "lis", "ten", "1", "42", "0",
+                     " ", ";", "select", "from x where id = ", "'", "Q\x00\x00\x00\x39"]),
+    max_size=12,
+)  # fmt: skip
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(sql_pieces)
+def test_suspect_misses_no_keyword(pieces: list[str]) -> None:
+    """suspect() answers by the text's shape (its digits stripped) and remembers it: it
+    never clears a text that holds a keyword, however often the same shape comes back."""
+    text = "".join(pieces).encode()
+    holds = any(word.encode() in text.lower() for word in KEYWORDS)
+    for _ in range(2):  # the second answer comes from the remembered shape
+        assert suspect(text) or not holds
+    if not holds and not any(c.isdigit() for c in text.decode()):
+        assert not suspect(text)
