@@ -14,6 +14,8 @@ Targets, each a process of its own:
 - `pgbouncer`: PgBouncer;
 - `podkit`: `podkit pg-ambassador`, with its compiled core when it has one;
 - `podkit-pure`: the same, started with PODKIT_PURE_PYTHON=1 (the compiled core not loaded);
+- `podkit-before` (only with --before PODKIT): another checkout's podkit (its venv's
+  script, e.g. main's), so that a change is measured before and after in one run;
 - `forwarder` (only when asked with --only): bench/python_forwarder.py, uvloop forwarding
   bytes with no framing and no pooling, the ceiling of any Python proxy on this machine.
 
@@ -67,7 +69,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -81,6 +83,7 @@ from podkit_dev.servers import (
     find_binary,
     free_port,
     http_get,
+    podkit_argv,
     port_open,
     wait_for,
 )
@@ -203,7 +206,12 @@ def pgbouncer_binary() -> PgBouncerBinary:
 
 
 def start_pgbouncer(
-    pg: PostgresServer, binary: PgBouncerBinary, pool: int, name: str, max_clients: int
+    pg: PostgresServer,
+    binary: PgBouncerBinary,
+    pool: int,
+    name: str,
+    max_clients: int,
+    wrapper: Sequence[str] = (),
 ) -> Target:
     user = "postgres" if os.geteuid() == 0 else None  # PgBouncer refuses to run as root
     tmp = TempDir("pgbouncer", owner=user)
@@ -226,7 +234,8 @@ def start_pgbouncer(
         entry = pwd.getpwnam(user)
         for path in tmp.path.iterdir():
             os.chown(path, entry.pw_uid, entry.pw_gid)
-    process = Process([binary.path, str(config)], tmp.path / "pgbouncer.out", user=user).start()
+    argv = [*wrapper, binary.path, str(config)]
+    process = Process(argv, tmp.path / "pgbouncer.out", user=user).start()
 
     def up() -> bool:
         if not process.alive():
@@ -234,7 +243,7 @@ def start_pgbouncer(
             raise RuntimeError(f"pgbouncer exited: {process.log_text()[-600:]}{log}")
         return port_open(port)
 
-    wait_for(up, what="pgbouncer", timeout=15)
+    wait_for(up, what="pgbouncer", timeout=120 if wrapper else 15)
 
     def stop() -> None:
         process.stop(signal.SIGINT)
@@ -261,7 +270,10 @@ def start_podkit(
     *,
     pure: bool = False,
     extra: Iterable[str] = (),
+    wrapper: Sequence[str] = (),
+    command: str | None = None,
 ) -> Target:
+    """`command`: another checkout's `podkit` script (its venv's), run instead of this one's."""
     port = free_port()
     fields = podkit_settings_fields()
     args = [
@@ -286,8 +298,14 @@ def start_podkit(
         args += ["--max-prepared-statements", str(MAX_PREPARED)]
     args += list(extra)
     env = {"PODKIT_PURE_PYTHON": "1"} if pure else {}
-    helper = HelperProcess("pg-ambassador", *args, env=env).start(timeout=30)
-    wait_for(lambda: port_open(port), what="pg-ambassador listening", timeout=15)
+    helper = HelperProcess("pg-ambassador", *args, env=env, wrapper=wrapper)
+    if command:  # the same arguments (this checkout's settings), another podkit
+        own = len(wrapper) + len(podkit_argv())
+        helper.process.argv = [*wrapper, command, *helper.process.argv[own:]]
+    helper.start(timeout=180 if wrapper else 30)
+    wait_for(
+        lambda: port_open(port), what="pg-ambassador listening", timeout=120 if wrapper else 15
+    )
     return Target(name, port, helper.process.pid, helper.cleanup, note=podkit_core(helper))
 
 
@@ -837,6 +855,12 @@ def main() -> int:
         help="targets, among direct,pgbouncer,podkit,podkit-pure,forwarder",
     )
     parser.add_argument("--modes", default=",".join(MAIN_MODES))
+    parser.add_argument(
+        "--before",
+        default=None,
+        help="another checkout's podkit script (e.g. main's .venv/bin/podkit): adds a "
+        "podkit-before target, for a before/after in one interleaved run",
+    )
     parser.add_argument("--no-strace", action="store_true")
     parser.add_argument("--no-settings", action="store_true")
     parser.add_argument(
@@ -905,6 +929,10 @@ def main() -> int:
             started.append(start_podkit(pg, "podkit", POOL_SIZE, max_clients))
         if "podkit-pure" in wanted and has_podkit:
             started.append(start_podkit(pg, "podkit-pure", POOL_SIZE, max_clients, pure=True))
+        if options.before and has_podkit:
+            started.append(
+                start_podkit(pg, "podkit-before", POOL_SIZE, max_clients, command=options.before)
+            )
         if "forwarder" in wanted:
             started.append(start_forwarder(pg))
         if not options.no_settings:
