@@ -391,6 +391,9 @@ class ClientConn(Login, Statements):
                 self.params_version += 1
             server.settings_key = None
             server.synced = (self, self.params_version)
+        if self.close_at_boundary:  # a drain asked meanwhile
+            self.fatal("57P01", ADMIN_SHUTDOWN)
+            return
         self.resume()
         self._let_go(server)
 

@@ -14,7 +14,11 @@ import random
 import asyncpg
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from podkit.ambassadors.postgres.client import _set_config
+from podkit.ambassadors.postgres.pool import quote_literal
 from podkit_dev.servers import wait_for
 from tests.integration.pg_ambassador import kit
 
@@ -104,6 +108,40 @@ def test_a_setting_is_replayed_after_another_client_used_the_server(ambassador) 
             assert a.execute("SHOW search_path").fetchone() == ('"B c", a, "d e"',)
             assert a.execute("SHOW work_mem").fetchone() == ("5MB",)
             assert a.execute("SHOW podkit.flag").fetchone() == ("it's on",)
+        assert pinned(amb) == 0
+
+
+ANY_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+)
+
+
+def test_any_value_survives_the_replay_quoting(ambassador, pg) -> None:
+    """The replay's set_config literal gives PostgreSQL back the very value, whatever
+    standard_conforming_strings says; and a value set through the ambassador is the same
+    after another client used (and reset) the server and the replay set it again."""
+    amb = ambassador(pool_size=1, query_wait_timeout=30)
+    with (
+        psycopg.connect(pg.dsn, autocommit=True) as direct,
+        psycopg.connect(amb.dsn(), autocommit=True) as a,
+        psycopg.connect(amb.dsn(), autocommit=True) as b,
+    ):
+
+        @settings(max_examples=60, deadline=None)
+        @given(ANY_TEXT)
+        def check(value: str) -> None:
+            for conforming in ("on", "off"):
+                direct.execute(f"SET standard_conforming_strings = {conforming}")
+                direct.execute("SELECT " + _set_config("podkit.v", value))
+                assert direct.execute("SHOW podkit.v").fetchone() == (value,)
+            if "\\" in value or not value:
+                return  # (a backslash literal pins: not read with certainty; '' is a reset)
+            a.execute(f"SELECT set_config('podkit.v', {quote_literal(value)}, false)")
+            b.execute("SELECT 1")  # b gets the server; a's setting is undone there
+            assert b.execute("SELECT current_setting('podkit.v', true)").fetchone() != (value,)
+            assert a.execute("SHOW podkit.v").fetchone() == (value,)
+
+        check()
         assert pinned(amb) == 0
 
 
