@@ -790,6 +790,9 @@ def report_settings(results: Results, names: list[str]) -> None:
                 *(f"{fmt(results.median(t, m, 'p99_ms'), '.1f')} / "
                   f"{fmt(results.median(t, m, 'max_ms'), '.0f')}" for m in SETTINGS_MODES),
                 *(fmt(results.median(t, m, "served")) for m in SETTINGS_MODES),
+                # pooler CPU per transaction: what replaying costs, less blurred by the
+                # machine's load than tps
+                *(fmt(results.median(t, m, "cpu_us_tx"), ".1f") for m in SETTINGS_MODES),
                 err[:70],
             ]
         )  # fmt: skip
@@ -807,6 +810,8 @@ def report_settings(results: Results, names: list[str]) -> None:
             "SET p99/max",
             "plain served",
             "SET served",
+            "plain CPU us/tx",
+            "SET CPU us/tx",
             "error",
         ],
         rows,

@@ -99,9 +99,11 @@ class ClientBase(asyncio.Protocol):
         self.unchecked = False  # sending a held batch whose check failed: no new check
         self.params: dict[str, str] = {}
         self.wanted: dict[str, str] = {}  # settings from the startup packet
-        self.extra: dict[str, str] = {}  # of those, the ones the server does not report
+        # settings the server does not report: of those, and the session SETs read back
+        # (ClientConn._checked); name -> the value as the server shows it
+        self.extra: dict[str, str] = {}
         self.pinned: str | None = None
-        # Session state asked of the server at the transaction's end (check_session): the
+        # Session state asked of the server at the transaction's end (_check_session): the
         # settings SET or RESET since (all of them after RESET ALL / DISCARD ALL), and
         # whether an advisory lock call ran; `unsettled` is any of them (one test per
         # transaction). `checking`: that query is running.

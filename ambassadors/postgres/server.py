@@ -265,7 +265,8 @@ class ServerConn(asyncio.Protocol):
         self.next_name = 0
         self.batch = 0
         self.unnamed: tuple[object, bytes] | None = None  # whose unnamed statement it holds
-        self.extra: dict[str, str] = {}  # non-reported settings the pooler SET on it
+        # non-reported settings set on it for its client (replayed, or read back)
+        self.extra: dict[str, str] = {}
         self.dirty = False  # session state left by a pinned or session-mode client
         self.closed = False
         self.internal: Callable[[bool, bytes, str], None] | None = None
