@@ -31,11 +31,11 @@ rotated each round), so the machine's noise falls on all of them alike; medians 
 4. `-c 200 -j 2` with the pool of 20 (clients queue for servers);
 5. settings: `-c 50` through a pool of 10 (separate pooler processes), a script whose
    connection runs `SET search_path` once and then `-S` transactions, beside plain `-S` at
-   the same `-c 50`. podkit today pins a client that SETs a setting the server does not
-   report, so its pinning row collapses toward the pool size; PgBouncer leaks the setting to
-   the next client of that server. `--replay-args "..."` adds a row "podkit-replay" started
-   with those extra flags (a replay mode, once podkit has one); `--pin-args` are extra flags
-   for the pinning row.
+   the same `-c 50`. Rows: `podkit-replay` (the default: the setting is read back at the
+   transaction's end and replayed on the client's next server), `podkit-pin` (started with
+   `--session-settings pin`: the client is pinned, so the row collapses toward the pool
+   size), PgBouncer (which neither pins nor replays: the setting leaks to the next client of
+   that server). `--replay-args` / `--pin-args` are extra flags for those two rows.
 
 Per run: tps; p50/p99 latency from pgbench's per-transaction logs (`--log`); the pooler's CPU
 (utime+stime of its process tree, /proc) per transaction, and user space alone. Memory: RSS
@@ -48,6 +48,8 @@ untraced: compare the poolers with each other, not with untraced figures.
     .venv/bin/python bench/bench_pg_ambassador.py [--quick] [--rounds N] [--duration S]
         [--only direct,pgbouncer,podkit,podkit-pure,forwarder] [--no-strace] [--no-settings]
         [--replay-args "--flag value"] [--pin-args "..."]
+
+Only the settings rows: `--only direct --modes "" --no-strace --idle-clients 0`.
 
 The machine is small and shared: read the load average printed with the figures, and
 compare ratios of medians.
@@ -806,6 +808,9 @@ def report_settings(results: Results, names: list[str]) -> None:
                 *(f"{fmt(results.median(t, m, 'p99_ms'), '.1f')} / "
                   f"{fmt(results.median(t, m, 'max_ms'), '.0f')}" for m in SETTINGS_MODES),
                 *(fmt(results.median(t, m, "served")) for m in SETTINGS_MODES),
+                # pooler CPU per transaction: what replaying costs, less blurred by the
+                # machine's load than tps
+                *(fmt(results.median(t, m, "cpu_us_tx"), ".1f") for m in SETTINGS_MODES),
                 err[:70],
             ]
         )  # fmt: skip
@@ -823,10 +828,21 @@ def report_settings(results: Results, names: list[str]) -> None:
             "SET p99/max",
             "plain served",
             "SET served",
+            "plain CPU us/tx",
+            "SET CPU us/tx",
             "error",
         ],
         rows,
         first=10,
+    )
+    replay = results.median("podkit-replay", "set50", "tps")
+    plain = results.median("podkit-replay", "plain50", "tps")
+    direct = results.median("direct", "plain50", "tps")
+    print(
+        f"  podkit-replay: SET+-S / its plain -S = {ratio(replay, plain)}; "
+        f"/ direct plain -S = {ratio(replay, direct)}; / podkit-pin SET+-S = "
+        f"{ratio(replay, results.median('podkit-pin', 'set50', 'tps'))}; / PgBouncer SET+-S = "
+        f"{ratio(replay, results.median('pgbouncer', 'set50', 'tps'))}"
     )
     print(
         "  (target: a replay row within 10% of its plain tps; a pinning row collapses toward "
@@ -870,8 +886,8 @@ def main() -> int:
     )
     parser.add_argument(
         "--replay-args",
-        default=None,
-        help="extra pg-ambassador flags of a replay mode: adds a podkit-replay settings row",
+        default="",
+        help="extra pg-ambassador flags for the settings row's replaying podkit",
     )
     options = parser.parse_args()
     rounds, duration, strace_s, idle_n = (
@@ -945,22 +961,21 @@ def main() -> int:
                 settings_targets.append(
                     start_podkit(
                         pg,
+                        "podkit-replay",
+                        SETTINGS_POOL,
+                        max_clients,
+                        extra=shlex.split(options.replay_args),
+                    )
+                )
+                settings_targets.append(
+                    start_podkit(
+                        pg,
                         "podkit-pin",
                         SETTINGS_POOL,
                         max_clients,
-                        extra=shlex.split(options.pin_args),
+                        extra=["--session-settings", "pin", *shlex.split(options.pin_args)],
                     )
                 )
-                if options.replay_args is not None:
-                    settings_targets.append(
-                        start_podkit(
-                            pg,
-                            "podkit-replay",
-                            SETTINGS_POOL,
-                            max_clients,
-                            extra=shlex.split(options.replay_args),
-                        )
-                    )
         time.sleep(1.0)  # let the poolers settle before the idle figure (not a correctness wait)
         for target in started + settings_targets:
             if target.pid and target.idle_rss_kib is None:
@@ -979,8 +994,12 @@ def main() -> int:
             for mode in modes:
                 for target in order:
                     results.add(target.name, mode, pgbench(target, mode, duration))
-            for mode in [] if options.no_settings else SETTINGS_MODES:
-                for target in settings_targets:
+            # plain and SET alternate, target by target (the order rotated each round), so
+            # the machine's noise falls on both modes of a target alike
+            shift = round_no % max(1, len(settings_targets))
+            for target in settings_targets[shift:] + settings_targets[:shift]:
+                pair = SETTINGS_MODES if round_no % 2 == 0 else SETTINGS_MODES[::-1]
+                for mode in [] if options.no_settings else pair:
                     settings.add(target.name, mode, pgbench(target, mode, duration, script))
             print(f"  round {round_no + 1}/{rounds} done; load average {load()}", flush=True)
         calls: dict[tuple[str, str], Syscalls] = {}

@@ -29,7 +29,7 @@ from podkit.ambassadors.postgres.client_base import (
     Hub,
 )
 from podkit.ambassadors.postgres.login import Login
-from podkit.ambassadors.postgres.pool import REPLAYED, quote_ident, quote_literal
+from podkit.ambassadors.postgres.pool import REPLAYED, quote_literal
 from podkit.ambassadors.postgres.protocol import (
     BIND,
     CLOSE,
@@ -147,6 +147,9 @@ class ClientConn(Login, Statements):
         server = self.server
         if server is not None and pool is not None:
             self.server = None
+            if self.checking and server.client is self:
+                server.dirty = True  # _checked hands it back once its query is answered
+                return
             if server.client is not self:  # parked, or taken by another client since
                 if server.parked_by is self:
                     pool.left_parked(server)
@@ -224,21 +227,25 @@ class ClientConn(Login, Statements):
             # one application's connections all log in alike): nothing to compare.
             server.synced = (self, version)
             return ""
-        statements = []
+        # set_config takes the value as the setting's own text (what SHOW and current_setting
+        # say), as a startup packet does: a list (search_path) is not quoted again, as SET
+        # 'a, b' would; NULL resets.
+        calls = []
         sparams = server.params
         for name, value in self.replay_items:
             if sparams.get(name, value) != value:
-                statements.append(f"SET {quote_ident(name)} TO {quote_literal(value)}")
+                calls.append(_set_config(name, value))
         for key, value in self.extra.items():
             if server.extra.get(key) != value:
-                statements.append(f"SET {quote_ident(key)} TO {quote_literal(value)}")
+                calls.append(_set_config(key, value))
         for key in server.extra:
             if key not in self.extra:
-                statements.append(f"RESET {quote_ident(key)}")
-        if not statements:
+                calls.append(_set_config(key, None))
+        if not calls:
             server.synced = (self, version)
             server.settings_key = self.replay_key
-        return ";".join(statements)
+            return ""
+        return "SELECT " + ", ".join(calls)
 
     def _replayed(self, ok: bool, status: bytes, error: str) -> None:
         server = self.server
@@ -305,6 +312,13 @@ class ClientConn(Login, Statements):
         if self.close_at_boundary:
             self.fatal("57P01", ADMIN_SHUTDOWN)
             return
+        if self.unsettled and (self.pinned is None or self.pinned == "advisory_lock"):
+            self._check_session(server)
+            return
+        self._let_go(server)
+
+    def _let_go(self, server: ServerConn) -> None:
+        """Park or release the server, unless the client keeps it (pinned, session mode)."""
         if self.pinned is None and not self.passthrough:
             # idle from now, not from its last message: a query longer than
             # client_idle_timeout must not get its client closed as it ends
@@ -314,6 +328,79 @@ class ClientConn(Login, Statements):
             if not pool.park(server, self, now):
                 self.server = None
                 pool.release(server)
+
+    def _check_session(self, server: ServerConn) -> None:
+        """The transaction that SET settings or called advisory lock functions is over
+        (committed, or rolled back with them): ask the server what is set and what is
+        held now, before anyone else may get it. The client's messages wait meanwhile."""
+        names = self.check_names
+        if self.check_all:
+            names |= self.extra.keys() | server.extra.keys()
+        locks = self.check_locks
+        if not names and not locks:  # RESET ALL with nothing set
+            self.check_all = self.unsettled = False
+            self._let_go(server)
+            return
+        self.check_names = set()
+        self.check_all = False
+        self.check_locks = ""
+        self.unsettled = False
+        rows: list[list[str | None]] = []
+        self.checking = True
+        self.pause()
+
+        def done(ok: bool, status: bytes, error: str) -> None:
+            self._checked(server, rows, locks, ok, status, error)
+
+        server.run_internal(_check_sql(sorted(names), bool(locks)), done, rows)
+
+    def _checked(
+        self,
+        server: ServerConn,
+        rows: list[list[str | None]],
+        locks: str,
+        ok: bool,
+        status: bytes,
+        error: str,
+    ) -> None:
+        self.checking = False
+        pool = self.pool
+        assert pool is not None
+        if server.closed:
+            return  # (server_lost tells the client)
+        if self.closed:
+            pool.orphan(server, self)  # (marked dirty: reset before reuse)
+            return
+        if not ok or status != b"I":
+            # Not known: keep it, as pinning poolers do
+            self.amb.log.warning("session_check_failed", pool=pool.label, error=error)
+            self.pin(session.SessionEvent("pin", "advisory_lock" if locks else "set", locks))
+        else:
+            changed = False
+            for name, value, source in rows:
+                if name is None:  # the advisory lock count
+                    if value != "0":
+                        self.pin(session.SessionEvent("pin", "advisory_lock", locks))
+                    elif self.pinned == "advisory_lock":
+                        self.unpin()
+                elif source == "session" or (source is None and value):
+                    # SET in this session, by the client or as its replay (a custom
+                    # placeholder, which pg_settings does not list, is '' when reset)
+                    assert value is not None
+                    changed |= self.extra.get(name) != value
+                    self.extra[name] = server.extra[name] = value
+                else:  # back to the server's default (RESET, or a SET rolled back)
+                    changed |= self.extra.pop(name, None) is not None
+                    server.extra.pop(name, None)
+            if changed:
+                self.params_version += 1
+            server.settings_key = None
+            server.synced = (self, self.params_version)
+        if self.close_at_boundary:  # a drain asked meanwhile
+            self.fatal("57P01", ADMIN_SHUTDOWN)
+            return
+        self.resume()
+        self._let_go(server)
 
     def server_lost(self, server: ServerConn) -> None:
         if self.server is server:
@@ -434,7 +521,7 @@ class ClientConn(Login, Statements):
         pool = self.pool
         assert pool is not None
         if kind == QUERY:  # the text
-            events = session.classify(msg[5:-1], pool.reported)
+            events = session.classify(msg[5:-1], pool.tracked)
         else:  # Parse: the statement name, then the Parse body
             events = pool.classify_parse(msg[msg.index(b"\x00", 5) + 1 :])
         for event in events:
@@ -447,10 +534,15 @@ class ClientConn(Login, Statements):
             return False
         pool = self.pool
         assert pool is not None
-        events = session.classify(msg[5:-1], pool.reported)
+        events = session.classify(msg[5:-1], pool.tracked)
         if not events:
             return False
         for event in events:
+            if event.kind in session.TRACKED:
+                tracked = self.track(event)
+                if tracked is None:
+                    continue
+                event = tracked
             if event.kind == "pin":
                 if self.settings.on_session_state == "error":
                     self.stats.refused_statements += 1
@@ -463,6 +555,7 @@ class ClientConn(Login, Statements):
                 if event.kind == "discard_all":
                     server.extra.clear()
                     server.settings_key = None
+                    self.discarded()
             elif event.kind == "database":
                 self.amb.free_database(event.statement)
             elif event.kind == "deallocate" and len(events) == 1:
@@ -500,6 +593,34 @@ class ClientConn(Login, Statements):
             return False
         server.cancel(done)
         return True
+
+
+def _set_config(name: str, value: str | None) -> str:
+    text = "NULL" if value is None else quote_literal(value)
+    return f"pg_catalog.set_config({quote_literal(name)}, {text}, false)"
+
+
+def _check_sql(names: list[str], locks: bool) -> str:
+    """Rows (name, value, source) of these settings, and (NULL, advisory locks held, NULL).
+
+    At a transaction's end an advisory lock still held is a session one (those taken with
+    the _xact_ functions ended with it). A value whose source is `session` was SET in this
+    session (by the client, or replayed); any other source is the server's default; a name
+    pg_settings does not list is a custom placeholder (or unknown: NULL)."""
+    parts = []
+    if names:
+        array = ", ".join(quote_literal(name) for name in names)
+        parts.append(
+            "SELECT n, pg_catalog.current_setting(n, true), (SELECT s.source FROM "
+            "pg_catalog.pg_settings s WHERE pg_catalog.lower(s.name) = n) "
+            f"FROM pg_catalog.unnest(ARRAY[{array}]::text[]) AS n"
+        )
+    if locks:
+        parts.append(
+            "SELECT NULL, pg_catalog.count(*)::text, NULL FROM pg_catalog.pg_locks "
+            "WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid()"
+        )
+    return " UNION ALL ".join(parts)
 
 
 def _raise_sql(event: session.SessionEvent) -> str:

@@ -99,8 +99,22 @@ class ClientBase(asyncio.Protocol):
         self.unchecked = False  # sending a held batch whose check failed: no new check
         self.params: dict[str, str] = {}
         self.wanted: dict[str, str] = {}  # settings from the startup packet
-        self.extra: dict[str, str] = {}  # of those, the ones the server does not report
+        # settings the server does not report: of those, and the session SETs read back
+        # (ClientConn._checked); name -> the value as the server shows it
+        self.extra: dict[str, str] = {}
         self.pinned: str | None = None
+        # Session state asked of the server at the transaction's end (_check_session): the
+        # settings SET or RESET since (all of them after RESET ALL / DISCARD ALL), and
+        # whether an advisory lock call ran; `unsettled` is any of them (one test per
+        # transaction). `checking`: that query is running.
+        self.unsettled = False
+        self.check_names: set[str] = set()
+        self.check_all = False
+        self.check_locks = ""  # the advisory lock statement (shortened), for the pin
+        self.checking = False
+        # Parse bodies of this client's statements that carry TRACKED events: each Bind
+        # of one is noted again
+        self.tracked_stmts: dict[bytes, list[session.SessionEvent]] = {}
         # Session mode: the client keeps its server, so its statements, names and session
         # state are its own there, as on a direct connection; nothing is renamed or pinned.
         self.passthrough = amb.settings.pool_mode == "session"
@@ -147,9 +161,38 @@ class ClientBase(asyncio.Protocol):
             self.stats.refused(reason)
             self.refusal = error
 
+    def track(self, event: session.SessionEvent) -> session.SessionEvent | None:
+        """Note a TRACKED event for the check at the transaction's end; the pin event to
+        handle instead when pinning is asked for (--session-settings pin for settings,
+        --on-session-state error for advisory locks, which refuses them)."""
+        settings = self.settings
+        if event.kind == "advisory":
+            if event.reason == "lock" and settings.on_session_state == "error":
+                return session.SessionEvent("pin", "advisory_lock", event.statement)
+            self.check_locks = self.check_locks or event.statement or "advisory"
+        elif settings.session_settings == "pin":
+            if event.kind == "setting" and event.reason == "set":
+                return session.SessionEvent("pin", "set", f"SET {event.statement}")
+            return None  # RESET: as pinning poolers, nothing to do
+        elif event.kind == "setting":
+            self.check_names.add(event.statement)
+        else:  # reset_all
+            self.check_all = True
+        self.unsettled = True
+        return None
+
+    def discarded(self) -> None:
+        """DISCARD ALL: every setting is back to the server's default."""
+        if self.settings.session_settings == "replay":
+            self.check_all = self.unsettled = True
+
     def pin(self, event: session.SessionEvent) -> None:
         if self.pinned is not None:
-            return
+            if self.pinned != "advisory_lock" or event.reason == "advisory_lock":
+                return
+            # pinned while a lock is held, and now for good
+            self.amb.pinned[self.pinned] -= 1
+            self.pinned = None
         self.pinned = event.reason
         self.amb.pinned[event.reason] += 1
         stats = self.stats.pins_total
@@ -160,6 +203,19 @@ class ClientBase(asyncio.Protocol):
             "client_pinned",
             reason=event.reason,
             statement=event.statement,
+            pool=self.pool.label if self.pool else "",
+            client=self.addr,
+        )
+
+    def unpin(self) -> None:
+        """The client holds no advisory lock any more: back to transaction pooling."""
+        reason, self.pinned = self.pinned, None
+        if reason is None:
+            return
+        self.amb.pinned[reason] -= 1
+        self.amb.log.info(
+            "client_unpinned",
+            reason=reason,
             pool=self.pool.label if self.pool else "",
             client=self.addr,
         )

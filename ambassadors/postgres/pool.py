@@ -40,6 +40,7 @@ class PoolClient(ServedClient, Protocol):
 
     wait_started: float
     last_activity: float
+    unsettled: bool  # session state to ask the server about (ClientBase.track)
 
     @property
     def holding(self) -> bool: ...
@@ -73,11 +74,10 @@ MAX_WELCOMES = 100
 
 
 def quote_literal(value: str) -> str:
+    """A string literal for `value`, whatever standard_conforming_strings says."""
+    if "\\" in value:
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
     return "'" + value.replace("'", "''") + "'"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class Pool:
@@ -102,6 +102,8 @@ class Pool:
         self.clients: set[PoolClient] = set()
         self.params: dict[str, str] | None = None
         self.reported: frozenset[str] = frozenset()
+        # of those, the ones replayed (REPLAYED): a SET of any other GUC is read back
+        self.tracked: frozenset[str] = frozenset()
         # lower-cased name -> the name as the server reports it (logins look up by lower)
         self.param_names: dict[str, str] = {}
         # a login's ParameterStatus messages, by its settings: clients of one application
@@ -191,7 +193,7 @@ class Pool:
         events = self.parse_events.get(key)
         if events is not None:
             return events
-        events = session.classify(key[: key.find(b"\x00")], self.reported)
+        events = session.classify(key[: key.find(b"\x00")], self.tracked)
         if len(key) <= MAX_REMEMBERED_TEXT:
             if len(self.parse_events) >= MAX_REMEMBERED_PARSES:
                 self.parse_events.clear()  # forgetting only costs classifying again
@@ -433,7 +435,7 @@ class Pool:
         if server.read_paused:
             server.read_paused = False
             transport.resume_reading()
-        if client.pinned or self.target.pool_mode == "session":
+        if client.pinned or client.unsettled or self.target.pool_mode == "session":
             server.dirty = True
         if server.copy_in:
             transport.write(pq.message(b"f", b"client disconnected\x00"))
@@ -556,6 +558,7 @@ class Pool:
         if self.params is None:
             self.params = dict(server.params)
             self.reported = frozenset(k.lower() for k in server.params)
+            self.tracked = self.reported & REPLAYED
             self.param_names = {k.lower(): k for k in server.params}
         if self.params_future is not None and not self.params_future.done():
             self.params_future.set_result(self.params)
@@ -710,6 +713,7 @@ class Orphan:
     closed = True
     unsynced = False
     pinned: str | None = None
+    unsettled = False
     params_version = 0
     stmt_gen: dict[bytes, int] = {}
 

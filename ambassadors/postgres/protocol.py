@@ -53,6 +53,7 @@ ROW_DESCRIPTION: Final = 0x54  # T
 NO_DATA: Final = 0x6E  # n
 COPY_IN_RESPONSE: Final = 0x47  # G
 NOTIFICATION_RESPONSE: Final = 0x41  # A
+DATA_ROW: Final = 0x44  # D
 # the `kind` byte of Describe and Close: a prepared statement (else a portal)
 TARGET_STATEMENT: Final = 0x53  # S
 TARGET_PORTAL: Final = 0x50  # P
@@ -385,6 +386,22 @@ def data_row(values: list[str | None]) -> bytes:
             raw = value.encode()
             body += _I32.pack(len(raw)) + raw
     return message(b"D", body)
+
+
+def parse_data_row(msg: bytes) -> list[str | None]:
+    """The columns of a DataRow message (text format), None for NULL."""
+    count = _I16.unpack_from(msg, 5)[0]
+    pos = 7
+    values: list[str | None] = []
+    for _ in range(count):
+        size = _I32.unpack_from(msg, pos)[0]
+        pos += 4
+        if size < 0:
+            values.append(None)
+        else:
+            values.append(msg[pos : pos + size].decode(errors="replace"))
+            pos += size
+    return values
 
 
 def command_complete(tag: str) -> bytes:

@@ -32,6 +32,7 @@ from podkit.ambassadors.postgres.protocol import (
     BIND_COMPLETE_MSG,
     CLOSE_COMPLETE_MSG,
     COPY_IN_RESPONSE,
+    DATA_ROW,
     ERROR_RESPONSE,
     FLUSH_MSG,
     NO_DATA,
@@ -264,10 +265,12 @@ class ServerConn(asyncio.Protocol):
         self.next_name = 0
         self.batch = 0
         self.unnamed: tuple[object, bytes] | None = None  # whose unnamed statement it holds
-        self.extra: dict[str, str] = {}  # non-reported settings the pooler SET on it
+        # non-reported settings set on it for its client (replayed, or read back)
+        self.extra: dict[str, str] = {}
         self.dirty = False  # session state left by a pinned or session-mode client
         self.closed = False
         self.internal: Callable[[bool, bytes, str], None] | None = None
+        self.internal_rows: list[list[str | None]] | None = None  # its rows, if asked
         self.internal_error = ""
         self.release_pending = False
         self.query_started = 0.0
@@ -558,9 +561,16 @@ class ServerConn(asyncio.Protocol):
 
     # --- the pooler's own queries ----------------------------------------------------------
 
-    def run_internal(self, sql: str, done: Callable[[bool, bytes, str], None]) -> None:
-        """Send a simple query whose whole answer is swallowed; done(ok, status, error)."""
+    def run_internal(
+        self,
+        sql: str,
+        done: Callable[[bool, bytes, str], None],
+        rows: list[list[str | None]] | None = None,
+    ) -> None:
+        """Send a simple query whose whole answer is swallowed; done(ok, status, error).
+        Its rows are appended to `rows` when given."""
         self.internal = done
+        self.internal_rows = rows
         self.internal_error = ""
         self.tail = b""
         self.skip = 0
@@ -579,6 +589,9 @@ class ServerConn(asyncio.Protocol):
                 name, value = pq.parse_parameter_status(buf[pos:end])
                 self.params[name] = value
                 self.settings_key = None
+            elif kind == DATA_ROW:
+                if self.internal_rows is not None:
+                    self.internal_rows.append(pq.parse_data_row(buf[pos:end]))
             elif kind == ERROR_RESPONSE:
                 if not self.internal_error:
                     self.internal_error = pq.parse_error_fields(buf[pos:end]).get("M", "error")

@@ -1,12 +1,14 @@
 """Session state that transaction pooling cannot carry, found in the SQL a client sends.
 
-`classify(sql, reported)` looks at each statement of a query text and returns what the
-pooler must do about it: pin the client to its server (a session `SET` of a GUC the
-server does not report, `LISTEN`, a session advisory lock, a temp table, a `WITH HOLD`
-cursor, SQL `PREPARE`), or follow a `DEALLOCATE` / `DISCARD ALL`. Most queries are
-cleared by one search of the lowered text that finds none of the keywords, so the hot
-path stays cheap (about 0.4 us for a pgbench query, against 2.3 us for a case-blind
-regex with word boundaries).
+`classify(sql, tracked)` looks at each statement of a query text and returns what the
+pooler must do about it: note a session setting (`SET`, `RESET`, `set_config(..., false)`
+of a GUC the server does not report: the pooler reads it back at the transaction's end and
+replays it) or an advisory lock call (the pooler counts the locks held at the transaction's
+end), pin the client to its server (a statement it cannot read with certainty, `LISTEN`, a
+temp table, a `WITH HOLD` cursor, SQL `PREPARE`), or follow a `DEALLOCATE` / `DISCARD ALL`.
+Most queries are cleared by one search of the lowered text that finds none of the
+keywords, so the hot path stays cheap (about 0.4 us for a pgbench query, against 2.3 us
+for a case-blind regex with word boundaries).
 """
 
 from __future__ import annotations
@@ -25,8 +27,25 @@ _SHAPES: dict[bytes, bool] = {}
 _MAX_SHAPES = 1000
 _MAX_SHAPE = 2048
 _ADVISORY = re.compile(r"pg_(try_)?advisory_lock(_shared)?\s*\(")
+_UNLOCK = re.compile(r"pg_advisory_unlock(_shared|_all)?\s*\(")
+# `SELECT set_config('name', 'value', false)` alone: a session setting read with certainty
+_SET_CONFIG_ALONE = re.compile(
+    r"select\s+(?:pg_catalog\s*\.\s*)?set_config\s*\(\s*'((?:[^'\\]|'')*)'\s*,\s*"
+    r"(?:'(?:[^'\\]|'')*'|null)\s*,\s*false\s*\)\s*(?:as\s+[a-z_][a-z0-9_]*\s*)?",
+    re.I,
+)
+# A SET statement inside a body (DO, CREATE FUNCTION/PROCEDURE): after the start of a
+# statement there, not UPDATE ... SET
+_BODY_SET = re.compile(
+    r"(?:^|[;'$]|\bbegin|\bthen|\belse|\bloop)\s*(?:set|reset)\s+"
+    r"(?!local\b|constraints\b|transaction\b)"
+)
+_GUC_NAME = re.compile(r"[a-z_][a-z0-9_$]*(?:\.[a-z_][a-z0-9_$]*)*")
 _SET_CONFIG = re.compile(r"set_config\s*\(")
-_SET_CONFIG_LOCAL = re.compile(r"set_config\s*\([^;]*,\s*true\s*\)")
+# set_config(..., true) whose arguments are plain: every call of a statement must be one
+_SET_CONFIG_LOCAL = re.compile(
+    r"set_config\s*\(\s*'(?:[^'\\]|'')*'\s*,\s*(?:'(?:[^'\\]|'')*'|[^,();]*)\s*,\s*true\s*\)"
+)
 _WORD_CASED = re.compile(r'"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$.]*|\S')
 
 REASONS = (
@@ -43,11 +62,19 @@ REASONS = (
 class SessionEvent:
     """What a statement does to the server session: pins it, frees prepared statements..."""
 
-    kind: str  # pin, deallocate, deallocate_all, discard_all, database
-    reason: str = ""  # pin: one of REASONS
-    # pin: the statement (shortened); deallocate: the name; database: the database that
-    # must have no other connections (DROP, ALTER ... RENAME, CREATE ... TEMPLATE)
+    # pin, deallocate, deallocate_all, discard_all, database; and, noted for the check at
+    # the transaction's end (TRACKED): setting, reset_all, advisory
+    kind: str
+    # pin: one of REASONS; setting: "set" or "reset"; advisory: "lock" or "unlock"
+    reason: str = ""
+    # pin, advisory: the statement (shortened); deallocate: the name; database: the
+    # database that must have no other connections (DROP, ALTER ... RENAME, CREATE ...
+    # TEMPLATE); setting: the GUC's name (lower case)
     statement: str = ""
+
+
+# kinds that the pooler resolves by asking the server at the transaction's end
+TRACKED = frozenset({"setting", "reset_all", "advisory"})
 
 
 def split_statements(sql: str) -> list[str]:
@@ -156,21 +183,75 @@ def suspect(data: bytes) -> bool:
     return hit
 
 
-def classify(sql: bytes, reported: Container[str] = ()) -> list[SessionEvent]:
-    """What the statements of `sql` mean for pooling; `reported`: GUCs the server reports
-    (lower case), whose changes reach the pooler as ParameterStatus and can be replayed."""
+def classify(sql: bytes, tracked: Container[str] = ()) -> list[SessionEvent]:
+    """What the statements of `sql` mean for pooling; `tracked`: GUCs the server reports
+    and the pooler replays (lower case), whose changes reach it as ParameterStatus."""
     if not suspect(sql):
         return []
     text = sql.decode(errors="replace")
     events: list[SessionEvent] = []
     for statement in split_statements(text):
-        event = _classify_one(statement, reported)
+        event = _classify_one(statement, tracked)
         if event is not None:
             events.append(event)
     return events
 
 
-def _classify_one(statement: str, reported: Container[str]) -> SessionEvent | None:
+def _setting_name(rest: list[str]) -> tuple[str, list[str]] | None:
+    """The GUC a SET/RESET names (lower case: GUC names are case-blind, quoted or not),
+    and the words after it; None for the forms that are not one plain setting."""
+    if not rest:
+        return None
+    name = rest[0].lower()
+    if name == "time" and rest[1:2] == ["zone"]:
+        return "timezone", rest[2:]
+    if name == "xml" and rest[1:2] == ["option"]:
+        return "xmloption", rest[2:]
+    alias = {"names": "client_encoding", "schema": "search_path"}.get(name)
+    if alias is not None:
+        return alias, rest[1:]
+    if name in ("role", "authorization", "session", "seed", "transaction", "all"):
+        return None
+    if not _GUC_NAME.fullmatch(name):
+        return None
+    return name, rest[1:]
+
+
+def _classify_set(
+    first: str, words: list[str], tracked: Container[str], pin: SessionEvent
+) -> SessionEvent | None:
+    """SET / RESET: a setting to note, nothing (SET LOCAL, a reported GUC), or a pin."""
+    rest = words[1:]
+    if first == "reset":
+        if rest == ["all"]:
+            return SessionEvent("reset_all")
+        if rest[:1] == ["role"]:
+            return None  # back to what SET ROLE left (a SET ROLE pinned already)
+        found = _setting_name(rest)
+        if found is None or found[1]:
+            return pin
+        name = found[0]
+        return None if name in tracked else SessionEvent("setting", "reset", name)
+    if rest and rest[0] == "session":
+        rest = rest[1:]
+        if rest and rest[0] == "characteristics":
+            return pin
+    if not rest or rest[0] in ("local", "transaction", "constraints"):
+        return None
+    found = _setting_name(rest)
+    if found is None:
+        return pin
+    name, after = found
+    if name in tracked:
+        return None  # its changes come as ParameterStatus
+    # name TO|= value; `FROM CURRENT` and anything else: not read with certainty
+    special = name in ("timezone", "client_encoding", "search_path", "xmloption")
+    if not special and (after[:1] not in (["to"], ["="]) or len(after) < 2):
+        return pin
+    return SessionEvent("setting", "set", name)
+
+
+def _classify_one(statement: str, tracked: Container[str]) -> SessionEvent | None:
     words = _words(statement)
     if not words:
         return None
@@ -180,26 +261,8 @@ def _classify_one(statement: str, reported: Container[str]) -> SessionEvent | No
     def pin(reason: str) -> SessionEvent:
         return SessionEvent("pin", reason, _short(statement))
 
-    if first == "set":
-        rest = words[1:]
-        if rest and rest[0] == "session":
-            rest = rest[1:]
-            if rest and rest[0] == "characteristics":
-                return pin("set")
-        if not rest or rest[0] in ("local", "transaction", "constraints"):
-            return None
-        if rest[0] in ("role", "authorization") or rest[:1] == ["session"]:
-            return pin("set")
-        name = rest[0].lower()  # GUC names are case-blind, quoted or not
-        if name == "time" and rest[1:2] == ["zone"]:
-            name = "timezone"
-        if name == "names":
-            name = "client_encoding"
-        if name in reported:
-            return None
-        return pin("set")
-    if first == "reset":
-        return None
+    if first == "set" or first == "reset":
+        return _classify_set(first, words, tracked, pin("set"))
     if first == "listen":
         return pin("listen")
     if first == "prepare" and words[1:2] != ["transaction"]:
@@ -231,10 +294,24 @@ def _classify_one(statement: str, reported: Container[str]) -> SessionEvent | No
             if re.search(r"\bon\s+commit\s+drop\b", lowered):
                 return None
             return pin("temp_table")
+        if rest[:1] in (["function"], ["procedure"]) and _BODY_SET.search(lowered):
+            # Its body sets a setting when it runs: this client likely calls it (one
+            # made elsewhere and called here cannot be seen; see the README)
+            return pin("set")
         return None
-    if _ADVISORY.search(lowered):
-        return pin("advisory_lock")
-    if _SET_CONFIG.search(lowered) and not _SET_CONFIG_LOCAL.search(lowered):
+    if first == "do" and _BODY_SET.search(lowered):
+        return pin("set")
+    if _ADVISORY.search(lowered) or _UNLOCK.search(lowered):
+        # whether a lock is held is asked of the server at the transaction's end
+        kind = "lock" if _ADVISORY.search(lowered) else "unlock"
+        return SessionEvent("advisory", kind, _short(statement))
+    calls = len(_SET_CONFIG.findall(lowered))
+    if calls and calls != len(_SET_CONFIG_LOCAL.findall(lowered)):
+        match = _SET_CONFIG_ALONE.fullmatch(statement)
+        if match is not None:
+            name = match.group(1).replace("''", "'").lower()
+            if _GUC_NAME.fullmatch(name):
+                return None if name in tracked else SessionEvent("setting", "set", name)
         return pin("set")
     if re.search(r"\binto\s+(temp|temporary)\b", lowered):
         return pin("temp_table")

@@ -204,10 +204,18 @@ class PgAmbassadorSettings(HelperSettings):
     )
     on_session_state: Literal["pin", "error"] = Field(
         "pin",
-        description="session state transaction pooling cannot carry (SET, LISTEN, advisory "
-        "locks, temp tables, WITH HOLD cursors, SQL PREPARE): pin the client to its server, "
+        description="session state transaction pooling cannot carry (a SET it cannot read "
+        "with certainty, LISTEN, advisory locks while held, temp tables, WITH HOLD cursors, "
+        "SQL PREPARE): pin the client to its server, "
         "or refuse the statement with an error (transaction mode; in session mode every "
         "client keeps its server and its state)",
+    )
+    session_settings: Literal["replay", "pin"] = Field(
+        "replay",
+        description="a session SET, RESET or set_config(..., false) of a setting the server "
+        "does not report (transaction mode): replay it on whichever server the client gets "
+        "next (read back from the server at the transaction's end), or pin the client to its "
+        "server as pinning poolers do (for comparison)",
     )
     max_packet_size: Annotated[ByteSize, Alias(env=("PGBOUNCER_MAX_PACKET_SIZE",))] = Field(
         256 * 1024**2,

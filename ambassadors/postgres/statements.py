@@ -72,6 +72,8 @@ class Statements(ClientBase):
                 name, pos = msg[5:stop], stop + 1
                 if not name or name in stmts or msg[pos:] not in known:
                     return False
+                if pool.classify_parse(msg[pos:]):  # session state: the server path's
+                    return False
             elif kind == CLOSE:
                 if msg[5] != TARGET_STATEMENT or msg[6] == 0:
                     return False
@@ -169,7 +171,14 @@ class Statements(ClientBase):
         key = msg[pos:]
         pool = self.pool
         assert pool is not None
-        for event in pool.classify_parse(key):
+        events = pool.classify_parse(key)
+        for event in events:
+            if event.kind in session.TRACKED:
+                self.tracked_stmts[key] = events  # noted again at each Bind
+                tracked = self.track(event)
+                if tracked is None:
+                    continue
+                event = tracked
             if event.kind == "pin":
                 if self.settings.on_session_state == "error":
                     self.stats.refused_statements += 1
@@ -178,6 +187,10 @@ class Statements(ClientBase):
                 self.pin(event)
             elif event.kind in ("deallocate_all", "discard_all"):
                 self._forget_statements(server)
+                if event.kind == "discard_all":
+                    server.extra.clear()
+                    server.settings_key = None
+                    self.discarded()
             elif event.kind == "database":
                 self.amb.free_database(event.statement)
         if not name:
@@ -241,6 +254,8 @@ class Statements(ClientBase):
         name = msg[pos:stop]
         end = stop + 1
         if not name:
+            if self.tracked_stmts and self.unnamed in self.tracked_stmts:
+                self._track_again(self.tracked_stmts[self.unnamed])
             self._ensure_unnamed(server, out)
             out.append(msg)
             return None
@@ -248,6 +263,8 @@ class Statements(ClientBase):
         if key is None:
             out.append(msg)  # PostgreSQL answers: prepared statement "name" does not exist
             return None
+        if self.tracked_stmts and key in self.tracked_stmts:
+            self._track_again(self.tracked_stmts[key])
         pool = self.pool
         assert pool is not None  # (its server came from its pool)
         changed = pool.changed
@@ -268,6 +285,13 @@ class Statements(ClientBase):
         body = msg[5:pos] + server_name + b"\x00" + msg[end:]
         out.append(b"B" + _pack_u32(len(body) + 4) + body)
         return None
+
+    def _track_again(self, events: list[session.SessionEvent]) -> None:
+        """Another run of a statement that sets a setting or calls an advisory lock
+        function (its pins were made at its Parse)."""
+        for event in events:
+            if event.kind in session.TRACKED:
+                self.track(event)
 
     def _mark_first_use(self, name: bytes) -> None:
         """A use of `name`: its first since a Parse answered from a shared statement?"""

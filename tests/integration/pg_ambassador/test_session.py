@@ -61,8 +61,26 @@ def test_messages_sent_while_settings_are_set_again_keep_their_order(
         assert conn.execute("show application_name").fetchone() != ("other",)
 
 
-async def test_set_of_unreported_guc_pins_and_is_reset_before_reuse(ambassador, pg) -> None:
+async def test_set_of_unreported_guc_is_replayed_and_undone_before_reuse(ambassador) -> None:
+    """Read back at the transaction's end, undone before another client gets the server,
+    set again for its client (test_session_replay.py has the rest)."""
     amb = ambassador(pool_size=1, query_wait_timeout=30)
+    a = await asyncpg.connect(amb.dsn())
+    try:
+        await a.execute("set statement_timeout = '4321ms'")
+        pid = await a.fetchval("select pg_backend_pid()")
+        assert amb.amb.pinned["set"] == 0  # not pinned: b gets the only server
+        pid_b, timeout_b = await asyncio.wait_for(_show_timeout(amb), 30)
+        assert (pid_b, timeout_b) == (pid, "0")  # the same server, the setting undone
+        assert await a.fetchval("show statement_timeout") == "4321ms"  # and set again
+    finally:
+        await a.close()
+
+
+async def test_set_of_unreported_guc_pins_in_pin_mode_and_is_reset_before_reuse(
+    ambassador, pg
+) -> None:
+    amb = ambassador(pool_size=1, query_wait_timeout=30, session_settings="pin")
     a = await asyncpg.connect(amb.dsn())
     await a.execute("set statement_timeout = '4321ms'")
     assert amb.amb.pinned["set"] == 1
@@ -120,8 +138,10 @@ async def test_other_session_state_pins(ambassador, statement: str, reason: str)
     conn = await asyncpg.connect(amb.dsn())
     try:
         await conn.execute(statement)
-        assert amb.amb.pinned[reason] == 1
+        # (an advisory lock pins once the pooler asked the server, at the transaction's end:
+        # before the client's next statement runs)
         assert await conn.fetchval("select 1") == 1
+        assert amb.amb.pinned[reason] == 1
     finally:
         await conn.close()
     wait_for(lambda: amb.amb.pinned[reason] == 0, what="unpinned", timeout=5)
@@ -154,14 +174,17 @@ async def test_on_session_state_error_refuses_and_connection_stays_usable(ambass
     amb = ambassador(pool_size=1, on_session_state="error")
     conn = await asyncpg.connect(amb.dsn())
     try:
+        # a SET it reads with certainty is replayed, not refused; one it cannot read is
+        await conn.execute("set lock_timeout = 5")
         with pytest.raises(asyncpg.FeatureNotSupportedError, match="statement_timeout"):
-            await conn.execute("set statement_timeout = 5")
+            await conn.execute("DO $$BEGIN SET statement_timeout = 5; END$$")
         with pytest.raises(asyncpg.FeatureNotSupportedError, match="listen"):
             await conn.execute("listen x")
         with pytest.raises(asyncpg.FeatureNotSupportedError, match="advisory"):
             await conn.fetchval("select pg_advisory_lock($1::bigint)", 1)
         assert await conn.fetchval("select 1") == 1
         assert await conn.fetchval("show statement_timeout") == "0"
+        assert await conn.fetchval("show lock_timeout") == "5ms"
         assert amb.amb.stats.refused_statements == 3
         assert sum(amb.amb.pinned.values()) == 0
     finally:
