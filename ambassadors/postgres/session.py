@@ -181,8 +181,7 @@ def _classify_one(statement: str, reported: Container[str]) -> SessionEvent | No
         return pin("set")
     if first == "reset":
         return None
-    if first == "listen":
-        return pin("listen")
+    # LISTEN no longer pins: in transaction mode notify.py serves it through the pool
     if first == "prepare" and words[1:2] != ["transaction"]:
         return pin("prepare")
     if first == "deallocate":
