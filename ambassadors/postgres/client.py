@@ -214,7 +214,7 @@ class ClientConn(Login, Statements):
         """The pool gave us `server`: set our settings on it, then send what waited."""
         self.server = server
         self.waiting = False
-        if self.process_id:
+        if self.process_id and (self.passthrough or not server.owner_pid):
             server.owner_pid = self.process_id
         sql = self._replay_sql(server)
         if sql:
@@ -316,6 +316,10 @@ class ClientConn(Login, Statements):
     def server_done(self, server: ServerConn) -> None:
         """ReadyForQuery idle with nothing owed: the transaction is over."""
         server.pool.xacts += 1
+        # Notifications name the client whose transaction ended last on the server: they
+        # reach the pool's listener after the notifier's ReadyForQuery, often after its
+        # server went to the next client (notify.as_client_pid).
+        server.owner_pid = self.process_id
         listens = self.listens
         if listens is not None:
             notifier = self.notifier

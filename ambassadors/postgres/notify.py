@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from podkit.ambassadors.postgres import protocol as pq
-from podkit.ambassadors.postgres.protocol import PARSE, QUERY
+from podkit.ambassadors.postgres.protocol import BIND, PARSE, QUERY
 from podkit.ambassadors.postgres.session import split_statements
 from podkit.backoff import Backoff
 
@@ -56,6 +56,8 @@ MAX_BUFFERED = 16 * 1024 * 1024
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes
 NAME_BYTES = 63
 DATA_ROW = 0x44  # D (backend)
+# statements with a LISTEN or UNLISTEN remembered per client (by name, for their Binds)
+MAX_STATEMENTS = 100
 PROBE_SQL = "SELECT pg_listening_channels(); UNLISTEN *"
 
 LISTEN = "listen"
@@ -99,11 +101,23 @@ def as_client_pid(server_pids: dict[Any, Any], addr: tuple[str, int], msg: bytes
     Clients know only the pids the pooler gave them (their own BackendKeyData and the
     other clients'), so `notify.pid == conn.backend_pid` ("is it mine?") must compare
     those. A backend that no client of this pooler holds keeps its pid. True: unchanged.
+
+    In transaction mode the backend may have served another client since the NOTIFY
+    committed: the notification names the client running a batch there now, else the
+    one whose transaction ended there last (`owner_pid`). A guess when the backend
+    changed hands between the commit and the notification's arrival at the listener
+    (a NOTIFY is not told apart in the stream), right in the usual orders.
     """
     server = server_pids.get((addr, _unpack_u32(msg, 5)[0]))
-    if server is None or not server.owner_pid:
+    if server is None:
         return True
-    return msg[:5] + _pack_u32(server.owner_pid) + msg[9:]
+    pid = server.owner_pid
+    holder = server.client
+    if holder is not None and server.expect:
+        pid = getattr(holder, "process_id", 0) or pid
+    if not pid:
+        return True
+    return msg[:5] + _pack_u32(pid) + msg[9:]
 
 
 # --- LISTEN / UNLISTEN in SQL text ------------------------------------------------------------
@@ -227,15 +241,36 @@ def listen_ops(sql: str) -> list[Op]:
     return ops
 
 
-def ops_in(messages: list[tuple[int, bytes]]) -> list[Op]:
-    """The LISTEN/UNLISTEN statements of a client's batch (Query texts and Parse texts)."""
+def ops_in(
+    messages: list[tuple[int, bytes]], statements: dict[bytes, list[Op]] | None = None
+) -> list[Op]:
+    """The LISTEN/UNLISTEN statements of a client's batch: in Query texts, Parse texts,
+    and Binds of statements whose Parse had one (`statements`, name -> ops, kept up to
+    date here: a statement may be parsed in one batch and run in later ones)."""
     ops: list[Op] = []
     for kind, msg in messages:
         if kind == QUERY:
             text = msg[5:-1]
         elif kind == PARSE:
-            start = msg.index(b"\x00", 5) + 1
+            stop = msg.index(b"\x00", 5)
+            start = stop + 1
             text = msg[start : msg.index(b"\x00", start)]
+            if statements is not None:
+                found = listen_ops(text.decode(errors="replace")) if MENTIONS.search(text) else []
+                if found:
+                    statements[msg[5:stop]] = found
+                    if len(statements) > MAX_STATEMENTS:
+                        del statements[next(iter(statements))]
+                else:
+                    statements.pop(msg[5:stop], None)
+                ops.extend(found)
+                continue
+        elif kind == BIND and statements:
+            portal_end = msg.index(b"\x00", 5)
+            found = statements.get(msg[portal_end + 1 : msg.index(b"\x00", portal_end + 1)])
+            if found:
+                ops.extend(found)
+            continue
         else:
             continue
         if MENTIONS.search(text):
@@ -287,15 +322,20 @@ class ClientListens:
     """One client's channels, its LISTEN/UNLISTEN of the transaction under way, and the
     notifications waiting for its ReadyForQuery."""
 
-    __slots__ = ("channels", "hold", "ops", "probing", "queue")
+    __slots__ = ("channels", "early", "hold", "ops", "probing", "queue", "statements")
 
     def __init__(self) -> None:
         self.channels: set[str] = set()
+        # prepared statements (name; b"" the unnamed one) that LISTEN or UNLISTEN
+        self.statements: dict[bytes, list[Op]] = {}
         self.ops: list[Op] = []  # sent in the transaction under way
         self.queue: deque[bytes] = deque()
         # messages held until the listener LISTENs their channels (None: nothing held)
         self.hold: list[tuple[int, bytes]] | None = None
         self.probing = False  # the end-of-transaction question runs on its server
+        # meanwhile: notifications on the channels it LISTENed in that transaction, kept
+        # until the answer says which LISTENs committed (its ReadyForQuery is out already)
+        self.early: list[tuple[str, bytes]] = []
 
 
 class Notifier:
@@ -309,6 +349,8 @@ class Notifier:
         # runs in an open transaction (the listener must listen already)
         self.clients: dict[str, set[ListeningClient]] = {}
         self.pending: dict[str, set[ListeningClient]] = {}
+        # channel -> clients whose transaction LISTENing to it ended, asked which committed
+        self.tentative: dict[str, set[ListeningClient]] = {}
         # the listener's channels: True once its LISTEN was answered, else the callbacks
         # waiting for that answer
         self.on: dict[str, bool | list[Callable[[], None]]] = {}
@@ -337,12 +379,17 @@ class Notifier:
     def _admit(
         self, client: ListeningClient, messages: list[tuple[int, bytes]], may_hold: bool
     ) -> bool:
-        ops = ops_in(messages)
-        if not ops:
-            return False
         listens = client.listens
         if listens is None:
+            ops = ops_in(messages)
+            if not ops:
+                return False
             listens = client.listens = ClientListens()
+            ops = ops_in(messages, listens.statements)
+        else:
+            ops = ops_in(messages, listens.statements)
+            if not ops:
+                return False
         new = []
         for verb, channel in ops:
             if verb == LISTEN:
@@ -389,10 +436,19 @@ class Notifier:
             return
         listens.probing = True
         client.pause()
+        # Its LISTENs may have committed: what arrives from now on may be its own.
+        for channel in listened:
+            self.tentative.setdefault(channel, set()).add(client)
 
         def answered(ok: bool, rows: list[str]) -> None:
             listens.probing = False
+            for channel in listened:
+                self._drop(self.tentative, channel, client)
             self._apply(client, ops, set(rows) & listened if ok else set())
+            early, listens.early = listens.early, []
+            for channel, msg in early:
+                if channel in listens.channels:
+                    self.deliver(client, msg)
             if client.closed:
                 # it left meanwhile (ClientConn.connection_lost left the server to us)
                 if not server.closed:
@@ -447,14 +503,22 @@ class Notifier:
 
     def notification(self, msg: bytes, addr: tuple[str, int]) -> None:
         """A NotificationResponse of the listener: to every client on its channel."""
-        clients = self.clients.get(channel_of(msg).decode(errors="replace"))
-        if not clients:
+        channel = channel_of(msg).decode(errors="replace")
+        clients = self.clients.get(channel)
+        tentative = self.tentative.get(channel)
+        if not clients and not tentative:
             return
         rewritten = as_client_pid(self.ctx.server_pids, addr, msg)
         if rewritten is not True:
             msg = rewritten  # type: ignore[assignment]
-        for client in list(clients):
-            self.deliver(client, msg)
+        if clients:
+            for client in list(clients):
+                self.deliver(client, msg)
+        if tentative:
+            for client in tentative:
+                listens = client.listens
+                if listens is not None and (not clients or client not in clients):
+                    listens.early.append((channel, msg))
 
     def deliver(self, client: ListeningClient, msg: bytes) -> None:
         listens = client.listens
