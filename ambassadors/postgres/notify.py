@@ -267,9 +267,9 @@ def ops_in(
                 continue
         elif kind == BIND and statements:
             portal_end = msg.index(b"\x00", 5)
-            found = statements.get(msg[portal_end + 1 : msg.index(b"\x00", portal_end + 1)])
-            if found:
-                ops.extend(found)
+            bound = statements.get(msg[portal_end + 1 : msg.index(b"\x00", portal_end + 1)])
+            if bound:
+                ops.extend(bound)
             continue
         else:
             continue

@@ -16,10 +16,12 @@ from typing import Any
 import asyncpg
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.client import ClientConn
-from podkit.ambassadors.postgres.notify import Notifier, parse_notification
+from podkit.ambassadors.postgres.notify import Notifier, listen_ops, parse_notification
 from podkit_dev.servers import HOST, PostgresServer, Process, until
 from tests.integration.pg_ambassador.kit import AmbassadorThread
 
@@ -279,7 +281,7 @@ async def test_unlisten_stops_delivery(sender) -> None:
         await listener.remove_listener(CHANNELS[0], received.callback)
         for channel in ("a", "b", CHANNELS[0], CHANNELS[1]):
             await notify.execute(f"NOTIFY {quote(channel)}, 'x'")
-        kind, msg = await raw.message()
+        _, msg = await raw.message()
         assert parse_notification(msg)[1:] == ("b", "x")  # nothing for a before it
         await until(lambda: received.count() == 1, what="the listener's remaining channel")
         assert received.got == {CHANNELS[0]: [], CHANNELS[1]: ["x"]}
@@ -389,3 +391,36 @@ def test_session_mode_keeps_its_own_server_listening(ambassador) -> None:
         got = [n.payload for n in listener.notifies(timeout=10, stop_after=1)]
         assert got == ["direct"]
         assert amb.call(lambda: notifier(amb).on) == {}
+
+
+NAME_CHARS = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
+
+
+def test_channel_names_as_postgresql_reads_them(pg) -> None:
+    """What listen_ops reads as the channel is what PostgreSQL listens to: quoted names
+    with quotes, spaces and any character, unquoted ones folded, both truncated."""
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+
+        @settings(max_examples=150, deadline=None)
+        @given(
+            name=st.text(NAME_CHARS, min_size=1, max_size=70)
+            | st.from_regex(r"[A-Za-zÀ-ÿ_][A-Za-z0-9_$À-ÿ]{0,70}", fullmatch=True),
+            quoted=st.booleans(),
+            case=st.sampled_from(["LISTEN", "listen", "Listen"]),
+        )
+        def check(name: str, quoted: bool, case: str) -> None:
+            sql = f"{case} {quote(name) if quoted else name}"
+            ops = listen_ops(sql)
+            try:
+                conn.execute(sql)
+            except psycopg.Error:
+                assert ops == []  # PostgreSQL refused it: nothing to track
+                return
+            try:
+                listening = [row[0] for row in conn.execute("SELECT pg_listening_channels()")]
+                assert ops == [("listen", listening[0])]
+                assert len(listening) == 1
+            finally:
+                conn.execute("UNLISTEN *")
+
+        check()
