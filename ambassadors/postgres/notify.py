@@ -35,7 +35,7 @@ import re
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -46,8 +46,7 @@ from podkit.ambassadors.postgres.session import split_statements
 from podkit.backoff import Backoff
 
 if TYPE_CHECKING:
-    from podkit.ambassadors.postgres.pool import Pool
-    from podkit.ambassadors.postgres.server import ServerConn
+    from podkit.ambassadors.postgres.context import Context
 
 # A client's queue of notifications held during its transaction, and the bytes its socket
 # may hold unread; past either it is closed (SQLSTATE 53400, configuration_limit_exceeded).
@@ -301,13 +300,49 @@ def apply_ops(channels: set[str], ops: list[Op], committed: set[str]) -> set[str
 # --- the pooler's side --------------------------------------------------------------------
 
 
+class ServerConn(Protocol):
+    """What notify.py uses of a pooled server connection (server.ServerConn)."""
+
+    addr: tuple[str, int]
+    process_id: int
+    transport: asyncio.Transport
+    writer: Any
+    status: bytes
+    expect: Any
+    client: Any
+    closed: bool
+
+    def data_received(self, data: bytes) -> None: ...
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+
+class Pool(Protocol):
+    """What notify.py uses of its pool (pool.Pool)."""
+
+    ctx: Context
+    database: str
+    user: str
+    notifier: Notifier
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def settings(self) -> Any: ...
+
+    async def _login(self) -> Any: ...
+    def release(self, server: Any) -> None: ...
+
+
 class ListeningClient(Protocol):
     """What the notifier needs of a client (client.ClientConn)."""
 
     closed: bool
     unsynced: bool
     listens: ClientListens | None
-    server: ServerConn | None
+
+    @property
+    def server(self) -> ServerConn | None: ...
 
     @property
     def transport(self) -> asyncio.Transport: ...
@@ -322,7 +357,9 @@ class ClientListens:
     """One client's channels, its LISTEN/UNLISTEN of the transaction under way, and the
     notifications waiting for its ReadyForQuery."""
 
-    __slots__ = ("channels", "early", "hold", "ops", "probing", "queue", "statements")
+    __slots__ = (
+        "channels", "early", "hold", "ops", "probing", "queue", "release_after", "statements",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.channels: set[str] = set()
@@ -333,9 +370,11 @@ class ClientListens:
         # messages held until the listener LISTENs their channels (None: nothing held)
         self.hold: list[tuple[int, bytes]] | None = None
         self.probing = False  # the end-of-transaction question runs on its server
-        # meanwhile: notifications on the channels it LISTENed in that transaction, kept
-        # until the answer says which LISTENs committed (its ReadyForQuery is out already)
-        self.early: list[tuple[str, bytes]] = []
+        self.release_after = False  # the hold may go once that question is answered
+        # meanwhile: the notifications for it, in order, kept until the answer says which
+        # LISTENs committed (its ReadyForQuery is out already); (channel, message) for one
+        # of a channel it LISTENed in that transaction, (None, message) for the others
+        self.early: list[tuple[str | None, bytes]] = []
 
 
 class Notifier:
@@ -412,12 +451,14 @@ class Notifier:
         listens = client.listens
         if listens is None or listens.hold is None:
             return
+        if listens.probing:  # its server is busy with the pooler's question: after it
+            listens.release_after = True
+            return
         held, listens.hold = listens.hold, None
         if client.closed:
             return
         self._admit(client, held, may_hold=False)
-        if not listens.probing:
-            client.resume()
+        client.resume()
         client.route(held)
 
     def end_transaction(
@@ -442,12 +483,12 @@ class Notifier:
 
         def answered(ok: bool, rows: list[str]) -> None:
             listens.probing = False
-            for channel in listened:
-                self._drop(self.tentative, channel, client)
+            for name in listened:
+                self._drop(self.tentative, name, client)
             self._apply(client, ops, set(rows) & listened if ok else set())
             early, listens.early = listens.early, []
             for channel, msg in early:
-                if channel in listens.channels:
+                if channel is None or channel in listens.channels:
                     self.deliver(client, msg)
             if client.closed:
                 # it left meanwhile (ClientConn.connection_lost left the server to us)
@@ -458,6 +499,9 @@ class Notifier:
                 client.resume()
             then()
             self.flush(client)
+            if listens.release_after:
+                listens.release_after = False
+                self._release(client)
 
         Probe(server, answered).start()
 
@@ -523,6 +567,9 @@ class Notifier:
     def deliver(self, client: ListeningClient, msg: bytes) -> None:
         listens = client.listens
         if client.closed or listens is None:
+            return
+        if listens.probing:  # in order with those of channels it may have just LISTENed
+            listens.early.append((None, msg))
             return
         if listens.queue or not idle(client):
             listens.queue.append(msg)
@@ -708,7 +755,7 @@ def idle(client: ListeningClient) -> bool:
     """Nothing of the client's runs: a notification written now lands between two of
     its message streams (it holds no server, or holds one idle and owing nothing)."""
     server = client.server
-    if server is None or server.client is not client:  # type: ignore[comparison-overlap]
+    if server is None or server.client is not client:
         return True
     return server.status == b"I" and not server.expect and not client.unsynced
 
@@ -796,7 +843,7 @@ class Probe(asyncio.Protocol):
             elif kind == pq.READY_FOR_QUERY:
                 server = self.server
                 server.status = msg[5:6]
-                server.transport.set_protocol(server)
+                server.transport.set_protocol(server)  # type: ignore[arg-type]
                 rest = b"".join(m for _, m in messages[i + 1 :]) + bytes(self.framer.buffer)
                 done, self.done = self.done, None
                 if done is not None:
@@ -831,7 +878,7 @@ def _first_column(msg: bytes) -> str:
 P = "pg_ambassador_"
 
 
-def metric_families(pools: list[Pool]) -> Iterator[Metric]:
+def metric_families(pools: Sequence[Pool]) -> Iterator[Metric]:
     labels = ["database", "user"]
     channels = GaugeMetricFamily(
         P + "listen_channels", "channels the pool's listener connection LISTENs to",
