@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from podkit.ambassadors.postgres import notify
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.client import ClientConn
 from podkit.ambassadors.postgres.notify import Notifier, listen_ops, parse_notification
@@ -316,6 +317,31 @@ async def test_a_client_that_leaves_leaves_its_channels(sender, pg) -> None:
         await until(lambda: received.count() == 1, what="the one left still gets it")
     finally:
         await stays.close()
+
+
+async def test_a_client_that_lets_notifications_pile_up_is_closed_alone(
+    sender, monkeypatch
+) -> None:
+    """Past MAX_QUEUED notifications held for one transaction the client is closed with
+    an error (53400); the others get every notification."""
+    monkeypatch.setattr(notify, "MAX_QUEUED", 5)
+    amb, notify_conn = sender
+    other, received = await asyncpg_listener(amb.dsn(), ["jobs"])
+    raw = await Raw.connect(amb.port)
+    try:
+        await raw.query("LISTEN jobs")
+        await raw.query("BEGIN")
+        await notify_conn.execute("SELECT pg_notify('jobs', g::text) FROM generate_series(1, 6) g")
+        kind, msg = await raw.message()
+        assert kind == pq.ERROR_RESPONSE
+        assert pq.parse_error_fields(msg)["C"] == "53400"
+        assert await raw.reader.read() == b""  # closed
+        await until(lambda: received.count() == 6, what="the other listener's six")
+        assert received.got["jobs"] == [str(i) for i in range(1, 7)]
+        assert amb.call(lambda: notifier(amb).slow_closed) == 1
+    finally:
+        raw.close()
+        await other.close()
 
 
 def stop(pg: PostgresServer) -> None:
