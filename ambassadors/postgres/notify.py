@@ -123,7 +123,7 @@ def as_client_pid(server_pids: dict[Any, Any], addr: tuple[str, int], msg: bytes
 
 # PostgreSQL's lexer: whitespace and comments between tokens; identifiers start with a
 # letter, `_` or any non-ASCII character.
-_SPACE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*(?:[^*]|\*(?!/))*\*/)*")
+_SPACE = re.compile(r"(?:[ \t\n\r\f\v]+|--[^\n\r]*(?:[\n\r]|$)|/\*(?:[^*]|\*(?!/))*\*/)*")
 _PLAIN = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")
 _QUOTED = re.compile(r'"((?:[^"]|"")+)"')
 _UNICODE = re.compile(r'[Uu]&"((?:[^"]|"")+)"')
@@ -300,7 +300,7 @@ def apply_ops(channels: set[str], ops: list[Op], committed: set[str]) -> set[str
 # --- the pooler's side --------------------------------------------------------------------
 
 
-class ServerConn(Protocol):
+class PooledServer(Protocol):
     """What notify.py uses of a pooled server connection (server.ServerConn)."""
 
     addr: tuple[str, int]
@@ -316,7 +316,7 @@ class ServerConn(Protocol):
     def connection_lost(self, exc: Exception | None) -> None: ...
 
 
-class Pool(Protocol):
+class NotifyPool(Protocol):
     """What notify.py uses of its pool (pool.Pool)."""
 
     ctx: Context
@@ -342,7 +342,7 @@ class ListeningClient(Protocol):
     listens: ClientListens | None
 
     @property
-    def server(self) -> ServerConn | None: ...
+    def server(self) -> PooledServer | None: ...
 
     @property
     def transport(self) -> asyncio.Transport: ...
@@ -380,7 +380,7 @@ class ClientListens:
 class Notifier:
     """The listener connection of one pool, and who listens on which channel."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: NotifyPool) -> None:
         self.pool = pool
         self.ctx = pool.ctx
         self.log = pool.ctx.log
@@ -462,7 +462,7 @@ class Notifier:
         client.route(held)
 
     def end_transaction(
-        self, client: ListeningClient, server: ServerConn, then: Callable[[], None]
+        self, client: ListeningClient, server: PooledServer, then: Callable[[], None]
     ) -> None:
         """The client's transaction ended (its ReadyForQuery is out): find which of its
         LISTENs committed, UNLISTEN the server, then `then()` (park or release it)."""
@@ -693,7 +693,7 @@ class Notifier:
         finally:
             self.connecting = None
 
-    def _connected(self, server: ServerConn) -> None:
+    def _connected(self, server: PooledServer) -> None:
         # the listener is no pooled server: not in the notifying-pid map, not counted
         self.ctx.server_pids.pop((server.addr, server.process_id), None)
         conn = ListenerConn(self, server)
@@ -768,7 +768,7 @@ class ListenerConn(asyncio.Protocol):
     """The listener's server connection (logged in as the pool's server connections):
     simple queries of its own, and the NotificationResponses it is sent."""
 
-    def __init__(self, notifier: Notifier, server: ServerConn) -> None:
+    def __init__(self, notifier: Notifier, server: PooledServer) -> None:
         self.notifier = notifier
         self.addr = server.addr
         self.transport = server.transport
@@ -817,7 +817,7 @@ class Probe(asyncio.Protocol):
     """Runs PROBE_SQL on a pooled server at its client's transaction end: the server's
     transport is lent to it for that round trip, then given back."""
 
-    def __init__(self, server: ServerConn, done: Callable[[bool, list[str]], None]) -> None:
+    def __init__(self, server: PooledServer, done: Callable[[bool, list[str]], None]) -> None:
         self.server = server
         self.done: Callable[[bool, list[str]], None] | None = done
         self.framer = pq.Framer(1 << 30)
@@ -878,7 +878,7 @@ def _first_column(msg: bytes) -> str:
 P = "pg_ambassador_"
 
 
-def metric_families(pools: Sequence[Pool]) -> Iterator[Metric]:
+def metric_families(pools: Sequence[NotifyPool]) -> Iterator[Metric]:
     labels = ["database", "user"]
     channels = GaugeMetricFamily(
         P + "listen_channels", "channels the pool's listener connection LISTENs to",
