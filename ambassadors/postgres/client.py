@@ -29,6 +29,7 @@ from podkit.ambassadors.postgres.client_base import (
     Hub,
 )
 from podkit.ambassadors.postgres.login import Login
+from podkit.ambassadors.postgres.notify import MENTIONS
 from podkit.ambassadors.postgres.pool import REPLAYED, quote_literal
 from podkit.ambassadors.postgres.protocol import (
     BIND,
@@ -87,6 +88,9 @@ class ClientConn(Login, Statements):
                 self.stats.bytes_from_client += len(data)
             # request_time: when the client's latest request arrived (PgBouncer's)
             self.last_activity = self.request_time = time.monotonic()
+            notifier = self.notifier
+            # (a message begun in an earlier chunk is not in `data`: look at it whole)
+            partial = notifier is not None and self.framer.pending
             try:
                 messages = self.framer.feed(data)
             except pq.ProtocolError as exc:
@@ -94,27 +98,13 @@ class ClientConn(Login, Statements):
                 return
             if not messages:
                 return
-            server = self.server
-            if server is not None and server.client is self:
-                self.process(messages)
-            elif messages[0][0] == TERMINATE_MSG and not self.waiting:
-                # Terminate needs no server: one parked with us stays parked until
-                # connection_lost hands it back (taking it back would cost an orphan's
-                # round of checks for nothing)
-                self.transport.close()
-            elif server is not None and server.parked_by is self and not server.closed:
-                # (_take_back's usual case, without the call: every transaction of a
-                # client whose server stayed parked with it takes this path)
-                pool.unpark(server, self)  # type: ignore[union-attr]
-                self.process(messages)
-            elif server is not None and self._take_back(server):
-                self.process(messages)
-            elif self.console:
-                self.amb.console.handle(self, messages)
-            elif self.waiting or messages[0][0] == QUERY or not self.answer_locally(messages):
-                self.pending.extend(messages)
-                if not self.waiting:
-                    self.need_server()
+            if (
+                notifier is not None
+                and (partial or self.listens is not None or MENTIONS.search(data))
+                and notifier.gate(self, messages)
+            ):
+                return  # held until the pool's listener LISTENs its channels
+            self.route(messages)
             return
         if self.state == STARTUP:
             self._startup_data(data)
@@ -125,6 +115,30 @@ class ClientConn(Login, Statements):
             self.startup_buf += data
             if len(self.startup_buf) > self.settings.max_packet_size:
                 self.protocol_error(pq.ProtocolError("too much data during login"))
+
+    def route(self, messages: list[tuple[int, bytes]]) -> None:
+        """Messages of the client: to the server it holds, or one it gets."""
+        server = self.server
+        if server is not None and server.client is self:
+            self.process(messages)
+        elif messages[0][0] == TERMINATE_MSG and not self.waiting:
+            # Terminate needs no server: one parked with us stays parked until
+            # connection_lost hands it back (taking it back would cost an orphan's
+            # round of checks for nothing)
+            self.transport.close()
+        elif server is not None and server.parked_by is self and not server.closed:
+            # (_take_back's usual case, without the call: every transaction of a
+            # client whose server stayed parked with it takes this path)
+            self.pool.unpark(server, self)  # type: ignore[union-attr]
+            self.process(messages)
+        elif server is not None and self._take_back(server):
+            self.process(messages)
+        elif self.console:
+            self.amb.console.handle(self, messages)
+        elif self.waiting or messages[0][0] == QUERY or not self.answer_locally(messages):
+            self.pending.extend(messages)
+            if not self.waiting:
+                self.need_server()
 
     def eof_received(self) -> bool:
         return False
@@ -144,12 +158,17 @@ class ClientConn(Login, Statements):
             pool.clients.discard(self)
             if self.pinned:
                 amb.pinned[self.pinned] -= 1
+        listens = self.listens
+        if listens is not None and self.notifier is not None:
+            self.notifier.forget(self)
         server = self.server
         if server is not None and pool is not None:
             self.server = None
             if self.checking and server.client is self:
                 server.dirty = True  # _checked hands it back once its query is answered
                 return
+            if listens is not None and listens.probing:
+                return  # the end-of-transaction question runs there: its answer releases it
             if server.client is not self:  # parked, or taken by another client since
                 if server.parked_by is self:
                     pool.left_parked(server)
@@ -203,7 +222,7 @@ class ClientConn(Login, Statements):
         """The pool gave us `server`: set our settings on it, then send what waited."""
         self.server = server
         self.waiting = False
-        if self.process_id:
+        if self.process_id and (self.passthrough or not server.owner_pid):
             server.owner_pid = self.process_id
         sql = self._replay_sql(server)
         if sql:
@@ -309,6 +328,24 @@ class ClientConn(Login, Statements):
     def server_done(self, server: ServerConn) -> None:
         """ReadyForQuery idle with nothing owed: the transaction is over."""
         server.pool.xacts += 1
+        # Notifications name the client whose transaction ended last on the server: they
+        # reach the pool's listener after the notifier's ReadyForQuery, often after its
+        # server went to the next client (notify.as_client_pid).
+        server.owner_pid = self.process_id
+        listens = self.listens
+        if listens is not None:
+            notifier = self.notifier
+            assert notifier is not None
+            if listens.ops:  # LISTEN/UNLISTEN ran: which committed? (notify.py)
+                notifier.end_transaction(self, server, lambda: self._transaction_over(server))
+                return
+            self._transaction_over(server)
+            if listens.queue:
+                notifier.flush(self)
+            return
+        self._transaction_over(server)
+
+    def _transaction_over(self, server: ServerConn) -> None:
         if self.close_at_boundary:
             self.fatal("57P01", ADMIN_SHUTDOWN)
             return

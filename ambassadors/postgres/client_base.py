@@ -21,6 +21,7 @@ from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres import session
 from podkit.ambassadors.postgres.auth import ClientAuth
 from podkit.ambassadors.postgres.context import Stats
+from podkit.ambassadors.postgres.notify import ClientListens, Notifier
 from podkit.ambassadors.postgres.pool import Pool
 from podkit.ambassadors.postgres.server import ServerConn
 from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
@@ -118,6 +119,9 @@ class ClientBase(asyncio.Protocol):
         # Session mode: the client keeps its server, so its statements, names and session
         # state are its own there, as on a direct connection; nothing is renamed or pinned.
         self.passthrough = amb.settings.pool_mode == "session"
+        # transaction mode: the pool's LISTEN/NOTIFY fan-out, and this client's part in it
+        self.notifier: Notifier | None = None
+        self.listens: ClientListens | None = None
         self.process_id = 0
         self.secret_key = 0
         self.close_at_boundary = False

@@ -45,6 +45,8 @@ class HasOwnerPid(Protocol):
     """A server connection as the NotificationResponse pid map sees it."""
 
     owner_pid: int
+    client: Any  # the client it serves now, if any
+    expect: Any  # what it owes (a batch in flight when not empty)
 
 
 class Stats:

@@ -181,6 +181,8 @@ class Login(ClientBase):
             return
         self.pool = pool
         self.passthrough = pool.target.pool_mode == "session"
+        if not self.passthrough:
+            self.notifier = pool.notifier
         # the client's SCRAM keys log the pool in only as the client's own user
         if keys is not None and pool.scram_keys is None and pool.server_user == self.user:
             pool.scram_keys = keys

@@ -13,7 +13,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from podkit.ambassadors.postgres import core
+from podkit.ambassadors.postgres import core, notify
 from podkit.ambassadors.postgres.context import WAIT_BUCKETS
 
 if TYPE_CHECKING:
@@ -96,6 +96,7 @@ class PgCollector(Collector):
         )
         traffic.add_metric(["from_server"], sum(pool.bytes_sent for pool in pools))
         yield traffic
+        yield from notify.metric_families(pools)
         prepared = CounterMetricFamily(
             P + "prepared_statements",
             "named prepared statements: hit (the server had it), miss (new Parse), "

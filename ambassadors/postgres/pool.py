@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres import session
 from podkit.ambassadors.postgres.context import Context, Stats
+from podkit.ambassadors.postgres.notify import Notifier
 from podkit.ambassadors.postgres.server import (
     OWE_READY,
     ServedClient,
@@ -145,6 +146,8 @@ class Pool:
         self.xact_time = 0.0
         self.query_time = 0.0
         self.wait_time = 0.0
+        # LISTEN/NOTIFY in transaction mode: its listener connection and channels
+        self.notifier = Notifier(self)
 
     def statements_changed(self, keys: set[bytes]) -> None:
         """The result type of these statements changed (a schema change): every server
@@ -700,6 +703,7 @@ class Pool:
             self.idle.remove(server)
 
     def close_all(self) -> None:
+        self.notifier.close()
         for server in self.idle_servers():
             self._remove_idle(server)
             server.close()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.auth import AuthError, ServerAuth
+from podkit.ambassadors.postgres.notify import as_client_pid
 from podkit.ambassadors.postgres.protocol import (
     BIND_COMPLETE_MSG,
     CLOSE_COMPLETE_MSG,
@@ -48,6 +49,7 @@ from podkit.ambassadors.postgres.tls import describe as describe_tls
 
 if TYPE_CHECKING:
     from podkit.ambassadors.postgres.context import Context, Stats
+    from podkit.ambassadors.postgres.routing import PoolTarget
     from podkit.ambassadors.postgres.settings import PgAmbassadorSettings
 
 
@@ -57,6 +59,7 @@ class ServerPool(Protocol):
     ctx: Context
     stats: Stats
     settings: PgAmbassadorSettings
+    target: PoolTarget
     bytes_sent: int
     query_time: float
     queries: int
@@ -219,7 +222,6 @@ AFTER_TRANSACTION = -1
 NOOP_CLOSE = pq.close_statement(b"pgamb_none")
 
 _unpack_u32 = struct.Struct("!I").unpack_from
-_pack_u32 = struct.Struct("!I").pack
 
 
 # "cached plan must not change result type", known by what raised it (the text is
@@ -516,16 +518,11 @@ class ServerConn(asyncio.Protocol):
         return _LOOK
 
     def _notification(self, msg: bytes) -> bytes | bool:
-        """The notifying backend's pid, as the pid its client got in BackendKeyData.
-
-        Clients know only the pids the pooler gave them (their own BackendKeyData and
-        the other clients'), so `notify.pid == conn.backend_pid` ("is it mine?") must
-        compare those. A backend that no client of this pooler holds keeps its pid.
-        """
-        server = self.pool.ctx.server_pids.get((self.addr, _unpack_u32(msg, 5)[0]))
-        if server is None or not server.owner_pid:
-            return True
-        return msg[:5] + _pack_u32(server.owner_pid) + msg[9:]
+        """Session mode: forwarded, its pid as the client knows it (notify.as_client_pid).
+        Transaction mode: dropped; the pool's listener delivers it once (notify.py)."""
+        if self.pool.target.pool_mode != "session":
+            return False
+        return as_client_pid(self.pool.ctx.server_pids, self.addr, msg)
 
     def _idle_data(self, data: bytes) -> None:
         with contextlib.suppress(Exception):

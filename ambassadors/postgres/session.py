@@ -263,8 +263,7 @@ def _classify_one(statement: str, tracked: Container[str]) -> SessionEvent | Non
 
     if first == "set" or first == "reset":
         return _classify_set(first, words, tracked, pin("set"))
-    if first == "listen":
-        return pin("listen")
+    # LISTEN no longer pins: in transaction mode notify.py serves it through the pool
     if first == "prepare" and words[1:2] != ["transaction"]:
         return pin("prepare")
     if first == "deallocate":

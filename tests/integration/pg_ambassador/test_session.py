@@ -107,14 +107,15 @@ async def _show_timeout(amb) -> tuple[int, str]:
         await b.close()
 
 
-async def test_listen_notify_through_a_pinned_client(ambassador) -> None:
+async def test_listen_notify_pins_nobody(ambassador) -> None:
+    """LISTEN is served through the pool (test_listen.py has the rest)."""
     amb = ambassador(pool_size=2)
     listener = await asyncpg.connect(amb.dsn())
     sender = await asyncpg.connect(amb.dsn())
     got: asyncio.Queue[str] = asyncio.Queue()
     try:
         await listener.add_listener("chan", lambda *args: got.put_nowait(args[3]))
-        assert amb.amb.pinned["listen"] == 1
+        assert amb.amb.pinned["listen"] == 0
         for i in range(3):
             await sender.execute(f"notify chan, 'hello {i}'")
         assert [await asyncio.wait_for(got.get(), 10) for _ in range(3)] == [
@@ -178,14 +179,13 @@ async def test_on_session_state_error_refuses_and_connection_stays_usable(ambass
         await conn.execute("set lock_timeout = 5")
         with pytest.raises(asyncpg.FeatureNotSupportedError, match="statement_timeout"):
             await conn.execute("DO $$BEGIN SET statement_timeout = 5; END$$")
-        with pytest.raises(asyncpg.FeatureNotSupportedError, match="listen"):
-            await conn.execute("listen x")
+        await conn.execute("listen x")  # not session state any more: served by the pool
         with pytest.raises(asyncpg.FeatureNotSupportedError, match="advisory"):
             await conn.fetchval("select pg_advisory_lock($1::bigint)", 1)
         assert await conn.fetchval("select 1") == 1
         assert await conn.fetchval("show statement_timeout") == "0"
         assert await conn.fetchval("show lock_timeout") == "5ms"
-        assert amb.amb.stats.refused_statements == 3
+        assert amb.amb.stats.refused_statements == 2
         assert sum(amb.amb.pinned.values()) == 0
     finally:
         await conn.close()
