@@ -83,7 +83,7 @@ SUITES = {s.name: s for s in (Suite("asyncpg", "ASYNCPG_SRC"), Suite("psycopg", 
 
 
 @dataclass(frozen=True)
-class Run:
+class PytestRun:
     """What every pytest run of this invocation shares."""
 
     out: Path
@@ -106,7 +106,7 @@ def read_outcomes(path: Path) -> dict[str, str]:
 
 
 def run_pytest(
-    suite: Suite, src: Path, port: int, database: str, label: str, tests: list[str], run: Run
+    suite: Suite, src: Path, port: int, database: str, label: str, tests: list[str], run: PytestRun
 ) -> dict[str, str]:
     """The suite's pytest on `tests` against HOST:port/database; outcomes by node id."""
     outcomes = run.out / f"{label}.jsonl"
@@ -213,7 +213,11 @@ def report_only(suite: Suite, out: Path) -> None:
 
 
 def compare(
-    suite: Suite, src: Path, servers: dict[str, tuple[PostgresServer, int]], args: Any, run: Run
+    suite: Suite,
+    src: Path,
+    servers: dict[str, tuple[PostgresServer, int]],
+    args: Any,
+    run: PytestRun,
 ) -> None:
     """Run the suite direct and through at once, each shard in a database of its own on its
     own server; print the counts and what fails only through, rechecked alone."""
@@ -302,7 +306,7 @@ def main() -> int:
             servers[mode] = (pg, pg.port)
         pg = servers["through"][0]
         servers["through"] = (pg, stack.enter_context(ambassador(pg, args.pool_size, out)))
-        run = Run(out, Path(pg.postgres).parent, args.test_timeout, args.extra)
+        run = PytestRun(out, Path(pg.postgres).parent, args.test_timeout, args.extra)
         for suite in suites:
             compare(suite, sources[suite.name], servers, args, run)
     return 0
