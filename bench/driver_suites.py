@@ -10,16 +10,19 @@ bench_pg_ambassador.py, and each suite runs whole (every file, no selection):
 - SUITES_PYTHON (optional): the interpreter that has the drivers and their test requirements
   (pytest, anyio, pproxy, psycopg-pool, ...); default, this one.
 
-One fixture PostgreSQL; each suite runs twice against it: direct, and through one
-pg-ambassador in transaction mode with a pool smaller than the connections the suite opens
-(`--pool-size`, default 3) and PgBouncer's `*` database, so every database a test creates is
-reached. Printed per suite: passed/failed/error/skipped direct and through, and the tests that
-fail only through the ambassador. Those are then run again, alone, in both modes (`--recheck`,
-on by default), to tell the ones that fail through each time from timing noise.
+Each suite runs twice at once: direct, against a fixture PostgreSQL, and through one
+pg-ambassador in transaction mode in front of another, with a pool smaller than the
+connections the suite opens (`--pool-size`, default 3) and PgBouncer's `*` database, so every
+database a test creates is reached. `--shards N` splits each mode into N pytest processes
+(test files by size), each with a database of its own. Printed per suite: passed, failed,
+errors and skipped direct and through, and the tests that fail only through the ambassador;
+those are then run again by themselves in both modes (`--no-recheck`: not), to tell the ones
+that fail through each time from timing noise. `--report-only` compares the outcomes a run
+(even a stopped one) left in `--out`; `--tests NODEID...` runs only those (triage).
 
     ASYNCPG_SRC=... PSYCOPG_SRC=... .venv/bin/python bench/driver_suites.py
-        [--only asyncpg,psycopg] [--pool-size 3] [--out DIR] [--no-recheck]
-        [--test-timeout 300] [-- extra pytest args]
+        [--only asyncpg,psycopg] [--pool-size 3] [--shards 1] [--out DIR] [--no-recheck]
+        [--test-timeout 300] [--tests NODEID ...] [--report-only] [-- extra pytest args]
 
 The outcomes and logs stay in `--out` (default: a new temp directory, printed).
 """
