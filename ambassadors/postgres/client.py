@@ -442,7 +442,12 @@ class ClientConn(Login, Statements):
     def server_lost(self, server: ServerConn) -> None:
         if self.server is server:
             self.server = None
-            self.fatal("08006", "pg-ambassador: the server connection was lost")
+            if server.said_fatal:  # the client has PostgreSQL's reason: close as it did
+                if not self.closed:
+                    self.closed = True
+                    self.transport.close()
+            else:
+                self.fatal("08006", "pg-ambassador: the server connection was lost")
 
     def process(self, messages: list[tuple[int, bytes]]) -> None:
         if self.passthrough:

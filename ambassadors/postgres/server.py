@@ -271,6 +271,7 @@ class ServerConn(asyncio.Protocol):
         self.extra: dict[str, str] = {}
         self.dirty = False  # session state left by a pinned or session-mode client
         self.closed = False
+        self.said_fatal = False  # forwarded a FATAL or PANIC: PostgreSQL closes right after
         self.internal: Callable[[bool, bytes, str], None] | None = None
         self.internal_rows: list[list[str | None]] | None = None  # its rows, if asked
         self.internal_error = ""
@@ -438,6 +439,8 @@ class ServerConn(asyncio.Protocol):
     def _error(self, msg: bytes) -> bytes | bool | None:
         """An ErrorResponse: drop what the server will skip; maybe replace the message."""
         self.copy_in = False
+        if b"\x00VFATAL\x00" in msg or b"\x00VPANIC\x00" in msg:  # V: never translated
+            self.said_fatal = True
         stale = b"C0A000\x00" in msg and CACHED_PLAN_CHANGED in msg
         if stale and self.bound:
             # A schema change altered the result type of a statement bound here: no server

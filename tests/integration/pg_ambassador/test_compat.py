@@ -774,3 +774,30 @@ async def test_a_statement_whose_table_is_gone_fails_on_another_server_and_the_c
             assert await asyncio.wait_for(app.fetchval("SELECT 2"), 10) == 2
     finally:
         await app.close()
+
+
+async def test_a_backend_terminated_mid_query_reaches_its_client_as_postgresql_said_it(
+    ambassador, direct
+) -> None:
+    """asyncpg's test_execute_script_interrupted_by_server: PostgreSQL answers a backend
+    terminated mid-query with `FATAL 57P01 terminating connection due to administrator
+    command`, then closes. The client must get that error, as on its own server; before,
+    the ambassador's own `the server connection was lost` followed it and was what the
+    driver reported."""
+    amb = ambassador(pool_size=2)
+    conn = await asyncpg.connect(amb.dsn())
+    try:
+        sleeping = asyncio.ensure_future(conn.execute("SELECT pg_sleep(30)"))
+        await until(lambda: running(direct, "SELECT pg_sleep(30)"), what="the query running")
+        await direct.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'"
+        )
+        with pytest.raises(asyncpg.ConnectionDoesNotExistError, match="terminating connection"):
+            await asyncio.wait_for(sleeping, 10)
+        assert isinstance(sleeping.exception().__cause__, asyncpg.AdminShutdownError)
+    finally:
+        conn.terminate()
+    # and the pool goes on with a new server
+    async with asyncpg.create_pool(amb.dsn(), min_size=1, max_size=1) as pool:
+        assert await pool.fetchval("SELECT 1") == 1
