@@ -168,7 +168,10 @@ class ClientConn(Login, Statements):
                 server.dirty = True  # _checked hands it back once its query is answered
                 return
             if listens is not None and listens.probing:
-                return  # the end-of-transaction question runs there: its answer releases it
+                # the end-of-transaction question runs there: its answer releases it,
+                # reset first (the session check that would have followed never runs)
+                server.dirty = True
+                return
             if server.client is not self:  # parked, or taken by another client since
                 if server.parked_by is self:
                     pool.left_parked(server)
@@ -278,6 +281,9 @@ class ClientConn(Login, Statements):
             self.need_server()
             return
         if not ok:
+            # One failed set_config undid the whole statement, the previous client's
+            # resets with it: what is set there is not known, so it is reset at release
+            server.dirty = True
             if self.login_replay:
                 self.server = None
                 pool.release(server)
@@ -435,6 +441,15 @@ class ClientConn(Login, Statements):
             server.synced = (self, self.params_version)
         if self.close_at_boundary:  # a drain asked meanwhile
             self.fatal("57P01", ADMIN_SHUTDOWN)
+            return
+        listens = self.listens
+        if listens is not None and listens.hold is not None:
+            # a batch with a new LISTEN waits: it goes before anything read after it
+            self._let_go(server)
+            if listens.release_after:
+                listens.release_after = False
+                assert self.notifier is not None
+                self.notifier.release_held(self)
             return
         self.resume()
         self._let_go(server)
@@ -632,6 +647,10 @@ class ClientConn(Login, Statements):
         """Forward a cancel to the server held now; `done()` once it was delivered."""
         server = self.server
         if server is None or server.closed or server.client is not self:
+            return False
+        if self.checking or (self.listens is not None and self.listens.probing):
+            # After its ReadyForQuery: only the pooler's own question runs there, and a
+            # late cancel, which PostgreSQL would ignore, must not fail it
             return False
         server.cancel(done)
         return True

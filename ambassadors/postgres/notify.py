@@ -339,6 +339,7 @@ class ListeningClient(Protocol):
 
     closed: bool
     unsynced: bool
+    checking: bool  # the session check (client.py) runs on its server
     listens: ClientListens | None
 
     @property
@@ -443,15 +444,17 @@ class Notifier:
             return False
         listens.hold = list(messages)
         client.pause()
-        self._sync(waiting=(new, lambda: self._release(client)))
+        self._sync(waiting=(new, lambda: self.release_held(client)))
         return True
 
-    def _release(self, client: ListeningClient) -> None:
+    def release_held(self, client: ListeningClient) -> None:
         """The listener LISTENs the held batch's channels (or cannot now): send it."""
         listens = client.listens
         if listens is None or listens.hold is None:
             return
-        if listens.probing:  # its server is busy with the pooler's question: after it
+        if listens.probing or client.checking:
+            # its server is busy with one of the pooler's questions: sent after the answer
+            # (end_transaction's, or ClientConn._checked's)
             listens.release_after = True
             return
         held, listens.hold = listens.hold, None
@@ -501,7 +504,7 @@ class Notifier:
             self.flush(client)
             if listens.release_after:
                 listens.release_after = False
-                self._release(client)
+                self.release_held(client)
 
         Probe(server, answered).start()
 
@@ -534,7 +537,7 @@ class Notifier:
             return
         for channel in listens.channels:
             self._drop(self.clients, channel, client)
-        held = ops_in(listens.hold) if listens.hold is not None else []
+        held = ops_in(listens.hold, listens.statements) if listens.hold is not None else []
         for name in listened_in(listens.ops + held):
             self._drop(self.pending, name, client)
         listens.hold = None
