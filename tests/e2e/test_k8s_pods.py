@@ -371,26 +371,34 @@ def test_pg_ambassador(podman: Podman, need, postgres: str, form: str) -> None: 
         session = Psql(podman, pod.container("app"), pg_password(), user, db)
         try:
             assert session.query("SELECT 6 * 7") == ["42"]
-            # A SET of a setting the server does not report back (application_name would
-            # be replayed instead) is session state: the client is pinned to its server.
+            # A session SET is replayed on whichever server the client gets next: no pin.
             session.query("SET statement_timeout = '12345ms'")
+            assert session.query("SHOW statement_timeout") == ["12345ms"]
+            assert metric(metrics(), "pg_ambassador_pinned_clients", reason="set") == 0
+            # A session advisory lock pins the client to its backend while it holds one.
+            session.query("SELECT pg_advisory_lock(7)")
             wait_for(
-                lambda: metric(metrics(), "pg_ambassador_pinned_clients", reason="set") == 1,
+                lambda: (
+                    metric(metrics(), "pg_ambassador_pinned_clients", reason="advisory_lock") == 1
+                ),
                 10,
-                "the SET to pin its client",
+                "the advisory lock to pin its client",
             )
-            # Later transactions see it, on the same backend.
             pid = session.query("SELECT pg_backend_pid()")
             assert session.query("SHOW statement_timeout") == ["12345ms"]
             assert session.query("SELECT pg_backend_pid()") == pid
+            session.query("SELECT pg_advisory_unlock(7)")
+            wait_for(
+                lambda: (
+                    metric(metrics(), "pg_ambassador_pinned_clients", reason="advisory_lock") == 0
+                ),
+                10,
+                "the unlock to return its client to the pool",
+            )
+            assert session.query("SHOW statement_timeout") == ["12345ms"]
         finally:
             code = session.close()
         assert code == 0
-        wait_for(
-            lambda: metric(metrics(), "pg_ambassador_pinned_clients", reason="set") == 0,
-            10,
-            "the pin to end with its client",
-        )
 
         # Pooling: 8 clients connected at once, each running a transaction in turn, share
         # far fewer PostgreSQL connections (transaction mode: a server per transaction).

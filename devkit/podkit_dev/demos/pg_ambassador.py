@@ -1,5 +1,6 @@
 """`podkit demo --only pg-ambassador`: asyncpg's default statement cache through a small
-pool, and a session `SET` pinned to its server instead of leaking to the next client."""
+pool, and a session `SET` that follows its client from server to server (replayed) instead
+of leaking to the next client."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def demo(narrator: Narrator) -> None:
             narrator.result(
                 ok and not leaked,
                 "8 asyncpg clients with the default statement cache shared 2 server connections "
-                "without one prepared-statement error; the SET stayed with its client "
+                "without one prepared-statement error; the SET followed its client and no "
+                "other client saw it "
                 f"({pinned_line})",
             )
     finally:
@@ -82,7 +84,8 @@ async def _run(narrator: Narrator, dsn: str) -> tuple[bool, bool, str]:
     seen_by_b = [await b.fetchval("show statement_timeout") for _ in range(5)]
     narrator.show(
         "session state",
-        f"client A sees {seen_by_a} (pinned to its server)\nclient B sees {', '.join(seen_by_b)}",
+        f"client A sees {seen_by_a} (replayed on each server it gets)\n"
+        f"client B sees {', '.join(seen_by_b)}",
     )
     for conn in conns:
         await conn.close()
