@@ -371,7 +371,7 @@ class SentinelCluster:
         wait_for(self._replicas_online, what="replicas to sync with the master", timeout=20)
         for sentinel in self.sentinels:
             sentinel.start()
-        wait_for(self._sentinels_agree, what="sentinels to see each other", timeout=20)
+        wait_for(self._sentinels_agree, what="sentinels to see each other", timeout=45)
         return self
 
     def _replicas_online(self) -> bool:
