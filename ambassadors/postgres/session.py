@@ -48,6 +48,10 @@ _SET_CONFIG_LOCAL = re.compile(
 )
 _WORD_CASED = re.compile(r'"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$.]*|\S')
 
+# PostgreSQL's whitespace between tokens (its lexer's; 16 added \v), not Python's, which
+# also strips characters such as U+0085 that PostgreSQL reads as part of an identifier
+PG_SPACE = " \t\n\r\f\v"
+
 REASONS = (
     "set",
     "listen",
@@ -116,14 +120,14 @@ def split_statements(sql: str) -> list[str]:
 
 def strip_comments(sql: str) -> str:
     """The statement without leading/trailing blanks and leading comments."""
-    s = sql.strip()
+    s = sql.strip(PG_SPACE)
     while True:
         if s.startswith("--"):
             end = s.find("\n")
-            s = "" if end == -1 else s[end + 1 :].lstrip()
+            s = "" if end == -1 else s[end + 1 :].lstrip(PG_SPACE)
         elif s.startswith("/*"):
             end = s.find("*/")
-            s = "" if end == -1 else s[end + 2 :].lstrip()
+            s = "" if end == -1 else s[end + 2 :].lstrip(PG_SPACE)
         else:
             return s
 
