@@ -373,8 +373,14 @@ class Results:
 
 
 def pgbench_argv(
-    port: int, mode: str, duration: int, log_prefix: str | None, script: Path | None = None
+    port: int,
+    mode: str,
+    duration: int,
+    log_prefix: str | None,
+    script: Path | None = None,
+    transactions: int | None = None,
 ) -> list[str]:
+    """pgbench for `mode`, for `duration` seconds, or `transactions` per client if given."""
     clients, threads = {
         "c1": (1, 1),
         "c200": (MANY_CLIENTS, THREADS),
@@ -395,8 +401,7 @@ def pgbench_argv(
         str(clients),
         "-j",
         str(threads),
-        "-T",
-        str(duration),
+        *(["-t", str(transactions)] if transactions else ["-T", str(duration)]),
         "-M",
         protocol,
     ]

@@ -24,7 +24,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench_pg_ambassador import (
@@ -34,23 +33,20 @@ from bench_pg_ambassador import (
     SCALE,
     PgBouncerBinary,
     Target,
+    pgbench_argv,
     pgbouncer_binary,
     start_pgbouncer,
     start_podkit,
 )
 
-from podkit_dev.servers import PostgresServer, find_binary
+from podkit_dev.servers import PostgresServer, find_binary, wait_for
 
 MODES = ["simple", "extended", "prepared", "c200"]
 
 
 def pgbench(port: int, mode: str, per_client: int) -> int:
     """Run `pgbench -S` with `per_client` transactions per client; the transactions done."""
-    clients = 200 if mode == "c200" else 20
-    protocol = mode if mode in ("simple", "extended", "prepared") else "simple"
-    argv = [find_binary("pgbench"), "-h", HOST, "-p", str(port), "-U", "postgres", "-n",
-            "-S", "-c", str(clients), "-j", "2", "-t", str(per_client), "-M", protocol,
-            "postgres"]  # fmt: skip
+    argv = pgbench_argv(port, mode, 0, None, transactions=per_client)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     found = re.search(r"number of transactions actually processed: (\d+)", done.stdout)
     if done.returncode != 0 or not found:
@@ -85,11 +81,12 @@ def measure(target: Target, out: Path, mode: str, per_client: int) -> tuple[floa
     done = pgbench(target.port, mode, _per(mode, per_client))
     callgrind(target.pid, "-d")
     callgrind(target.pid, "-i", "off")
-    deadline = time.monotonic() + 30
-    count, path = instructions(out)
-    while not count and time.monotonic() < deadline:  # the dump is written asynchronously
-        time.sleep(0.2)
-        count, path = instructions(out)
+
+    def dumped() -> tuple[int, Path | None] | None:
+        found = instructions(out)
+        return found if found[0] else None
+
+    count, path = wait_for(dumped, timeout=30, what="callgrind's dump")  # written later
     return count / done, path
 
 
@@ -153,11 +150,10 @@ def main() -> int:
                     per_tx, path = measure_at_exit(pg, binary, out, mode, options.transactions)
                     print(f"{name:12} {mode:9} {per_tx:9,.0f}  ({binary.version}; {path})")
                     continue
-                else:
-                    command = options.before if name == "podkit-before" else None
-                    target = start_podkit(pg, name, POOL_SIZE, 400, pure=name == "podkit-pure",
-                                          wrapper=wrapper, command=command)  # fmt: skip
-                    note = target.note
+                command = options.before if name == "podkit-before" else None
+                target = start_podkit(pg, name, POOL_SIZE, 400, pure=name == "podkit-pure",
+                                      wrapper=wrapper, command=command)  # fmt: skip
+                note = target.note
                 try:
                     per_tx, path = measure(target, out, mode, options.transactions)
                 finally:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -54,7 +53,6 @@ MAX_QUEUED = 10000
 MAX_BUFFERED = 16 * 1024 * 1024
 # PostgreSQL truncates identifiers to NAMEDATALEN - 1 bytes
 NAME_BYTES = 63
-DATA_ROW = 0x44  # D (backend)
 # statements with a LISTEN or UNLISTEN remembered per client (by name, for their Binds)
 MAX_STATEMENTS = 100
 PROBE_SQL = "SELECT pg_listening_channels(); UNLISTEN *"
@@ -68,30 +66,7 @@ Op = tuple[str, str | None]
 # statements are read.
 MENTIONS = re.compile(rb"(?i)listen")
 
-_unpack_u32 = struct.Struct("!I").unpack_from
-_pack_u32 = struct.Struct("!I").pack
-
 # --- the wire ---------------------------------------------------------------------------------
-
-
-def notification_response(pid: int, channel: str, payload: str) -> bytes:
-    """NotificationResponse ('A'): the notifying backend's pid, channel and payload."""
-    return pq.message(
-        b"A", _pack_u32(pid & 0xFFFFFFFF) + channel.encode() + b"\x00" + payload.encode() + b"\x00"
-    )
-
-
-def parse_notification(msg: bytes) -> tuple[int, str, str]:
-    """(pid, channel, payload) of a whole NotificationResponse."""
-    pid = _unpack_u32(msg, 5)[0]
-    channel, pos = pq.cstr(msg, 9)
-    payload, _ = pq.cstr(msg, pos)
-    return pid, channel.decode(errors="replace"), payload.decode(errors="replace")
-
-
-def channel_of(msg: bytes) -> bytes:
-    """The channel of a whole NotificationResponse, as bytes (no decoding on the hot path)."""
-    return msg[9 : msg.index(b"\x00", 9)]
 
 
 def as_client_pid(server_pids: dict[Any, Any], addr: tuple[str, int], msg: bytes) -> bytes | bool:
@@ -107,7 +82,7 @@ def as_client_pid(server_pids: dict[Any, Any], addr: tuple[str, int], msg: bytes
     changed hands between the commit and the notification's arrival at the listener
     (a NOTIFY is not told apart in the stream), right in the usual orders.
     """
-    server = server_pids.get((addr, _unpack_u32(msg, 5)[0]))
+    server = server_pids.get((addr, pq.unpack_u32(msg, 5)[0]))
     if server is None:
         return True
     pid = server.owner_pid
@@ -116,7 +91,7 @@ def as_client_pid(server_pids: dict[Any, Any], addr: tuple[str, int], msg: bytes
         pid = getattr(holder, "process_id", 0) or pid
     if not pid:
         return True
-    return msg[:5] + _pack_u32(pid) + msg[9:]
+    return pq.with_notification_pid(msg, pid)
 
 
 # --- LISTEN / UNLISTEN in SQL text ------------------------------------------------------------
@@ -314,6 +289,12 @@ class PooledServer(Protocol):
 
     def data_received(self, data: bytes) -> None: ...
     def connection_lost(self, exc: Exception | None) -> None: ...
+    def run_internal(
+        self,
+        sql: str,
+        done: Callable[[bool, bytes, str], None],
+        rows: list[list[str | None]] | None = None,
+    ) -> None: ...
 
 
 class NotifyPool(Protocol):
@@ -484,11 +465,14 @@ class Notifier:
         for channel in listened:
             self.tentative.setdefault(channel, set()).add(client)
 
-        def answered(ok: bool, rows: list[str]) -> None:
+        rows: list[list[str | None]] = []
+
+        def answered(ok: bool, status: bytes, error: str) -> None:
             listens.probing = False
             for name in listened:
                 self._drop(self.tentative, name, client)
-            self._apply(client, ops, set(rows) & listened if ok else set())
+            committed = {row[0] or "" for row in rows} & listened
+            self._apply(client, ops, committed if ok and status == b"I" else set())
             early, listens.early = listens.early, []
             for channel, msg in early:
                 if channel is None or channel in listens.channels:
@@ -506,7 +490,7 @@ class Notifier:
                 listens.release_after = False
                 self.release_held(client)
 
-        Probe(server, answered).start()
+        server.run_internal(PROBE_SQL, answered, rows)
 
     def _apply(self, client: ListeningClient, ops: list[Op], committed: set[str]) -> None:
         listens = client.listens
@@ -550,7 +534,7 @@ class Notifier:
 
     def notification(self, msg: bytes, addr: tuple[str, int]) -> None:
         """A NotificationResponse of the listener: to every client on its channel."""
-        channel = channel_of(msg).decode(errors="replace")
+        channel = pq.notification_channel(msg).decode(errors="replace")
         clients = self.clients.get(channel)
         tentative = self.tentative.get(channel)
         if not clients and not tentative:
@@ -814,66 +798,6 @@ class ListenerConn(asyncio.Protocol):
             with contextlib.suppress(Exception):
                 self.transport.write(pq.TERMINATE)
             self.transport.close()
-
-
-class Probe(asyncio.Protocol):
-    """Runs PROBE_SQL on a pooled server at its client's transaction end: the server's
-    transport is lent to it for that round trip, then given back."""
-
-    def __init__(self, server: PooledServer, done: Callable[[bool, list[str]], None]) -> None:
-        self.server = server
-        self.done: Callable[[bool, list[str]], None] | None = done
-        self.framer = pq.Framer(1 << 30)
-        self.rows: list[str] = []
-        self.failed = False
-
-    def start(self) -> None:
-        server = self.server
-        server.transport.set_protocol(self)
-        server.transport.write(pq.query(PROBE_SQL))
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            messages = self.framer.feed(data)
-        except pq.ProtocolError:
-            self.server.transport.abort()
-            return
-        for i, (kind, msg) in enumerate(messages):
-            if kind == DATA_ROW:
-                self.rows.append(_first_column(msg))
-            elif kind == pq.ERROR_RESPONSE:
-                self.failed = True
-            elif kind == pq.READY_FOR_QUERY:
-                server = self.server
-                server.status = msg[5:6]
-                server.transport.set_protocol(server)  # type: ignore[arg-type]
-                rest = b"".join(m for _, m in messages[i + 1 :]) + bytes(self.framer.buffer)
-                done, self.done = self.done, None
-                if done is not None:
-                    done(not self.failed and server.status == b"I", self.rows)
-                if rest and not server.closed:
-                    server.data_received(rest)
-                return
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.server.connection_lost(exc)
-        done, self.done = self.done, None
-        if done is not None:
-            done(False, [])
-
-    def pause_writing(self) -> None:
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
-
-def _first_column(msg: bytes) -> str:
-    """The text of a DataRow's first column ('' for NULL)."""
-    length = struct.unpack_from("!i", msg, 7)[0]
-    if length < 0:
-        return ""
-    return msg[11 : 11 + length].decode(errors="replace")
 
 
 # --- metrics ----------------------------------------------------------------------------------

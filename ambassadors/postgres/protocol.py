@@ -54,6 +54,7 @@ NO_DATA: Final = 0x6E  # n
 COPY_IN_RESPONSE: Final = 0x47  # G
 NOTIFICATION_RESPONSE: Final = 0x41  # A
 DATA_ROW: Final = 0x44  # D
+COMMAND_COMPLETE: Final = 0x43  # C
 # the `kind` byte of Describe and Close: a prepared statement (else a portal)
 TARGET_STATEMENT: Final = 0x53  # S
 TARGET_PORTAL: Final = 0x50  # P
@@ -343,6 +344,30 @@ def parse_parameter_status(msg: bytes) -> tuple[str, str]:
     name, pos = cstr(msg, 5)
     value, _ = cstr(msg, pos)
     return name.decode(errors="replace"), value.decode(errors="replace")
+
+
+def notification_response(pid: int, channel: str, payload: str) -> bytes:
+    """NotificationResponse ('A'): the notifying backend's pid, channel and payload."""
+    body = _U32.pack(pid & 0xFFFFFFFF) + channel.encode() + b"\x00" + payload.encode() + b"\x00"
+    return message(b"A", body)
+
+
+def parse_notification(msg: bytes) -> tuple[int, str, str]:
+    """(pid, channel, payload) of a whole NotificationResponse."""
+    pid = unpack_u32(msg, 5)[0]
+    channel, pos = cstr(msg, 9)
+    payload, _ = cstr(msg, pos)
+    return pid, channel.decode(errors="replace"), payload.decode(errors="replace")
+
+
+def notification_channel(msg: bytes) -> bytes:
+    """The channel of a whole NotificationResponse, as bytes (no decoding on the hot path)."""
+    return msg[9 : msg.index(b"\x00", 9)]
+
+
+def with_notification_pid(msg: bytes, pid: int) -> bytes:
+    """The NotificationResponse `msg` naming backend `pid` instead."""
+    return msg[:5] + _U32.pack(pid) + msg[9:]
 
 
 def backend_key_data(process_id: int, secret_key: int) -> bytes:

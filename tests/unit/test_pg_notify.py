@@ -16,11 +16,8 @@ from podkit.ambassadors.postgres.notify import (
     LISTEN,
     UNLISTEN,
     apply_ops,
-    channel_of,
     listen_ops,
-    notification_response,
     ops_in,
-    parse_notification,
     quote_channel,
     truncate_name,
 )
@@ -43,14 +40,14 @@ NAMES = st.text(
     ),
 )
 def test_notification_response_round_trip(pid: int, channel: str, payload: str) -> None:
-    msg = notification_response(pid, channel, payload)
+    msg = pq.notification_response(pid, channel, payload)
     assert list(pq.iter_messages(msg)) == [(pq.NOTIFICATION_RESPONSE, msg)]
-    assert parse_notification(msg) == (pid, channel, payload)
-    assert channel_of(msg) == channel.encode()
+    assert pq.parse_notification(msg) == (pid, channel, payload)
+    assert pq.notification_channel(msg) == channel.encode()
 
 
 def test_notification_response_bytes() -> None:
-    assert notification_response(7, "c", "p") == b"A\x00\x00\x00\x0c\x00\x00\x00\x07c\x00p\x00"
+    assert pq.notification_response(7, "c", "p") == b"A\x00\x00\x00\x0c\x00\x00\x00\x07c\x00p\x00"
 
 
 @settings(max_examples=EXAMPLES, deadline=None)

@@ -168,8 +168,46 @@ async def running(direct: asyncpg.Connection, query: str) -> bool:
     return bool(await direct.fetchval(sql, query) == 1)
 
 
+class RawClient:
+    """A client speaking the protocol itself (trust login), to see each message the
+    ambassador sends and in which order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        raw = cls(reader, writer)
+        writer.write(pq.startup_message({"user": "postgres", "database": "postgres"}))
+        await raw.until_ready()
+        return raw
+
+    async def message(self) -> tuple[int, bytes]:
+        header = await asyncio.wait_for(self.reader.readexactly(5), 10)
+        body = await self.reader.readexactly(int.from_bytes(header[1:5], "big") - 4)
+        return header[0], header + body
+
+    async def until_ready(self) -> list[tuple[int, bytes]]:
+        got = []
+        while True:
+            kind, msg = await self.message()
+            got.append((kind, msg))
+            if kind == pq.READY_FOR_QUERY:
+                return got
+
+    async def query(self, sql: str) -> list[tuple[int, bytes]]:
+        self.writer.write(pq.query(sql))
+        return await self.until_ready()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 __all__ = [
     "AmbassadorThread",
+    "RawClient",
     "run_pg_tool",
     "running",
     "send_cancel",

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import struct
-import time
 
 import asyncpg
 import psycopg
@@ -18,9 +15,10 @@ import pytest
 
 from podkit.ambassadors.postgres import client as client_mod
 from podkit.ambassadors.postgres import notify
-from podkit_dev.servers import HOST, until
+from podkit.ambassadors.postgres import protocol as pq
+from podkit_dev.servers import until
 from tests.integration.pg_ambassador import kit
-from tests.integration.pg_ambassador.kit import AmbassadorThread
+from tests.integration.pg_ambassador.kit import AmbassadorThread, RawClient
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -111,45 +109,6 @@ async def test_a_late_cancel_does_not_fail_the_session_check(ambassador, monkeyp
 # --- a LISTEN batch held while the session check runs, on the wire -------------------------
 
 
-def _startup(port: int) -> socket.socket:
-    sock = socket.create_connection((HOST, port))
-    body = struct.pack("!I", 196608) + b"user\x00postgres\x00database\x00postgres\x00\x00"
-    sock.sendall(struct.pack("!I", len(body) + 4) + body)
-    _until_ready(sock, 10)
-    return sock
-
-
-def _query(sql: str) -> bytes:
-    body = sql.encode() + b"\x00"
-    return b"Q" + struct.pack("!I", len(body) + 4) + body
-
-
-def _until_ready(sock: socket.socket, timeout: float) -> list[tuple[str, bytes]]:
-    """Messages up to a ReadyForQuery; ("TIMEOUT"|"EOF", b"") last when none came."""
-    sock.settimeout(timeout)
-    buf = b""
-    out: list[tuple[str, bytes]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        while len(buf) >= 5:
-            n = struct.unpack("!I", buf[1:5])[0]
-            if len(buf) < 1 + n:
-                break
-            out.append((chr(buf[0]), buf[5 : 1 + n]))
-            buf = buf[1 + n :]
-            if out[-1][0] == "Z":
-                return out
-        if time.monotonic() > deadline:
-            return [*out, ("TIMEOUT", b"")]
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            return [*out, ("TIMEOUT", b"")]
-        if not chunk:
-            return [*out, ("EOF", b"")]
-        buf += chunk
-
-
 def _hold_listen_during_check(monkeypatch: pytest.MonkeyPatch) -> None:
     """The listener's LISTEN is answered 0.3 s late and the check takes 0.5 s: the held
     batch is released while the check runs."""
@@ -162,15 +121,20 @@ def _hold_listen_during_check(monkeypatch: pytest.MonkeyPatch) -> None:
     slow_check(monkeypatch)
 
 
-def _set_then_listen(port: int) -> list[tuple[str, bytes]]:
-    a = _startup(port)
+def checking(amb: AmbassadorThread) -> bool:
+    """A client's session check runs on its server."""
+    return bool(amb.call(lambda: any(c.checking for c in list(amb.amb.clients))))
+
+
+async def _set_then_listen(amb: AmbassadorThread) -> list[int]:
+    """The message kinds answering a LISTEN sent while a SET's transaction still runs."""
+    a = await RawClient.connect(amb.port)
     try:
-        a.sendall(_query("SELECT pg_sleep(0.2); SET statement_timeout = '1234ms'"))
-        time.sleep(0.05)  # a second message while the first runs (not a wait for a result)
-        a.sendall(_query("LISTEN b"))  # held until the listener LISTENs b
-        first = _until_ready(a, 10)
-        assert first[-1][0] == "Z", first
-        return _until_ready(a, 10)
+        a.writer.write(pq.query("SELECT pg_sleep(0.2); SET statement_timeout = '1234ms'"))
+        await until(lambda: amb.pool_state()["active"] == 1, what="the SET's transaction")
+        a.writer.write(pq.query("LISTEN b"))  # held until the listener LISTENs b
+        await a.until_ready()
+        return [kind for kind, _ in await a.until_ready()]
     finally:
         a.close()
 
@@ -178,8 +142,7 @@ def _set_then_listen(port: int) -> list[tuple[str, bytes]]:
 async def test_a_listen_held_during_the_session_check_is_answered(ambassador, monkeypatch) -> None:
     amb = ambassador(pool_size=2)
     _hold_listen_during_check(monkeypatch)
-    second = await asyncio.to_thread(_set_then_listen, amb.port)
-    assert [kind for kind, _ in second] == ["C", "Z"], second
+    assert await _set_then_listen(amb) == [pq.COMMAND_COMPLETE, pq.READY_FOR_QUERY]
 
 
 async def test_a_listen_held_during_the_session_check_is_answered_to_its_client(
@@ -189,18 +152,15 @@ async def test_a_listen_held_during_the_session_check_is_answered_to_its_client(
     amb = ambassador(pool_size=1)
     _hold_listen_during_check(monkeypatch)
 
-    def other() -> list[tuple[str, bytes]]:
-        time.sleep(0.3)  # to queue while the first client's check runs
-        c = _startup(amb.port)
+    async def other() -> list[tuple[int, bytes]]:
+        await until(lambda: checking(amb), what="the first client's session check")
+        c = await RawClient.connect(amb.port)
         try:
-            c.sendall(_query("SELECT 'i am C'"))
-            return _until_ready(c, 10)
+            return await c.query("SELECT 'i am C'")
         finally:
             c.close()
 
-    second, got_c = await asyncio.gather(
-        asyncio.to_thread(_set_then_listen, amb.port), asyncio.to_thread(other)
-    )
-    assert [kind for kind, _ in second] == ["C", "Z"], second
-    assert [kind for kind, _ in got_c] == ["T", "D", "C", "Z"], got_c
+    kinds, got_c = await asyncio.gather(_set_then_listen(amb), other())
+    assert kinds == [pq.COMMAND_COMPLETE, pq.READY_FOR_QUERY]
+    assert [kind for kind, _ in got_c][1:] == [pq.DATA_ROW, pq.COMMAND_COMPLETE, pq.READY_FOR_QUERY]
     assert b"i am C" in got_c[1][1]
