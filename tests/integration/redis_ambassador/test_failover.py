@@ -34,6 +34,14 @@ def _flush_monitor(node: RedisServer, monitor: Monitor) -> None:
     wait_for(lambda: any(marker.encode() in line for line in monitor.lines), what="MONITOR")
 
 
+def _watching(node: RedisServer) -> Monitor:
+    """MONITOR on the master, once it has shown writes: the check after the failover must
+    have something to check (on a loaded machine the failover once came before any)."""
+    monitor = Monitor(node)
+    wait_for(lambda: monitor.writes(), what="MONITOR to show writes before the failover")
+    return monitor
+
+
 def _connection_closed(sock: socket.socket) -> bool:
     try:
         return sock.recv(1024) == b""
@@ -167,7 +175,7 @@ def test_killed_master_restarted_stale_gets_no_traffic(run_helper, sentinel_clus
 
 def test_master_frozen(run_helper, sentinel_cluster):
     scenario = Scenario(run_helper, sentinel_cluster)
-    monitor = Monitor(scenario.old)
+    monitor = _watching(scenario.old)
     scenario.old.process.send_signal(signal.SIGSTOP)
     try:
         new_addr, switched = scenario.wait_switch()
@@ -183,7 +191,7 @@ def test_master_frozen(run_helper, sentinel_cluster):
 
 def test_sentinel_failover_command(run_helper, sentinel_cluster):
     scenario = Scenario(run_helper, sentinel_cluster)
-    monitor = Monitor(scenario.old)
+    monitor = _watching(scenario.old)
     reply = sentinel_cluster.sentinels[0].command("SENTINEL", "FAILOVER", "mymaster")
     assert reply.startswith(b"+OK"), reply
     new_addr, switched = scenario.wait_switch()
