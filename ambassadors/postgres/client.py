@@ -352,6 +352,15 @@ class ClientConn(Login, Statements):
         self._transaction_over(server)
 
     def _transaction_over(self, server: ServerConn) -> None:
+        if self.ddl_ran:
+            # PostgreSQL keeps the parameter types it inferred for a statement for the
+            # statement's life: shared ones prepared before a CREATE, ALTER or DROP may
+            # be typed otherwise now, and every server of the database drops them. (A
+            # Parse inside the transaction was fresh: Statements._parse; result types
+            # that changed are PostgreSQL's own error, Pool.statements_changed.)
+            self.ddl_ran = False
+            if self.pool is not None:
+                self.amb.schema_changed(self.pool)
         if self.close_at_boundary:
             self.fatal("57P01", ADMIN_SHUTDOWN)
             return

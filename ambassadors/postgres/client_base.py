@@ -65,6 +65,7 @@ class Hub(Protocol):
     def lookup(self, user: str) -> str | None: ...
     def pool_for(self, database: str, user: str) -> Pool | None: ...
     def free_database(self, database: str) -> None: ...
+    def schema_changed(self, pool: Pool) -> None: ...
     def assign_cancel_key(self, client: Any) -> None: ...
     def forget_cancel_key(self, client: Any) -> None: ...
     def cancel(self, process_id: int, secret_key: int, done: Callable[[], None] = ...) -> None: ...
@@ -113,6 +114,8 @@ class ClientBase(asyncio.Protocol):
         self.check_all = False
         self.check_locks = ""  # the advisory lock statement (shortened), for the pin
         self.checking = False
+        # a CREATE, ALTER or DROP ran in the open transaction (client._transaction_over)
+        self.ddl_ran = False
         # Parse bodies of this client's statements that carry TRACKED events: each Bind
         # of one is noted again
         self.tracked_stmts: dict[bytes, list[session.SessionEvent]] = {}
@@ -170,6 +173,9 @@ class ClientBase(asyncio.Protocol):
         handle instead when pinning is asked for (--session-settings pin for settings,
         --on-session-state error for advisory locks, which refuses them)."""
         settings = self.settings
+        if event.kind == "schema":
+            self.ddl_ran = True  # see _transaction_over
+            return None
         if event.kind == "advisory":
             if event.reason == "lock" and settings.on_session_state == "error":
                 return session.SessionEvent("pin", "advisory_lock", event.statement)

@@ -62,6 +62,7 @@ class Stats:
         self.prepared_evictions = 0
         self.prepared_retries = 0
         self.prepared_verifications = 0
+        self.prepared_schema_drops = 0
         self.cancels_forwarded = 0
         self.cancels_dropped = 0
         self.server_connect_errors = 0

@@ -176,6 +176,19 @@ class Ambassador(Context):
                 closed = pool.close_idle_and_retire()
                 self.log.info("database_connections_closed", pool=pool.label, closed=closed)
 
+    def schema_changed(self, pool: Pool) -> None:
+        """A client's CREATE, ALTER or DROP committed on `pool`'s database: every pool
+        with servers in that database drops the statements it may have typed otherwise
+        (ClientBase.schema_change)."""
+        target = pool.target
+        for other in self.pools.values():
+            if (
+                other.server_database == pool.server_database
+                and other.target.host == target.host
+                and other.target.port == target.port
+            ):
+                other.drop_inferred_statements()
+
     def close(self) -> None:
         self.closing = True
         self.listener.close()

@@ -102,7 +102,9 @@ class PgCollector(Collector):
             "named prepared statements: hit (the server had it), miss (new Parse), "
             "reparse (Parse sent again to a server lacking it), eviction (LRU Close), "
             "retry (a shared statement whose result type changed, planned afresh), "
-            "verify (parsed and described before a Bind on a server lacking it)",
+            "verify (parsed and described before a Bind on a server lacking it), "
+            "schema_drop (a server's statement with inferred parameter types, dropped "
+            "after a CREATE, ALTER or DROP)",
             labels=["result"],
         )
         prepared.add_metric(["hit"], s.prepared_hits)
@@ -111,6 +113,7 @@ class PgCollector(Collector):
         prepared.add_metric(["eviction"], s.prepared_evictions)
         prepared.add_metric(["retry"], s.prepared_retries)
         prepared.add_metric(["verify"], s.prepared_verifications)
+        prepared.add_metric(["schema_drop"], s.prepared_schema_drops)
         yield prepared
         pinned = GaugeMetricFamily(
             P + "pinned_clients",

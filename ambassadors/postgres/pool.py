@@ -167,6 +167,15 @@ class Pool:
         for server in (*self.idle_servers(), *self.active):
             server.drop_statements(keys)
 
+    def drop_inferred_statements(self) -> None:
+        """A schema change committed: no server hands out a statement whose parameter
+        types PostgreSQL inferred before it (ClientBase.schema_change)."""
+        known = self.known
+        for key in [key for key in known if pq.infers_param_types(key)]:
+            del known[key]
+        for server in (*self.idle_servers(), *self.active):
+            server.drop_inferred_statements()
+
     def shape_back(self, key: bytes, count: int) -> bool:
         """Statement `key` has the row type again that it had at change count `count`
         (a table changed back to an earlier shape; PostgreSQL plans a statement prepared

@@ -73,6 +73,7 @@ AUTH_SASL_FINAL: Final = 12
 
 _I32 = struct.Struct("!i")
 _U32 = struct.Struct("!I")
+_U16 = struct.Struct("!H")
 _I16 = struct.Struct("!h")
 _HEADER = struct.Struct("!cI")
 unpack_u32 = _U32.unpack_from
@@ -382,6 +383,31 @@ def query(sql: str | bytes) -> bytes:
 def parse_message(name: bytes, rest: bytes) -> bytes:
     """A Parse message: statement name, then `rest` (query text, parameter types) unchanged."""
     return message(b"P", name + b"\x00" + rest)
+
+
+def infers_param_types(rest: bytes) -> bool:
+    """Whether PostgreSQL chooses some parameter type of the Parse body `rest` (query
+    text, parameter type OIDs) itself: an OID 0, or a `$n` beyond the types given. (A
+    `$n` inside a literal only makes the answer cautious.)"""
+    end = rest.find(b"\x00")
+    if end < 0 or len(rest) < end + 3:
+        return True
+    count = _U16.unpack_from(rest, end + 1)[0]
+    types = rest[end + 3 : end + 3 + 4 * count]
+    if len(types) < 4 * count or any(
+        types[i : i + 4] == b"\x00\x00\x00\x00" for i in range(0, len(types), 4)
+    ):
+        return True
+    text = rest[:end]
+    pos = text.find(b"$")
+    while pos >= 0:
+        digits = pos + 1
+        while digits < len(text) and 48 <= text[digits] <= 57:
+            digits += 1
+        if digits > pos + 1 and int(text[pos + 1 : digits]) > count:
+            return True
+        pos = text.find(b"$", digits)
+    return False
 
 
 def close_statement(name: bytes) -> bytes:

@@ -657,6 +657,14 @@ class ServerConn(asyncio.Protocol):
             if entry is not None:
                 self.stale.append(entry)
 
+    def drop_inferred_statements(self) -> None:
+        """Hand out no statement whose parameter types PostgreSQL inferred (a schema
+        change may type them otherwise now); each is Closed later."""
+        stale = [key for key in self.prepared if pq.infers_param_types(key)]
+        if stale:
+            self.drop_statements(set(stale))
+            self.stats.prepared_schema_drops += len(stale)
+
     def retire_statement(self, key: bytes) -> None:
         """Hand out `key`'s statement no more (a fresh one replaces it); Close it later,
         outside the batch in flight and the open transaction, whose portals may still

@@ -18,9 +18,13 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 # Any statement that could matter contains one of these (reset and set_config contain
-# "set"; DROP/ALTER/CREATE DATABASE "database"), searched in the lowered text; everything
-# else is free. A hit only means the statements are looked at word by word.
-_SUSPECT = re.compile(rb"set|listen|advisory|temp|hold|prepare|deallocate|discard|database")
+# "set"; DROP/ALTER/CREATE DATABASE "database"; a schema change starts with its verb and a
+# blank: not `created_at`), searched in the lowered text; everything else is free. A hit
+# only means the statements are looked at word by word.
+_SUSPECT = re.compile(
+    rb"set|listen|advisory|temp|hold|prepare|deallocate|discard|database"
+    rb"|(?<![a-z0-9_$])(?:create|alter|drop)[ \t\n\r\f\v]"
+)
 _DIGITS = b"0123456789"
 # suspect()'s answers by shape: at most this many, of at most this size
 _SHAPES: dict[bytes, bool] = {}
@@ -66,8 +70,9 @@ REASONS = (
 class SessionEvent:
     """What a statement does to the server session: pins it, frees prepared statements..."""
 
-    # pin, deallocate, deallocate_all, discard_all, database; and, noted for the check at
-    # the transaction's end (TRACKED): setting, reset_all, advisory
+    # pin, deallocate, deallocate_all, discard_all, database; and, noted for the
+    # transaction's end (TRACKED): setting, reset_all, advisory (asked of the server
+    # then), schema (CREATE, ALTER, DROP: shared statements may be typed otherwise now)
     kind: str
     # pin: one of REASONS; setting: "set" or "reset"; advisory: "lock" or "unlock"
     reason: str = ""
@@ -77,8 +82,10 @@ class SessionEvent:
     statement: str = ""
 
 
-# kinds that the pooler resolves by asking the server at the transaction's end
-TRACKED = frozenset({"setting", "reset_all", "advisory"})
+# kinds that the pooler acts on at the transaction's end (each run of a prepared one
+# noted again)
+TRACKED = frozenset({"setting", "reset_all", "advisory", "schema"})
+SCHEMA = SessionEvent("schema")
 
 
 def split_statements(sql: str) -> list[str]:
@@ -281,6 +288,8 @@ def _classify_one(statement: str, tracked: Container[str]) -> SessionEvent | Non
         return SessionEvent("deallocate", statement=rest[0])
     if first in ("drop", "alter", "create") and words[1:2] == ["database"]:
         return _database_event(first, words[2:], statement)
+    if first in ("drop", "alter") and words[1:2] != ["system"]:
+        return SCHEMA
     if first == "discard":
         if words[1:2] == ["all"]:
             return SessionEvent("discard_all")
@@ -295,13 +304,13 @@ def _classify_one(statement: str, tracked: Container[str]) -> SessionEvent | Non
             rest = rest[1:]
         if rest and rest[0] in ("temp", "temporary"):
             if re.search(r"\bon\s+commit\s+drop\b", lowered):
-                return None
+                return None  # gone at the end of the transaction that made it
             return pin("temp_table")
         if rest[:1] in (["function"], ["procedure"]) and _BODY_SET.search(lowered):
             # Its body sets a setting when it runs: this client likely calls it (one
             # made elsewhere and called here cannot be seen; see the README)
             return pin("set")
-        return None
+        return SCHEMA
     if first == "do" and _BODY_SET.search(lowered):
         return pin("set")
     if _ADVISORY.search(lowered) or _UNLOCK.search(lowered):

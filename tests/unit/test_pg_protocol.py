@@ -7,6 +7,7 @@ The framer is fuzzed with hypothesis; `--hypothesis-seed` and a larger
 from __future__ import annotations
 
 import os
+import re
 import struct
 
 import pytest
@@ -134,7 +135,14 @@ REPORTED = {"application_name", "timezone", "client_encoding", "datestyle"}
         ("select pg_try_advisory_lock(1)", [("advisory", "lock")]),
         ("create temp table x (a int)", [("pin", "temp_table")]),
         ("CREATE TEMPORARY TABLE x (a int) ON COMMIT DROP", []),
-        ("create table temps (a int)", []),
+        ("create table temps (a int)", [("schema", "")]),
+        # schema changes: statements whose parameter types were inferred are parsed again
+        ("DROP TABLE t", [("schema", "")]),
+        ("alter table t alter column v type text", [("schema", "")]),
+        ("Create\tType mood AS ENUM ('a')", [("schema", "")]),
+        ("ALTER SYSTEM SET work_mem = '1MB'", []),
+        ("select created_at, dropped from t", []),
+        ("select 'drop table t'", []),
         ("declare c cursor with hold for select 1", [("pin", "cursor_with_hold")]),
         ("declare c cursor for select 1", []),
         ("prepare p as select 1", [("pin", "prepare")]),
@@ -158,7 +166,10 @@ REPORTED = {"application_name", "timezone", "client_encoding", "datestyle"}
             "create function f() returns void language sql as $$ set work_mem = '1MB' $$",
             [("pin", "set")],
         ),
-        ("create function f() returns int language sql as 'update t set a = 1 returning a'", []),
+        (
+            "create function f() returns int language sql as 'update t set a = 1 returning a'",
+            [("schema", "")],
+        ),
         ("select 'set x = 1; listen y'", []),
         ("/* c */ -- x\n listen y; select 1", []),
         ("begin; set statement_timeout = 1; commit", [("setting", "set")]),
@@ -204,10 +215,13 @@ def test_classify_never_crashes(sql: str) -> None:
 
 KEYWORDS = ["set", "listen", "advisory", "temp", "hold", "prepare", "deallocate", "discard",
             "database"]  # fmt: skip
+# a schema change's verb, as a word followed by a blank (`created_at` is no hit)
+DDL = re.compile(rb"(?<![a-z0-9_$])(?:create|alter|drop)[ \t\n\r\f\v]")
 # texts built of keywords, their pieces, digits and other SQL, in any case
 sql_pieces = st.lists(
     st.sampled_from([*KEYWORDS, "SeT", "LISTEN", "se", "t", "lis", "ten", "1", "42", "0",
-                     " ", ";", "select", "from x where id = ", "'", "Q\x00\x00\x00\x39"]),
+                     " ", ";", "select", "from x where id = ", "'", "Q\x00\x00\x00\x39",
+                     "DROP", "create", "alter", "d", "\t", "_"]),
     max_size=12,
 )  # fmt: skip
 
@@ -218,8 +232,35 @@ def test_suspect_misses_no_keyword(pieces: list[str]) -> None:
     """suspect() answers by the text's shape (its digits stripped) and remembers it: it
     never clears a text that holds a keyword, however often the same shape comes back."""
     text = "".join(pieces).encode()
-    holds = any(word.encode() in text.lower() for word in KEYWORDS)
+    holds = any(word.encode() in text.lower() for word in KEYWORDS) or bool(
+        DDL.search(text.lower())
+    )
     for _ in range(2):  # the second answer comes from the remembered shape
         assert suspect(text) or not holds
     if not holds and not any(c.isdigit() for c in text.decode()):
         assert not suspect(text)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    st.lists(st.integers(1, 12), max_size=5),
+    st.lists(st.sampled_from([0, 23, 25, 1082]), max_size=6),
+    st.sampled_from(["", "'$x$' || ", "$tag$ a $tag$ || ", "col$1 + "]),
+)
+def test_a_parse_body_says_whether_postgresql_infers_a_parameter_type(
+    params: list[int], oids: list[int], noise: str
+) -> None:
+    """Inferred: an OID 0, or a $n beyond the types given (the statements a schema
+    change may type otherwise); `col$1` is an identifier, not a parameter."""
+    text = noise + " + ".join(f"${n}" for n in params) or "1"
+    body = ("SELECT " + text).encode() + b"\x00" + struct.pack(f"!H{len(oids)}I", len(oids), *oids)
+    expected = 0 in oids or any(n > len(oids) for n in params)
+    if noise == "col$1 + ":
+        expected = expected or len(oids) < 1  # read as $1: cautious, never wrong the other way
+    assert pq.infers_param_types(body) == expected
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(st.binary(max_size=80))
+def test_any_parse_body_is_read_without_error(body: bytes) -> None:
+    assert isinstance(pq.infers_param_types(body), bool)

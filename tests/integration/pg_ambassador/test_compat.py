@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -669,6 +670,87 @@ async def test_a_statement_parsed_again_on_another_server_after_a_schema_change(
     finally:
         await app.close()
         await direct.execute("DROP TABLE IF EXISTS moved")
+
+
+TYPED = [
+    ("int", 7),
+    ("text", "x"),
+    ("date", datetime.date(2000, 1, 4)),
+    ("time", datetime.time(0, 1)),
+    ("interval", datetime.timedelta(days=3)),
+]
+
+
+async def test_parameter_types_follow_a_schema_change_made_through_the_pool(ambassador, pg) -> None:
+    """PostgreSQL keeps the parameter types it inferred for a prepared statement for the
+    statement's life: after a table is created again with another column type,
+    `INSERT ... VALUES ($1)` prepared before still takes the old type. A client's own
+    Parse after the change gets the new one; so must a client of the pool, whose Parse
+    the only server answers from a statement it prepared under the old table (asyncpg's
+    test_custom_codec_override_tuple found it: 'tuple' object has no attribute
+    'toordinal', a time encoded as a date). The same steps direct show what PostgreSQL
+    does."""
+
+    async def steps(dsn: str) -> list[Any]:
+        ddl = await asyncpg.connect(dsn)
+        got = []
+        try:
+            for type_, value in TYPED:
+                await ddl.execute(f"DROP TABLE IF EXISTS typed; CREATE TABLE typed (v {type_})")
+                app = await asyncpg.connect(dsn)  # its first Parse of the text
+                try:
+                    await app.execute("INSERT INTO typed VALUES ($1)", value)
+                finally:
+                    await app.close()
+                got.append(await ddl.fetchval("SELECT v FROM typed"))
+        finally:
+            await ddl.execute("DROP TABLE IF EXISTS typed")
+            await ddl.close()
+        return got
+
+    amb = ambassador(pool_size=1)
+    assert await steps(pg.dsn) == [value for _, value in TYPED]
+    assert await steps(amb.dsn()) == [value for _, value in TYPED]
+    assert amb.call(lambda: amb.amb.stats.prepared_schema_drops) >= len(TYPED) - 1
+
+
+async def test_a_schema_change_types_the_statements_after_it_in_its_own_transaction(
+    ambassador, pg
+) -> None:
+    """Inside the transaction that changed a table, its own next statements see the new
+    column type before the commit (a Parse inside a transaction is never answered from a
+    shared statement); so do statements on temporary tables created again with another
+    type in each transaction (ON COMMIT DROP, no schema change for the pool)."""
+
+    async def steps(dsn: str) -> list[Any]:
+        prime, app = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+        got = []
+        try:
+            await prime.execute("DROP TABLE IF EXISTS retyped; CREATE TABLE retyped (v int)")
+            await prime.execute("INSERT INTO retyped VALUES ($1)", 1)  # typed int
+            async with app.transaction():
+                await app.execute("DROP TABLE retyped; CREATE TABLE retyped (v text)")
+                await app.execute("INSERT INTO retyped VALUES ($1)", "x")
+                got.append(await app.fetchval("SELECT v FROM retyped"))
+            for type_, value in TYPED:
+                fresh = await asyncpg.connect(dsn)
+                try:
+                    async with fresh.transaction():
+                        await fresh.execute(f"CREATE TEMP TABLE scratch (v {type_}) ON COMMIT DROP")
+                        await fresh.execute("INSERT INTO scratch VALUES ($1)", value)
+                        got.append(await fresh.fetchval("SELECT v FROM scratch"))
+                finally:
+                    await fresh.close()
+        finally:
+            await prime.execute("DROP TABLE IF EXISTS retyped")
+            await prime.close()
+            await app.close()
+        return got
+
+    amb = ambassador(pool_size=1)
+    expected = ["x", *(value for _, value in TYPED)]
+    assert await steps(pg.dsn) == expected
+    assert await steps(amb.dsn()) == expected
 
 
 @pytest.mark.parametrize("pool_mode", ["session", "transaction"])
