@@ -29,7 +29,7 @@ from podkit.ambassadors.postgres.client_base import (
     Hub,
 )
 from podkit.ambassadors.postgres.login import Login
-from podkit.ambassadors.postgres.notify import MENTIONS
+from podkit.ambassadors.postgres.notify import batch_mentions
 from podkit.ambassadors.postgres.pool import REPLAYED, quote_literal
 from podkit.ambassadors.postgres.protocol import (
     BIND,
@@ -89,8 +89,6 @@ class ClientConn(Login, Statements):
             # request_time: when the client's latest request arrived (PgBouncer's)
             self.last_activity = self.request_time = time.monotonic()
             notifier = self.notifier
-            # (a message begun in an earlier chunk is not in `data`: look at it whole)
-            partial = notifier is not None and self.framer.pending
             try:
                 messages = self.framer.feed(data)
             except pq.ProtocolError as exc:
@@ -100,7 +98,7 @@ class ClientConn(Login, Statements):
                 return
             if (
                 notifier is not None
-                and (partial or self.listens is not None or MENTIONS.search(data))
+                and (self.listens is not None or batch_mentions(messages))
                 and notifier.gate(self, messages)
             ):
                 return  # held until the pool's listener LISTENs its channels

@@ -249,6 +249,26 @@ async def test_listen_answers_once_the_listener_listens(sender) -> None:
         await listener.close()
 
 
+async def test_listen_in_any_case_and_at_the_end_of_a_big_query(sender) -> None:
+    """A LISTEN is found in any letter case, also at the end of a Query longer than one
+    read (the pooler looks at whole Query and Parse texts, not at each chunk read)."""
+    amb, notify = sender
+    raw = await RawClient.connect(amb.port)
+    try:
+        await raw.query("lIsTeN mixed")
+        await raw.query("SELECT '" + "x" * 600_000 + '\'; LiStEn "Split"')
+        await notify.execute("NOTIFY mixed, 'one'")
+        await notify.execute("""NOTIFY "Split", 'two'""")
+        got = []
+        for _ in range(2):
+            kind, msg = await raw.message()
+            assert kind == pq.NOTIFICATION_RESPONSE
+            got.append(pq.parse_notification(msg)[1:])
+        assert got == [("mixed", "one"), ("Split", "two")]
+    finally:
+        raw.close()
+
+
 async def test_unlisten_stops_delivery(sender) -> None:
     amb, notify = sender
     listener, received = await asyncpg_listener(amb.dsn(), CHANNELS)
