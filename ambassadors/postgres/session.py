@@ -8,7 +8,9 @@ end), pin the client to its server (a statement it cannot read with certainty, `
 temp table, a `WITH HOLD` cursor, SQL `PREPARE`), or follow a `DEALLOCATE` / `DISCARD ALL`.
 Most queries are cleared by one search of the lowered text that finds none of the
 keywords, so the hot path stays cheap (about 0.4 us for a pgbench query, against 2.3 us
-for a case-blind regex with word boundaries).
+for a case-blind regex with word boundaries). A long text is not searched but read: when
+it is one statement (a bulk INSERT), by its first words and a few `in` tests (7 ms for a
+megabyte).
 """
 
 from __future__ import annotations

@@ -293,6 +293,6 @@ def test_one_statement_read_without_splitting_as_split_one(pieces: list[str], pa
     split = [e for s in split_statements(text) if (e := _classify_one(s, REPORTED)) is not None]
 
     def seen(events: list[SessionEvent]) -> list[tuple[str, str, str]]:
-        return [(e.kind, e.reason, e.statement.replace(";", "")) for e in events]
+        return [(e.kind, e.reason, " ".join(e.statement.replace(";", " ").split())) for e in events]
 
     assert seen(classify(text.encode(), REPORTED)) == seen(split), text
