@@ -179,7 +179,7 @@ class Ambassador(Context):
     def schema_changed(self, pool: Pool) -> None:
         """A client's CREATE, ALTER or DROP committed on `pool`'s database: every pool
         with servers in that database drops the statements it may have typed otherwise
-        (ClientBase.schema_change)."""
+        (ClientConn._transaction_over)."""
         target = pool.target
         for other in self.pools.values():
             if (

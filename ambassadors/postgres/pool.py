@@ -169,7 +169,7 @@ class Pool:
 
     def drop_inferred_statements(self) -> None:
         """A schema change committed: no server hands out a statement whose parameter
-        types PostgreSQL inferred before it (ClientBase.schema_change)."""
+        types PostgreSQL inferred before it (ClientConn._transaction_over)."""
         known = self.known
         for key in [key for key in known if pq.infers_param_types(key)]:
             del known[key]
