@@ -41,7 +41,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from podkit.ambassadors.postgres import protocol as pq
 from podkit.ambassadors.postgres.protocol import BIND, PARSE, QUERY
-from podkit.ambassadors.postgres.session import split_statements
+from podkit.ambassadors.postgres.session import FOLD, split_statements
 from podkit.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -63,23 +63,19 @@ UNLISTEN = "unlisten"
 Op = tuple[str, str | None]
 
 # Any text that could hold a LISTEN or UNLISTEN contains "listen" in some case; a hit only
-# means its statements are read. Lowered by a byte table and found by bytes.find: a
+# means its statements are read. Lowered by session.FOLD and found by bytes.find: a
 # case-blind regex took 1 to 3 ms per 256 KiB, which a client's big Bind or Query paid.
-_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 
 
 def mentions(text: bytes) -> bool:
     """Whether `text` holds "listen" in any case."""
-    return text.translate(_LOWER).find(b"listen") >= 0
+    return text.translate(FOLD).find(b"listen") >= 0
 
 
 def batch_mentions(messages: list[tuple[int, bytes]]) -> bool:
     """Whether a Query or Parse of the batch holds "listen": only their texts are SQL
     (a Bind's or CopyData's bytes never are, however many)."""
-    for kind, msg in messages:
-        if kind in (QUERY, PARSE) and msg.translate(_LOWER).find(b"listen") >= 0:
-            return True
-    return False
+    return any(kind in (QUERY, PARSE) and mentions(msg) for kind, msg in messages)
 
 
 # --- the wire ---------------------------------------------------------------------------------
